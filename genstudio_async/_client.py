@@ -1,0 +1,450 @@
+"""``AsyncGenStudio``: the public methods. It wires the parts together; the parts live in their own modules."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import sys
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeAlias
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from pydantic import ValidationError
+
+from . import _constants as C
+from ._batch import Job, run_many
+from ._exceptions import (
+    APIError,
+    ConfigurationError,
+    InvalidInputError,
+    NotFoundError,
+    TaskCancelledError,
+    TaskFailedError,
+    TaskPermissionError,
+    TaskTimeoutError,
+)
+from ._files import UploadSource, download_result, read_upload
+from ._http import INVALID_RESPONSE_CODE, HTTPCore, RetryPolicy, log
+from ._poller import TaskPoller
+from ._prompt import normalise_prompt
+from ._redact import Redactor, mask
+from ._stream import StreamSettings, TaskStream
+from .types import ImagePostProcess, JobOutcome, ProgressEvent, Submission, TaskInfo, TaskResult, TaskStatus
+
+TaskRef: TypeAlias = Submission | str
+"""A task, named by the ``Submission`` that ``submit`` returned or by its ``prompt_id``."""
+
+ProgressCallback: TypeAlias = Callable[[ProgressEvent], Awaitable[None] | None]
+"""``on_progress``: called with each event; may be a plain function or a coroutine function."""
+
+
+class AsyncGenStudio:
+    """An asyncio client for GenStudio's hosted ComfyUI workflow API.
+
+    Use it as ``async with AsyncGenStudio() as client: ...`` (or call ``aclose()``). The API key comes from the
+    ``api_key`` argument or ``GENSTUDIO_API_KEY``; the base URL from ``base_url``, ``GENSTUDIO_BASE_URL`` or the
+    public service; the WebSocket URL from ``ws_url``, ``GENSTUDIO_WS_URL`` or the base URL (https→wss).
+    An ``http_client`` passed in is used as it is and left open; one the client made itself is closed.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        ws_url: str | None = None,
+        timeout: float | httpx.Timeout = C.DEFAULT_TIMEOUT,
+        max_retries: int = C.DEFAULT_MAX_RETRIES,
+        poll_interval: float = C.DEFAULT_POLL_INTERVAL,
+        stream_idle_timeout: float = C.DEFAULT_STREAM_IDLE_TIMEOUT,
+        use_websocket: bool = True,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        configure_logging_from_env()
+        api_key = api_key if api_key is not None else os.environ.get(C.ENV_API_KEY)
+        if not api_key or not api_key.strip():
+            raise ConfigurationError(
+                f"no API key: pass api_key=... or set the {C.ENV_API_KEY} environment variable"
+            )
+        if max_retries < 0:
+            raise ConfigurationError(f"max_retries must be >= 0, got {max_retries}")
+        if poll_interval <= 0:
+            raise ConfigurationError(f"poll_interval must be > 0 seconds, got {poll_interval}")
+        if stream_idle_timeout <= 0:
+            raise ConfigurationError(f"stream_idle_timeout must be > 0 seconds, got {stream_idle_timeout}")
+
+        self._api_key = api_key.strip()
+        self.base_url = _http_url(base_url or os.environ.get(C.ENV_BASE_URL) or C.DEFAULT_BASE_URL, "base_url")
+        self.ws_url = _progress_ws_url(ws_url or os.environ.get(C.ENV_WS_URL), self.base_url)
+        self.poll_interval = float(poll_interval)
+        self.stream_idle_timeout = float(stream_idle_timeout)
+        self.use_websocket = use_websocket
+        self.max_retries = max_retries
+
+        self._timeout = timeout if isinstance(timeout, httpx.Timeout) else _default_timeout(timeout)
+        self._owns_http_client = http_client is None
+        self._http_client = http_client or httpx.AsyncClient(
+            timeout=self._timeout,
+            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+            follow_redirects=False,
+        )
+        self._redact = Redactor([self._api_key])
+        self._http = HTTPCore(
+            api_key=self._api_key,
+            base_url=self.base_url,
+            http_client=self._http_client,
+            timeout=self._timeout,
+            retry_policy=RetryPolicy(max_retries=max_retries),
+            redactor=self._redact,
+        )
+        # prompt_ids this client asked to cancel: status 4 for them is a cancellation, not a failure.
+        self._cancelled: set[str] = set()
+        self._poller = TaskPoller(self._poll_tasks, interval=self.poll_interval)
+        self._stream_settings = StreamSettings(
+            ws_url=self.ws_url,
+            use_websocket=use_websocket,
+            idle_timeout=self.stream_idle_timeout,
+            fetch_task=self.get_task,
+            poller=self._poller,
+        )
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"AsyncGenStudio(base_url={self.base_url!r}, api_key={mask(self._api_key)!r})"
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Release what the client holds. Safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._poller.aclose()
+        if self._owns_http_client:
+            await self._http_client.aclose()
+
+    # --- tasks -------------------------------------------------------------------------------------------
+
+    async def submit(self, workflow_id: str, prompt: Mapping[str, Any] | None = None) -> Submission:
+        """Queue a task of ``workflow_id`` with the input overrides ``prompt``; returns its ``Submission``.
+
+        ``prompt`` is ``{node_id: {"inputs": {name: value}}}`` (only what changes); it is checked before anything
+        is sent. A submit that may have reached the server is never sent twice.
+        """
+        if not isinstance(workflow_id, str) or not workflow_id.strip():
+            raise InvalidInputError(f"workflow_id must be a non-empty string, got {workflow_id!r}")
+        body: dict[str, Any] = {"workflow_id": workflow_id.strip()}
+        overrides = normalise_prompt(prompt)
+        if overrides is not None:
+            body["prompt"] = overrides
+        data = await self._http.call(C.SUBMIT_PATH, json=body, idempotent=False)
+        try:
+            submission = Submission.model_validate(data)
+        except ValidationError as exc:
+            raise APIError(
+                f"submit answered without a prompt_id and prompt_token ({exc.error_count()} problems)",
+                code=INVALID_RESPONSE_CODE,
+            ) from None
+        self._redact.add(submission.prompt_token)
+        log.debug("submitted %s as %s", workflow_id, submission.prompt_id)
+        return submission
+
+    async def get_tasks(
+        self,
+        prompt_ids: Iterable[TaskRef] | TaskRef,
+        *,
+        url_expire_period: int | None = None,
+        image_post_process: ImagePostProcess | Mapping[str, Any] | None = None,
+    ) -> list[TaskInfo]:
+        """The state of many tasks in one request, in the order asked. Ids the service does not know are left
+        out. ``url_expire_period`` (seconds) sets how long the returned file URLs stay valid (service default
+        600); ``image_post_process`` asks OSS to convert the images (format, quality)."""
+        ids = _task_ids(prompt_ids)
+        body: dict[str, Any] = {"comfy_task_ids": ids}
+        if url_expire_period is not None:
+            if isinstance(url_expire_period, bool) or not isinstance(url_expire_period, int) or url_expire_period < 1:
+                raise InvalidInputError(
+                    f"url_expire_period must be a positive int of seconds, got {url_expire_period!r}"
+                )
+            body["url_expire_period"] = url_expire_period
+        if image_post_process is not None:
+            body["image_post_process_cmd"] = _post_process_command(image_post_process)
+        data = await self._http.call(C.TASK_INFO_PATH, json=body, idempotent=True)
+        return _parse_task_infos(data, ids)
+
+    async def get_task(
+        self,
+        task: TaskRef,
+        *,
+        url_expire_period: int | None = None,
+        image_post_process: ImagePostProcess | Mapping[str, Any] | None = None,
+    ) -> TaskInfo:
+        """The state of one task; raises ``NotFoundError`` when the service does not know it."""
+        prompt_id = task_id(task)
+        infos = await self.get_tasks(
+            [prompt_id], url_expire_period=url_expire_period, image_post_process=image_post_process
+        )
+        if not infos:
+            raise NotFoundError(f"the service does not know task {prompt_id!r}", status_code=404)
+        return infos[0]
+
+    async def cancel(self, task: TaskRef) -> None:
+        """Ask the service to cancel ``task``. Its status becomes 4; ``wait`` then raises ``TaskCancelledError``.
+
+        The request body is ``{CANCEL_BODY_FIELD: prompt_id}`` (see the README: the service docs do not name it).
+        """
+        prompt_id = task_id(task)
+        self._cancelled.add(prompt_id)
+        try:
+            await self._http.call(C.CANCEL_PATH, json={C.CANCEL_BODY_FIELD: prompt_id}, idempotent=True)
+        except APIError:
+            # The service refused: the task was not cancelled by us.
+            self._cancelled.discard(prompt_id)
+            raise
+
+    def was_cancelled(self, task: TaskRef) -> bool:
+        """True when this client asked to cancel ``task``."""
+        return task_id(task) in self._cancelled
+
+    # --- progress and results ----------------------------------------------------------------------------
+
+    def stream(self, task: TaskRef) -> TaskStream:
+        """Progress events of ``task`` until its terminal event, which comes last.
+
+        WebSocket first (it needs the ``Submission``'s token; a bare prompt_id is polled), reconnecting and
+        reconciling gaps over HTTP, then the shared poller. Use ``async for``; wrap in ``async with`` to close
+        the socket the moment you leave early.
+        """
+        if isinstance(task, Submission):
+            return TaskStream(self._stream_settings, task.prompt_id, task.prompt_token)
+        return TaskStream(self._stream_settings, task_id(task), None)
+
+    async def wait(
+        self,
+        task: TaskRef,
+        *,
+        timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> TaskResult:
+        """Follow ``task`` to its end and return its ``TaskResult``.
+
+        Raises ``TaskFailedError`` (status 4, with the server's ``errMsg``), ``TaskCancelledError`` (status 4
+        after this client cancelled it), ``TaskPermissionError`` (5) or ``TaskTimeoutError`` when ``timeout``
+        seconds pass first (the task itself goes on; cancel it if you no longer want it).
+        """
+        if timeout is not None and timeout <= 0:
+            raise InvalidInputError(f"timeout must be > 0 seconds, got {timeout}")
+        events = self.stream(task)
+        try:
+            async with asyncio.timeout(timeout), events:
+                async for event in events:
+                    if on_progress is not None:
+                        outcome = on_progress(event)
+                        if inspect.isawaitable(outcome):
+                            await outcome
+        except TimeoutError:
+            raise TaskTimeoutError(
+                f"task {events.prompt_id} did not finish within {timeout} s",
+                prompt_id=events.prompt_id,
+                timeout=timeout or 0.0,
+                last_info=events.last_event,
+            ) from None
+        final = events.last_event
+        assert final is not None and final.is_terminal
+        return self._result_of(final)
+
+    async def run(
+        self,
+        workflow_id: str,
+        prompt: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> TaskResult:
+        """``submit`` then ``wait``: one generation, start to finish."""
+        submission = await self.submit(workflow_id, prompt)
+        return await self.wait(submission, timeout=timeout, on_progress=on_progress)
+
+    def run_many(
+        self,
+        jobs: Iterable[Job],
+        *,
+        concurrency: int = C.DEFAULT_RUN_MANY_CONCURRENCY,
+        timeout: float | None = None,
+    ) -> AsyncGenerator[JobOutcome, None]:
+        """Run ``(workflow_id, prompt)`` jobs, at most ``concurrency`` at once; yield each ``JobOutcome`` as it
+        finishes. A failed job is an outcome with ``error`` set; it never stops the batch. Leaving the loop
+        early cancels the jobs still running (on the service too). ``timeout`` bounds each job's wait."""
+
+        async def wait_for(submission: Submission) -> TaskResult:
+            return await self.wait(submission, timeout=timeout)
+
+        return run_many(jobs, submit=self.submit, wait=wait_for, cancel=self.cancel, concurrency=concurrency)
+
+    async def download(self, result: TaskResult | TaskInfo, directory: str | os.PathLike[str]) -> list[Path]:
+        """Save every file of ``result`` as ``directory/<node_id>/<file name>`` and return the paths.
+
+        Streamed through a temporary file and an atomic rename; transient errors retried; a signed URL that has
+        expired is refreshed through ``get_task_info``. The storage host never receives the API key.
+        """
+        if isinstance(result, TaskInfo):
+            result = TaskResult.from_info(result)
+        return await download_result(
+            result,
+            directory,
+            http=self._http,
+            fetch_task=self.get_task,
+            retry_policy=RetryPolicy(max_retries=self.max_retries),
+        )
+
+    def _result_of(self, info: TaskInfo) -> TaskResult:
+        """The result of a terminal snapshot, or the ``TaskError`` it stands for."""
+        if info.status is TaskStatus.SUCCEEDED:
+            return TaskResult.from_info(info)
+        if info.status is TaskStatus.PERMISSION_DENIED:
+            raise TaskPermissionError(f"task {info.prompt_id}: permission denied (status 5)", info)
+        if info.prompt_id in self._cancelled:
+            raise TaskCancelledError(f"task {info.prompt_id} was cancelled", info)
+        reason = info.error_message or "no error message given"
+        raise TaskFailedError(f"task {info.prompt_id} failed: {self._redact(reason)}", info)
+
+    async def _poll_tasks(self, prompt_ids: Sequence[str]) -> list[TaskInfo]:
+        return await self.get_tasks(list(prompt_ids))
+
+    # --- files -------------------------------------------------------------------------------------------
+
+    async def upload_image(self, file: UploadSource, *, filename: str | None = None) -> str:
+        """Upload an image (a path, ``bytes`` or a binary file object) and return its ``image_id``, the value
+        to give a ``LoadImage`` / ``LoadImageMask`` input."""
+        name, content, content_type = await read_upload(file, filename)
+        data = await self._http.call(
+            C.UPLOAD_PATH,
+            files={C.UPLOAD_FIELD: (name, content, content_type)},
+            idempotent=False,
+            timeout=httpx.Timeout(
+                max(self._timeout.read or 0.0, C.DEFAULT_UPLOAD_TIMEOUT), connect=self._timeout.connect
+            ),
+        )
+        image_id = data.get("image_id") if isinstance(data, Mapping) else None
+        if not isinstance(image_id, str) or not image_id:
+            raise APIError("upload answered without an image_id", code=INVALID_RESPONSE_CODE)
+        return image_id
+
+
+# --- helpers of the public methods -----------------------------------------------------------------------
+
+
+def task_id(task: TaskRef) -> str:
+    """The ``prompt_id`` of a ``Submission`` or of a prompt_id string."""
+    if isinstance(task, Submission):
+        return task.prompt_id
+    if isinstance(task, str) and task.strip():
+        return task.strip()
+    raise InvalidInputError(f"expected a Submission or a non-empty prompt_id string, got {task!r}")
+
+
+def _task_ids(tasks: Iterable[TaskRef] | TaskRef) -> list[str]:
+    if isinstance(tasks, Submission | str):
+        tasks = [tasks]
+    ids: list[str] = []
+    seen: set[str] = set()
+    for task in tasks:
+        prompt_id = task_id(task)
+        if prompt_id not in seen:
+            seen.add(prompt_id)
+            ids.append(prompt_id)
+    if not ids:
+        raise InvalidInputError("get_tasks needs at least one prompt_id")
+    return ids
+
+
+def _post_process_command(value: ImagePostProcess | Mapping[str, Any]) -> dict[str, Any]:
+    if isinstance(value, ImagePostProcess):
+        return value.to_wire()
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise InvalidInputError(f"image_post_process must be an ImagePostProcess or a dict, got {type(value).__name__}")
+
+
+def _parse_task_infos(data: Any, asked: list[str]) -> list[TaskInfo]:
+    items = data.get("comfy_task_info") if isinstance(data, Mapping) else None
+    if items is None:
+        items = []
+    if isinstance(items, Mapping):
+        items = [items]
+    if not isinstance(items, list):
+        raise APIError("get_task_info answered without a comfy_task_info list", code=INVALID_RESPONSE_CODE)
+    by_id: dict[str, TaskInfo] = {}
+    for item in items:
+        try:
+            info = TaskInfo.model_validate(item)
+        except ValidationError:
+            raise APIError(
+                "get_task_info answered with a task entry that has no comfy_task_id",
+                code=INVALID_RESPONSE_CODE,
+            ) from None
+        by_id[info.prompt_id] = info
+    return [by_id[prompt_id] for prompt_id in asked if prompt_id in by_id]
+
+
+def _default_timeout(seconds: float) -> httpx.Timeout:
+    if seconds <= 0:
+        raise ConfigurationError(f"timeout must be > 0 seconds, got {seconds}")
+    return httpx.Timeout(seconds, connect=min(seconds, C.DEFAULT_CONNECT_TIMEOUT))
+
+
+def _http_url(url: str, name: str) -> str:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ConfigurationError(f"{name} must be an http:// or https:// URL, got {url!r}")
+    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+def _progress_ws_url(ws_url: str | None, base_url: str) -> str:
+    """The full progress-stream endpoint; a ``ws_url`` without the endpoint path gets it appended."""
+    if ws_url is None:
+        parts = urlsplit(base_url)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        return urlunsplit((scheme, parts.netloc, parts.path + C.PROGRESS_WS_PATH, "", ""))
+    parts = urlsplit(ws_url.strip())
+    if parts.scheme not in ("ws", "wss") or not parts.netloc:
+        raise ConfigurationError(f"ws_url must be a ws:// or wss:// URL, got {ws_url!r}")
+    path = parts.path.rstrip("/")
+    if not path.endswith(C.PROGRESS_WS_PATH):
+        path += C.PROGRESS_WS_PATH
+    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+
+
+_logging_configured = False
+
+
+def configure_logging_from_env() -> None:
+    """Honour ``GENSTUDIO_LOG=debug|info|warning``: send the SDK's log to stderr at that level (once)."""
+    global _logging_configured
+    if _logging_configured:
+        return
+    _logging_configured = True
+    level_name = os.environ.get(C.ENV_LOG, "").strip().upper()
+    if not level_name:
+        return
+    level = logging.getLevelName(level_name)
+    if not isinstance(level, int):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(level)

@@ -1,0 +1,268 @@
+"""Files in and out: reading an image to upload, and downloading results from signed URLs.
+
+Nothing here blocks the event loop: paths are read through ``anyio.Path``, file objects and writes in worker
+threads. Downloads are streamed to a temporary file in the target directory, flushed to disk and renamed into
+place, so a reader never sees half a file. Signed URLs are used exactly as the service sent them (decoding
+``%2B`` into ``+`` would break the signature) and never carry the API key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import mimetypes
+import os
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TypeAlias
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import anyio
+import anyio.to_thread
+import httpx
+
+from . import _constants as C
+from ._exceptions import APIConnectionError, APIStatusError, GenStudioError, InvalidInputError
+from ._http import HTTPCore, RetryPolicy, retry_delay, sleep
+from .types import TaskInfo, TaskResult
+
+log = logging.getLogger("genstudio_async")
+
+UploadSource: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
+"""What ``upload_image`` accepts: a path, raw bytes, or a binary file object opened for reading."""
+
+
+async def read_upload(source: UploadSource, filename: str | None = None) -> tuple[str, bytes, str]:
+    """``(filename, content, content_type)`` for a multipart upload of ``source``.
+
+    Raises ``InvalidInputError`` naming the problem for a missing path, a directory, a text-mode file object,
+    or empty content.
+    """
+    if isinstance(source, bytes | bytearray | memoryview):
+        content = bytes(source)
+        name = filename or C.DEFAULT_UPLOAD_FILENAME
+    elif isinstance(source, str | os.PathLike):
+        path = anyio.Path(Path(source))
+        if not await path.exists():
+            raise InvalidInputError(f"upload_image: no such file: {os.fspath(source)!r}")
+        if not await path.is_file():
+            raise InvalidInputError(f"upload_image: not a regular file: {os.fspath(source)!r}")
+        content = await path.read_bytes()
+        name = filename or path.name
+    elif hasattr(source, "read"):
+        data = await anyio.to_thread.run_sync(source.read)
+        if not isinstance(data, bytes | bytearray):
+            raise InvalidInputError(
+                "upload_image: the file object must be opened in binary mode ('rb'), "
+                f"its read() returned {type(data).__name__}"
+            )
+        content = bytes(data)
+        raw_name = getattr(source, "name", None)
+        name = filename or (Path(raw_name).name if isinstance(raw_name, str) else C.DEFAULT_UPLOAD_FILENAME)
+    else:
+        raise InvalidInputError(
+            f"upload_image: expected a path, bytes or a binary file object, got {type(source).__name__}"
+        )
+    if not content:
+        raise InvalidInputError(f"upload_image: {name!r} is empty")
+    content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return name, content, content_type
+
+
+# --- downloads ---------------------------------------------------------------------------------------------
+
+FetchTask = Callable[[str], Awaitable[TaskInfo]]
+
+_UNSAFE_NAME_CHARS = re.compile(r"[^\w.\-]+")
+FINAL_FILES_DIRECTORY = "final"
+"""Where a ``final_files`` URL that no ``files`` node lists is saved (``directory/final/<name>``)."""
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    """One file to fetch: the node that produced it, its signed URL and where it goes."""
+
+    node_id: str
+    url: str
+    target: Path
+
+
+def object_key(url: str) -> str:
+    """The part of a signed URL that names the object, without the signature: stable across refreshes."""
+    parts = urlsplit(url)
+    return f"{parts.netloc}{parts.path}"
+
+
+def _safe_component(text: str, fallback: str) -> str:
+    cleaned = _UNSAFE_NAME_CHARS.sub("_", text).strip("._")
+    return cleaned or fallback
+
+
+def local_file_name(url: str, fallback: str) -> str:
+    """The object's own file name (the last segment of its key), safe to use as a local name.
+
+    The key is percent-decoded here only to name the local file; the URL itself is never decoded.
+    """
+    key = unquote(urlsplit(url).path)
+    return _safe_component(key.rsplit("/", 1)[-1], fallback)
+
+
+def plan_downloads(result: TaskResult, directory: Path) -> list[PlannedFile]:
+    """Every file of ``result`` and its target ``directory/<node_id>/<name>``; each object once."""
+    planned: list[PlannedFile] = []
+    seen_keys: set[str] = set()
+    taken: set[Path] = set()
+
+    def add(node_id: str, url: str) -> None:
+        key = object_key(url)
+        if key in seen_keys:
+            return
+        seen_keys.add(key)
+        folder = directory / _safe_component(node_id, "node")
+        name = local_file_name(url, f"file-{len(planned) + 1}")
+        target = folder / name
+        counter = 1
+        while target in taken:
+            stem, dot, suffix = name.rpartition(".")
+            target = folder / (f"{stem}-{counter}.{suffix}" if dot else f"{name}-{counter}")
+            counter += 1
+        taken.add(target)
+        planned.append(PlannedFile(node_id=node_id, url=url, target=target))
+
+    for node_id, urls in result.files.items():
+        for url in urls:
+            add(node_id, url)
+    for url in result.final_files:
+        add(FINAL_FILES_DIRECTORY, url)
+    return planned
+
+
+def url_expired(url: str, *, margin: float = 5.0) -> bool:
+    """True when the signed URL's ``Expires`` (Unix seconds) is already, or nearly, past."""
+    values = parse_qs(urlsplit(url).query).get("Expires")
+    if not values:
+        return False
+    try:
+        return float(values[0]) <= time.time() + margin
+    except ValueError:
+        return False
+
+
+class _BodyInterrupted(Exception):
+    """The connection broke while the file's body was arriving."""
+
+
+class _UrlRefresher:
+    """Fresh signed URLs for a task's files, fetched at most once per download call however many need it."""
+
+    def __init__(self, prompt_id: str, fetch_task: FetchTask) -> None:
+        self._prompt_id = prompt_id
+        self._fetch_task = fetch_task
+        self._lock = asyncio.Lock()
+        self._fresh: dict[str, str] | None = None
+
+    async def fresh_url(self, url: str) -> str | None:
+        async with self._lock:
+            if self._fresh is None:
+                info = await self._fetch_task(self._prompt_id)
+                urls = [u for node_urls in info.files.values() for u in node_urls] + list(info.final_files)
+                self._fresh = {object_key(u): u for u in urls}
+        return self._fresh.get(object_key(url))
+
+
+async def download_result(
+    result: TaskResult,
+    directory: str | os.PathLike[str],
+    *,
+    http: HTTPCore,
+    fetch_task: FetchTask,
+    concurrency: int = C.DEFAULT_DOWNLOAD_CONCURRENCY,
+    retry_policy: RetryPolicy | None = None,
+) -> list[Path]:
+    """Download every file of ``result`` under ``directory``; the paths, in the order of ``plan_downloads``.
+
+    Each file is complete or absent: if any file fails, the others still finish, then the first error is raised.
+    """
+    policy = retry_policy or RetryPolicy()
+    planned = plan_downloads(result, Path(directory))
+    refresher = _UrlRefresher(result.prompt_id, fetch_task)
+    limit = asyncio.Semaphore(concurrency)
+
+    async def fetch(item: PlannedFile) -> Path:
+        async with limit:
+            return await _download_one(item, http=http, refresher=refresher, policy=policy)
+
+    outcomes = await asyncio.gather(*(fetch(item) for item in planned), return_exceptions=True)
+    paths: list[Path] = []
+    errors: list[BaseException] = []
+    for outcome in outcomes:
+        if isinstance(outcome, BaseException):
+            errors.append(outcome)
+        else:
+            paths.append(outcome)
+    if errors:
+        for error in errors:
+            if not isinstance(error, Exception):
+                raise error  # cancellation and the like: not a download failure
+        first = errors[0]
+        log.debug("download of %s: %d of %d files failed", result.prompt_id, len(errors), len(planned))
+        if isinstance(first, GenStudioError):
+            raise first
+        raise APIConnectionError(f"download failed: {type(first).__name__}: {first}") from first
+    return paths
+
+
+async def _download_one(
+    item: PlannedFile, *, http: HTTPCore, refresher: _UrlRefresher, policy: RetryPolicy
+) -> Path:
+    url = item.url
+    refreshed = False
+    interruptions = 0
+    if url_expired(url):
+        url = await refresher.fresh_url(url) or url
+        refreshed = True
+    while True:
+        try:
+            await _stream_to_file(http, url, item.target)
+            return item.target
+        except APIStatusError as error:
+            # OSS answers 403 for an expired or otherwise refused signature: mint a fresh URL once.
+            if error.status_code != 403 or refreshed:
+                raise
+            fresh = await refresher.fresh_url(url)
+            refreshed = True
+            if fresh is None:
+                raise
+            log.debug("download: signed URL refused (403); retrying with a fresh one")
+            url = fresh
+        except _BodyInterrupted as interrupted:
+            if interruptions >= policy.max_retries:
+                raise APIConnectionError(f"download interrupted {interruptions + 1} times: {interrupted}") from None
+            await sleep(retry_delay(interruptions, policy))
+            interruptions += 1
+
+
+async def _stream_to_file(http: HTTPCore, url: str, target: Path) -> None:
+    folder = anyio.Path(target.parent)
+    await folder.mkdir(parents=True, exist_ok=True)
+    partial = anyio.Path(target.with_name(f".{target.name}.{secrets.token_hex(4)}.part"))
+    try:
+        async with (
+            http.stream_get(url, timeout=C.DEFAULT_DOWNLOAD_TIMEOUT) as response,
+            await anyio.open_file(partial, "wb") as file,
+        ):
+            try:
+                async for chunk in response.aiter_bytes(C.DOWNLOAD_CHUNK_SIZE):
+                    await file.write(chunk)
+            except httpx.HTTPError as exc:
+                raise _BodyInterrupted(type(exc).__name__) from None
+            await file.flush()
+            await anyio.to_thread.run_sync(os.fsync, file.wrapped.fileno())
+        await partial.replace(target)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await partial.unlink(missing_ok=True)

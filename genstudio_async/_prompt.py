@@ -1,0 +1,89 @@
+"""The shape every ``prompt`` must have, checked without knowing the workflow.
+
+A prompt is the overrides only: ``{node_id: {"inputs": {input_name: value}}}``. The service's documentation
+warns twice against two mistakes, which are caught here with a message that says so: passing the exported
+ComfyUI "API format" workflow (nodes carry ``class_type``), and passing the "入参范围" parameter spec (input values
+are ``{"type", "current", "spec"}`` objects).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from ._exceptions import PromptProblem, PromptValidationError
+
+_SPEC_VALUE_KEYS = frozenset({"type", "current", "spec"})
+
+
+def prompt_shape_problems(prompt: Any) -> list[PromptProblem]:
+    """Every way ``prompt`` departs from ``{node_id: {"inputs": {...}}}``; empty when it fits."""
+    if not isinstance(prompt, Mapping):
+        return [
+            PromptProblem(
+                node_id="*",
+                input=None,
+                problem=f"the prompt must be a mapping of node ids to {{'inputs': {{...}}}}, "
+                f"got {type(prompt).__name__}",
+            )
+        ]
+    problems: list[PromptProblem] = []
+    for node_id, node in prompt.items():
+        node_name = str(node_id)
+        if not isinstance(node_id, str | int) or isinstance(node_id, bool) or not node_name:
+            problems.append(PromptProblem(node_name, None, "node ids must be non-empty strings"))
+            continue
+        if not isinstance(node, Mapping) or not isinstance(node.get("inputs"), Mapping):
+            problems.append(
+                PromptProblem(node_name, None, "each node must be an object with an 'inputs' object",
+                              allowed="{'inputs': {name: value}}")
+            )
+            continue
+        extra_keys = sorted(str(key) for key in node if key != "inputs")
+        if extra_keys:
+            hint = (
+                " (this looks like the exported ComfyUI API-format workflow; send only the inputs to change)"
+                if "class_type" in node
+                else ""
+            )
+            problems.append(
+                PromptProblem(node_name, None, f"unexpected keys {extra_keys}{hint}", allowed="'inputs' only")
+            )
+        for input_name, value in node["inputs"].items():
+            if not isinstance(input_name, str | int) or isinstance(input_name, bool) or input_name == "":
+                problems.append(PromptProblem(node_name, str(input_name), "input names must be non-empty strings"))
+                continue
+            if isinstance(value, Mapping) and set(value) >= _SPEC_VALUE_KEYS:
+                problems.append(
+                    PromptProblem(
+                        node_name,
+                        str(input_name),
+                        "the value is a parameter-spec entry ('入参范围'); send its value, not the spec",
+                        allowed=f"e.g. {value.get('current')!r}",
+                    )
+                )
+                continue
+            unsendable = _json_problem(value)
+            if unsendable:
+                problems.append(PromptProblem(node_name, str(input_name), unsendable, allowed="JSON values"))
+    return problems
+
+
+def _json_problem(value: Any) -> str | None:
+    """Why ``value`` cannot travel in a JSON body (a set, an object, NaN or infinity...); ``None`` if it can."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return f"the value cannot be sent as JSON ({exc})"
+    return None
+
+
+def normalise_prompt(prompt: Mapping[Any, Any] | None) -> dict[str, Any] | None:
+    """``prompt`` checked for shape and copied with string node ids; raises ``PromptValidationError``."""
+    if prompt is None:
+        return None
+    problems = prompt_shape_problems(prompt)
+    if problems:
+        raise PromptValidationError(problems)
+    return {str(node_id): {"inputs": dict(node["inputs"])} for node_id, node in prompt.items()}

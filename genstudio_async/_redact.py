@@ -1,0 +1,48 @@
+"""Keeping secrets out of logs, reprs and error messages.
+
+The API key and every ``prompt_token`` are credentials. Wherever text may reach a log line, a ``repr`` or an
+exception message, it goes through :func:`mask` (one secret) or :class:`Redactor` (any text that may hold
+one) first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from ._constants import SECRET_VISIBLE_PREFIX
+
+_JWT_PATTERN = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}")
+_BEARER_PATTERN = re.compile(r"(Bearer\s+)(\S+)", re.IGNORECASE)
+_TOKEN_PARAM_PATTERN = re.compile(r"(authorization=)([^&\s\"']+)", re.IGNORECASE)
+
+
+def mask(secret: str | None) -> str:
+    """A short, recognisable prefix of a secret followed by an ellipsis: ``sk-abc…``."""
+    if not secret:
+        return "<none>"
+    visible = secret[:SECRET_VISIBLE_PREFIX] if len(secret) > 2 * SECRET_VISIBLE_PREFIX else secret[:2]
+    return f"{visible}…"
+
+
+class Redactor:
+    """Replaces known secrets, and anything shaped like a JWT or a bearer credential, in free text."""
+
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        self._secrets = {secret for secret in secrets if secret}
+
+    def add(self, secret: str | None) -> None:
+        if secret:
+            self._secrets.add(secret)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, mask(secret))
+        text = _JWT_PATTERN.sub(lambda match: mask(match.group(0)), text)
+        text = _BEARER_PATTERN.sub(lambda match: match.group(1) + mask(match.group(2)), text)
+        return _TOKEN_PARAM_PATTERN.sub(lambda match: match.group(1) + mask(match.group(2)), text)
+
+
+redact_shapes = Redactor()
+"""Redacts the shapes of secrets (JWTs, bearer values, ``authorization=`` parameters) in any text."""

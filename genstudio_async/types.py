@@ -1,0 +1,280 @@
+"""Typed models of what the service sends and what the SDK hands back.
+
+The models mirror the wire but speak Python: ``error_message`` is the wire's ``errMsg``, ``queue_position``
+its ``current_position``, ``progress`` its ``progress_num``. Every quirk the service's documentation shows is
+normalised here, once: ``files`` given as the string ``"None"``, a ``files`` value given as a bare string,
+``final_files`` missing, an empty ``errMsg``, a status number this SDK does not know. Unknown extra fields are
+kept (``model_extra``), never rejected.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import IntEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ._redact import mask
+
+__all__ = [
+    "ImagePostProcess",
+    "JobOutcome",
+    "ProgressEvent",
+    "Submission",
+    "TaskInfo",
+    "TaskResult",
+    "TaskStatus",
+]
+
+
+class TaskStatus(IntEnum):
+    """A task's status as the service numbers it. ``UNKNOWN`` stands for any number it may add later."""
+
+    UNKNOWN = 0
+    QUEUED = 1
+    RUNNING = 2
+    SUCCEEDED = 3
+    FAILED = 4  # the service uses 4 for "failed" and for "cancelled by the user" alike
+    PERMISSION_DENIED = 5
+
+    @property
+    def is_terminal(self) -> bool:
+        """True for the statuses after which a task never changes again. ``UNKNOWN`` is never terminal."""
+        return self in _TERMINAL_STATUSES
+
+    @classmethod
+    def parse(cls, value: Any) -> TaskStatus:
+        """The status for a wire value; anything unrecognised is ``UNKNOWN`` rather than an error."""
+        if isinstance(value, TaskStatus):
+            return value
+        if isinstance(value, bool):
+            return cls.UNKNOWN
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            return cls.UNKNOWN
+        try:
+            return cls(number)
+        except ValueError:
+            return cls.UNKNOWN
+
+
+_TERMINAL_STATUSES = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.PERMISSION_DENIED})
+
+
+class Submission(BaseModel):
+    """What ``submit`` returns: the task's id and the token that opens its progress stream.
+
+    Serialisable (``model_dump()`` / ``model_dump_json()``) and rebuildable from its two fields, so a worker can
+    persist it and resume streaming elsewhere. Its ``repr`` shows only a short prefix of the token: the token is
+    a credential (a JWT valid for 24 hours).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    prompt_id: str = Field(min_length=1)
+    prompt_token: str = Field(min_length=1)
+
+    def __repr_args__(self) -> Any:
+        yield "prompt_id", self.prompt_id
+        yield "prompt_token", mask(self.prompt_token)
+
+    @property
+    def token_expires_at(self) -> datetime | None:
+        """When the token's ``exp`` claim says it expires, read without verifying the signature.
+
+        ``None`` when the token is not a JWT with a numeric ``exp``.
+        """
+        return token_expires_at(self.prompt_token)
+
+    @property
+    def token_expired(self) -> bool:
+        """True when the token's ``exp`` has passed (a token without ``exp`` is taken as valid)."""
+        expires_at = self.token_expires_at
+        return expires_at is not None and expires_at <= datetime.now(tz=UTC)
+
+
+def token_expires_at(token: str) -> datetime | None:
+    """The ``exp`` claim of a JWT, read without verifying its signature; ``None`` when there is none."""
+    claims = _unverified_jwt_claims(token)
+    exp = claims.get("exp") if claims else None
+    if isinstance(exp, bool) or not isinstance(exp, int | float):
+        return None
+    try:
+        return datetime.fromtimestamp(exp, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _unverified_jwt_claims(token: str) -> dict[str, Any] | None:
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+    except (binascii.Error, ValueError):
+        return None
+    return claims if isinstance(claims, dict) else None
+
+
+def _normalise_files(value: Any) -> dict[str, list[str]]:
+    """``files`` as ``{node_id: [url, ...]}`` whatever shape the wire used."""
+    if not isinstance(value, Mapping):
+        # The string "None", null, "" and any other non-mapping: no files yet.
+        return {}
+    files: dict[str, list[str]] = {}
+    for node_id, urls in value.items():
+        files[str(node_id)] = _normalise_url_list(urls)
+    return files
+
+
+def _normalise_url_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [] if value in ("", "None") else [value]
+    if isinstance(value, list | tuple):
+        return [url for url in value if isinstance(url, str) and url not in ("", "None")]
+    return []
+
+
+class TaskInfo(BaseModel):
+    """One task's state as ``get_task_info`` or the progress stream reports it."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        extra="allow",
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=False,
+    )
+
+    prompt_id: str = Field(alias="comfy_task_id")
+    status: TaskStatus = TaskStatus.UNKNOWN
+    progress: int = Field(default=0, alias="progress_num")
+    queue_position: int = Field(default=0, alias="current_position")
+    queue_size: int = 0
+    error_message: str | None = Field(default=None, alias="errMsg")
+    files: dict[str, list[str]] = Field(default_factory=dict)
+    final_files: list[str] = Field(default_factory=list)
+
+    @field_validator("status", mode="before")
+    @classmethod
+    def _parse_status(cls, value: Any) -> TaskStatus:
+        return TaskStatus.parse(value)
+
+    @field_validator("progress", "queue_position", "queue_size", mode="before")
+    @classmethod
+    def _parse_count(cls, value: Any) -> int:
+        if value is None or isinstance(value, bool):
+            return 0
+        try:
+            return int(float(value))
+        except (TypeError, ValueError):
+            return 0
+
+    @field_validator("progress", mode="after")
+    @classmethod
+    def _clamp_progress(cls, value: int) -> int:
+        return min(max(value, 0), 100)
+
+    @field_validator("error_message", mode="before")
+    @classmethod
+    def _parse_error_message(cls, value: Any) -> str | None:
+        if value is None:
+            return None
+        text = str(value)
+        return text or None
+
+    @field_validator("files", mode="before")
+    @classmethod
+    def _parse_files(cls, value: Any) -> dict[str, list[str]]:
+        return _normalise_files(value)
+
+    @field_validator("final_files", mode="before")
+    @classmethod
+    def _parse_final_files(cls, value: Any) -> list[str]:
+        return _normalise_url_list(value)
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status.is_terminal
+
+
+class ProgressEvent(TaskInfo):
+    """A ``TaskInfo`` yielded by ``stream``, saying where it came from."""
+
+    source: Literal["websocket", "poll"] = "poll"
+
+
+class TaskResult(BaseModel):
+    """A task that succeeded: where its files are."""
+
+    model_config = ConfigDict(frozen=True)
+
+    prompt_id: str
+    status: TaskStatus = TaskStatus.SUCCEEDED
+    files: dict[str, list[str]] = Field(default_factory=dict)
+    final_files: list[str] = Field(default_factory=list)
+
+    @classmethod
+    def from_info(cls, info: TaskInfo) -> TaskResult:
+        return cls(
+            prompt_id=info.prompt_id,
+            status=info.status,
+            files={node_id: list(urls) for node_id, urls in info.files.items()},
+            final_files=list(info.final_files),
+        )
+
+    @property
+    def outputs(self) -> list[str]:
+        """The URLs a caller most likely wants: ``final_files``, or every file when that is empty."""
+        if self.final_files:
+            return list(self.final_files)
+        return [url for urls in self.files.values() for url in urls]
+
+
+class ImagePostProcess(BaseModel):
+    """``image_post_process_cmd`` of ``get_task_info``: OSS converts the result images when fetched.
+
+    ``ImagePostProcess(format="jpg", quality=80)`` asks for JPEG at relative quality 80
+    (``x-oss-process=image/format,jpg/quality,q_80``); ``absolute_quality`` is OSS's ``Q``.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    format: str | None = None
+    quality: int | None = Field(default=None, ge=1, le=100)
+    absolute_quality: int | None = Field(default=None, ge=1, le=100)
+
+    def to_wire(self) -> dict[str, Any]:
+        command: dict[str, Any] = {}
+        if self.format:
+            command["format"] = self.format
+        quality: dict[str, int] = {}
+        if self.quality is not None:
+            quality["q"] = self.quality
+        if self.absolute_quality is not None:
+            quality["Q"] = self.absolute_quality
+        if quality:
+            command["quality"] = quality
+        return command
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """One finished job of ``run_many``: its position in the input, the job, and a result or an error."""
+
+    index: int
+    job: tuple[str, Mapping[str, Any] | None]
+    result: TaskResult | None = None
+    error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
