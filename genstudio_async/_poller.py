@@ -1,0 +1,151 @@
+"""The shared, batched poller: one per client, however many tasks are waiting.
+
+Every task in polling mode is asked for in one ``get_task_info`` call per ``poll_interval`` (in chunks of
+``POLL_CHUNK_SIZE`` ids), and each waiter is handed its own latest snapshot. Waiters join and leave freely;
+the background task runs only while somebody is waiting, so nothing outlives the last waiter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+
+from . import _constants as C
+from ._exceptions import APIError, APIStatusError, GenStudioError, NotFoundError
+from .types import TaskInfo
+
+log = logging.getLogger("genstudio_async")
+
+FetchTasks = Callable[[Sequence[str]], Awaitable[list[TaskInfo]]]
+
+
+def is_fatal_poll_error(error: GenStudioError) -> bool:
+    """Errors that polling again will not cure: the service refused the request itself."""
+    if isinstance(error, APIError):
+        return True
+    if isinstance(error, APIStatusError):
+        return error.status_code < 500 and error.status_code not in C.RETRYABLE_STATUS_CODES
+    return False
+
+
+class PollWaiter:
+    """One task's seat at the poller: the latest snapshot, or the error that ended its polling."""
+
+    def __init__(self, prompt_id: str) -> None:
+        self.prompt_id = prompt_id
+        self._latest: TaskInfo | None = None
+        self._error: GenStudioError | None = None
+        self._changed = asyncio.Event()
+        self.misses = 0
+
+    def deliver(self, info: TaskInfo) -> None:
+        self.misses = 0
+        self._latest = info
+        self._changed.set()
+
+    def fail(self, error: GenStudioError) -> None:
+        self._error = error
+        self._changed.set()
+
+    async def next(self) -> TaskInfo:
+        """The next snapshot the poller hands over (the latest one, if several arrived meanwhile)."""
+        await self._changed.wait()
+        self._changed.clear()
+        if self._error is not None:
+            raise self._error
+        assert self._latest is not None
+        return self._latest
+
+
+class TaskPoller:
+    """Polls every registered task together. Owned by one client; ``aclose`` stops it."""
+
+    def __init__(
+        self,
+        fetch: FetchTasks,
+        *,
+        interval: float,
+        chunk_size: int = C.POLL_CHUNK_SIZE,
+        missing_limit: int = C.POLL_MISSING_LIMIT,
+    ) -> None:
+        self._fetch = fetch
+        self._interval = interval
+        self._chunk_size = chunk_size
+        self._missing_limit = missing_limit
+        self._waiters: dict[str, set[PollWaiter]] = {}
+        self._runner: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @property
+    def polling(self) -> frozenset[str]:
+        """The prompt_ids being polled now."""
+        return frozenset(self._waiters)
+
+    @asynccontextmanager
+    async def watch(self, prompt_id: str) -> AsyncIterator[PollWaiter]:
+        """Poll ``prompt_id`` for as long as the ``async with`` block lasts."""
+        if self._closed:
+            raise GenStudioError("the client is closed")
+        waiter = PollWaiter(prompt_id)
+        self._waiters.setdefault(prompt_id, set()).add(waiter)
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.create_task(self._run(), name="genstudio-poller")
+        try:
+            yield waiter
+        finally:
+            seats = self._waiters.get(prompt_id)
+            if seats is not None:
+                seats.discard(waiter)
+                if not seats:
+                    del self._waiters[prompt_id]
+            if not self._waiters:
+                await self._stop_runner()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        await self._stop_runner()
+
+    async def _stop_runner(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is None or runner.done() or runner is asyncio.current_task():
+            return
+        runner.cancel()
+        try:
+            await runner
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._waiters:
+            started = loop.time()
+            ids = list(self._waiters)
+            chunks = [ids[i : i + self._chunk_size] for i in range(0, len(ids), self._chunk_size)]
+            await asyncio.gather(*(self._poll_chunk(chunk) for chunk in chunks))
+            await asyncio.sleep(max(self._interval - (loop.time() - started), 0.0))
+
+    async def _poll_chunk(self, ids: list[str]) -> None:
+        try:
+            infos = await self._fetch(ids)
+        except GenStudioError as error:
+            if is_fatal_poll_error(error):
+                for prompt_id in ids:
+                    for waiter in self._waiters.get(prompt_id, ()):
+                        waiter.fail(error)
+            else:
+                log.debug("poll of %d tasks failed, trying again next interval: %s", len(ids), error)
+            return
+        found = {info.prompt_id: info for info in infos}
+        for prompt_id in ids:
+            info = found.get(prompt_id)
+            for waiter in list(self._waiters.get(prompt_id, ())):
+                if info is not None:
+                    waiter.deliver(info)
+                    continue
+                waiter.misses += 1
+                if waiter.misses >= self._missing_limit:
+                    waiter.fail(NotFoundError(f"the service does not know task {prompt_id!r}", status_code=404))

@@ -1,0 +1,320 @@
+"""A task's progress stream: the WebSocket first, reconnects with every gap reconciled, then polling.
+
+:class:`TaskStream` is what ``client.stream(task)`` returns: an async iterator of ``ProgressEvent`` that is also an
+async context manager. The rules it keeps (DESIGN.md, "How the progress stream behaves"):
+
+1. WebSocket first, unless disabled or the token's ``exp`` has passed; junk frames are skipped (DEBUG log).
+2. Identical consecutive snapshots are yielded once; progress never goes backwards.
+3. The terminal event is yielded last and ends the stream; the socket is closed by us if not by the server.
+4. No snapshot for ``stream_idle_timeout`` → one ``get_task_info``; a socket shown to be stale is abandoned.
+5. An abnormal close (or a normal close before a terminal status) is a gap: reconcile over HTTP, then reconnect
+   with jittered back-off, a few times. A handshake refused with 401/403/404 is not retried.
+6. Then the client's shared poller.
+7. Leaving early (break, cancel, ``aclose``) closes the socket and leaves the poller at once.
+8. The token is a credential: it never appears whole in a log line or an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Literal, Self
+from urllib.parse import quote
+
+from pydantic import ValidationError
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+
+from . import _constants as C
+from ._exceptions import GenStudioError
+from ._http import RetryPolicy, retry_delay, sleep
+from ._poller import TaskPoller
+from ._redact import mask
+from .types import ProgressEvent, TaskInfo, TaskStatus, token_expires_at
+
+log = logging.getLogger("genstudio_async")
+
+FetchTask = Callable[[str], Awaitable[TaskInfo]]
+Source = Literal["websocket", "poll"]
+
+_RECONNECT_POLICY = RetryPolicy(
+    max_retries=C.WS_MAX_RECONNECTS,
+    initial_delay=C.WS_RECONNECT_INITIAL_DELAY,
+    max_delay=C.WS_RECONNECT_MAX_DELAY,
+)
+
+# How far along a status is; a snapshot that goes back (RUNNING → QUEUED) is stale and not yielded.
+_STATUS_RANK = {
+    TaskStatus.QUEUED: 1,
+    TaskStatus.RUNNING: 2,
+    TaskStatus.SUCCEEDED: 3,
+    TaskStatus.FAILED: 3,
+    TaskStatus.PERMISSION_DENIED: 3,
+}
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """What a stream needs from its client."""
+
+    ws_url: str
+    use_websocket: bool
+    idle_timeout: float
+    fetch_task: FetchTask
+    poller: TaskPoller
+
+
+class _HandshakeRefused(Exception):
+    """The server answered the WebSocket handshake with a status that will not change on retry."""
+
+
+class _SocketGap(Exception):
+    """The socket ended before a terminal status: abnormal close, network error, early normal close, staleness.
+
+    ``reconciled`` is true when the state was just read over HTTP, so the gap needs no second look.
+    """
+
+    def __init__(self, reason: str, *, reconciled: bool = False) -> None:
+        super().__init__(reason)
+        self.reconciled = reconciled
+
+
+class TaskStream(AsyncIterator[ProgressEvent]):
+    """Progress events of one task, ending with its terminal event. Use with ``async for`` (and ``async with``
+    to close it deterministically when leaving early)."""
+
+    def __init__(self, settings: StreamSettings, prompt_id: str, prompt_token: str | None) -> None:
+        self.prompt_id = prompt_id
+        self._settings = settings
+        self._token = prompt_token
+        self._last: ProgressEvent | None = None
+        self._events = self._deduplicated()
+
+    def __repr__(self) -> str:
+        return f"TaskStream(prompt_id={self.prompt_id!r}, prompt_token={mask(self._token)!r})"
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> ProgressEvent:
+        return await self._events.__anext__()
+
+    async def aclose(self) -> None:
+        """Close the socket and leave the poller now. Safe to call more than once."""
+        await self._events.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    @property
+    def last_event(self) -> ProgressEvent | None:
+        """The last event yielded, if any."""
+        return self._last
+
+    # --- rule 2: once per change, never backwards ----------------------------------------------------------
+
+    async def _deduplicated(self) -> AsyncGenerator[ProgressEvent, None]:
+        # aclosing: leaving early must close the socket now, not when the loop gets round to finalising.
+        async with aclosing(self._sources()) as sources:
+            async for snapshot in sources:
+                event = self._forward_only(snapshot)
+                if event is None:
+                    continue
+                self._last = event
+                yield event
+                if event.is_terminal:
+                    return
+
+    def _forward_only(self, event: ProgressEvent) -> ProgressEvent | None:
+        last = self._last
+        if last is None:
+            return event
+        if event.is_terminal:
+            return event
+        last_rank = _STATUS_RANK.get(last.status)
+        rank = _STATUS_RANK.get(event.status)
+        if last_rank is not None and rank is not None and rank < last_rank:
+            log.debug("stream %s: skipped a stale snapshot (%s after %s)", self.prompt_id, event.status.name,
+                      last.status.name)
+            return None
+        if event.progress < last.progress and event.status == last.status:
+            event = event.model_copy(update={"progress": last.progress})
+        if _same_state(event, last):
+            return None
+        return event
+
+    # --- rules 1, 3-6: where the snapshots come from -------------------------------------------------------
+
+    async def _sources(self) -> AsyncGenerator[ProgressEvent, None]:
+        settings = self._settings
+        if settings.use_websocket and self._token and not _token_expired(self._token):
+            reconnects = 0
+            while True:
+                needs_reconcile = True
+                try:
+                    async with aclosing(self._websocket_session()) as session:
+                        async for event in session:
+                            yield event
+                            if event.is_terminal:
+                                return
+                    raise _SocketGap("the server closed the socket normally before a terminal status")
+                except _HandshakeRefused as refused:
+                    log.debug("stream %s: %s; falling back to polling", self.prompt_id, refused)
+                    break
+                except _SocketGap as gap:
+                    log.debug("stream %s: socket gap (%s)", self.prompt_id, gap)
+                    needs_reconcile = not gap.reconciled
+                if needs_reconcile:
+                    # Whatever happened while no socket was open is read over HTTP before going on.
+                    reconciled = await self._reconcile()
+                    if reconciled is not None:
+                        yield reconciled
+                        if reconciled.is_terminal:
+                            return
+                if reconnects >= _RECONNECT_POLICY.max_retries:
+                    log.debug("stream %s: %d reconnects used; falling back to polling", self.prompt_id, reconnects)
+                    break
+                await sleep(retry_delay(reconnects, _RECONNECT_POLICY))
+                reconnects += 1
+        elif settings.use_websocket and self._token:
+            log.debug("stream %s: the prompt token has expired; polling", self.prompt_id)
+
+        async with settings.poller.watch(self.prompt_id) as waiter:
+            while True:
+                info = await waiter.next()
+                yield _as_event(info, "poll")
+                if info.is_terminal:
+                    return
+
+    async def _websocket_session(self) -> AsyncGenerator[ProgressEvent, None]:
+        """Snapshots from one socket. Ends normally only after a terminal snapshot; a gap raises."""
+        assert self._token is not None
+        url = f"{self._settings.ws_url}?{C.PROGRESS_WS_TOKEN_PARAM}={quote(self._token, safe='')}"
+        try:
+            socket = await connect(
+                url,
+                open_timeout=C.WS_OPEN_TIMEOUT,
+                close_timeout=C.WS_CLOSE_TIMEOUT,
+                max_size=C.WS_MAX_MESSAGE_SIZE,
+                compression=None,
+                user_agent_header=C.USER_AGENT,
+            )
+        except InvalidStatus as exc:
+            status = exc.response.status_code
+            if status in C.WS_FATAL_HANDSHAKE_STATUSES:
+                raise _HandshakeRefused(f"handshake refused with HTTP {status}") from None
+            raise _SocketGap(f"handshake answered HTTP {status}") from None
+        except (InvalidHandshake, InvalidURI, OSError, TimeoutError) as exc:
+            raise _SocketGap(f"could not open the socket: {type(exc).__name__}") from None
+        log.debug("stream %s: socket open", self.prompt_id)
+        try:
+            async with aclosing(self._frames(socket)) as frames:
+                async for event in frames:
+                    yield event
+                    if event.is_terminal:
+                        return
+        finally:
+            await socket.close()
+
+    async def _frames(self, socket: ClientConnection) -> AsyncGenerator[ProgressEvent, None]:
+        idle_timeout = self._settings.idle_timeout
+        while True:
+            event: ProgressEvent | None = None
+            try:
+                async with asyncio.timeout(idle_timeout):
+                    event = await self._next_snapshot(socket)
+            except TimeoutError:
+                pass
+            if event is not None:
+                yield event
+                if event.is_terminal:
+                    return
+                continue
+            # Rule 4: no snapshot for a while. Ask over HTTP; if the socket missed a change, abandon it.
+            checked = await self._reconcile()
+            if checked is None or (self._last is not None and _same_state(checked, self._last)):
+                continue  # the task is quiet, not the socket
+            yield checked
+            if checked.is_terminal:
+                return
+            raise _SocketGap("the socket stayed silent while the task changed: stale", reconciled=True)
+
+    async def _next_snapshot(self, socket: ClientConnection) -> ProgressEvent:
+        """The next frame that is a snapshot of this task; junk frames are skipped."""
+        while True:
+            try:
+                frame = await socket.recv()
+            except ConnectionClosed as closed:
+                code = closed.rcvd.code if closed.rcvd is not None else 1006
+                raise _SocketGap(f"socket closed with code {code}") from None
+            event = self._parse_frame(frame)
+            if event is not None:
+                return event
+
+    async def _reconcile(self) -> ProgressEvent | None:
+        try:
+            info = await self._settings.fetch_task(self.prompt_id)
+        except GenStudioError as exc:
+            log.debug("stream %s: reconciling over HTTP failed: %s", self.prompt_id, exc)
+            return None
+        return _as_event(info, "poll")
+
+    def _parse_frame(self, frame: str | bytes) -> ProgressEvent | None:
+        try:
+            message = json.loads(frame)
+        except (ValueError, UnicodeDecodeError):
+            log.debug("stream %s: skipped a frame that is not JSON (%d bytes)", self.prompt_id, len(frame))
+            return None
+        info = message.get("comfy_task_info") if isinstance(message, Mapping) else None
+        if not isinstance(info, Mapping):
+            log.debug("stream %s: skipped a frame without comfy_task_info", self.prompt_id)
+            return None
+        fields: dict[str, Any] = dict(info)
+        fields.setdefault("comfy_task_id", self.prompt_id)
+        try:
+            event = ProgressEvent.model_validate({**fields, "source": "websocket"})
+        except ValidationError:
+            log.debug("stream %s: skipped a malformed snapshot", self.prompt_id)
+            return None
+        if event.prompt_id != self.prompt_id:
+            log.debug("stream %s: skipped a snapshot of another task", self.prompt_id)
+            return None
+        return event
+
+
+def _as_event(info: TaskInfo, source: Source) -> ProgressEvent:
+    if isinstance(info, ProgressEvent) and info.source == source:
+        return info
+    return ProgressEvent.model_validate({**info.model_dump(), "source": source})
+
+
+def _same_state(a: TaskInfo, b: TaskInfo) -> bool:
+    """Whether two snapshots say the same thing (where they came from does not matter)."""
+    return (
+        a.status == b.status
+        and a.progress == b.progress
+        and a.queue_position == b.queue_position
+        and a.queue_size == b.queue_size
+        and a.error_message == b.error_message
+        and a.files == b.files
+        and a.final_files == b.final_files
+    )
+
+
+def _token_expired(token: str) -> bool:
+    expires_at = token_expires_at(token)
+    return expires_at is not None and expires_at <= datetime.now(tz=UTC)
