@@ -20,6 +20,7 @@ from . import _constants as C
 from ._batch import Job, run_many
 from ._exceptions import (
     APIError,
+    APIStatusError,
     ConfigurationError,
     InvalidInputError,
     NotFoundError,
@@ -73,9 +74,9 @@ class AsyncGenStudio:
             )
         if max_retries < 0:
             raise ConfigurationError(f"max_retries must be >= 0, got {max_retries}")
-        if poll_interval <= 0:
+        if not poll_interval > 0:  # also NaN
             raise ConfigurationError(f"poll_interval must be > 0 seconds, got {poll_interval}")
-        if stream_idle_timeout <= 0:
+        if not stream_idle_timeout > 0:  # also NaN
             raise ConfigurationError(f"stream_idle_timeout must be > 0 seconds, got {stream_idle_timeout}")
 
         self._api_key = api_key.strip()
@@ -211,8 +212,8 @@ class AsyncGenStudio:
         self._cancelled.add(prompt_id)
         try:
             await self._http.call(C.CANCEL_PATH, json={C.CANCEL_BODY_FIELD: prompt_id}, idempotent=True)
-        except APIError:
-            # The service refused: the task was not cancelled by us.
+        except (APIError, APIStatusError):
+            # The service answered and refused (a business error or an HTTP error status): not cancelled by us.
             self._cancelled.discard(prompt_id)
             raise
 
@@ -360,6 +361,8 @@ def task_id(task: TaskRef) -> str:
 def _task_ids(tasks: Iterable[TaskRef] | TaskRef) -> list[str]:
     if isinstance(tasks, Submission | str):
         tasks = [tasks]
+    elif not isinstance(tasks, Iterable):
+        raise InvalidInputError(f"expected prompt_ids (a list of Submissions or strings), got {tasks!r}")
     ids: list[str] = []
     seen: set[str] = set()
     for task in tasks:
@@ -402,7 +405,7 @@ def _parse_task_infos(data: Any, asked: list[str]) -> list[TaskInfo]:
 
 
 def _default_timeout(seconds: float) -> httpx.Timeout:
-    if seconds <= 0:
+    if not seconds > 0:  # also NaN
         raise ConfigurationError(f"timeout must be > 0 seconds, got {seconds}")
     return httpx.Timeout(seconds, connect=min(seconds, C.DEFAULT_CONNECT_TIMEOUT))
 

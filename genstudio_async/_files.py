@@ -26,8 +26,9 @@ import anyio.to_thread
 import httpx
 
 from . import _constants as C
+from . import _http
 from ._exceptions import APIConnectionError, APIStatusError, GenStudioError, InvalidInputError
-from ._http import HTTPCore, RetryPolicy, retry_delay, sleep
+from ._http import HTTPCore, RetryPolicy, retry_delay
 from .types import TaskInfo, TaskResult
 
 log = logging.getLogger("genstudio_async")
@@ -242,7 +243,7 @@ async def _download_one(
         except _BodyInterrupted as interrupted:
             if interruptions >= policy.max_retries:
                 raise APIConnectionError(f"download interrupted {interruptions + 1} times: {interrupted}") from None
-            await sleep(retry_delay(interruptions, policy))
+            await _http.sleep(retry_delay(interruptions, policy))
             interruptions += 1
 
 

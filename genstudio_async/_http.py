@@ -31,6 +31,7 @@ from ._exceptions import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    GenStudioError,
     InternalServerError,
     InvalidInputError,
     NotFoundError,
@@ -247,8 +248,12 @@ class HTTPCore:
         policy = self._retry_policy
         attempt = 0
         while True:
+            if self._http.is_closed:
+                raise GenStudioError("the client is closed: create a new AsyncGenStudio")
             try:
                 request: httpx.Request = build()
+            except httpx.InvalidURL as exc:
+                raise InvalidInputError(f"{label}: not a valid URL: {self._redact(str(exc))}") from None
             except (TypeError, ValueError) as exc:
                 # json.dumps refused the body (a set, an object, NaN, a non-string key...): the caller's input.
                 raise InvalidInputError(
@@ -280,8 +285,9 @@ class HTTPCore:
             if stream:
                 try:
                     await response.aread()
-                except httpx.HTTPError:
-                    pass  # the body of an error answer broke off: the status code alone has to do
+                except httpx.HTTPError as exc:
+                    # The body of an error answer broke off: the status code alone has to do.
+                    log.debug("%s: the error body could not be read: %s", label, type(exc).__name__)
                 finally:
                     await response.aclose()
             retry_after = parse_retry_after(response.headers)

@@ -32,8 +32,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from . import _constants as C
+from . import _http
 from ._exceptions import GenStudioError
-from ._http import RetryPolicy, retry_delay, sleep
+from ._http import RetryPolicy, retry_delay
 from ._poller import TaskPoller
 from ._redact import mask
 from .types import ProgressEvent, TaskInfo, TaskStatus, token_expires_at
@@ -188,7 +189,7 @@ class TaskStream(AsyncIterator[ProgressEvent]):
                 if reconnects >= _RECONNECT_POLICY.max_retries:
                     log.debug("stream %s: %d reconnects used; falling back to polling", self.prompt_id, reconnects)
                     break
-                await sleep(retry_delay(reconnects, _RECONNECT_POLICY))
+                await _http.sleep(retry_delay(reconnects, _RECONNECT_POLICY))
                 reconnects += 1
         elif settings.use_websocket and self._token:
             log.debug("stream %s: the prompt token has expired; polling", self.prompt_id)

@@ -1,0 +1,538 @@
+"""The request loop: every status code and transport failure mapped to its error, and the retry rules.
+
+The retry sleep is recorded by the autouse ``sleeps`` fixture (conftest), so every delay is asserted, none slept.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import itertools
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import SimpleNamespace
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from genstudio_async import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AsyncGenStudio,
+    AuthenticationError,
+    BadRequestError,
+    GenStudioError,
+    InternalServerError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+    RateLimitError,
+    Submission,
+    _http,
+)
+from genstudio_async import _constants as C
+from genstudio_async._http import HTTPCore, RetryPolicy, parse_retry_after, retry_delay
+from genstudio_async._redact import Redactor
+
+SUBMITTED = {"code": 0, "msg": "Success", "data": {"prompt_id": "cft-new", "prompt_token": "tok-new"}}
+ONE_TASK = {
+    "code": 0,
+    "msg": "Success",
+    "data": {"comfy_task_info": [{"comfy_task_id": "cft-1", "status": 2, "progress_num": 40}]},
+}
+
+
+def ok(body: dict[str, Any]) -> httpx.Response:
+    return httpx.Response(200, json=body)
+
+
+def failing(status: int, headers: dict[str, str] | None = None) -> httpx.Response:
+    return httpx.Response(status, headers=headers, json={"code": status, "msg": f"status {status}"})
+
+
+# --- status codes → error classes ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("status", "error_class"),
+    [
+        (400, BadRequestError),
+        (401, AuthenticationError),
+        (403, PermissionDeniedError),
+        (404, NotFoundError),
+        (429, RateLimitError),
+        (500, InternalServerError),
+        (502, InternalServerError),
+        (503, InternalServerError),
+        (504, InternalServerError),
+        (409, APIStatusError),
+        (418, APIStatusError),
+        (422, APIStatusError),
+    ],
+)
+@pytest.mark.parametrize("message_key", ["msg", "message"])  # GenStudio says msg; the other platform says message
+async def test_status_code_maps_to_its_error_with_the_servers_message(
+    api: respx.MockRouter,
+    make_client: Callable[..., AsyncGenStudio],
+    status: int,
+    error_class: type[APIStatusError],
+    message_key: str,
+) -> None:
+    route = api.post(C.TASK_INFO_PATH).respond(
+        status, json={"code": 10042, message_key: "workflow wf-x belongs to someone else", "traceid": "tr-77a"}
+    )
+    client = make_client(max_retries=0)
+
+    with pytest.raises(APIStatusError) as caught:
+        await client.get_task("cft-1")
+
+    error = caught.value
+    assert type(error) is error_class
+    assert error.status_code == status
+    assert error.message == "workflow wf-x belongs to someone else"
+    assert error.code == 10042
+    assert error.traceid == "tr-77a"
+    text = str(error)
+    assert f"HTTP {status}" in text and "workflow wf-x belongs to someone else" in text and "tr-77a" in text
+    assert route.call_count == 1
+
+
+async def test_rate_limit_error_carries_retry_after(
+    api: respx.MockRouter, make_client: Callable[..., AsyncGenStudio]
+) -> None:
+    api.post(C.TASK_INFO_PATH).respond(429, headers={"Retry-After": "7"}, json={"code": 429, "msg": "slow down"})
+    client = make_client(max_retries=0)
+    with pytest.raises(RateLimitError) as caught:
+        await client.get_task("cft-1")
+    assert caught.value.retry_after == 7.0
+    assert caught.value.message == "slow down"
+
+
+async def test_error_status_with_a_non_json_body_uses_the_text(
+    api: respx.MockRouter, make_client: Callable[..., AsyncGenStudio]
+) -> None:
+    api.post(C.TASK_INFO_PATH).respond(502, text="<html>Bad Gateway from the proxy</html>")
+    client = make_client(max_retries=0)
+    with pytest.raises(InternalServerError) as caught:
+        await client.get_task("cft-1")
+    assert "Bad Gateway from the proxy" in caught.value.message
+    assert caught.value.code is None
+
+
+async def test_error_status_with_an_empty_body_uses_the_reason(
+    api: respx.MockRouter, make_client: Callable[..., AsyncGenStudio]
+) -> None:
+    api.post(C.TASK_INFO_PATH).respond(403)
+    client = make_client(max_retries=0)
+    with pytest.raises(PermissionDeniedError) as caught:
+        await client.get_task("cft-1")
+    assert caught.value.message == "Forbidden"
+
+
+# --- HTTP 200 that is still an error --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("message_key", ["msg", "message"])
+async def test_code_not_zero_is_api_error_and_never_retried(
+    api: respx.MockRouter, client: AsyncGenStudio, sleeps: list[float], message_key: str
+) -> None:
+    # get_task_info is idempotent and would be retried on a 5xx: a business error must still be sent once.
+    route = api.post(C.TASK_INFO_PATH).respond(
+        200, json={"code": 40010, message_key: "comfy_task_ids is empty", "traceid": "tr-1", "data": None}
+    )
+    with pytest.raises(APIError) as caught:
+        await client.get_task("cft-1")
+    error = caught.value
+    assert (error.code, error.message, error.traceid) == (40010, "comfy_task_ids is empty", "tr-1")
+    assert "comfy_task_ids is empty" in str(error) and "code=40010" in str(error) and "tr-1" in str(error)
+    assert route.call_count == 1
+    assert sleeps == []
+
+
+async def test_code_not_zero_on_submit_is_api_error_sent_once(
+    api: respx.MockRouter, client: AsyncGenStudio, sleeps: list[float]
+) -> None:
+    route = api.post(C.SUBMIT_PATH).respond(200, json={"code": 1, "msg": "workflow not found"})
+    with pytest.raises(APIError, match="workflow not found"):
+        await client.submit("wf-missing")
+    assert route.call_count == 1
+    assert sleeps == []
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        httpx.Response(200, text="<html>captive portal</html>"),
+        httpx.Response(200, text=""),
+        httpx.Response(200, json=[1, 2, 3]),
+        httpx.Response(200, json="Success"),
+        httpx.Response(200, content=b"\xff\xfe{not utf8"),
+    ],
+    ids=["html", "empty", "json-list", "json-string", "bad-bytes"],
+)
+async def test_ok_status_with_a_body_that_is_not_an_envelope_is_api_error(
+    api: respx.MockRouter, client: AsyncGenStudio, answer: httpx.Response
+) -> None:
+    api.post(C.TASK_INFO_PATH).mock(return_value=answer)
+    with pytest.raises(APIError, match="not a JSON object"):
+        await client.get_task("cft-1")
+
+
+# --- transport failures ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [httpx.ConnectError, httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError, httpx.ProxyError],
+)
+async def test_transport_errors_are_connection_errors(
+    api: respx.MockRouter, make_client: Callable[..., AsyncGenStudio], failure: type[httpx.TransportError]
+) -> None:
+    api.post(C.TASK_INFO_PATH).mock(side_effect=failure("the line went dead"))
+    client = make_client(max_retries=0)
+    with pytest.raises(APIConnectionError) as caught:
+        await client.get_task("cft-1")
+    assert type(caught.value) is APIConnectionError
+    assert "the line went dead" in str(caught.value)
+
+
+@pytest.mark.parametrize("failure", [httpx.ConnectTimeout, httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout])
+async def test_timeouts_are_api_timeout_errors(
+    api: respx.MockRouter, make_client: Callable[..., AsyncGenStudio], failure: type[httpx.TimeoutException]
+) -> None:
+    api.post(C.TASK_INFO_PATH).mock(side_effect=failure("too slow"))
+    client = make_client(max_retries=0)
+    with pytest.raises(APITimeoutError) as caught:
+        await client.get_task("cft-1")
+    assert isinstance(caught.value, APIConnectionError)
+    assert failure.__name__ in str(caught.value)
+
+
+def _garbled_gzip(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, headers={"Content-Encoding": "gzip"}, stream=httpx.ByteStream(b"not gzip at all"))
+
+
+ESCAPE_CASES: list[tuple[str, Any]] = [
+    ("connect-error", httpx.ConnectError("refused")),
+    ("read-timeout", httpx.ReadTimeout("slow")),
+    ("unsupported-protocol", httpx.UnsupportedProtocol("gopher")),
+    ("garbled-gzip", _garbled_gzip),
+    ("html", httpx.Response(200, text="<html/>")),
+    ("envelope-without-data", httpx.Response(200, json={"code": 0, "msg": "Success"})),
+    (
+        "data-of-wrong-shape",
+        httpx.Response(200, json={"code": 0, "data": {"comfy_task_info": "cft-1", "prompt_id": 5}}),
+    ),
+    ("entry-without-id", httpx.Response(200, json={"code": 0, "data": {"comfy_task_info": [{"status": 3}]}})),
+    ("entry-not-an-object", httpx.Response(200, json={"code": 0, "data": {"comfy_task_info": [None]}})),
+    ("code-not-a-number", httpx.Response(200, json={"code": "oops", "msg": "?"})),
+    ("teapot", httpx.Response(418, text="I'm a teapot")),
+    ("redirect", httpx.Response(302, headers={"Location": "https://elsewhere.test/"})),
+]
+
+
+@pytest.mark.parametrize(("name", "answer"), ESCAPE_CASES, ids=[name for name, _ in ESCAPE_CASES])
+async def test_no_raw_httpx_pydantic_or_json_error_ever_escapes(
+    api: respx.MockRouter, make_client: Callable[..., AsyncGenStudio], name: str, answer: Any
+) -> None:
+    for path in (C.SUBMIT_PATH, C.TASK_INFO_PATH, C.CANCEL_PATH, C.UPLOAD_PATH):
+        if isinstance(answer, httpx.Response):
+            api.post(path).mock(return_value=answer)
+        else:
+            api.post(path).mock(side_effect=answer)
+    client = make_client(max_retries=0)
+
+    calls: list[Callable[[], Awaitable[object]]] = [
+        lambda: client.submit("wf-1", {"6": {"inputs": {"text": "fox"}}}),
+        lambda: client.get_tasks(["cft-1", "cft-2"]),
+        lambda: client.get_task("cft-1"),
+        lambda: client.cancel("cft-1"),
+        lambda: client.upload_image(b"\x89PNG fake", filename="a.png"),
+    ]
+    for index, call in enumerate(calls):
+        try:
+            await call()
+        except GenStudioError:
+            continue
+        except Exception as exc:  # noqa: BLE001 - the point of the test
+            pytest.fail(f"call {index} let a {type(exc).__module__}.{type(exc).__name__} escape: {exc}")
+        # A few answers are acceptable for some endpoints (an envelope without data cancels fine).
+        assert name in {"envelope-without-data", "data-of-wrong-shape", "entry-without-id", "entry-not-an-object"}
+
+
+async def test_unserialisable_post_process_dict_is_invalid_input_before_any_request(
+    api: respx.MockRouter, client: AsyncGenStudio
+) -> None:
+    api.post(C.TASK_INFO_PATH).respond(200, json=ONE_TASK)
+    with pytest.raises(InvalidInputError, match="JSON"):
+        await client.get_tasks(["cft-1"], image_post_process={"format": "jpg", "quality": {1, 2}})
+    assert api.calls.call_count == 0
+
+
+# --- retry rules: submit is not idempotent -------------------------------------------------------------------
+
+
+async def test_submit_after_read_timeout_is_not_sent_again(
+    api: respx.MockRouter, client: AsyncGenStudio, sleeps: list[float]
+) -> None:
+    route = api.post(C.SUBMIT_PATH).mock(side_effect=[httpx.ReadTimeout("no answer"), ok(SUBMITTED)])
+    with pytest.raises(APITimeoutError):
+        await client.submit("wf-1")
+    assert route.call_count == 1  # a second send could start a second, billed task
+    assert sleeps == []
+
+
+@pytest.mark.parametrize("failure", [httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError, httpx.WriteTimeout])
+async def test_submit_after_the_request_may_have_arrived_is_not_sent_again(
+    api: respx.MockRouter, client: AsyncGenStudio, failure: type[httpx.TransportError]
+) -> None:
+    route = api.post(C.SUBMIT_PATH).mock(side_effect=[failure("mid-flight"), ok(SUBMITTED)])
+    with pytest.raises(APIConnectionError):
+        await client.submit("wf-1")
+    assert route.call_count == 1
+
+
+async def test_submit_rate_limited_is_sent_again_after_retry_after(
+    api: respx.MockRouter, client: AsyncGenStudio, sleeps: list[float]
+) -> None:
+    route = api.post(C.SUBMIT_PATH).mock(side_effect=[failing(429, {"Retry-After": "2"}), ok(SUBMITTED)])
+    submission = await client.submit("wf-1", {"6": {"inputs": {"text": "fox"}}})
+    assert submission == Submission(prompt_id="cft-new", prompt_token="tok-new")
+    assert route.call_count == 2
+    assert sleeps == [2.0]
+    # The same body both times.
+    first, second = (json.loads(call.request.content) for call in route.calls)
+    assert first == second == {"workflow_id": "wf-1", "prompt": {"6": {"inputs": {"text": "fox"}}}}
+
+
+async def test_submit_503_is_sent_again(api: respx.MockRouter, client: AsyncGenStudio, sleeps: list[float]) -> None:
+    route = api.post(C.SUBMIT_PATH).mock(side_effect=[failing(503), ok(SUBMITTED)])
+    assert (await client.submit("wf-1")).prompt_id == "cft-new"
+    assert route.call_count == 2
+    assert len(sleeps) == 1
+
+
+@pytest.mark.parametrize("status", [500, 502, 504, 408])
+async def test_submit_server_error_is_not_sent_again(
+    api: respx.MockRouter, client: AsyncGenStudio, sleeps: list[float], status: int
+) -> None:
+    route = api.post(C.SUBMIT_PATH).mock(side_effect=[failing(status), ok(SUBMITTED)])
+    with pytest.raises(APIStatusError) as caught:
+        await client.submit("wf-1")
+    assert caught.value.status_code == status
+    assert route.call_count == 1
+    assert sleeps == []
+
+
+@pytest.mark.parametrize("failure", [httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout])
+async def test_submit_whose_connection_never_opened_is_sent_again(
+    api: respx.MockRouter, client: AsyncGenStudio, sleeps: list[float], failure: type[httpx.TransportError]
+) -> None:
+    route = api.post(C.SUBMIT_PATH).mock(side_effect=[failure("connection refused"), ok(SUBMITTED)])
+    assert (await client.submit("wf-1")).prompt_id == "cft-new"
+    assert route.call_count == 2
+    assert len(sleeps) == 1
+
+
+async def test_upload_after_read_timeout_is_not_sent_again(api: respx.MockRouter, client: AsyncGenStudio) -> None:
+    route = api.post(C.UPLOAD_PATH).mock(
+        side_effect=[httpx.ReadTimeout("slow"), ok({"code": 0, "data": {"image_id": "x"}})]
+    )
+    with pytest.raises(APITimeoutError):
+        await client.upload_image(b"png bytes")
+    assert route.call_count == 1
+
+
+# --- retry rules: idempotent calls -------------------------------------------------------------------------------
+
+
+async def test_get_task_is_retried_on_503_then_succeeds(
+    api: respx.MockRouter, client: AsyncGenStudio, sleeps: list[float]
+) -> None:
+    route = api.post(C.TASK_INFO_PATH).mock(side_effect=[failing(503), ok(ONE_TASK)])
+    info = await client.get_task("cft-1")
+    assert info.progress == 40
+    assert route.call_count == 2
+    assert len(sleeps) == 1
+
+
+async def test_get_task_is_retried_on_read_timeout(
+    api: respx.MockRouter, client: AsyncGenStudio, sleeps: list[float]
+) -> None:
+    route = api.post(C.TASK_INFO_PATH).mock(
+        side_effect=[httpx.ReadTimeout("slow"), httpx.ReadError("reset"), ok(ONE_TASK)]
+    )
+    assert (await client.get_task("cft-1")).prompt_id == "cft-1"
+    assert route.call_count == 3
+    assert len(sleeps) == 2
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 504])
+async def test_get_task_is_retried_on_retryable_statuses(
+    api: respx.MockRouter, client: AsyncGenStudio, status: int
+) -> None:
+    route = api.post(C.TASK_INFO_PATH).mock(side_effect=[failing(status), ok(ONE_TASK)])
+    assert (await client.get_task("cft-1")).prompt_id == "cft-1"
+    assert route.call_count == 2
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409])
+async def test_client_errors_are_not_retried(
+    api: respx.MockRouter, client: AsyncGenStudio, sleeps: list[float], status: int
+) -> None:
+    route = api.post(C.TASK_INFO_PATH).mock(side_effect=[failing(status), ok(ONE_TASK)])
+    with pytest.raises(APIStatusError):
+        await client.get_task("cft-1")
+    assert route.call_count == 1
+    assert sleeps == []
+
+
+async def test_cancel_is_retried_on_503(api: respx.MockRouter, client: AsyncGenStudio) -> None:
+    route = api.post(C.CANCEL_PATH).mock(side_effect=[failing(503), ok({"code": 0, "msg": "Success"})])
+    await client.cancel("cft-1")
+    assert route.call_count == 2
+
+
+@pytest.mark.parametrize("max_retries", [0, 1, 3])
+async def test_retries_stop_after_max_retries(
+    api: respx.MockRouter, make_client: Callable[..., AsyncGenStudio], sleeps: list[float], max_retries: int
+) -> None:
+    route = api.post(C.TASK_INFO_PATH).mock(return_value=failing(503))
+    client = make_client(max_retries=max_retries)
+    with pytest.raises(InternalServerError):
+        await client.get_task("cft-1")
+    assert route.call_count == max_retries + 1
+    assert len(sleeps) == max_retries
+
+
+async def test_submit_connect_errors_stop_after_max_retries(
+    api: respx.MockRouter, make_client: Callable[..., AsyncGenStudio]
+) -> None:
+    route = api.post(C.SUBMIT_PATH).mock(side_effect=httpx.ConnectError("refused"))
+    client = make_client(max_retries=2)
+    with pytest.raises(APIConnectionError, match="refused"):
+        await client.submit("wf-1")
+    assert route.call_count == 3
+
+
+# --- back-off --------------------------------------------------------------------------------------------------
+
+
+def _ceilings(count: int) -> list[float]:
+    return [min(C.INITIAL_RETRY_DELAY * 2**attempt, C.MAX_RETRY_DELAY) for attempt in range(count)]
+
+
+async def test_backoff_grows_and_is_jittered_within_half_to_full_ceiling(
+    api: respx.MockRouter, make_client: Callable[..., AsyncGenStudio], sleeps: list[float]
+) -> None:
+    api.post(C.TASK_INFO_PATH).mock(return_value=failing(503))
+    client = make_client(max_retries=5)
+    with pytest.raises(InternalServerError):
+        await client.get_task("cft-1")
+
+    # Ceilings 0.5, 1, 2, 4, 8: each delay is drawn from [ceiling/2, ceiling], so however the jitter falls,
+    # every delay is at least the one before (the next range starts where this one ends).
+    assert len(sleeps) == 5
+    for delay, ceiling in zip(sleeps, _ceilings(5), strict=True):
+        assert 0.5 * ceiling <= delay <= ceiling
+    assert all(later >= earlier for earlier, later in itertools.pairwise(sleeps))
+    assert max(sleeps) <= C.MAX_RETRY_DELAY
+
+
+@pytest.mark.parametrize(("draw", "factor"), [(0.0, 0.5), (0.5, 0.75), (0.999999, 0.9999995)])
+async def test_backoff_jitter_is_exactly_half_to_full(
+    api: respx.MockRouter,
+    make_client: Callable[..., AsyncGenStudio],
+    sleeps: list[float],
+    monkeypatch: pytest.MonkeyPatch,
+    draw: float,
+    factor: float,
+) -> None:
+    monkeypatch.setattr(_http, "random", SimpleNamespace(random=lambda: draw))
+    api.post(C.TASK_INFO_PATH).mock(return_value=failing(503))
+    client = make_client(max_retries=6)
+    with pytest.raises(InternalServerError):
+        await client.get_task("cft-1")
+    # 0.5, 1, 2, 4, 8, then capped at 8: grows, then stops growing at the cap.
+    assert sleeps == pytest.approx([ceiling * factor for ceiling in _ceilings(6)])
+    assert _ceilings(6) == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
+
+
+def test_retry_delay_prefers_the_servers_hint_and_caps_it() -> None:
+    policy = RetryPolicy()
+    assert retry_delay(0, policy, retry_after=2.0) == 2.0
+    assert retry_delay(3, policy, retry_after=0.0) == 0.0
+    assert retry_delay(0, policy, retry_after=-5.0) == 0.0
+    assert retry_delay(0, policy, retry_after=10_000.0) == C.MAX_RETRY_AFTER
+
+
+async def test_retry_after_beyond_the_cap_is_not_slept_on(
+    api: respx.MockRouter, client: AsyncGenStudio, sleeps: list[float]
+) -> None:
+    too_long = str(int(C.MAX_RETRY_AFTER) + 60)
+    route = api.post(C.SUBMIT_PATH).mock(side_effect=[failing(429, {"Retry-After": too_long}), ok(SUBMITTED)])
+    with pytest.raises(RateLimitError) as caught:
+        await client.submit("wf-1")
+    assert caught.value.retry_after == float(too_long)
+    assert route.call_count == 1
+    assert sleeps == []
+
+
+async def test_retry_after_as_an_http_date(
+    api: respx.MockRouter, client: AsyncGenStudio, sleeps: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    now = 1_700_000_000.0
+    monkeypatch.setattr(_http, "time", SimpleNamespace(time=lambda: now, perf_counter=lambda: 0.0))
+    in_five_seconds = email.utils.formatdate(now + 5, usegmt=True)  # "Tue, 14 Nov 2023 22:13:25 GMT"
+    route = api.post(C.TASK_INFO_PATH).mock(side_effect=[failing(503, {"Retry-After": in_five_seconds}), ok(ONE_TASK)])
+    assert (await client.get_task("cft-1")).prompt_id == "cft-1"
+    assert route.call_count == 2
+    assert sleeps == [5.0]
+
+
+async def test_retry_after_ms_header(api: respx.MockRouter, client: AsyncGenStudio, sleeps: list[float]) -> None:
+    api.post(C.TASK_INFO_PATH).mock(side_effect=[failing(429, {"retry-after-ms": "1500"}), ok(ONE_TASK)])
+    await client.get_task("cft-1")
+    assert sleeps == [1.5]
+
+
+def test_parse_retry_after_forms(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = 1_700_000_000.0
+    monkeypatch.setattr(_http, "time", SimpleNamespace(time=lambda: now, perf_counter=lambda: 0.0))
+    assert parse_retry_after(httpx.Headers({"Retry-After": "3"})) == 3.0
+    assert parse_retry_after(httpx.Headers({"Retry-After": "0.25"})) == 0.25
+    assert parse_retry_after(httpx.Headers({"Retry-After": email.utils.formatdate(now + 42, usegmt=True)})) == 42.0
+    assert parse_retry_after(httpx.Headers({"Retry-After": email.utils.formatdate(now - 42, usegmt=True)})) == 0.0
+    assert parse_retry_after(httpx.Headers({"Retry-After": "soon"})) is None
+    assert parse_retry_after(httpx.Headers({"retry-after-ms": "250"})) == 0.25
+    assert parse_retry_after(httpx.Headers()) is None
+
+
+# --- storage downloads: an error answer whose body breaks off -------------------------------------------------
+
+
+class _BrokenStream(httpx.AsyncByteStream):
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"<Error><Code>"
+        raise httpx.ReadError("connection reset mid-body")
+
+
+async def test_storage_error_whose_body_breaks_off_is_still_a_status_error() -> None:
+    with respx.mock(assert_all_called=True) as storage:
+        storage.get("https://oss.test/out/a.png").mock(return_value=httpx.Response(500, stream=_BrokenStream()))
+        async with httpx.AsyncClient() as http_client:
+            core = HTTPCore(
+                api_key="sk-unused",
+                base_url="https://genstudio.test",
+                http_client=http_client,
+                timeout=httpx.Timeout(5.0),
+                retry_policy=RetryPolicy(max_retries=0),
+                redactor=Redactor(),
+            )
+            with pytest.raises(InternalServerError) as caught:
+                async with core.stream_get("https://oss.test/out/a.png"):
+                    pytest.fail("an error answer must not be yielded")
+    assert caught.value.status_code == 500

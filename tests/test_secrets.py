@@ -1,0 +1,230 @@
+"""No secret in any repr, error message or DEBUG log line.
+
+The API key and every prompt_token are credentials. These tests run the ordinary calls and the error paths with
+the SDK's logger at DEBUG, have the server echo both secrets back, and then look for the secrets everywhere a
+user could see text: the log, ``repr``/``str`` of the client and the submission, and every raised error. A short
+prefix (``mask``) may appear; the whole secret, or anything longer than the prefix, may not.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+import respx
+
+from genstudio_async import (
+    APIConnectionError,
+    APIError,
+    AsyncGenStudio,
+    AuthenticationError,
+    GenStudioError,
+    InternalServerError,
+    Submission,
+)
+from genstudio_async import _constants as C
+from genstudio_async._redact import Redactor, mask
+
+VISIBLE = C.SECRET_VISIBLE_PREFIX
+
+
+def assert_no_secret(text: str, *secrets: str) -> None:
+    for secret in secrets:
+        assert secret not in text
+        # Not even most of it: at most the visible prefix may be shown.
+        assert secret[: VISIBLE + 1] not in text, f"more than {VISIBLE} characters of a secret in {text!r}"
+
+
+def texts_of(error: BaseException) -> list[str]:
+    texts = [str(error), repr(error), *(str(arg) for arg in error.args)]
+    if isinstance(error, GenStudioError):
+        texts.append(error.message)
+    return texts
+
+
+@pytest.fixture
+def token(make_jwt: Callable[..., str]) -> str:
+    return make_jwt({"tenant_id": "te-b905754427352261", "task_id": "cft-secret", "iss": "infini", "exp": 1728699963})
+
+
+async def test_no_secret_in_logs_reprs_or_errors(
+    api: respx.MockRouter,
+    client: AsyncGenStudio,
+    api_key: str,
+    token: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="genstudio_async")
+    echo = f"bad token {token} for key {api_key} (Authorization: Bearer {api_key})"
+
+    api.post(C.SUBMIT_PATH).mock(
+        side_effect=[
+            httpx.Response(
+                200, json={"code": 0, "msg": "Success", "data": {"prompt_id": "cft-secret", "prompt_token": token}}
+            ),
+            httpx.Response(200, json={"code": 1, "msg": echo, "traceid": "tr-1"}),
+            httpx.Response(401, json={"code": 401, "message": echo}),
+            httpx.Response(500, text=f"<pre>Traceback: {echo}</pre>"),
+        ]
+    )
+    api.post(C.TASK_INFO_PATH).mock(
+        side_effect=[
+            httpx.Response(
+                200, json={"code": 0, "data": {"comfy_task_info": [{"comfy_task_id": "cft-secret", "status": 2}]}}
+            ),
+            httpx.Response(200, json={"code": 0, "data": {"comfy_task_info": []}}),
+            httpx.ConnectError(f"proxy refused: {echo}"),
+            httpx.ConnectError(f"proxy refused: {echo}"),
+            httpx.ConnectError(f"proxy refused: {echo}"),
+        ]
+    )
+    api.post(C.CANCEL_PATH).mock(
+        side_effect=[
+            httpx.Response(200, json={"code": 0, "msg": "Success"}),
+            httpx.Response(403, text=echo),
+            httpx.ReadTimeout(f"timed out talking to {echo}"),
+            httpx.ReadTimeout(f"timed out talking to {echo}"),
+            httpx.ReadTimeout(f"timed out talking to {echo}"),
+        ]
+    )
+    api.post(C.UPLOAD_PATH).mock(
+        side_effect=[
+            httpx.Response(200, json={"code": 0, "data": {"image_id": "te-1/sui-1.png"}}),
+            httpx.Response(200, json={"code": 7, "msg": echo}),
+        ]
+    )
+
+    submission = await client.submit("wf-1", {"6": {"inputs": {"text": "a red fox"}}})
+    assert submission.prompt_token == token  # the caller does get the token itself
+    assert (await client.get_task(submission)).prompt_id == "cft-secret"
+    await client.cancel(submission)
+    assert await client.upload_image(b"png", filename="a.png") == "te-1/sui-1.png"
+
+    errors: list[GenStudioError] = []
+    attempts: list[Callable[[], Any]] = [
+        lambda: client.submit("wf-1"),  # code != 0 echoing both secrets
+        lambda: client.submit("wf-1"),  # 401 with the other platform's "message"
+        lambda: client.submit("wf-1"),  # 500 with a plain-text traceback
+        lambda: client.get_task(submission),  # not found
+        lambda: client.get_task(submission),  # connection errors, retried, then raised
+        lambda: client.cancel(submission),  # 403 text body
+        lambda: client.cancel(submission),  # timeouts, retried, then raised
+        lambda: client.upload_image(b"png"),  # code != 0
+    ]
+    for attempt in attempts:
+        with pytest.raises(GenStudioError) as caught:
+            await attempt()
+        errors.append(caught.value)
+
+    assert [type(error).__name__ for error in errors] == [
+        "APIError",
+        "AuthenticationError",
+        "InternalServerError",
+        "NotFoundError",
+        "APIConnectionError",
+        "PermissionDeniedError",
+        "APITimeoutError",
+        "APIError",
+    ]
+    # The log really was written at DEBUG, so its silence about secrets means something.
+    assert "POST /api/maas/comfy_task_api/prompt" in caplog.text
+    assert "retrying" in caplog.text
+    assert any(record.levelno == logging.DEBUG and record.name == "genstudio_async" for record in caplog.records)
+
+    everything = [caplog.text, repr(client), str(client), repr(submission), str(submission)]
+    for error in errors:
+        everything += texts_of(error)
+    for text in everything:
+        assert_no_secret(text, api_key, token)
+    # The server's words around the secrets survive, so the errors still say what went wrong.
+    assert "bad token" in str(errors[0]) and mask(token) in str(errors[0])
+
+
+async def test_a_token_that_is_not_jwt_shaped_is_still_redacted_once_submitted(
+    api: respx.MockRouter, client: AsyncGenStudio, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="genstudio_async")
+    opaque = "opaque-session-token-4f1c9a7e2b6d8035"
+    api.post(C.SUBMIT_PATH).mock(
+        side_effect=[
+            httpx.Response(200, json={"code": 0, "data": {"prompt_id": "cft-1", "prompt_token": opaque}}),
+            httpx.Response(200, json={"code": 9, "msg": f"token {opaque} is rate limited"}),
+        ]
+    )
+    submission = await client.submit("wf-1")
+    with pytest.raises(APIError) as caught:
+        await client.submit("wf-1")
+    for text in [*texts_of(caught.value), repr(submission), str(submission), caplog.text]:
+        assert_no_secret(text, opaque)
+    assert "is rate limited" in str(caught.value)
+
+
+async def test_a_secret_at_the_cut_of_a_long_error_body_does_not_leak_its_head(
+    api: respx.MockRouter, make_client: Callable[..., AsyncGenStudio], api_key: str, token: str
+) -> None:
+    # Plain-text error bodies are shortened for the message. A secret that straddles the cut must not leave
+    # everything but its last characters behind.
+    client = make_client(max_retries=0)
+    for secret in (api_key, token):
+        padding = "x" * (200 - len(secret) + 3)
+        api.post(C.TASK_INFO_PATH).respond(500, text=f"{padding}{secret} and more text after it")
+        with pytest.raises(InternalServerError) as caught:
+            await client.get_task("cft-1")
+        for text in texts_of(caught.value):
+            assert_no_secret(text, api_key, token)
+
+
+async def test_client_repr_shows_only_a_key_prefix(api_key: str) -> None:
+    async with AsyncGenStudio(api_key, base_url="https://genstudio.test") as client:
+        text = repr(client)
+    assert_no_secret(text, api_key)
+    assert api_key[:VISIBLE] in text
+    assert "https://genstudio.test" in text
+
+
+def test_submission_shows_only_a_token_prefix(token: str) -> None:
+    submission = Submission(prompt_id="cft-secret", prompt_token=token)
+    for text in (repr(submission), str(submission), f"{submission!r}", repr([submission]), repr({"s": submission})):
+        assert_no_secret(text, token)
+        assert "cft-secret" in text
+
+
+def test_connection_error_message_with_a_bearer_header_is_redacted(api_key: str) -> None:
+    redact = Redactor([api_key])
+    text = redact(f"Authorization: Bearer {api_key}; url=wss://h/p?authorization=abc.def.ghi-123456&x=1")
+    assert_no_secret(text, api_key, "abc.def.ghi-123456")
+    assert "Bearer" in text and "authorization=" in text
+
+
+@pytest.mark.parametrize(
+    ("secret", "shown"),
+    [("sk-abcdefghijklmnopqrstuvwxyz", "sk-abc…"), ("short-secret", "sh…"), ("", "<none>"), (None, "<none>")],
+)
+def test_mask_shows_a_short_prefix(secret: str | None, shown: str) -> None:
+    assert mask(secret) == shown
+
+
+async def test_authentication_error_does_not_echo_the_key(
+    api: respx.MockRouter, client: AsyncGenStudio, api_key: str
+) -> None:
+    api.post(C.TASK_INFO_PATH).respond(401, json={"code": 401, "msg": f"invalid api key {api_key}"})
+    with pytest.raises(AuthenticationError) as caught:
+        await client.get_tasks(["cft-1"])
+    for text in texts_of(caught.value):
+        assert_no_secret(text, api_key)
+    assert "invalid api key sk-tes…" in str(caught.value)
+
+
+async def test_connection_error_does_not_echo_the_key(
+    api: respx.MockRouter, make_client: Callable[..., AsyncGenStudio], api_key: str
+) -> None:
+    api.post(C.CANCEL_PATH).mock(side_effect=httpx.ConnectError(f"CONNECT rejected, header was Bearer {api_key}"))
+    client = make_client(max_retries=0)
+    with pytest.raises(APIConnectionError) as caught:
+        await client.cancel("cft-1")
+    for text in texts_of(caught.value):
+        assert_no_secret(text, api_key)
