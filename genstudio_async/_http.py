@@ -225,12 +225,15 @@ class HTTPCore:
         """
 
         def build() -> httpx.Request:
-            return self._http.build_request(
+            request = self._http.build_request(
                 "GET",
                 httpx.URL(url),
                 headers={"User-Agent": f"{C.USER_AGENT}/{__version__}"},
                 timeout=self._timeout if timeout is None else timeout,
             )
+            # An injected http_client may carry default headers: the storage host never gets a credential.
+            request.headers.pop("Authorization", None)
+            return request
 
         response = await self._send(build, idempotent=True, stream=True, label="GET <storage>")
         try:

@@ -92,13 +92,13 @@ class TaskStream(AsyncIterator[ProgressEvent]):
 
     def __init__(self, settings: StreamSettings, prompt_id: str, prompt_token: str | None) -> None:
         self.prompt_id = prompt_id
-        self._settings = settings
-        self._token = prompt_token
-        self._last: ProgressEvent | None = None
-        self._events = self._deduplicated()
+        # The generator and its state live in a core that does not point back here: with no reference cycle,
+        # dropping a TaskStream after ``break`` finalises (and so closes) the generator at once.
+        self._core = _StreamCore(settings, prompt_id, prompt_token)
+        self._events = self._core.events()
 
     def __repr__(self) -> str:
-        return f"TaskStream(prompt_id={self.prompt_id!r}, prompt_token={mask(self._token)!r})"
+        return f"TaskStream(prompt_id={self.prompt_id!r}, prompt_token={mask(self._core.token)!r})"
 
     def __aiter__(self) -> Self:
         return self
@@ -124,24 +124,34 @@ class TaskStream(AsyncIterator[ProgressEvent]):
     @property
     def last_event(self) -> ProgressEvent | None:
         """The last event yielded, if any."""
-        return self._last
+        return self._core.last
+
+
+class _StreamCore:
+    """The generators behind a ``TaskStream`` and what they remember."""
+
+    def __init__(self, settings: StreamSettings, prompt_id: str, prompt_token: str | None) -> None:
+        self.prompt_id = prompt_id
+        self.token = prompt_token
+        self.last: ProgressEvent | None = None
+        self._settings = settings
 
     # --- rule 2: once per change, never backwards ----------------------------------------------------------
 
-    async def _deduplicated(self) -> AsyncGenerator[ProgressEvent, None]:
+    async def events(self) -> AsyncGenerator[ProgressEvent, None]:
         # aclosing: leaving early must close the socket now, not when the loop gets round to finalising.
         async with aclosing(self._sources()) as sources:
             async for snapshot in sources:
                 event = self._forward_only(snapshot)
                 if event is None:
                     continue
-                self._last = event
+                self.last = event
                 yield event
                 if event.is_terminal:
                     return
 
     def _forward_only(self, event: ProgressEvent) -> ProgressEvent | None:
-        last = self._last
+        last = self.last
         if last is None:
             return event
         if event.is_terminal:
@@ -162,7 +172,7 @@ class TaskStream(AsyncIterator[ProgressEvent]):
 
     async def _sources(self) -> AsyncGenerator[ProgressEvent, None]:
         settings = self._settings
-        if settings.use_websocket and self._token and not _token_expired(self._token):
+        if settings.use_websocket and self.token and not _token_expired(self.token):
             reconnects = 0
             while True:
                 needs_reconcile = True
@@ -191,7 +201,7 @@ class TaskStream(AsyncIterator[ProgressEvent]):
                     break
                 await _http.sleep(retry_delay(reconnects, _RECONNECT_POLICY))
                 reconnects += 1
-        elif settings.use_websocket and self._token:
+        elif settings.use_websocket and self.token:
             log.debug("stream %s: the prompt token has expired; polling", self.prompt_id)
 
         async with settings.poller.watch(self.prompt_id) as waiter:
@@ -203,8 +213,8 @@ class TaskStream(AsyncIterator[ProgressEvent]):
 
     async def _websocket_session(self) -> AsyncGenerator[ProgressEvent, None]:
         """Snapshots from one socket. Ends normally only after a terminal snapshot; a gap raises."""
-        assert self._token is not None
-        url = f"{self._settings.ws_url}?{C.PROGRESS_WS_TOKEN_PARAM}={quote(self._token, safe='')}"
+        assert self.token is not None
+        url = f"{self._settings.ws_url}?{C.PROGRESS_WS_TOKEN_PARAM}={quote(self.token, safe='')}"
         try:
             socket = await connect(
                 url,
@@ -247,7 +257,7 @@ class TaskStream(AsyncIterator[ProgressEvent]):
                 continue
             # Rule 4: no snapshot for a while. Ask over HTTP; if the socket missed a change, abandon it.
             checked = await self._reconcile()
-            if checked is None or (self._last is not None and _same_state(checked, self._last)):
+            if checked is None or (self.last is not None and _same_state(checked, self.last)):
                 continue  # the task is quiet, not the socket
             yield checked
             if checked.is_terminal:
