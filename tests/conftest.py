@@ -19,6 +19,9 @@ import respx
 from genstudio_async import AsyncGenStudio, _http
 from genstudio_async import _constants as C
 
+# The SDK's own pytest plugin: the `genstudio_emulator` fixture runs a real emulator on 127.0.0.1.
+pytest_plugins = ["genstudio_async.testing"]
+
 BASE_URL = "https://genstudio.test"
 API_KEY = "sk-test-7f3a9c2e5b8d1f4a6c0e9b7d"
 
@@ -161,3 +164,15 @@ async def make_client(
 def make_jwt() -> Callable[..., str]:
     """``make_jwt(claims)`` → a hand-built, unsigned-in-spirit JWT carrying ``claims``."""
     return encode_jwt
+
+
+async def eventually(condition: Callable[[], bool], *, timeout: float = 5.0, what: str = "condition") -> None:
+    """Wait until ``condition()`` holds (checked every 10 ms); fail the test after ``timeout`` seconds."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)

@@ -1,0 +1,157 @@
+"""Admin routes of the API origin, for tests and for other processes that drive an emulator.
+
+Admin routes, under ``EMULATOR_ADMIN_PATH_PREFIX`` (``/_emulator``) and bearer-authenticated like the rest,
+let another process drive the emulator:
+
+=======  =========================  ==========================================================================
+method   path                       does
+=======  =========================  ==========================================================================
+GET      /_emulator/stats           the counters
+POST     /_emulator/stats/reset     zero the counters
+GET      /_emulator/faults          ``{"faults": {...}, "workflows": {id: {...}}}``
+POST     /_emulator/faults          body ``{"faults": {NAME: VALUE}, "workflow_id"?: id}`` replaces that scope's
+                                    faults (``"faults": null`` with a workflow id removes its own faults)
+DELETE   /_emulator/faults          every fault off
+POST     /_emulator/pause|resume    stop or restart the workers
+GET      /_emulator/workflows       the registered workflow ids
+POST     /_emulator/workflows       body ``{"workflow_id", "spec"}`` registers a workflow
+POST     /_emulator/clock           body ``{"advance": seconds}`` moves the emulator clock forward
+POST     /_emulator/timing          body ``{"steps"?, "step_seconds"?}`` changes how tasks advance
+=======  =========================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .._exceptions import InvalidInputError
+from ._auth import MALFORMED, bearer_matches, json_body
+from ._faults import FaultError, Faults
+from ._service import EmulatorService
+from ._wire import CODE_BAD_REQUEST, CODE_INVALID_PARAMETER, CODE_UNAUTHORIZED, error, ok
+
+
+class AdminEndpoints:
+    """Routes that let tests and other processes drive the emulator (see the module docstring)."""
+
+    def __init__(self, service: EmulatorService) -> None:
+        self._service = service
+
+    async def _guard(self, request: Request) -> Response | object:
+        self._service.stats.requests["admin"] += 1
+        if not bearer_matches(request.headers.get("authorization"), self._service.settings.api_key):
+            self._service.stats.unauthorized += 1
+            return error(CODE_UNAUTHORIZED, "invalid or missing API key", status_code=401)
+        if request.method in ("GET", "DELETE") or not await request.body():
+            return {}
+        body = await json_body(request)
+        if body is MALFORMED or not isinstance(body, Mapping):
+            return error(CODE_BAD_REQUEST, "the request body must be a JSON object", status_code=400)
+        return body
+
+    def _faults_view(self) -> dict[str, Any]:
+        controller = self._service.faults
+        return {
+            "faults": controller.faults.as_dict(),
+            "workflows": {wf: faults.as_dict() for wf, faults in controller.workflow_faults().items()},
+        }
+
+    async def stats(self, request: Request) -> Response:
+        body = await self._guard(request)
+        if isinstance(body, Response):
+            return body
+        return ok(self._service.stats.snapshot())
+
+    async def reset_stats(self, request: Request) -> Response:
+        body = await self._guard(request)
+        if isinstance(body, Response):
+            return body
+        self._service.stats.reset()
+        return ok(self._service.stats.snapshot())
+
+    async def faults(self, request: Request) -> Response:
+        body = await self._guard(request)
+        if isinstance(body, Response):
+            return body
+        controller = self._service.faults
+        if request.method == "DELETE":
+            controller.clear()
+        elif request.method == "POST":
+            assert isinstance(body, Mapping)
+            workflow_id = body.get("workflow_id")
+            values = body.get("faults", {})
+            try:
+                if values is not None and not isinstance(values, Mapping):
+                    raise FaultError("faults must be an object of NAME: VALUE")
+                faults = Faults.from_mapping(values) if values is not None else None
+            except FaultError as exc:
+                return error(CODE_INVALID_PARAMETER, str(exc))
+            if isinstance(workflow_id, str):
+                controller.set_for_workflow(workflow_id, faults)
+            elif workflow_id is not None:
+                return error(CODE_INVALID_PARAMETER, "workflow_id must be a string")
+            else:
+                controller.set(faults or Faults())
+        return ok(self._faults_view())
+
+    async def pause(self, request: Request) -> Response:
+        body = await self._guard(request)
+        if isinstance(body, Response):
+            return body
+        self._service.tasks.pause()
+        return ok({"paused": True})
+
+    async def resume(self, request: Request) -> Response:
+        body = await self._guard(request)
+        if isinstance(body, Response):
+            return body
+        self._service.tasks.resume()
+        return ok({"paused": False})
+
+    async def workflows(self, request: Request) -> Response:
+        body = await self._guard(request)
+        if isinstance(body, Response):
+            return body
+        if request.method == "POST":
+            assert isinstance(body, Mapping)
+            workflow_id, spec = body.get("workflow_id"), body.get("spec")
+            if not isinstance(workflow_id, str) or not workflow_id:
+                return error(CODE_INVALID_PARAMETER, "workflow_id is required")
+            if not isinstance(spec, Mapping):
+                return error(CODE_INVALID_PARAMETER, "spec must be a workflow parameter spec object")
+            try:
+                self._service.workflows.register(workflow_id, spec)
+            except InvalidInputError as exc:
+                return error(CODE_INVALID_PARAMETER, f"spec: {exc}")
+        return ok({"workflows": self._service.workflows.ids()})
+
+    async def clock(self, request: Request) -> Response:
+        body = await self._guard(request)
+        if isinstance(body, Response):
+            return body
+        assert isinstance(body, Mapping)
+        seconds = body.get("advance", 0)
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+            return error(CODE_INVALID_PARAMETER, "advance must be a number of seconds, 0 or more")
+        self._service.clock.advance(float(seconds))
+        return ok({"offset": self._service.clock.offset, "now": self._service.clock.now()})
+
+    async def timing(self, request: Request) -> Response:
+        body = await self._guard(request)
+        if isinstance(body, Response):
+            return body
+        assert isinstance(body, Mapping)
+        steps, step_seconds = body.get("steps"), body.get("step_seconds")
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 0):
+            return error(CODE_INVALID_PARAMETER, "steps must be an integer, 0 or more")
+        if step_seconds is not None and (
+            isinstance(step_seconds, bool) or not isinstance(step_seconds, int | float) or step_seconds < 0
+        ):
+            return error(CODE_INVALID_PARAMETER, "step_seconds must be a number, 0 or more")
+        self._service.tasks.set_timing(steps=steps, step_seconds=step_seconds)
+        tasks = self._service.tasks
+        return ok({"steps": tasks.steps, "step_seconds": tasks.step_seconds})

@@ -1,0 +1,130 @@
+"""What the emulator stores: uploaded images, and the result objects its storage origin serves.
+
+Result images are not drawn when a task finishes but on their first download (in a worker thread), and a
+few recent ones are kept in memory (``EMULATOR_RENDER_CACHE_SIZE``). An object older than the retention
+period (3 days by default, judged on the emulator clock) is gone: the storage answers 404.
+"""
+
+from __future__ import annotations
+
+import secrets
+import string
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from starlette.concurrency import run_in_threadpool
+
+from .._constants import EMULATOR_ACCOUNT_ID, EMULATOR_RENDER_CACHE_SIZE, EMULATOR_TENANT_ID
+from ._png import png_size, render_image
+
+_ID_ALPHABET = string.ascii_lowercase + string.digits
+
+
+def random_id(length: int = 16) -> str:
+    """``length`` random lowercase letters and digits, as in the service's ids (``cft-…``, ``sui-…``)."""
+    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
+
+
+@dataclass(frozen=True)
+class UploadedImage:
+    """An image received by ``upload/image``."""
+
+    image_id: str
+    data: bytes
+    filename: str | None
+    content_type: str | None
+    size: tuple[int, int] | None
+
+
+@dataclass(frozen=True)
+class ResultObject:
+    """One result image of a task: where it lives and what to draw."""
+
+    key: str
+    task_id: str
+    node_id: str
+    width: int
+    height: int
+    seed: int
+    text: str
+    created_at: float
+
+
+def _extension(filename: str | None, data: bytes) -> str:
+    if filename and "." in filename.rsplit("/", 1)[-1]:
+        suffix = filename.rsplit(".", 1)[-1].lower()
+        if suffix and suffix.isalnum() and len(suffix) <= 8:
+            return "." + suffix
+    if png_size(data) is not None:
+        return ".png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return ".jpg"
+    return ""
+
+
+class ObjectStore:
+    """Uploads by image id and result objects by key."""
+
+    def __init__(self, *, retention_seconds: float) -> None:
+        self.retention_seconds = retention_seconds
+        self._uploads: dict[str, UploadedImage] = {}
+        self._results: dict[str, ResultObject] = {}
+        self._rendered: OrderedDict[str, bytes] = OrderedDict()
+
+    # --- uploads -------------------------------------------------------------------------------------------
+    def add_upload(self, data: bytes, *, filename: str | None, content_type: str | None) -> UploadedImage:
+        """Store an upload; its id keeps the original extension (or one guessed from the bytes)."""
+        image_id = f"{EMULATOR_TENANT_ID}/{EMULATOR_ACCOUNT_ID}/sui-{random_id()}{_extension(filename, data)}"
+        upload = UploadedImage(
+            image_id=image_id, data=data, filename=filename, content_type=content_type, size=png_size(data)
+        )
+        self._uploads[image_id] = upload
+        return upload
+
+    def upload(self, image_id: str) -> UploadedImage | None:
+        return self._uploads.get(image_id)
+
+    def has_upload(self, image_id: str) -> bool:
+        return image_id in self._uploads
+
+    def upload_size(self, image_id: str) -> tuple[int, int] | None:
+        """The pixel size of an uploaded PNG, or ``None`` (not uploaded, or not a PNG)."""
+        upload = self._uploads.get(image_id)
+        return upload.size if upload is not None else None
+
+    # --- results -------------------------------------------------------------------------------------------
+    def add_result(
+        self, *, task_id: str, node_id: str, width: int, height: int, seed: int, text: str, now: float
+    ) -> ResultObject:
+        """Register a result image (drawn later, on download)."""
+        key = f"{EMULATOR_TENANT_ID}/{EMULATOR_ACCOUNT_ID}/{task_id}/{uuid.uuid4()}.png"
+        result = ResultObject(
+            key=key, task_id=task_id, node_id=node_id, width=width, height=height, seed=seed, text=text,
+            created_at=now,
+        )
+        self._results[key] = result
+        return result
+
+    def result(self, key: str, *, now: float) -> ResultObject | None:
+        """The object at ``key``, or ``None`` if there is none or it is past retention (then it is deleted)."""
+        result = self._results.get(key)
+        if result is None:
+            return None
+        if now - result.created_at > self.retention_seconds:
+            del self._results[key]
+            self._rendered.pop(key, None)
+            return None
+        return result
+
+    async def render(self, result: ResultObject) -> bytes:
+        """The PNG bytes of a result, drawn in a worker thread the first time and cached for a while."""
+        cached = self._rendered.get(result.key)
+        if cached is not None:
+            self._rendered.move_to_end(result.key)
+            return cached
+        data = await run_in_threadpool(render_image, result.width, result.height, result.seed, result.text)
+        self._rendered[result.key] = data
+        while len(self._rendered) > EMULATOR_RENDER_CACHE_SIZE:
+            self._rendered.popitem(last=False)
+        return data

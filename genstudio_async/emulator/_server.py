@@ -1,0 +1,332 @@
+"""``Emulator``: a running local GenStudio, as an async context manager.
+
+It listens on two loopback ports: the API origin (HTTP endpoints and the progress WebSocket, on the same
+port as the real service) and the storage origin (signed result URLs), so a client that would send its API
+key to the storage host, or assume results live on the API host, is caught::
+
+    async with Emulator(api_key="sk-emulator", workers=2) as emu:
+        emu.base_url     # "http://127.0.0.1:PORT"
+        emu.ws_url       # "ws://127.0.0.1:PORT"
+        emu.storage_url  # "http://127.0.0.1:OTHER_PORT"
+
+Both servers are uvicorn servers run in-process on the current event loop (see ``_uvicorn``); uvicorn is
+kept away from the process's signal handlers and logging configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Collection, Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from .._constants import (
+    EMULATOR_DEFAULT_API_KEY,
+    EMULATOR_DEFAULT_HOST,
+    EMULATOR_DEFAULT_STEP_SECONDS,
+    EMULATOR_DEFAULT_STEPS,
+    EMULATOR_DEFAULT_WORKERS,
+    EMULATOR_MAX_UPLOAD_BYTES,
+    EMULATOR_QUEUE_NOTIFY_INTERVAL,
+    EMULATOR_SHUTDOWN_TIMEOUT,
+    EMULATOR_TOKEN_TTL_SECONDS,
+    EMULATOR_WAIT_STATUS_TIMEOUT,
+    PROGRESS_WS_PATH,
+    PROGRESS_WS_TOKEN_PARAM,
+    RESULT_RETENTION_SECONDS,
+)
+from ..workflow import SpecSource, WorkflowSpec
+from ._api import ApiApp
+from ._faults import Faults
+from ._service import EmulatorService, ServiceSettings
+from ._state import EmulatorError
+from ._stats import EmulatorStats
+from ._storage import build_storage_app
+from ._uvicorn import EmbeddedServer, bind_socket, make_server
+from ._workflows import builtin_workflows
+
+if TYPE_CHECKING:
+    from .._client import AsyncGenStudio
+
+
+def _origin(scheme: str, host: str, port: int) -> str:
+    """``scheme://host:port``, with an IPv6 host in brackets."""
+    shown = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown}:{port}"
+
+
+class Emulator:
+    """A local GenStudio service: real HTTP, WebSocket and signed-URL storage on loopback, with faults.
+
+    Parameters (every default lives in ``genstudio_async._constants``):
+
+    - ``api_key``: the bearer key every HTTP call must carry.
+    - ``host``/``port``: the API origin; the default port 0 picks a free one (read it back from ``base_url``).
+    - ``storage_host``/``storage_port``: the storage origin (defaults: the same host, another free port).
+    - ``workers``: how many tasks run at once; ``steps`` and ``step_seconds``: how a task advances.
+    - ``token_ttl``: prompt-token lifetime in seconds; ``retention``: how long result files live.
+    - ``faults``: emulator-wide ``Faults``; ``workflows``: extra workflows ``{id: spec}``;
+      ``builtin_workflows``: whether to register the docs' example workflows.
+    """
+
+    def __init__(
+        self,
+        api_key: str = EMULATOR_DEFAULT_API_KEY,
+        *,
+        host: str = EMULATOR_DEFAULT_HOST,
+        port: int = 0,
+        storage_host: str | None = None,
+        storage_port: int = 0,
+        workers: int = EMULATOR_DEFAULT_WORKERS,
+        steps: int = EMULATOR_DEFAULT_STEPS,
+        step_seconds: float = EMULATOR_DEFAULT_STEP_SECONDS,
+        token_ttl: float = EMULATOR_TOKEN_TTL_SECONDS,
+        retention: float = RESULT_RETENTION_SECONDS,
+        faults: Faults | None = None,
+        workflows: Mapping[str, WorkflowSpec | SpecSource] | None = None,
+        builtin_workflows: bool = True,
+        queue_notify_interval: float = EMULATOR_QUEUE_NOTIFY_INTERVAL,
+        max_upload_bytes: int = EMULATOR_MAX_UPLOAD_BYTES,
+        shutdown_timeout: float = EMULATOR_SHUTDOWN_TIMEOUT,
+    ) -> None:
+        if not api_key:
+            raise ValueError("the emulator needs a non-empty api_key")
+        self._host = host
+        self._port = port
+        self._storage_host = storage_host or host
+        self._storage_port = storage_port
+        self._shutdown_timeout = shutdown_timeout
+        self._service = EmulatorService(
+            ServiceSettings(
+                api_key=api_key,
+                workers=workers,
+                steps=steps,
+                step_seconds=step_seconds,
+                token_ttl=token_ttl,
+                retention=retention,
+                queue_notify_interval=queue_notify_interval,
+                max_upload_bytes=max_upload_bytes,
+            ),
+            faults=faults,
+        )
+        if builtin_workflows:
+            for workflow_id, spec in _builtin_specs().items():
+                self._service.workflows.register(workflow_id, spec)
+        for workflow_id, source in (workflows or {}).items():
+            self._service.workflows.register(workflow_id, source)
+        self._servers: list[EmbeddedServer] = []
+        self._serve_tasks: list[asyncio.Task[None]] = []
+        self._base_url: str | None = None
+        self._storage_url: str | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------------------
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Bind both ports, start the workers and both servers; return once they accept connections."""
+        if self._servers:
+            raise EmulatorError("this emulator is already running")
+        api_socket = bind_socket(self._host, self._port)
+        try:
+            storage_socket = bind_socket(self._storage_host, self._storage_port)
+        except OSError:
+            api_socket.close()
+            raise
+        self._base_url = _origin("http", self._host, api_socket.getsockname()[1])
+        self._storage_url = _origin("http", self._storage_host, storage_socket.getsockname()[1])
+        self._service.set_storage_origin(self._storage_url)
+        self._service.tasks.start()
+        api_server = make_server(ApiApp(self._service, self._api_connections), shutdown_timeout=self._shutdown_timeout)
+        storage_server = make_server(build_storage_app(self._service), shutdown_timeout=self._shutdown_timeout)
+        self._servers = [api_server, storage_server]
+        self._serve_tasks = [
+            asyncio.create_task(api_server.serve(sockets=[api_socket]), name="genstudio-emulator-api"),
+            asyncio.create_task(storage_server.serve(sockets=[storage_socket]), name="genstudio-emulator-storage"),
+        ]
+        try:
+            while not all(server.started for server in self._servers):
+                for task in self._serve_tasks:
+                    if task.done():
+                        await task  # re-raises what stopped it
+                        raise EmulatorError("the emulator's server stopped while starting")
+                await asyncio.sleep(0.005)
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def stop(self) -> None:
+        """Close both servers (open sockets get close code 1012), then stop the workers."""
+        for server in self._servers:
+            server.request_exit()
+        serve_tasks, self._serve_tasks = self._serve_tasks, []
+        try:
+            if serve_tasks:
+                await asyncio.gather(*serve_tasks)
+        finally:
+            self._servers = []
+            await self._service.tasks.stop()
+
+    def _api_connections(self) -> Collection[Any]:
+        return self._servers[0].server_state.connections if self._servers else ()
+
+    # --- where it is -----------------------------------------------------------------------------------------
+    @property
+    def api_key(self) -> str:
+        """The key every HTTP call must carry as ``Authorization: Bearer <api_key>``."""
+        return self._service.settings.api_key
+
+    @property
+    def base_url(self) -> str:
+        """The API origin, e.g. ``http://127.0.0.1:8188`` (pass it as the client's ``base_url``)."""
+        if self._base_url is None:
+            raise EmulatorError("the emulator is not started")
+        return self._base_url
+
+    @property
+    def ws_url(self) -> str:
+        """The WebSocket origin of the API, e.g. ``ws://127.0.0.1:8188`` (same port as ``base_url``)."""
+        return "ws" + self.base_url.removeprefix("http")
+
+    @property
+    def storage_url(self) -> str:
+        """The storage origin that serves result files (another port than the API)."""
+        if self._storage_url is None:
+            raise EmulatorError("the emulator is not started")
+        return self._storage_url
+
+    def progress_url(self, prompt_token: str) -> str:
+        """The full progress WebSocket URL for a task's ``prompt_token``."""
+        return f"{self.ws_url}{PROGRESS_WS_PATH}?{PROGRESS_WS_TOKEN_PARAM}={prompt_token}"
+
+    # --- state for tests ---------------------------------------------------------------------------------------
+    @property
+    def stats(self) -> EmulatorStats:
+        """Live counters of what was served (see ``EmulatorStats``)."""
+        return self._service.stats
+
+    @property
+    def service(self) -> EmulatorService:
+        """The state behind the servers, for tests that need to look deeper."""
+        return self._service
+
+    def task_info(self, task_id: str) -> dict[str, Any] | None:
+        """A task's snapshot as ``get_task_info`` would give it, or ``None`` if unknown."""
+        task = self._service.tasks.get(task_id)
+        return self._service.tasks.info(task) if task is not None else None
+
+    def task_ids(self) -> list[str]:
+        """Every task id submitted so far, oldest first."""
+        return [task.task_id for task in self._service.tasks]
+
+    async def wait_status(
+        self,
+        task_id: str,
+        status: int | Collection[int],
+        *,
+        timeout: float = EMULATOR_WAIT_STATUS_TIMEOUT,
+    ) -> dict[str, Any]:
+        """Wait until a task has ``status`` (or one of several); return its snapshot.
+
+        Raises ``EmulatorError`` if the task is unknown or ends with another status, ``TimeoutError`` if
+        ``timeout`` seconds pass first.
+        """
+        statuses = [status] if isinstance(status, int) else list(status)
+        return await self._service.tasks.wait_status(task_id, statuses, timeout=timeout)
+
+    # --- control -----------------------------------------------------------------------------------------------
+    @property
+    def paused(self) -> bool:
+        return self._service.tasks.paused
+
+    def pause(self) -> None:
+        """Stop the workers from taking or advancing tasks, so queued states can be looked at calmly."""
+        self._service.tasks.pause()
+
+    def resume(self) -> None:
+        """Let the workers go on."""
+        self._service.tasks.resume()
+
+    def set_timing(self, *, steps: int | None = None, step_seconds: float | None = None) -> None:
+        """Change how tasks advance (for tasks that start from now on)."""
+        self._service.tasks.set_timing(steps=steps, step_seconds=step_seconds)
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the emulator clock forward: URL and token expiry and file retention see the future."""
+        self._service.clock.advance(seconds)
+
+    @property
+    def faults(self) -> Faults:
+        """The emulator-wide faults in force."""
+        return self._service.faults.faults
+
+    def set_faults(self, faults: Faults | None = None, /, **changes: Any) -> Faults:
+        """Replace the emulator-wide faults: ``faults`` (default: none) with ``changes`` applied.
+
+        ``emu.set_faults(ws_drop_after=2)`` turns every other fault off; ``emu.set_faults()`` turns all off.
+        """
+        new = dataclasses.replace(faults or Faults(), **changes)
+        self._service.faults.set(new)
+        return new
+
+    def set_workflow_faults(self, workflow_id: str, faults: Faults | None = None, /, **changes: Any) -> Faults | None:
+        """Give one workflow its own faults (they replace the emulator-wide ones for it).
+
+        With neither ``faults`` nor ``changes`` the workflow goes back to the emulator-wide faults.
+        """
+        if faults is None and not changes:
+            self._service.faults.set_for_workflow(workflow_id, None)
+            return None
+        new = dataclasses.replace(faults or Faults(), **changes)
+        self._service.faults.set_for_workflow(workflow_id, new)
+        return new
+
+    def clear_faults(self) -> None:
+        """Turn every fault off, emulator-wide and per workflow."""
+        self._service.faults.clear()
+
+    # --- workflows -------------------------------------------------------------------------------------------
+    def register_workflow(self, workflow_id: str, spec: WorkflowSpec | SpecSource) -> WorkflowSpec:
+        """Add (or replace) a workflow from a spec, a dict, a JSON text or a file path."""
+        return self._service.workflows.register(workflow_id, spec).spec
+
+    def workflow(self, workflow_id: str) -> WorkflowSpec:
+        """A registered workflow's spec."""
+        registered = self._service.workflows.get(workflow_id)
+        if registered is None:
+            raise KeyError(workflow_id)
+        return registered.spec
+
+    @property
+    def workflow_ids(self) -> list[str]:
+        return self._service.workflows.ids()
+
+    # --- clients ---------------------------------------------------------------------------------------------
+    def client(self, **kwargs: Any) -> AsyncGenStudio:
+        """An ``AsyncGenStudio`` pointed at this emulator: ``AsyncGenStudio(api_key=…, base_url=…, **kwargs)``."""
+        from .._client import AsyncGenStudio
+
+        return AsyncGenStudio(api_key=self.api_key, base_url=self.base_url, **kwargs)
+
+    def __repr__(self) -> str:
+        where = self._base_url or "not started"
+        return f"<Emulator {where} workers={self._service.settings.workers}>"
+
+
+_BUILTIN_CACHE: dict[str, WorkflowSpec] = {}
+
+
+def _builtin_specs() -> dict[str, WorkflowSpec]:
+    if not _BUILTIN_CACHE:
+        _BUILTIN_CACHE.update(builtin_workflows())
+    return dict(_BUILTIN_CACHE)

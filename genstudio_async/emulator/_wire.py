@@ -1,0 +1,80 @@
+"""JSON as the real service writes it, and its response envelope.
+
+The service's encoder escapes ``&`` (and ``<``, ``>``) inside strings as ``\\u0026`` (``\\u003c``, ``\\u003e``),
+so a signed URL arrives as ``...png?Expires=1\\u0026OSSAccessKeyId=...``. A JSON parser turns it back into
+``&``; a client that greps the raw text does not. The emulator writes every HTTP body and WebSocket frame
+through ``dumps`` so clients meet the same text.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from starlette.responses import Response
+
+# Business codes of the envelope (``code``). 0 is success; HTTP-level errors reuse their HTTP status.
+CODE_OK = 0
+CODE_BAD_REQUEST = 400
+CODE_UNAUTHORIZED = 401
+CODE_NOT_FOUND = 404
+CODE_METHOD_NOT_ALLOWED = 405
+CODE_PAYLOAD_TOO_LARGE = 413
+CODE_RATE_LIMITED = 429
+CODE_INVALID_PARAMETER = 10001
+CODE_WORKFLOW_NOT_FOUND = 10002
+CODE_TASK_NOT_FOUND = 10003
+CODE_INVALID_PROMPT = 10004
+
+_ESCAPES = (("&", "\\u0026"), ("<", "\\u003c"), (">", "\\u003e"), ("\u2028", "\\u2028"), ("\u2029", "\\u2029"))
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON with ``&``, ``<``, ``>`` escaped as the service's encoder does.
+
+    The replacement is safe on the whole text: these characters can only occur inside JSON strings, and
+    never right after an escaping backslash.
+    """
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    for char, escape in _ESCAPES:
+        if char in text:
+            text = text.replace(char, escape)
+    return text
+
+
+def new_traceid() -> str:
+    """A random trace id, as every error envelope carries."""
+    return secrets.token_hex(16)
+
+
+def json_response(payload: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A response whose body is ``dumps(payload)``."""
+    return Response(
+        content=dumps(payload).encode("utf-8"),
+        status_code=status_code,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def ok(data: Any) -> Response:
+    """The success envelope ``{"code": 0, "msg": "Success", "data": ...}``."""
+    return json_response({"code": CODE_OK, "msg": "Success", "data": data})
+
+
+def error_envelope(code: int, msg: str, data: Any = None) -> dict[str, Any]:
+    """An error envelope: ``code != 0``, a ``msg`` naming the field or id, and a fresh ``traceid``."""
+    return {"code": code, "msg": msg, "data": data, "traceid": new_traceid()}
+
+
+def error(
+    code: int,
+    msg: str,
+    *,
+    status_code: int = 200,
+    data: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """An error response. Business errors keep HTTP 200 (as the service does); others pass their status."""
+    return json_response(error_envelope(code, msg, data), status_code=status_code, headers=headers)

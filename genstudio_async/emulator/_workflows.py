@@ -1,0 +1,173 @@
+"""The workflows an emulator knows: the built-in examples from the service's docs plus any a user registers.
+
+The built-in specs are package data (``genstudio_async/emulator/workflows/<workflow_id>.json``), in the
+"入参范围" format of the service's tutorial:
+
+- ``wf-c73diz7kadp6ffgn``: the API guide's text-to-image example (its checkpoint list accepts both the bare and
+  the ``common/sd1.5/`` spelling, since the guide's curl body uses the bare one);
+- ``wf-c73epllu4i3bxvzr``: the guide's image-to-image example (``LoadImage`` node ``"10"``);
+- ``wf-c72qozydy6suxesa``: the tutorial's text-to-image workflow, spec copied verbatim.
+
+Each has a ``SaveImage`` output node ``"9"``. Prompts are checked by ``WorkflowSpec.problems`` (the SDK's own
+validation) plus one check only a server can make: an IMAGE input must name an image uploaded to this
+emulator or be an http(s) URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from .._constants import EMULATOR_DEFAULT_IMAGE_SIZE, EMULATOR_DEFAULT_OUTPUT_NODE, EMULATOR_MAX_BATCH_SIZE
+from .._exceptions import PromptProblem
+from ..workflow import SpecSource, WorkflowSpec
+from ._png import clamp_side
+
+_OUTPUT_CLASS_TYPES = frozenset({"SaveImage"})
+_SEED_INPUTS = ("seed", "noise_seed")
+
+
+def builtin_workflows() -> dict[str, WorkflowSpec]:
+    """The built-in example workflows, by id (read from the package's ``workflows/*.json``)."""
+    folder = resources.files("genstudio_async").joinpath("emulator", "workflows")
+    found: dict[str, WorkflowSpec] = {}
+    for entry in sorted(folder.iterdir(), key=lambda item: item.name):
+        if entry.name.endswith(".json"):
+            found[entry.name.removesuffix(".json")] = WorkflowSpec.from_json(entry.read_text(encoding="utf-8"))
+    return found
+
+
+@dataclass(frozen=True)
+class RegisteredWorkflow:
+    """A workflow the emulator runs: its spec and the ids of its output (SaveImage) nodes."""
+
+    workflow_id: str
+    spec: WorkflowSpec
+    output_nodes: tuple[str, ...]
+
+    @classmethod
+    def build(cls, workflow_id: str, spec: WorkflowSpec) -> RegisteredWorkflow:
+        outputs = tuple(node.node_id for node in spec if node.class_type in _OUTPUT_CLASS_TYPES)
+        return cls(workflow_id=workflow_id, spec=spec, output_nodes=outputs or (EMULATOR_DEFAULT_OUTPUT_NODE,))
+
+
+class WorkflowRegistry:
+    """Workflows by id."""
+
+    def __init__(self) -> None:
+        self._workflows: dict[str, RegisteredWorkflow] = {}
+
+    def register(self, workflow_id: str, spec: WorkflowSpec | SpecSource) -> RegisteredWorkflow:
+        """Add or replace a workflow; ``spec`` may be a ``WorkflowSpec`` or anything ``WorkflowSpec.load`` takes."""
+        if not isinstance(workflow_id, str) or not workflow_id.strip():
+            raise ValueError("a workflow id must be a non-empty string")
+        loaded = spec if isinstance(spec, WorkflowSpec) else WorkflowSpec.load(spec)
+        registered = RegisteredWorkflow.build(workflow_id, loaded)
+        self._workflows[workflow_id] = registered
+        return registered
+
+    def get(self, workflow_id: str) -> RegisteredWorkflow | None:
+        return self._workflows.get(workflow_id)
+
+    def ids(self) -> list[str]:
+        return list(self._workflows)
+
+
+def image_problems(
+    spec: WorkflowSpec, prompt: Mapping[str, Any], is_uploaded: Callable[[str], bool]
+) -> list[PromptProblem]:
+    """IMAGE inputs of ``prompt`` that name neither an image uploaded here nor an http(s) URL."""
+    found: list[PromptProblem] = []
+    for node_id, overrides in prompt.items():
+        node = spec.nodes.get(str(node_id))
+        inputs = overrides.get("inputs") if isinstance(overrides, Mapping) else None
+        if node is None or not isinstance(inputs, Mapping):
+            continue
+        for name, value in inputs.items():
+            input_spec = node.inputs.get(str(name))
+            if input_spec is None or input_spec.type.upper() != "IMAGE" or not isinstance(value, str):
+                continue
+            if value.startswith(("http://", "https://")) or is_uploaded(value):
+                continue
+            found.append(
+                PromptProblem(
+                    node_id=str(node_id),
+                    input=str(name),
+                    problem=f"image {value!r} was not uploaded to this emulator and is not an http(s) URL",
+                    allowed="an image_id returned by upload/image, or an http(s) URL",
+                    title=node.title,
+                )
+            )
+    return found
+
+
+def merge_prompt(spec: WorkflowSpec, prompt: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Every input's value for a run: the spec's current values with the (validated) overrides applied."""
+    merged = {node_id: node["inputs"] for node_id, node in spec.base_prompt().items()}
+    for node_id, overrides in (prompt or {}).items():
+        merged.setdefault(str(node_id), {}).update(overrides["inputs"])
+    return merged
+
+
+@dataclass(frozen=True)
+class RenderPlan:
+    """What the results of one task look like: size, how many per output node, and what seeds the drawing."""
+
+    width: int
+    height: int
+    batch_size: int
+    seed: int
+    text: str
+    output_nodes: tuple[str, ...]
+
+
+def plan_render(
+    workflow: RegisteredWorkflow,
+    inputs: Mapping[str, Mapping[str, Any]],
+    uploaded_size: Callable[[str], tuple[int, int] | None],
+) -> RenderPlan:
+    """Read size, batch, seed and text from a run's inputs.
+
+    Size: an uploaded PNG given to an IMAGE input (image-to-image), else the first node with ``width`` and
+    ``height`` inputs (EmptyLatentImage-like), else 512×512; each side clamped (see ``_png``). Batch: that
+    node's ``batch_size``, clamped to 1..``EMULATOR_MAX_BATCH_SIZE``. Seed: the first ``seed``/``noise_seed``.
+    Text: every STRING ``text`` input, joined.
+    """
+    width = height = EMULATOR_DEFAULT_IMAGE_SIZE
+    batch_size = 1
+    seed = 0
+    texts: list[str] = []
+    sized_by_image = sized_by_latent = seed_found = False
+    for node in workflow.spec:
+        values = inputs.get(node.node_id, {})
+        for name, input_spec in node.inputs.items():
+            value = values.get(name)
+            if input_spec.type.upper() == "IMAGE" and isinstance(value, str) and not sized_by_image:
+                size = uploaded_size(value)
+                if size is not None:
+                    width, height = size
+                    sized_by_image = True
+            elif name in _SEED_INPUTS and isinstance(value, int) and not seed_found:
+                seed, seed_found = value, True
+            elif name == "text" and isinstance(value, str):
+                texts.append(value)
+        if not sized_by_latent and _is_int(values.get("width")) and _is_int(values.get("height")):
+            sized_by_latent = True
+            if not sized_by_image:
+                width, height = int(values["width"]), int(values["height"])
+            if _is_int(values.get("batch_size")):
+                batch_size = int(values["batch_size"])
+    return RenderPlan(
+        width=clamp_side(width),
+        height=clamp_side(height),
+        batch_size=max(1, min(EMULATOR_MAX_BATCH_SIZE, batch_size)),
+        seed=seed,
+        text="\n".join(texts),
+        output_nodes=workflow.output_nodes,
+    )
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

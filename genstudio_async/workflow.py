@@ -1,0 +1,391 @@
+"""Workflow parameter specs (GenStudio's "入参范围"): load one, build a base prompt, check a prompt against it.
+
+GenStudio publishes, for each hosted workflow, the inputs a ``prompt`` may override::
+
+    {"3": {"inputs": {"steps": {"type": "INT", "current": 20, "spec": {"default": 20, "min": 1, "max": 10000}}},
+           "class_type": "KSampler", "_meta": {"title": "KSampler"}}}
+
+``WorkflowSpec`` reads that format. ``base_prompt()`` turns it into a prompt holding every current value
+(what the service's tutorial calls the "Base Prompt"), and ``problems()`` / ``validate()`` check a prompt of
+overrides before it is sent, reporting every problem at once::
+
+    spec = WorkflowSpec.load("my-workflow-spec.json")
+    spec.validate({"3": {"inputs": {"steps": 30}}})       # raises PromptValidationError listing each problem
+
+Input types the SDK knows (INT, FLOAT, STRING, BOOLEAN, LIST, MODEL, IMAGE) are checked; any other type is
+kept as it is and accepts any value. Unknown keys are kept everywhere, and ``to_dict()`` gives the spec back.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TypeAlias
+
+from ._exceptions import InvalidInputError, PromptProblem, PromptValidationError
+from ._prompt import prompt_shape_problems
+
+__all__ = ["InputSpec", "NodeSpec", "SpecSource", "ValueSpec", "WorkflowSpec"]
+
+#: What ``WorkflowSpec.load`` accepts: a parsed dict, a JSON text (str or bytes), or a path to a JSON file.
+SpecSource: TypeAlias = "Mapping[str, Any] | str | bytes | os.PathLike[str]"
+
+_NUMBER_KEYS = ("default", "min", "max", "step", "round")
+_SPEC_KEYS = (*_NUMBER_KEYS, "choices")
+_CHOICES_SHOWN = 8
+_VALUE_SHOWN = 60
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= _VALUE_SHOWN else text[: _VALUE_SHOWN - 1] + "…"
+
+
+def _type_name(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+@dataclass(frozen=True)
+class ValueSpec:
+    """The ``spec`` of one input: its default and what values are allowed. Unknown keys are kept in ``extra``."""
+
+    default: Any = None
+    min: int | float | None = None
+    max: int | float | None = None
+    step: int | float | None = None
+    round: int | float | None = None
+    choices: tuple[Any, ...] = ()
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], *, where: str) -> ValueSpec:
+        """Read a ``spec`` object; ``where`` names it in error messages."""
+        numbers: dict[str, int | float | None] = {}
+        for key in ("min", "max", "step", "round"):
+            value = raw.get(key)
+            if value is not None and not _is_number(value):
+                raise InvalidInputError(f"{where}: spec {key!r} must be a number, got {_short(value)}")
+            numbers[key] = value
+        choices = raw.get("choices", ())
+        if choices is None:
+            choices = ()
+        if not isinstance(choices, list | tuple):
+            raise InvalidInputError(f"{where}: spec 'choices' must be a list, got {_type_name(choices)}")
+        extra = {key: copy.deepcopy(value) for key, value in raw.items() if key not in _SPEC_KEYS}
+        return cls(
+            default=copy.deepcopy(raw.get("default")),
+            min=numbers["min"],
+            max=numbers["max"],
+            step=numbers["step"],
+            round=numbers["round"],
+            choices=tuple(choices),
+            extra=MappingProxyType(extra),
+        )
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One input of a node a prompt may set: its ``type``, ``current`` value and allowed values (``spec``)."""
+
+    name: str
+    type: str
+    current: Any = None
+    spec: ValueSpec = field(default_factory=ValueSpec)
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def check(self, value: object) -> str | None:
+        """What is wrong with ``value`` for this input, or ``None`` when it is allowed."""
+        kind = self.type.upper()
+        if kind == "INT":
+            if not isinstance(value, int) or isinstance(value, bool):
+                return f"expected an integer, got {_type_name(value)} {_short(value)}"
+            return self._range_problem(value) or self._choice_problem(value)
+        if kind == "FLOAT":
+            if not _is_number(value):
+                return f"expected a number, got {_type_name(value)} {_short(value)}"
+            assert isinstance(value, int | float)
+            if not math.isfinite(value):
+                return f"expected a finite number, got {_short(value)}"
+            return self._range_problem(value) or self._choice_problem(value)
+        if kind == "STRING":
+            if not isinstance(value, str):
+                return f"expected a string, got {_type_name(value)} {_short(value)}"
+            return self._choice_problem(value)
+        if kind == "BOOLEAN":
+            if not isinstance(value, bool):
+                return f"expected true or false, got {_type_name(value)} {_short(value)}"
+            return None
+        if kind == "IMAGE":
+            if not isinstance(value, str) or not value:
+                return f"expected an image id or URL string, got {_type_name(value)} {_short(value)}"
+            return self._choice_problem(value)
+        if kind in ("LIST", "MODEL"):
+            return self._choice_problem(value)
+        return None
+
+    def allowed(self) -> str | None:
+        """A short description of the values this input accepts, for error messages."""
+        kind = self.type.upper()
+        if self.spec.choices:
+            shown = ", ".join(_short(choice) for choice in self.spec.choices[:_CHOICES_SHOWN])
+            more = len(self.spec.choices) - _CHOICES_SHOWN
+            if more > 0:
+                shown += f", … ({len(self.spec.choices)} choices)"
+            return f"one of {shown}"
+        if kind in ("INT", "FLOAT"):
+            noun = "an integer" if kind == "INT" else "a number"
+            low, high = self.spec.min, self.spec.max
+            if low is not None and high is not None:
+                return f"{noun} from {low} to {high}"
+            if low is not None:
+                return f"{noun} of at least {low}"
+            if high is not None:
+                return f"{noun} of at most {high}"
+            return noun
+        return {
+            "STRING": "a string",
+            "BOOLEAN": "true or false",
+            "IMAGE": "an uploaded image_id or an http(s) URL",
+        }.get(kind)
+
+    def _range_problem(self, value: int | float) -> str | None:
+        if self.spec.min is not None and value < self.spec.min:
+            return f"{_short(value)} is below the minimum {self.spec.min}"
+        if self.spec.max is not None and value > self.spec.max:
+            return f"{_short(value)} is above the maximum {self.spec.max}"
+        return None
+
+    def _choice_problem(self, value: object) -> str | None:
+        if not self.spec.choices:
+            return None
+        for choice in self.spec.choices:
+            if value == choice and isinstance(value, bool) == isinstance(choice, bool):
+                return None
+        return f"{_short(value)} is not one of the allowed choices"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of the workflow: its id, ``class_type``, ``title`` (from ``_meta.title``) and settable inputs."""
+
+    node_id: str
+    class_type: str | None
+    title: str | None
+    inputs: Mapping[str, InputSpec]
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+class WorkflowSpec:
+    """A workflow's parameter spec ("入参范围"): its nodes by id, each with the inputs a prompt may set."""
+
+    def __init__(self, nodes: Mapping[str, NodeSpec], *, raw: Mapping[str, Any] | None = None) -> None:
+        self._nodes = MappingProxyType(dict(nodes))
+        self._raw: dict[str, Any] = copy.deepcopy(dict(raw)) if raw is not None else {}
+
+    # --- loading -------------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, source: SpecSource) -> WorkflowSpec:
+        """Load from a dict, a JSON text (``str`` starting with ``{``, or ``bytes``) or a path to a JSON file."""
+        if isinstance(source, Mapping):
+            return cls.from_dict(source)
+        if isinstance(source, bytes):
+            return cls.from_json(source)
+        if isinstance(source, str):
+            if source.lstrip().startswith("{"):
+                return cls.from_json(source)
+            return cls.from_file(source)
+        if isinstance(source, os.PathLike):
+            return cls.from_file(source)
+        raise InvalidInputError(
+            f"a workflow spec must be a dict, a JSON text or a file path, got {_type_name(source)}"
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> WorkflowSpec:
+        """Parse a JSON text holding a spec."""
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise InvalidInputError(f"the workflow spec is not valid JSON: {exc}") from exc
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> WorkflowSpec:
+        """Read a JSON file holding a spec."""
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read the workflow spec {os.fspath(path)!r}: {exc}") from exc
+        return cls.from_json(text)
+
+    @classmethod
+    def from_dict(cls, data: object) -> WorkflowSpec:
+        """Build from a parsed spec: ``{node_id: {"inputs": {name: {"type", "current", "spec"}}, ...}}``."""
+        if not isinstance(data, Mapping):
+            raise InvalidInputError(f"a workflow spec must be a JSON object of nodes, got {_type_name(data)}")
+        nodes: dict[str, NodeSpec] = {}
+        for node_id, node_raw in data.items():
+            nodes[str(node_id)] = _parse_node(str(node_id), node_raw)
+        return cls(nodes, raw=data)
+
+    # --- reading -------------------------------------------------------------------------------------------
+    @property
+    def nodes(self) -> Mapping[str, NodeSpec]:
+        """The nodes by id, in the spec's order (read-only)."""
+        return self._nodes
+
+    def __iter__(self) -> Iterator[NodeSpec]:
+        return iter(self._nodes.values())
+
+    def __len__(self) -> int:
+        return len(self._nodes)
+
+    def __contains__(self, node_id: object) -> bool:
+        return node_id in self._nodes
+
+    def __repr__(self) -> str:
+        return f"WorkflowSpec(nodes={list(self._nodes)!r})"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as it was loaded (a fresh deep copy), ready for ``json.dumps``."""
+        return copy.deepcopy(self._raw)
+
+    def base_prompt(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """A prompt setting every input to its ``current`` value: ``{node_id: {"inputs": {name: current}}}``.
+
+        Each call returns a fresh deep copy, so changing it never changes the spec.
+        """
+        return {
+            node.node_id: {"inputs": {name: copy.deepcopy(spec.current) for name, spec in node.inputs.items()}}
+            for node in self._nodes.values()
+        }
+
+    # --- checking ------------------------------------------------------------------------------------------
+    def problems(self, prompt: object) -> list[PromptProblem]:
+        """Every problem of ``prompt`` (a mapping of overrides, or ``None`` for none) against this spec.
+
+        The prompt's shape is checked first, by the same rules the client applies before sending (a mapping
+        of node ids to ``{"inputs": {...}}``); then each input against the spec: unknown node or input,
+        wrong type, out of ``[min, max]``, not among the ``choices``.
+        """
+        if prompt is None:
+            return []
+        shape = [self._titled(problem) for problem in prompt_shape_problems(prompt)]
+        if not isinstance(prompt, Mapping):
+            return shape
+        malformed_inputs = {(p.node_id, p.input) for p in shape if p.input is not None}
+        found: list[PromptProblem] = list(shape)
+        for raw_node_id, overrides in prompt.items():
+            node_id = str(raw_node_id)
+            node = self._nodes.get(node_id)
+            if node is None:
+                found.append(
+                    PromptProblem(node_id=node_id, input=None, problem="unknown node", allowed=self._node_list())
+                )
+                continue
+            inputs = overrides.get("inputs") if isinstance(overrides, Mapping) else None
+            if not isinstance(inputs, Mapping):
+                continue  # reported by the shape check
+            for raw_name, value in inputs.items():
+                name = str(raw_name)
+                if (node_id, name) in malformed_inputs:
+                    continue
+                input_spec = node.inputs.get(name)
+                if input_spec is None:
+                    found.append(
+                        PromptProblem(
+                            node_id=node_id,
+                            input=name,
+                            problem="unknown input",
+                            allowed=", ".join(node.inputs) or "this node has no settable inputs",
+                            title=node.title,
+                        )
+                    )
+                    continue
+                problem = input_spec.check(value)
+                if problem is not None:
+                    found.append(
+                        PromptProblem(
+                            node_id=node_id,
+                            input=name,
+                            problem=problem,
+                            allowed=input_spec.allowed(),
+                            title=node.title,
+                        )
+                    )
+        return found
+
+    def validate(self, prompt: object) -> None:
+        """Raise ``PromptValidationError`` listing every problem of ``prompt``; return quietly if it fits."""
+        found = self.problems(prompt)
+        if found:
+            raise PromptValidationError(found)
+
+    def _titled(self, problem: PromptProblem) -> PromptProblem:
+        node = self._nodes.get(problem.node_id)
+        if node is None or problem.title or not node.title:
+            return problem
+        return dataclasses.replace(problem, title=node.title)
+
+    def _node_list(self) -> str:
+        described = [f"{node.node_id} ({node.title})" if node.title else node.node_id for node in self]
+        return ", ".join(described) or "the workflow has no settable nodes"
+
+
+def _parse_node(node_id: str, raw: object) -> NodeSpec:
+    where = f"node {node_id!r}"
+    if not isinstance(raw, Mapping):
+        raise InvalidInputError(f"{where} must be an object, got {_type_name(raw)}")
+    inputs_raw = raw.get("inputs", {})
+    if inputs_raw is None:
+        inputs_raw = {}
+    if not isinstance(inputs_raw, Mapping):
+        raise InvalidInputError(f"{where}: 'inputs' must be an object, got {_type_name(inputs_raw)}")
+    inputs = {str(name): _parse_input(node_id, str(name), value) for name, value in inputs_raw.items()}
+    class_type = raw.get("class_type")
+    meta = raw.get("_meta")
+    title = meta.get("title") if isinstance(meta, Mapping) else None
+    extra = {key: copy.deepcopy(value) for key, value in raw.items() if key not in ("inputs", "class_type")}
+    return NodeSpec(
+        node_id=node_id,
+        class_type=class_type if isinstance(class_type, str) else None,
+        title=title if isinstance(title, str) else None,
+        inputs=MappingProxyType(inputs),
+        extra=MappingProxyType(extra),
+    )
+
+
+def _parse_input(node_id: str, name: str, raw: object) -> InputSpec:
+    where = f"node {node_id!r} input {name!r}"
+    if not isinstance(raw, Mapping):
+        raise InvalidInputError(
+            f"{where} must be an object with 'type', 'current' and 'spec', got {_short(raw)} "
+            "(is this a ComfyUI API export rather than a GenStudio parameter spec?)"
+        )
+    kind = raw.get("type", "")
+    if not isinstance(kind, str):
+        raise InvalidInputError(f"{where}: 'type' must be a string, got {_type_name(kind)}")
+    spec_raw = raw.get("spec", {})
+    if spec_raw is None:
+        spec_raw = {}
+    if not isinstance(spec_raw, Mapping):
+        raise InvalidInputError(f"{where}: 'spec' must be an object, got {_type_name(spec_raw)}")
+    extra = {key: copy.deepcopy(value) for key, value in raw.items() if key not in ("type", "current", "spec")}
+    return InputSpec(
+        name=name,
+        type=kind,
+        current=copy.deepcopy(raw.get("current")),
+        spec=ValueSpec.from_dict(spec_raw, where=where),
+        extra=MappingProxyType(extra),
+    )
