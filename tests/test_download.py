@@ -1,0 +1,126 @@
+"""Downloads of result files: against the emulator's signed-URL storage, and respx for broken bodies."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import respx
+
+from genstudio_async import APIConnectionError, AsyncGenStudio, NotFoundError, TaskResult
+from genstudio_async.emulator import Emulator
+
+T2I = "wf-c73diz7kadp6ffgn"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data.startswith(PNG_SIGNATURE), f"{path} is not a PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def leftovers(directory: Path) -> list[Path]:
+    return [path for path in directory.rglob("*") if path.name.endswith(".part")]
+
+
+def files_in(directory: Path) -> list[Path]:
+    return [path for path in directory.rglob("*") if path.is_file()]
+
+
+async def test_download_saves_every_file_under_its_node(genstudio_emulator: Emulator, tmp_path: Path) -> None:
+    async with genstudio_emulator.client() as client:
+        result = await client.run(T2I, {"5": {"inputs": {"width": 64, "height": 48, "batch_size": 2}}})
+        paths = await client.download(result, tmp_path)
+    assert len(paths) == 2
+    assert all(path.parent == tmp_path / "9" and path.suffix == ".png" for path in paths)
+    assert [png_size(path) for path in paths] == [(64, 48), (64, 48)]
+    assert all("%2B" in url for url in result.outputs)  # signatures with '+': decoding would break them
+    assert leftovers(tmp_path) == []
+    assert genstudio_emulator.stats.storage_downloads == 2
+    assert genstudio_emulator.stats.storage_requests_with_authorization == 0
+
+
+async def test_the_api_key_never_reaches_the_storage_host_even_from_an_injected_client(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    key_header = {"Authorization": f"Bearer {genstudio_emulator.api_key}"}
+    async with (
+        httpx.AsyncClient(headers=key_header) as http_client,
+        genstudio_emulator.client(http_client=http_client) as client,
+    ):
+        result = await client.run(T2I)
+        paths = await client.download(result, tmp_path)
+    assert paths and all(path.exists() for path in paths)
+    assert genstudio_emulator.stats.storage_requests_with_authorization == 0
+
+
+async def test_an_expired_url_is_refreshed_through_get_task_info(genstudio_emulator: Emulator, tmp_path: Path) -> None:
+    async with genstudio_emulator.client() as client:
+        done = await client.run(T2I)
+        info = await client.get_task(done.prompt_id, url_expire_period=60)
+        genstudio_emulator.advance_clock(120)  # the storage host now sees those URLs as expired
+        genstudio_emulator.stats.reset()
+        paths = await client.download(TaskResult.from_info(info), tmp_path)
+    assert paths and all(png_size(path) for path in paths)
+    assert genstudio_emulator.stats.storage_requests_refused == 1  # one 403, then fresh URLs
+    assert genstudio_emulator.stats.task_info_requests == 1  # one refresh served every file
+    assert leftovers(tmp_path) == []
+
+
+async def test_files_deleted_after_retention_are_not_found_and_nothing_is_left(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    async with genstudio_emulator.client() as client:
+        result = await client.run(T2I)
+        genstudio_emulator.advance_clock(4 * 24 * 3600)
+        with pytest.raises(NotFoundError):
+            await client.download(result, tmp_path)
+    assert files_in(tmp_path) == []
+
+
+# --- broken bodies (respx) ----------------------------------------------------------------------------------
+
+STORAGE_URL = "https://bucket.oss.test/te-1%2Fac-1%2Fcft-1%2Fimage.png?Expires=9999999999&Signature=ab%2Bcd%3D"
+
+
+class _BreaksAfter(httpx.AsyncByteStream):
+    def __init__(self, payload: bytes) -> None:
+        self._payload = payload
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self._payload[:10]
+        raise httpx.ReadError("connection reset by peer")
+
+
+def _result() -> TaskResult:
+    return TaskResult(prompt_id="cft-1", files={"9": [STORAGE_URL]})
+
+
+async def test_an_interrupted_body_is_downloaded_again_whole(
+    api: respx.MockRouter, client: AsyncGenStudio, tmp_path: Path
+) -> None:
+    payload = PNG_SIGNATURE + b"x" * 5000
+    route = api.get(STORAGE_URL).mock(
+        side_effect=[httpx.Response(200, stream=_BreaksAfter(payload)), httpx.Response(200, content=payload)]
+    )
+    paths = await client.download(_result(), tmp_path)
+    assert paths == [tmp_path / "9" / "image.png"]
+    assert paths[0].read_bytes() == payload
+    assert route.call_count == 2
+    # Sent exactly as received: the signature's %2B and %3D were not decoded, and no key went along.
+    assert str(route.calls[0].request.url) == STORAGE_URL
+    assert "authorization" not in route.calls[0].request.headers
+
+
+async def test_a_body_that_keeps_breaking_leaves_no_file(
+    api: respx.MockRouter, client: AsyncGenStudio, tmp_path: Path
+) -> None:
+    api.get(STORAGE_URL).mock(side_effect=lambda request: httpx.Response(200, stream=_BreaksAfter(b"y" * 100)))
+    with pytest.raises(APIConnectionError, match="interrupted"):
+        await client.download(_result(), tmp_path)
+    assert files_in(tmp_path) == []

@@ -1,0 +1,251 @@
+"""The progress stream against a real emulator on loopback: every fault it can inject, and clean exits.
+
+Each test asserts what a user would notice: the stream ends with the right terminal event (carrying its files),
+events never go backwards or repeat, and no socket or poller seat outlives the consumer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import time
+
+import pytest
+
+from genstudio_async import AsyncGenStudio, ProgressEvent, Submission, TaskStatus, _http
+from genstudio_async.emulator import Emulator
+
+from .conftest import eventually
+
+T2I = "wf-c73diz7kadp6ffgn"
+
+
+async def collect(client: AsyncGenStudio, task: Submission | str) -> list[ProgressEvent]:
+    events: list[ProgressEvent] = []
+    async with client.stream(task) as stream:
+        async for event in stream:
+            events.append(event)
+    return events
+
+
+def assert_well_formed(events: list[ProgressEvent], status: TaskStatus = TaskStatus.SUCCEEDED) -> None:
+    """Terminal last and only last; progress never backwards; no consecutive duplicates; files on success."""
+    assert events, "the stream yielded nothing"
+    assert events[-1].status is status
+    assert all(not event.is_terminal for event in events[:-1])
+    progress = [event.progress for event in events]
+    assert progress == sorted(progress), f"progress went backwards: {progress}"
+    for before, after in itertools.pairwise(events):
+        assert before.model_dump(exclude={"source"}) != after.model_dump(exclude={"source"}), "duplicate event"
+    if status is TaskStatus.SUCCEEDED:
+        assert events[-1].progress == 100
+        assert events[-1].files and all(events[-1].files.values())
+        assert events[-1].final_files
+
+
+async def test_websocket_stream_yields_typed_events_until_the_terminal_one(genstudio_emulator: Emulator) -> None:
+    async with genstudio_emulator.client() as client:
+        sub = await client.submit(T2I)
+        events = await collect(client, sub)
+    assert_well_formed(events)
+    assert {event.source for event in events} == {"websocket"}
+    assert TaskStatus.RUNNING in {event.status for event in events}
+    assert genstudio_emulator.stats.ws_connections_opened == 1
+    assert genstudio_emulator.stats.task_info_requests == 0  # nothing needed HTTP
+    await eventually(lambda: genstudio_emulator.stats.ws_connections_open == 0, what="the socket to close")
+
+
+async def test_queue_position_is_reported_while_queued(genstudio_emulator: Emulator) -> None:
+    genstudio_emulator.pause()
+    async with genstudio_emulator.client() as client:
+        subs = [await client.submit(T2I) for _ in range(3)]
+        stream = client.stream(subs[2])
+        async with stream:
+            first = await anext(stream)
+            assert first.status is TaskStatus.QUEUED
+            assert first.queue_position == 3
+            assert first.queue_size == 3
+            genstudio_emulator.resume()
+            events = [first] + [event async for event in stream]
+    assert_well_formed(events)
+
+
+async def test_junk_frames_are_skipped(genstudio_emulator: Emulator) -> None:
+    genstudio_emulator.set_faults(ws_junk=True)
+    async with genstudio_emulator.client() as client:
+        events = await collect(client, await client.submit(T2I))
+    assert_well_formed(events)
+    assert {event.source for event in events} == {"websocket"}
+
+
+@pytest.mark.parametrize("drop_after", [1, 3])
+async def test_abnormal_close_reconnects_and_loses_nothing(genstudio_emulator: Emulator, drop_after: int) -> None:
+    genstudio_emulator.set_faults(ws_drop_after=drop_after)
+    async with genstudio_emulator.client(poll_interval=0.02) as client:
+        events = await collect(client, await client.submit(T2I))
+    assert_well_formed(events)
+    assert genstudio_emulator.stats.ws_connections_dropped >= 1
+    assert genstudio_emulator.stats.ws_connections_opened >= 2  # it reconnected
+    assert genstudio_emulator.stats.task_info_requests >= 1  # and reconciled the gap over HTTP
+
+
+async def test_a_terminal_status_reached_while_disconnected_is_not_missed(
+    genstudio_emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The socket drops; while the client waits to reconnect the task finishes and sockets start failing.
+    No socket ever carries the terminal snapshot: only the HTTP reconciliation of the gap can."""
+    genstudio_emulator.pause()
+    genstudio_emulator.set_faults(ws_drop_after=1)
+    async with genstudio_emulator.client(poll_interval=60.0) as client:
+        sub = await client.submit(T2I)
+
+        async def finish_during_backoff(seconds: float) -> None:
+            genstudio_emulator.set_faults(ws_refuse_status=503)
+            genstudio_emulator.resume()
+            await genstudio_emulator.wait_status(sub.prompt_id, 3)
+
+        monkeypatch.setattr(_http, "sleep", finish_during_backoff)
+        events = await collect(client, sub)
+    assert_well_formed(events)
+    assert events[-1].source == "poll"
+    assert genstudio_emulator.stats.ws_handshakes_refused == 1
+
+
+async def test_early_normal_close_is_a_gap_too(genstudio_emulator: Emulator) -> None:
+    genstudio_emulator.set_faults(ws_close_after=1)
+    async with genstudio_emulator.client(poll_interval=0.02) as client:
+        events = await collect(client, await client.submit(T2I))
+    assert_well_formed(events)
+    assert genstudio_emulator.stats.ws_connections_opened >= 2
+
+
+async def test_a_silent_socket_is_caught_by_the_idle_watchdog(genstudio_emulator: Emulator) -> None:
+    genstudio_emulator.set_faults(ws_silent=True)
+    async with genstudio_emulator.client(stream_idle_timeout=0.05, poll_interval=0.02) as client:
+        events = await collect(client, await client.submit(T2I))
+    assert_well_formed(events)
+    assert "poll" in {event.source for event in events}
+    assert genstudio_emulator.stats.task_info_requests >= 1
+
+
+@pytest.mark.parametrize("status", [401, 403, 404])
+async def test_a_refused_handshake_is_not_retried(genstudio_emulator: Emulator, status: int) -> None:
+    genstudio_emulator.set_faults(ws_refuse_status=status)
+    async with genstudio_emulator.client(poll_interval=0.02) as client:
+        events = await collect(client, await client.submit(T2I))
+    assert_well_formed(events)
+    assert genstudio_emulator.stats.requests["progress_ws"] == 1
+    assert {event.source for event in events} == {"poll"}
+
+
+async def test_a_server_error_at_handshake_is_retried_then_polling_takes_over(genstudio_emulator: Emulator) -> None:
+    genstudio_emulator.pause()
+    genstudio_emulator.set_faults(ws_refuse_status=503)
+    async with genstudio_emulator.client(poll_interval=0.02) as client:
+        sub = await client.submit(T2I)
+        consumer = asyncio.create_task(collect(client, sub))
+        # While the task is held in the queue, every reconnect is used up and the poller takes over.
+        await eventually(lambda: sub.prompt_id in client._poller.polling, what="polling mode")
+        genstudio_emulator.resume()
+        events = await consumer
+    assert_well_formed(events)
+    assert events[0].status is TaskStatus.QUEUED
+    assert genstudio_emulator.stats.requests["progress_ws"] == 1 + 3  # first try + WS_MAX_RECONNECTS
+
+
+async def test_a_forged_token_is_refused_and_the_stream_polls(genstudio_emulator: Emulator) -> None:
+    async with genstudio_emulator.client(poll_interval=0.02) as client:
+        sub = await client.submit(T2I)
+        header, claims, _ = sub.prompt_token.split(".")
+        forged = Submission(prompt_id=sub.prompt_id, prompt_token=f"{header}.{claims}.Zm9yZ2Vk")
+        events = await collect(client, forged)
+    assert_well_formed(events)
+    assert genstudio_emulator.stats.ws_handshakes_refused == 1
+    assert genstudio_emulator.stats.requests["progress_ws"] == 1
+
+
+async def test_an_expired_token_goes_straight_to_polling(genstudio_emulator: Emulator) -> None:
+    async with genstudio_emulator.client(poll_interval=0.02) as client:
+        sub = await client.submit(T2I)
+        header, claims, signature = sub.prompt_token.split(".")
+        decoded = json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))
+        decoded["exp"] = int(time.time()) - 10
+        stale = base64.urlsafe_b64encode(json.dumps(decoded).encode()).rstrip(b"=").decode()
+        expired = Submission(prompt_id=sub.prompt_id, prompt_token=f"{header}.{stale}.{signature}")
+        assert expired.token_expired
+        events = await collect(client, expired)
+    assert_well_formed(events)
+    assert genstudio_emulator.stats.requests["progress_ws"] == 0
+
+
+@pytest.mark.parametrize("how", ["use_websocket=False", "bare prompt_id"])
+async def test_polling_only(genstudio_emulator: Emulator, how: str) -> None:
+    use_websocket = how != "use_websocket=False"
+    async with genstudio_emulator.client(poll_interval=0.02, use_websocket=use_websocket) as client:
+        sub = await client.submit(T2I)
+        events = await collect(client, sub if how != "bare prompt_id" else sub.prompt_id)
+    assert_well_formed(events)
+    assert {event.source for event in events} == {"poll"}
+    assert genstudio_emulator.stats.requests["progress_ws"] == 0
+
+
+async def test_failed_and_denied_tasks_end_the_stream_with_their_status(genstudio_emulator: Emulator) -> None:
+    async with genstudio_emulator.client() as client:
+        genstudio_emulator.set_faults(fail_tasks="CUDA out of memory")
+        failed = await collect(client, await client.submit(T2I))
+        genstudio_emulator.set_faults(fail_tasks=None, deny_tasks=True)
+        denied = await collect(client, await client.submit(T2I))
+    assert_well_formed(failed, TaskStatus.FAILED)
+    assert failed[-1].error_message == "CUDA out of memory"
+    assert_well_formed(denied, TaskStatus.PERMISSION_DENIED)
+
+
+# --- leaving early ---------------------------------------------------------------------------------------
+
+
+async def test_leaving_an_async_with_block_closes_the_socket_at_once(genstudio_emulator: Emulator) -> None:
+    genstudio_emulator.pause()
+    async with genstudio_emulator.client() as client:
+        sub = await client.submit(T2I)
+        async with client.stream(sub) as stream:
+            async for _event in stream:
+                break
+        # Closed by us, handshake included, before the block returned: the server has already seen it.
+        await eventually(lambda: genstudio_emulator.stats.ws_connections_open == 0, timeout=1.0, what="close")
+        assert not client._poller.polling
+
+
+async def test_breaking_out_of_a_plain_for_loop_closes_the_socket(genstudio_emulator: Emulator) -> None:
+    genstudio_emulator.pause()
+    async with genstudio_emulator.client() as client:
+        sub = await client.submit(T2I)
+        async for _event in client.stream(sub):
+            break
+        await eventually(lambda: genstudio_emulator.stats.ws_connections_open == 0, what="the socket to close")
+
+
+async def test_cancelling_the_consumer_leaves_no_socket_task_or_poller_seat(genstudio_emulator: Emulator) -> None:
+    genstudio_emulator.pause()
+    async with genstudio_emulator.client(poll_interval=0.02) as client:
+        ws_sub = await client.submit(T2I)
+        poll_sub = await client.submit(T2I)
+        started = asyncio.Event()
+
+        async def consume(task: Submission | str) -> None:
+            async for _event in client.stream(task):
+                started.set()
+
+        consumers = [asyncio.create_task(consume(ws_sub)), asyncio.create_task(consume(poll_sub.prompt_id))]
+        await eventually(lambda: genstudio_emulator.stats.ws_connections_open == 1, what="a socket")
+        await eventually(lambda: poll_sub.prompt_id in client._poller.polling, what="a poller seat")
+        for consumer in consumers:
+            consumer.cancel()
+        results = await asyncio.gather(*consumers, return_exceptions=True)
+        assert all(isinstance(result, asyncio.CancelledError) for result in results)
+        assert not client._poller.polling
+        assert client._poller._runner is None
+        await eventually(lambda: genstudio_emulator.stats.ws_connections_open == 0, what="the socket to close")
+        leftovers = [task for task in asyncio.all_tasks() if task.get_name().startswith("genstudio-poller")]
+        assert leftovers == []
