@@ -42,12 +42,14 @@ from .types import (
     TaskResult,
     TaskStatus,
 )
+from .workflow import ApiWorkflow, LocalImage, PromptBuilder, WorkflowSpec
 
 __all__ = [
     "APIConnectionError",
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "ApiWorkflow",
     "AsyncGenStudio",
     "AuthenticationError",
     "BadRequestError",
@@ -57,9 +59,11 @@ __all__ = [
     "InternalServerError",
     "InvalidInputError",
     "JobOutcome",
+    "LocalImage",
     "NotFoundError",
     "PermissionDeniedError",
     "ProgressEvent",
+    "PromptBuilder",
     "PromptProblem",
     "PromptValidationError",
     "RateLimitError",
@@ -72,5 +76,6 @@ __all__ = [
     "TaskResult",
     "TaskStatus",
     "TaskTimeoutError",
+    "WorkflowSpec",
     "__version__",
 ]

@@ -29,13 +29,14 @@ from ._exceptions import (
     TaskPermissionError,
     TaskTimeoutError,
 )
-from ._files import UploadSource, download_result, read_upload
+from ._files import ImageUploader, UploadSource, download_result, read_upload
 from ._http import INVALID_RESPONSE_CODE, HTTPCore, RetryPolicy, log
 from ._poller import TaskPoller
 from ._prompt import normalise_prompt
 from ._redact import Redactor, mask
 from ._stream import StreamSettings, TaskStream
 from .types import ImagePostProcess, JobOutcome, ProgressEvent, Submission, TaskInfo, TaskResult, TaskStatus
+from .workflow import WorkflowSpec
 
 TaskRef: TypeAlias = Submission | str
 """A task, named by the ``Submission`` that ``submit`` returned or by its ``prompt_id``."""
@@ -106,6 +107,7 @@ class AsyncGenStudio:
         # prompt_ids this client asked to cancel: status 4 for them is a cancellation, not a failure.
         self._cancelled: set[str] = set()
         self._poller = TaskPoller(self._poll_tasks, interval=self.poll_interval)
+        self._images = ImageUploader(self._upload_content)
         self._stream_settings = StreamSettings(
             ws_url=self.ws_url,
             use_websocket=use_websocket,
@@ -140,18 +142,29 @@ class AsyncGenStudio:
 
     # --- tasks -------------------------------------------------------------------------------------------
 
-    async def submit(self, workflow_id: str, prompt: Mapping[str, Any] | None = None) -> Submission:
+    async def submit(
+        self,
+        workflow_id: str,
+        prompt: Mapping[str, Any] | None = None,
+        *,
+        spec: WorkflowSpec | None = None,
+    ) -> Submission:
         """Queue a task of ``workflow_id`` with the input overrides ``prompt``; returns its ``Submission``.
 
-        ``prompt`` is ``{node_id: {"inputs": {name: value}}}`` (only what changes); it is checked before anything
-        is sent. A submit that may have reached the server is never sent twice.
+        ``prompt`` is ``{node_id: {"inputs": {name: value}}}`` (only what changes). It is checked before anything
+        is sent: its shape always, and against ``spec`` (the workflow's "入参范围") when given, every problem
+        listed in one ``PromptValidationError``. A ``pathlib.Path`` or ``LocalImage`` value (for a ``LoadImage``
+        input) is uploaded first and replaced by its ``image_id``; the same bytes are uploaded once per client.
+        A submit that may have reached the server is never sent twice.
         """
         if not isinstance(workflow_id, str) or not workflow_id.strip():
             raise InvalidInputError(f"workflow_id must be a non-empty string, got {workflow_id!r}")
         body: dict[str, Any] = {"workflow_id": workflow_id.strip()}
         overrides = normalise_prompt(prompt)
+        if spec is not None:
+            spec.validate(overrides)
         if overrides is not None:
-            body["prompt"] = overrides
+            body["prompt"] = await self._images.substitute(overrides)
         data = await self._http.call(C.SUBMIT_PATH, json=body, idempotent=False)
         try:
             submission = Submission.model_validate(data)
@@ -273,11 +286,12 @@ class AsyncGenStudio:
         workflow_id: str,
         prompt: Mapping[str, Any] | None = None,
         *,
+        spec: WorkflowSpec | None = None,
         timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> TaskResult:
         """``submit`` then ``wait``: one generation, start to finish."""
-        submission = await self.submit(workflow_id, prompt)
+        submission = await self.submit(workflow_id, prompt, spec=spec)
         return await self.wait(submission, timeout=timeout, on_progress=on_progress)
 
     def run_many(
@@ -331,6 +345,9 @@ class AsyncGenStudio:
     async def upload_image(self, file: UploadSource, *, filename: str | None = None) -> str:
         """Upload an image (a path, ``bytes`` or a binary file object) and return its ``image_id``, the value
         to give a ``LoadImage`` / ``LoadImageMask`` input."""
+        return await self._upload_content(file, filename)
+
+    async def _upload_content(self, file: UploadSource, filename: str | None) -> str:
         name, content, content_type = await read_upload(file, filename)
         data = await self._http.call(
             C.UPLOAD_PATH,

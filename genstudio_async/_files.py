@@ -9,6 +9,7 @@ place, so a reader never sees half a file. Signed URLs are used exactly as the s
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import mimetypes
 import os
@@ -18,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TypeAlias
+from typing import IO, Any, TypeAlias
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import anyio
@@ -29,6 +30,7 @@ from . import _constants as C
 from . import _http
 from ._exceptions import APIConnectionError, APIStatusError, GenStudioError, InvalidInputError
 from ._http import HTTPCore, RetryPolicy, retry_delay
+from ._prompt import LocalImage, is_local_image
 from .types import TaskInfo, TaskResult
 
 log = logging.getLogger("genstudio_async")
@@ -72,6 +74,57 @@ async def read_upload(source: UploadSource, filename: str | None = None) -> tupl
         raise InvalidInputError(f"upload_image: {name!r} is empty")
     content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
     return name, content, content_type
+
+
+class ImageUploader:
+    """Uploads the local images of prompts (``Path`` or ``LocalImage`` values), each distinct content once.
+
+    One per client: the same bytes, from the same or another prompt, reuse the first upload's ``image_id``;
+    concurrent submits of the same image share one upload.
+    """
+
+    def __init__(self, upload: Callable[[UploadSource, str | None], Awaitable[str]]) -> None:
+        self._upload = upload
+        self._ids: dict[str, asyncio.Future[str]] = {}
+
+    async def substitute(self, prompt: dict[str, Any]) -> dict[str, Any]:
+        """``prompt`` with every local image replaced by its ``image_id`` (a new dict when anything changed)."""
+        local = [
+            (node_id, name, value)
+            for node_id, node in prompt.items()
+            for name, value in node["inputs"].items()
+            if is_local_image(value)
+        ]
+        if not local:
+            return prompt
+        ids = await asyncio.gather(*(self.image_id(value) for _node_id, _name, value in local))
+        substituted = {node_id: {"inputs": dict(node["inputs"])} for node_id, node in prompt.items()}
+        for (node_id, name, _value), image_id in zip(local, ids, strict=True):
+            substituted[node_id]["inputs"][name] = image_id
+        return substituted
+
+    async def image_id(self, image: Path | LocalImage) -> str:
+        """The ``image_id`` of ``image``, uploading it only if these bytes were never uploaded by this client."""
+        if isinstance(image, LocalImage):
+            name, content, _content_type = await read_upload(bytes(image.data), image.filename)
+        else:
+            name, content, _content_type = await read_upload(image)
+        digest = hashlib.sha256(content).hexdigest()
+        known = self._ids.get(digest)
+        if known is not None:
+            return await asyncio.shield(known)
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._ids[digest] = future
+        try:
+            image_id = await self._upload(content, name)
+        except BaseException as error:
+            del self._ids[digest]  # a failed upload is not remembered: the next submit tries again
+            future.set_exception(error)
+            future.exception()  # retrieved here, so a future nobody else awaits does not warn
+            raise
+        future.set_result(image_id)
+        log.debug("uploaded local image %s (%d bytes) as %s", name, len(content), image_id)
+        return image_id
 
 
 # --- downloads ---------------------------------------------------------------------------------------------

@@ -10,11 +10,33 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from ._exceptions import PromptProblem, PromptValidationError
+from ._exceptions import InvalidInputError, PromptProblem, PromptValidationError
 
 _SPEC_VALUE_KEYS = frozenset({"type", "current", "spec"})
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    """Image bytes to upload at submit time, for a ``LoadImage`` / ``LoadImageMask`` input.
+
+    A ``pathlib.Path`` value works the same way; ``LocalImage`` is for bytes already in memory.
+    """
+
+    data: bytes = field(repr=False)
+    filename: str = "image.png"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.data, bytes | bytearray) or not self.data:
+            raise InvalidInputError("LocalImage needs non-empty bytes")
+
+
+def is_local_image(value: object) -> bool:
+    """Whether a prompt value is an image to upload (a ``Path`` or a ``LocalImage``) rather than a wire value."""
+    return isinstance(value, LocalImage | Path)
 
 
 def prompt_shape_problems(prompt: Any) -> list[PromptProblem]:
@@ -64,6 +86,8 @@ def prompt_shape_problems(prompt: Any) -> list[PromptProblem]:
                     )
                 )
                 continue
+            if is_local_image(value):
+                continue  # uploaded at submit time and replaced by its image_id
             unsendable = _json_problem(value)
             if unsendable:
                 problems.append(PromptProblem(node_name, str(input_name), unsendable, allowed="JSON values"))

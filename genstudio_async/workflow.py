@@ -23,6 +23,7 @@ import dataclasses
 import json
 import math
 import os
+import random
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +31,19 @@ from types import MappingProxyType
 from typing import Any, TypeAlias
 
 from ._exceptions import InvalidInputError, PromptProblem, PromptValidationError
-from ._prompt import prompt_shape_problems
+from ._prompt import LocalImage, is_local_image, prompt_shape_problems
 
-__all__ = ["InputSpec", "NodeSpec", "SpecSource", "ValueSpec", "WorkflowSpec"]
+__all__ = [
+    "ApiNode",
+    "ApiWorkflow",
+    "InputSpec",
+    "LocalImage",
+    "NodeSpec",
+    "PromptBuilder",
+    "SpecSource",
+    "ValueSpec",
+    "WorkflowSpec",
+]
 
 #: What ``WorkflowSpec.load`` accepts: a parsed dict, a JSON text (str or bytes), or a path to a JSON file.
 SpecSource: TypeAlias = "Mapping[str, Any] | str | bytes | os.PathLike[str]"
@@ -127,6 +138,8 @@ class InputSpec:
                 return f"expected true or false, got {_type_name(value)} {_short(value)}"
             return None
         if kind == "IMAGE":
+            if is_local_image(value):
+                return None  # uploaded at submit time; the service then gets its image_id
             if not isinstance(value, str) or not value:
                 return f"expected an image id or URL string, got {_type_name(value)} {_short(value)}"
             return self._choice_problem(value)
@@ -186,6 +199,22 @@ class NodeSpec:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
+def _load_json_source(source: SpecSource, what: str) -> Any:
+    """Parsed JSON from a dict (as is), a JSON text (``str`` starting with ``{``, or ``bytes``) or a file path."""
+    if isinstance(source, Mapping):
+        return source
+    try:
+        if isinstance(source, bytes) or (isinstance(source, str) and source.lstrip().startswith("{")):
+            return json.loads(source)
+        if isinstance(source, str | os.PathLike):
+            return json.loads(Path(source).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InvalidInputError(f"cannot read the {what} {os.fspath(source)!r}: {exc}") from exc
+    except ValueError as exc:
+        raise InvalidInputError(f"the {what} is not valid JSON: {exc}") from exc
+    raise InvalidInputError(f"a {what} must be a dict, a JSON text or a file path, got {_type_name(source)}")
+
+
 class WorkflowSpec:
     """A workflow's parameter spec ("入参范围"): its nodes by id, each with the inputs a prompt may set."""
 
@@ -197,19 +226,7 @@ class WorkflowSpec:
     @classmethod
     def load(cls, source: SpecSource) -> WorkflowSpec:
         """Load from a dict, a JSON text (``str`` starting with ``{``, or ``bytes``) or a path to a JSON file."""
-        if isinstance(source, Mapping):
-            return cls.from_dict(source)
-        if isinstance(source, bytes):
-            return cls.from_json(source)
-        if isinstance(source, str):
-            if source.lstrip().startswith("{"):
-                return cls.from_json(source)
-            return cls.from_file(source)
-        if isinstance(source, os.PathLike):
-            return cls.from_file(source)
-        raise InvalidInputError(
-            f"a workflow spec must be a dict, a JSON text or a file path, got {_type_name(source)}"
-        )
+        return cls.from_dict(_load_json_source(source, "workflow spec"))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> WorkflowSpec:
@@ -223,11 +240,7 @@ class WorkflowSpec:
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> WorkflowSpec:
         """Read a JSON file holding a spec."""
-        try:
-            text = Path(path).read_text(encoding="utf-8")
-        except OSError as exc:
-            raise InvalidInputError(f"cannot read the workflow spec {os.fspath(path)!r}: {exc}") from exc
-        return cls.from_json(text)
+        return cls.from_dict(_load_json_source(Path(path), "workflow spec"))
 
     @classmethod
     def from_dict(cls, data: object) -> WorkflowSpec:
@@ -260,6 +273,10 @@ class WorkflowSpec:
     def to_dict(self) -> dict[str, Any]:
         """The spec as it was loaded (a fresh deep copy), ready for ``json.dumps``."""
         return copy.deepcopy(self._raw)
+
+    def builder(self, *, workflow: ApiWorkflow | None = None) -> PromptBuilder:
+        """A ``PromptBuilder`` starting from this spec's ``base_prompt()``."""
+        return PromptBuilder.from_spec(self, workflow=workflow)
 
     def base_prompt(self) -> dict[str, dict[str, dict[str, Any]]]:
         """A prompt setting every input to its ``current`` value: ``{node_id: {"inputs": {name: current}}}``.
@@ -389,3 +406,201 @@ def _parse_input(node_id: str, name: str, raw: object) -> InputSpec:
         spec=ValueSpec.from_dict(spec_raw, where=where),
         extra=MappingProxyType(extra),
     )
+
+
+# --- the exported ComfyUI workflow ("API format") --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApiNode:
+    """One node of an exported ComfyUI API-format workflow."""
+
+    node_id: str
+    class_type: str | None
+    title: str | None
+    inputs: Mapping[str, Any]
+
+
+class ApiWorkflow:
+    """A workflow as ComfyUI's "Save (API Format)" exports it: ``{node_id: {"class_type", "inputs", "_meta"}}``.
+
+    The SDK reads it only to find nodes, chiefly the positive and negative text encoders, which a sampler's
+    ``positive`` / ``negative`` inputs link to (``["6", 0]``: output 0 of node 6). It is never sent: a prompt
+    holds overrides only.
+    """
+
+    def __init__(self, nodes: Mapping[str, ApiNode]) -> None:
+        self._nodes = MappingProxyType(dict(nodes))
+
+    @classmethod
+    def load(cls, source: SpecSource) -> ApiWorkflow:
+        """Load from a dict, a JSON text or a path to the exported JSON file."""
+        return cls.from_dict(_load_json_source(source, "workflow"))
+
+    @classmethod
+    def from_dict(cls, data: object) -> ApiWorkflow:
+        if not isinstance(data, Mapping):
+            raise InvalidInputError(f"an API-format workflow must be a JSON object of nodes, got {_type_name(data)}")
+        nodes: dict[str, ApiNode] = {}
+        for raw_id, raw in data.items():
+            node_id = str(raw_id)
+            if not isinstance(raw, Mapping) or not isinstance(raw.get("inputs", {}), Mapping):
+                raise InvalidInputError(f"node {node_id!r} of the API-format workflow must have an 'inputs' object")
+            class_type = raw.get("class_type")
+            meta = raw.get("_meta")
+            title = meta.get("title") if isinstance(meta, Mapping) else None
+            nodes[node_id] = ApiNode(
+                node_id=node_id,
+                class_type=class_type if isinstance(class_type, str) else None,
+                title=title if isinstance(title, str) else None,
+                inputs=MappingProxyType(dict(raw.get("inputs", {}))),
+            )
+        return cls(nodes)
+
+    @property
+    def nodes(self) -> Mapping[str, ApiNode]:
+        return self._nodes
+
+    def linked_node(self, input_name: str) -> str | None:
+        """The node that a sampler's ``input_name`` (``positive`` or ``negative``) links to, if exactly one."""
+        targets = {
+            str(link[0])
+            for node in self._nodes.values()
+            if isinstance(link := node.inputs.get(input_name), list | tuple) and link and str(link[0]) in self._nodes
+        }
+        return targets.pop() if len(targets) == 1 else None
+
+
+# --- building prompts ------------------------------------------------------------------------------------------
+
+SEED_INPUTS = frozenset({"seed", "noise_seed"})
+_MAX_SEED = 0xFFFF_FFFF_FFFF_FFFF  # ComfyUI's largest seed
+_POSITIVE_TITLE_WORDS = ("positive", "正向", "正面")
+_NEGATIVE_TITLE_WORDS = ("negative", "负向", "负面", "反向")
+
+
+class PromptBuilder:
+    """Builds a ``prompt`` step by step without ever changing what it started from.
+
+    Every method returns a new builder; ``build()`` gives a fresh dict. Nodes are named by id (``"6"``), by
+    ``class_type`` (``"KSampler"``) or by title (``"Load Checkpoint"``), looked up in the spec, the exported
+    workflow and the prompt itself; a name that matches several nodes is an error that lists them::
+
+        builder = PromptBuilder.from_spec(spec, workflow=ApiWorkflow.load("workflow_api.json"))
+        prompt = (builder.positive("a red fox").negative("blurry")
+                         .set("KSampler", steps=30, cfg=6.5).randomize_seeds()
+                         .set("LoadImage", image=Path("fox.png")).build())
+    """
+
+    def __init__(
+        self,
+        base: Mapping[str, Any] | None = None,
+        *,
+        spec: WorkflowSpec | None = None,
+        workflow: ApiWorkflow | None = None,
+    ) -> None:
+        problems = prompt_shape_problems(base) if base is not None else []
+        if problems:
+            raise PromptValidationError(problems)
+        self._prompt: dict[str, dict[str, dict[str, Any]]] = {
+            str(node_id): {"inputs": dict(node["inputs"])} for node_id, node in (base or {}).items()
+        }
+        self._spec = spec
+        self._workflow = workflow
+
+    @classmethod
+    def from_spec(cls, spec: WorkflowSpec, *, workflow: ApiWorkflow | None = None) -> PromptBuilder:
+        """Start from the spec's ``base_prompt()``: every input at its current value."""
+        return cls(spec.base_prompt(), spec=spec, workflow=workflow)
+
+    def build(self) -> dict[str, dict[str, dict[str, Any]]]:
+        """The prompt: ``{node_id: {"inputs": {...}}}``, a fresh copy (local images are kept as they are)."""
+        return {node_id: {"inputs": dict(node["inputs"])} for node_id, node in self._prompt.items()}
+
+    def set(self, node: str, /, **inputs: Any) -> PromptBuilder:
+        """Set ``inputs`` of ``node`` (an id, a class_type or a title)."""
+        if not inputs:
+            raise InvalidInputError(f"set({node!r}) needs at least one input=value")
+        return self._with(self.node_id(node), inputs)
+
+    def positive(self, text: str) -> PromptBuilder:
+        """Set the positive prompt text (the node a sampler's ``positive`` input links to)."""
+        return self._with(self._text_node("positive"), {"text": text})
+
+    def negative(self, text: str) -> PromptBuilder:
+        """Set the negative prompt text (the node a sampler's ``negative`` input links to)."""
+        return self._with(self._text_node("negative"), {"text": text})
+
+    def randomize_seeds(self, rng: random.Random | None = None) -> PromptBuilder:
+        """A fresh random value for every ``seed`` / ``noise_seed`` input, within the spec's range."""
+        draw = rng or random.SystemRandom()
+        builder = self
+        for node_id, name, low, high in self._seed_inputs():
+            builder = builder._with(node_id, {name: draw.randint(low, high)})
+        if builder is self:
+            raise InvalidInputError("no seed input to randomise: the workflow has no 'seed' or 'noise_seed' input")
+        return builder
+
+    def node_id(self, node: str) -> str:
+        """The id of the node named ``node`` (an id, a class_type or a title)."""
+        known = self._known_nodes()
+        if node in known:
+            return node
+        matches = sorted(node_id for node_id, (class_type, title) in known.items() if node in (class_type, title))
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise InvalidInputError(f"{node!r} names several nodes ({', '.join(matches)}): use a node id")
+        raise InvalidInputError(f"no node is called {node!r}; known nodes: {', '.join(sorted(known)) or 'none'}")
+
+    def _with(self, node_id: str, inputs: Mapping[str, Any]) -> PromptBuilder:
+        clone = PromptBuilder.__new__(PromptBuilder)
+        clone._spec, clone._workflow = self._spec, self._workflow
+        clone._prompt = dict(self._prompt)  # copy-on-write: only the changed node gets a new dict
+        merged = dict(self._prompt.get(node_id, {"inputs": {}})["inputs"])
+        merged.update(inputs)
+        clone._prompt[node_id] = {"inputs": merged}
+        return clone
+
+    def _known_nodes(self) -> dict[str, tuple[str | None, str | None]]:
+        known: dict[str, tuple[str | None, str | None]] = {node_id: (None, None) for node_id in self._prompt}
+        if self._workflow is not None:
+            known.update({n.node_id: (n.class_type, n.title) for n in self._workflow.nodes.values()})
+        if self._spec is not None:
+            for spec_node in self._spec:
+                class_type, title = known.get(spec_node.node_id, (None, None))
+                known[spec_node.node_id] = (spec_node.class_type or class_type, spec_node.title or title)
+        return known
+
+    def _text_node(self, which: str) -> str:
+        if self._workflow is not None:
+            linked = self._workflow.linked_node(which)
+            if linked is not None:
+                return linked
+        words = _POSITIVE_TITLE_WORDS if which == "positive" else _NEGATIVE_TITLE_WORDS
+        titled = sorted(
+            node_id
+            for node_id, (_class_type, title) in self._known_nodes().items()
+            if title and any(word in title.lower() for word in words)
+        )
+        if len(titled) == 1:
+            return titled[0]
+        raise InvalidInputError(
+            f"cannot tell which node holds the {which} prompt: pass workflow=ApiWorkflow.load('workflow_api.json') "
+            f"(the exported ComfyUI workflow, whose sampler links it), or set it by node id"
+        )
+
+    def _seed_inputs(self) -> list[tuple[str, str, int, int]]:
+        found: list[tuple[str, str, int, int]] = []
+        if self._spec is not None:
+            for spec_node in self._spec:
+                for name, input_spec in spec_node.inputs.items():
+                    if name in SEED_INPUTS:
+                        low = int(input_spec.spec.min) if input_spec.spec.min is not None else 0
+                        ceiling = input_spec.spec.max
+                        high = int(min(ceiling, _MAX_SEED)) if ceiling is not None else _MAX_SEED
+                        found.append((spec_node.node_id, name, max(low, 0), high))
+        else:
+            for node_id, node in self._prompt.items():
+                found += [(node_id, name, 0, _MAX_SEED) for name in node["inputs"] if name in SEED_INPUTS]
+        return found
