@@ -47,16 +47,23 @@ async def run_many(
     pending: Iterator[tuple[int, Any]] = enumerate(jobs)
     outcomes: asyncio.Queue[JobOutcome | None] = asyncio.Queue()
     in_flight: dict[int, Submission] = {}
+    submitting: set[asyncio.Future[Submission]] = set()
 
     async def run_one(index: int, raw_job: Any) -> JobOutcome:
         try:
             job = _as_job(raw_job)
         except InvalidInputError as error:
             return JobOutcome(index=index, job=raw_job, error=error)
+        # Shielded: a submit cancelled mid-flight may still create the task; the batch's exit waits for its
+        # answer and cancels what it created, instead of leaving a task nobody knows about.
+        sending = asyncio.ensure_future(submit(*job))
+        submitting.add(sending)
         try:
-            submission = await submit(*job)
+            submission = await asyncio.shield(sending)
         except Exception as error:  # noqa: BLE001 - one job's failure is its outcome, never the batch's end
+            submitting.discard(sending)
             return JobOutcome(index=index, job=job, error=error)
+        submitting.discard(sending)
         # Until ``wait`` returns, the task is in flight: leaving the batch early cancels it on the service.
         in_flight[index] = submission
         try:
@@ -87,7 +94,9 @@ async def run_many(
         for task in (*workers, supervisor):
             task.cancel()
         await asyncio.gather(*workers, supervisor, return_exceptions=True)
-        await _cancel_unfinished(list(in_flight.values()), cancel)
+        late = await asyncio.gather(*submitting, return_exceptions=True)
+        unfinished = [*in_flight.values(), *(sub for sub in late if isinstance(sub, Submission))]
+        await _cancel_unfinished(unfinished, cancel)
 
 
 async def _cancel_unfinished(submissions: list[Submission], cancel: Cancel) -> None:

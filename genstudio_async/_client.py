@@ -90,11 +90,16 @@ class AsyncGenStudio:
 
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else _default_timeout(timeout)
         self._owns_http_client = http_client is None
-        self._http_client = http_client or httpx.AsyncClient(
-            timeout=self._timeout,
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-            follow_redirects=False,
-        )
+        try:
+            self._http_client = http_client or httpx.AsyncClient(
+                timeout=self._timeout,
+                limits=httpx.Limits(
+                    max_connections=C.HTTP_MAX_CONNECTIONS, max_keepalive_connections=C.HTTP_MAX_KEEPALIVE
+                ),
+                follow_redirects=False,
+            )
+        except ImportError as exc:  # e.g. a SOCKS proxy in the environment without httpx[socks]
+            raise ConfigurationError(f"cannot build the HTTP client: {exc}") from exc
         self._redact = Redactor([self._api_key])
         self._http = HTTPCore(
             api_key=self._api_key,
@@ -264,13 +269,15 @@ class AsyncGenStudio:
             raise InvalidInputError(f"timeout must be > 0 seconds, got {timeout}")
         events = self.stream(task)
         try:
-            async with asyncio.timeout(timeout), events:
+            async with asyncio.timeout(timeout) as deadline, events:
                 async for event in events:
                     if on_progress is not None:
                         outcome = on_progress(event)
                         if inspect.isawaitable(outcome):
                             await outcome
         except TimeoutError:
+            if not deadline.expired():
+                raise  # a TimeoutError of the caller's own on_progress, not ours
             raise TaskTimeoutError(
                 f"task {events.prompt_id} did not finish within {timeout} s",
                 prompt_id=events.prompt_id,

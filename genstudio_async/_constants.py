@@ -38,6 +38,9 @@ DEFAULT_TIMEOUT: Final = 30.0
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 DEFAULT_UPLOAD_TIMEOUT: Final = 120.0
 DEFAULT_DOWNLOAD_TIMEOUT: Final = 120.0
+# The connection pool of the HTTP client the SDK makes (an injected http_client keeps its own).
+HTTP_MAX_CONNECTIONS: Final = 100
+HTTP_MAX_KEEPALIVE: Final = 20
 
 # --- retries -----------------------------------------------------------------------------------------------
 DEFAULT_MAX_RETRIES: Final = 2
@@ -57,6 +60,8 @@ POLL_CHUNK_SIZE: Final = 50
 # A task the service keeps leaving out of ``get_task_info`` answers this many polls in a row is not found.
 POLL_MISSING_LIMIT: Final = 5
 WS_MAX_RECONNECTS: Final = 3
+# A socket that carried snapshots for this long was healthy: its loss starts the reconnect budget afresh.
+WS_HEALTHY_SESSION_SECONDS: Final = 30.0
 WS_RECONNECT_INITIAL_DELAY: Final = 0.25
 WS_RECONNECT_MAX_DELAY: Final = 4.0
 WS_OPEN_TIMEOUT: Final = 10.0
@@ -77,6 +82,8 @@ DEFAULT_RUN_MANY_CONCURRENCY: Final = 8
 # --- secrets in logs, reprs and errors ------------------------------------------------------------------------
 # How many leading characters of a key or token may be shown; the rest is replaced by "…".
 SECRET_VISIBLE_PREFIX: Final = 6
+# How many recent prompt_tokens a client redacts by value (older ones are still caught by their JWT shape).
+MAX_REMEMBERED_SECRETS: Final = 256
 
 USER_AGENT: Final = "genstudio-async"
 

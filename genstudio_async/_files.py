@@ -54,10 +54,16 @@ async def read_upload(source: UploadSource, filename: str | None = None) -> tupl
             raise InvalidInputError(f"upload_image: no such file: {os.fspath(source)!r}")
         if not await path.is_file():
             raise InvalidInputError(f"upload_image: not a regular file: {os.fspath(source)!r}")
-        content = await path.read_bytes()
+        try:
+            content = await path.read_bytes()
+        except OSError as exc:
+            raise InvalidInputError(f"upload_image: cannot read {os.fspath(source)!r}: {exc.strerror or exc}") from exc
         name = filename or path.name
     elif hasattr(source, "read"):
-        data = await anyio.to_thread.run_sync(source.read)
+        try:
+            data = await anyio.to_thread.run_sync(source.read)
+        except (OSError, ValueError) as exc:  # unreadable, or already closed
+            raise InvalidInputError(f"upload_image: cannot read the file object: {exc}") from exc
         if not isinstance(data, bytes | bytearray):
             raise InvalidInputError(
                 "upload_image: the file object must be opened in binary mode ('rb'), "
@@ -110,14 +116,23 @@ class ImageUploader:
         else:
             name, content, _content_type = await read_upload(image)
         digest = hashlib.sha256(content).hexdigest()
-        known = self._ids.get(digest)
-        if known is not None:
-            return await asyncio.shield(known)
+        while (known := self._ids.get(digest)) is not None:
+            try:
+                return await asyncio.shield(known)
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if not known.cancelled() or (current is not None and current.cancelling()):
+                    raise
+                # The submit that was uploading these bytes was cancelled, not this one: upload them here.
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._ids[digest] = future
         try:
             image_id = await self._upload(content, name)
-        except BaseException as error:
+        except asyncio.CancelledError:
+            del self._ids[digest]
+            future.cancel()  # the others sharing this upload see it was abandoned, and upload themselves
+            raise
+        except Exception as error:
             del self._ids[digest]  # a failed upload is not remembered: the next submit tries again
             future.set_exception(error)
             future.exception()  # retrieved here, so a future nobody else awaits does not warn
@@ -266,6 +281,8 @@ async def download_result(
         log.debug("download of %s: %d of %d files failed", result.prompt_id, len(errors), len(planned))
         if isinstance(first, GenStudioError):
             raise first
+        if isinstance(first, OSError):  # the local disk, not the network: retrying the download will not help
+            raise GenStudioError(f"download: cannot write under {os.fspath(directory)!r}: {first}") from first
         raise APIConnectionError(f"download failed: {type(first).__name__}: {first}") from first
     return paths
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Mapping
@@ -110,16 +111,21 @@ def parse_retry_after(headers: httpx.Headers) -> float | None:
     milliseconds = headers.get("retry-after-ms")
     if milliseconds:
         try:
-            return float(milliseconds) / 1000
+            seconds = float(milliseconds) / 1000
         except ValueError:
             pass
+        else:
+            if math.isfinite(seconds):  # float() also reads "nan" and "inf"
+                return seconds
     value = headers.get("retry-after")
     if not value:
         return None
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return seconds if math.isfinite(seconds) else None
     try:
         moment = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -147,7 +153,7 @@ def _envelope_fields(body: Any) -> tuple[int | None, str | None, str | None]:
 def _json_or_none(response: httpx.Response) -> Any:
     try:
         return response.json()
-    except (ValueError, httpx.ResponseNotRead):
+    except (ValueError, RecursionError, httpx.ResponseNotRead):
         return None
 
 
@@ -264,7 +270,9 @@ class HTTPCore:
                 ) from None
             started = time.perf_counter()
             try:
-                response = await self._http.send(request, stream=stream)
+                # auth=None: an injected client's own auth= is never applied; the SDK alone decides which
+                # request carries a credential (the storage host gets none).
+                response = await self._http.send(request, stream=stream, auth=None)
             except httpx.RequestError as exc:
                 # TransportError (no answer), and also DecodingError / TooManyRedirects (an answer that could not
                 # be read): none of them may reach the caller as a raw httpx exception.

@@ -13,7 +13,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from . import _constants as C
-from ._exceptions import APIError, APIStatusError, GenStudioError, NotFoundError
+from ._exceptions import (
+    APIError,
+    APIStatusError,
+    AuthenticationError,
+    GenStudioError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 from .types import TaskInfo
 
 log = logging.getLogger("genstudio_async")
@@ -106,6 +113,12 @@ class TaskPoller:
     async def aclose(self) -> None:
         self._closed = True
         await self._stop_runner()
+        self._fail_all(GenStudioError("the client was closed while this task was being polled"))
+
+    def _fail_all(self, error: GenStudioError) -> None:
+        for seats in list(self._waiters.values()):
+            for waiter in list(seats):
+                waiter.fail(error)
 
     async def _stop_runner(self) -> None:
         runner, self._runner = self._runner, None
@@ -121,17 +134,30 @@ class TaskPoller:
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
-        while self._waiters:
-            started = loop.time()
-            ids = list(self._waiters)
-            chunks = [ids[i : i + self._chunk_size] for i in range(0, len(ids), self._chunk_size)]
-            await asyncio.gather(*(self._poll_chunk(chunk) for chunk in chunks))
-            await asyncio.sleep(max(self._interval - (loop.time() - started), 0.0))
+        try:
+            while self._waiters:
+                started = loop.time()
+                ids = list(self._waiters)
+                chunks = [ids[i : i + self._chunk_size] for i in range(0, len(ids), self._chunk_size)]
+                await asyncio.gather(*(self._poll_chunk(chunk) for chunk in chunks))
+                await asyncio.sleep(max(self._interval - (loop.time() - started), 0.0))
+        except Exception as error:  # a dead poller must not leave its waiters hanging for ever
+            log.debug("the poller stopped on an unexpected error", exc_info=True)
+            failure = GenStudioError(f"polling stopped on an unexpected error: {type(error).__name__}")
+            failure.__cause__ = error
+            self._fail_all(failure)
 
     async def _poll_chunk(self, ids: list[str]) -> None:
         try:
             infos = await self._fetch(ids)
         except GenStudioError as error:
+            if is_fatal_poll_error(error) and len(ids) > 1 and not isinstance(
+                error, AuthenticationError | PermissionDeniedError
+            ):
+                # One id the service refuses can sink the whole request: ask for each alone, fail only that one.
+                log.debug("poll of %d tasks refused (%s); asking for each on its own", len(ids), error)
+                await asyncio.gather(*(self._poll_chunk([prompt_id]) for prompt_id in ids))
+                return
             if is_fatal_poll_error(error):
                 for prompt_id in ids:
                     for waiter in self._waiters.get(prompt_id, ()):

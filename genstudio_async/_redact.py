@@ -8,9 +8,10 @@ one) first.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Iterable
 
-from ._constants import SECRET_VISIBLE_PREFIX
+from ._constants import MAX_REMEMBERED_SECRETS, SECRET_VISIBLE_PREFIX
 
 _JWT_PATTERN = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}")
 _BEARER_PATTERN = re.compile(r"(Bearer\s+)(\S+)", re.IGNORECASE)
@@ -28,15 +29,22 @@ def mask(secret: str | None) -> str:
 class Redactor:
     """Replaces known secrets, and anything shaped like a JWT or a bearer credential, in free text."""
 
-    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
-        self._secrets = {secret for secret in secrets if secret}
+    def __init__(self, secrets: Iterable[str | None] = (), *, remember: int = MAX_REMEMBERED_SECRETS) -> None:
+        self._pinned = {secret for secret in secrets if secret}  # the API key: for the client's lifetime
+        # prompt_tokens: the most recent few only. An older token is still caught by the JWT pattern below.
+        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._remember = remember
 
     def add(self, secret: str | None) -> None:
-        if secret:
-            self._secrets.add(secret)
+        if not secret or secret in self._pinned:
+            return
+        self._recent[secret] = None
+        self._recent.move_to_end(secret)
+        while len(self._recent) > self._remember:
+            self._recent.popitem(last=False)
 
     def __call__(self, text: str) -> str:
-        for secret in self._secrets:
+        for secret in (*self._pinned, *self._recent):
             if secret in text:
                 text = text.replace(secret, mask(secret))
         text = _JWT_PATTERN.sub(lambda match: mask(match.group(0)), text)

@@ -29,17 +29,31 @@ from urllib.parse import quote
 
 from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidProxy, InvalidStatus, WebSocketException
 
 from . import _constants as C
 from . import _http
 from ._exceptions import GenStudioError
+from ._files import object_key
 from ._http import RetryPolicy, retry_delay
 from ._poller import TaskPoller
-from ._redact import mask
+from ._redact import mask, redact_shapes
 from .types import ProgressEvent, TaskInfo, TaskStatus, token_expires_at
 
 log = logging.getLogger("genstudio_async")
+
+
+class _RedactRecords(logging.Filter):
+    """websockets logs the handshake request line (``GET …?authorization=<token>``) at DEBUG: mask it first."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact_shapes(record.getMessage()), None
+        return True
+
+
+# The logger handed to websockets: its records pass the filter before any handler sees them.
+_ws_log = logging.getLogger("genstudio_async.websocket")
+_ws_log.addFilter(_RedactRecords())
 
 FetchTask = Callable[[str], Awaitable[TaskInfo]]
 Source = Literal["websocket", "poll"]
@@ -173,12 +187,16 @@ class _StreamCore:
     async def _sources(self) -> AsyncGenerator[ProgressEvent, None]:
         settings = self._settings
         if settings.use_websocket and self.token and not _token_expired(self.token):
+            loop = asyncio.get_running_loop()
             reconnects = 0
             while True:
                 needs_reconcile = True
+                first_snapshot_at: float | None = None
                 try:
                     async with aclosing(self._websocket_session()) as session:
                         async for event in session:
+                            if first_snapshot_at is None:
+                                first_snapshot_at = loop.time()
                             yield event
                             if event.is_terminal:
                                 return
@@ -196,6 +214,8 @@ class _StreamCore:
                         yield reconciled
                         if reconciled.is_terminal:
                             return
+                if first_snapshot_at is not None and loop.time() - first_snapshot_at >= C.WS_HEALTHY_SESSION_SECONDS:
+                    reconnects = 0  # the budget is for a socket that keeps failing, not for a long task's lifetime
                 if reconnects >= _RECONNECT_POLICY.max_retries:
                     log.debug("stream %s: %d reconnects used; falling back to polling", self.prompt_id, reconnects)
                     break
@@ -223,13 +243,18 @@ class _StreamCore:
                 max_size=C.WS_MAX_MESSAGE_SIZE,
                 compression=None,
                 user_agent_header=C.USER_AGENT,
+                logger=_ws_log,
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
             if status in C.WS_FATAL_HANDSHAKE_STATUSES:
                 raise _HandshakeRefused(f"handshake refused with HTTP {status}") from None
             raise _SocketGap(f"handshake answered HTTP {status}") from None
-        except (InvalidHandshake, InvalidURI, OSError, TimeoutError) as exc:
+        except (InvalidProxy, ImportError, ValueError) as exc:
+            # A proxy from the environment that websockets cannot use (a SOCKS proxy without python-socks...):
+            # no retry will cure it.
+            raise _HandshakeRefused(f"cannot open a socket here: {type(exc).__name__}") from None
+        except (WebSocketException, OSError, TimeoutError) as exc:
             raise _SocketGap(f"could not open the socket: {type(exc).__name__}") from None
         log.debug("stream %s: socket open", self.prompt_id)
         try:
@@ -259,10 +284,12 @@ class _StreamCore:
             checked = await self._reconcile()
             if checked is None or (self.last is not None and _same_state(checked, self.last)):
                 continue  # the task is quiet, not the socket
+            stale = self.last is None or _went_further(checked, self.last)
             yield checked
             if checked.is_terminal:
                 return
-            raise _SocketGap("the socket stayed silent while the task changed: stale", reconciled=True)
+            if stale:
+                raise _SocketGap("the socket stayed silent while the task moved on: stale", reconciled=True)
 
     async def _next_snapshot(self, socket: ClientConnection) -> ProgressEvent:
         """The next frame that is a snapshot of this task; junk frames are skipped."""
@@ -287,7 +314,7 @@ class _StreamCore:
     def _parse_frame(self, frame: str | bytes) -> ProgressEvent | None:
         try:
             message = json.loads(frame)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; RecursionError: absurd nesting
             log.debug("stream %s: skipped a frame that is not JSON (%d bytes)", self.prompt_id, len(frame))
             return None
         info = message.get("comfy_task_info") if isinstance(message, Mapping) else None
@@ -321,9 +348,20 @@ def _same_state(a: TaskInfo, b: TaskInfo) -> bool:
         and a.queue_position == b.queue_position
         and a.queue_size == b.queue_size
         and a.error_message == b.error_message
-        and a.files == b.files
-        and a.final_files == b.final_files
+        and _object_keys(a) == _object_keys(b)
     )
+
+
+def _object_keys(info: TaskInfo) -> tuple[dict[str, list[str]], list[str]]:
+    """The objects a snapshot names, without their signatures: URLs are signed afresh on every answer."""
+    files = {node_id: [object_key(url) for url in urls] for node_id, urls in info.files.items()}
+    return files, [object_key(url) for url in info.final_files]
+
+
+def _went_further(new: TaskInfo, old: TaskInfo) -> bool:
+    """Whether ``new`` shows the task past where ``old`` left it (a later status, or more progress)."""
+    new_rank, old_rank = _STATUS_RANK.get(new.status, 0), _STATUS_RANK.get(old.status, 0)
+    return new_rank > old_rank or (new.status == old.status and new.progress > old.progress)
 
 
 def _token_expired(token: str) -> bool:

@@ -175,7 +175,7 @@ class TaskInfo(BaseModel):
             return 0
         try:
             return int(float(value))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # "inf", 1e999: int() raises OverflowError
             return 0
 
     @field_validator("progress", mode="after")
