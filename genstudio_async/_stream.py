@@ -281,7 +281,7 @@ class _StreamCore:
                     return
                 continue
             # Rule 4: no snapshot for a while. Ask over HTTP; if the socket missed a change, abandon it.
-            checked = await self._reconcile()
+            checked = await self._idle_check()
             if checked is None or (self.last is not None and _same_state(checked, self.last)):
                 continue  # the task is quiet, not the socket
             stale = self.last is None or _went_further(checked, self.last)
@@ -302,6 +302,16 @@ class _StreamCore:
             event = self._parse_frame(frame)
             if event is not None:
                 return event
+
+    async def _idle_check(self) -> ProgressEvent | None:
+        """One snapshot through the shared poller: a thousand quiet streams cost one request per interval."""
+        try:
+            async with self._settings.poller.watch(self.prompt_id) as waiter:
+                info = await waiter.next()
+        except GenStudioError as exc:
+            log.debug("stream %s: the idle check over HTTP failed: %s", self.prompt_id, exc)
+            return None
+        return _as_event(info, "poll")
 
     async def _reconcile(self) -> ProgressEvent | None:
         try:

@@ -249,3 +249,18 @@ async def test_cancelling_the_consumer_leaves_no_socket_task_or_poller_seat(gens
         await eventually(lambda: genstudio_emulator.stats.ws_connections_open == 0, what="the socket to close")
         leftovers = [task for task in asyncio.all_tasks() if task.get_name().startswith("genstudio-poller")]
         assert leftovers == []
+
+
+@pytest.mark.genstudio_emulator(workers=1)
+async def test_idle_checks_of_many_quiet_streams_are_batched(genstudio_emulator: Emulator) -> None:
+    genstudio_emulator.pause()  # every task stays queued: every socket is quiet
+    async with genstudio_emulator.client(stream_idle_timeout=0.05, poll_interval=0.05) as client:
+        subs = [await client.submit(T2I) for _ in range(10)]
+        consumers = [asyncio.create_task(collect(client, sub)) for sub in subs]
+        await eventually(lambda: genstudio_emulator.stats.task_ids_requested >= 30, what="idle checks")
+        stats = genstudio_emulator.stats
+        assert stats.task_ids_requested >= 2 * stats.task_info_requests  # several ids per request
+        assert stats.ws_connections_opened == 10  # quiet sockets are kept, not abandoned
+        genstudio_emulator.resume()
+        for events in await asyncio.gather(*consumers):
+            assert_well_formed(events)
