@@ -21,7 +21,7 @@ log = logging.getLogger("genstudio_async")
 
 Job = tuple[str, Mapping[str, Any] | None]
 Submit = Callable[[str, Mapping[str, Any] | None], Awaitable[Submission]]
-Wait = Callable[[Submission], Awaitable[TaskResult]]
+Wait = Callable[[int, Submission], Awaitable[TaskResult]]
 Cancel = Callable[[Submission], Awaitable[None]]
 
 
@@ -67,7 +67,7 @@ async def run_many(
         # Until ``wait`` returns, the task is in flight: leaving the batch early cancels it on the service.
         in_flight[index] = submission
         try:
-            result = await wait(submission)
+            result = await wait(index, submission)
         except Exception as error:  # noqa: BLE001 - as above
             in_flight.pop(index, None)
             return JobOutcome(index=index, job=job, error=error)

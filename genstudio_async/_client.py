@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import os
@@ -43,6 +44,9 @@ TaskRef: TypeAlias = Submission | str
 
 ProgressCallback: TypeAlias = Callable[[ProgressEvent], Awaitable[None] | None]
 """``on_progress``: called with each event; may be a plain function or a coroutine function."""
+
+JobProgressCallback: TypeAlias = Callable[[int, ProgressEvent], Awaitable[None] | None]
+"""``run_many``'s ``on_progress``: called with the job's index and each of its events; sync or async."""
 
 
 class AsyncGenStudio:
@@ -307,15 +311,23 @@ class AsyncGenStudio:
         *,
         concurrency: int = C.DEFAULT_RUN_MANY_CONCURRENCY,
         timeout: float | None = None,
+        spec: WorkflowSpec | None = None,
+        on_progress: JobProgressCallback | None = None,
     ) -> AsyncGenerator[JobOutcome, None]:
         """Run ``(workflow_id, prompt)`` jobs, at most ``concurrency`` at once; yield each ``JobOutcome`` as it
         finishes. A failed job is an outcome with ``error`` set; it never stops the batch. Leaving the loop
-        early cancels the jobs still running (on the service too). ``timeout`` bounds each job's wait."""
+        early cancels the jobs still running (on the service too). ``timeout`` bounds each job's wait;
+        ``spec`` validates every prompt (a bad one is that job's ``PromptValidationError``); ``on_progress``
+        gets ``(job_index, event)`` for every event of every job."""
 
-        async def wait_for(submission: Submission) -> TaskResult:
-            return await self.wait(submission, timeout=timeout)
+        async def submit(workflow_id: str, prompt: Mapping[str, Any] | None) -> Submission:
+            return await self.submit(workflow_id, prompt, spec=spec)
 
-        return run_many(jobs, submit=self.submit, wait=wait_for, cancel=self.cancel, concurrency=concurrency)
+        async def wait_for(index: int, submission: Submission) -> TaskResult:
+            callback = None if on_progress is None else functools.partial(on_progress, index)
+            return await self.wait(submission, timeout=timeout, on_progress=callback)
+
+        return run_many(jobs, submit=submit, wait=wait_for, cancel=self.cancel, concurrency=concurrency)
 
     async def download(self, result: TaskResult | TaskInfo, directory: str | os.PathLike[str]) -> list[Path]:
         """Save every file of ``result`` as ``directory/<node_id>/<file name>`` and return the paths.

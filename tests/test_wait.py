@@ -224,3 +224,25 @@ async def test_run_many_rejects_a_bad_concurrency(genstudio_emulator: Emulator) 
     async with genstudio_emulator.client() as client:
         with pytest.raises(InvalidInputError, match="concurrency"):
             await anext(client.run_many([(T2I, None)], concurrency=0))
+
+
+async def test_run_many_reports_each_jobs_progress_and_validates_with_a_spec(genstudio_emulator: Emulator) -> None:
+    from genstudio_async import PromptValidationError
+
+    seen: dict[int, list[ProgressEvent]] = {}
+
+    async def on_progress(index: int, event: ProgressEvent) -> None:
+        seen.setdefault(index, []).append(event)
+
+    jobs = [(T2I, None), (T2I, {"3": {"inputs": {"steps": 0}}}), (T2I, None)]
+    async with genstudio_emulator.client() as client:
+        outcomes = {
+            outcome.index: outcome
+            async for outcome in client.run_many(
+                jobs, spec=genstudio_emulator.workflow(T2I), on_progress=on_progress
+            )
+        }
+    assert isinstance(outcomes[1].error, PromptValidationError)
+    assert genstudio_emulator.stats.submits == 2  # the bad prompt was never sent
+    assert set(seen) == {0, 2}
+    assert all(events[-1].status is TaskStatus.SUCCEEDED for events in seen.values())
