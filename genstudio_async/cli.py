@@ -89,6 +89,13 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
         ),
     )
     parser.add_argument(
+        "--stamp-snapshots",
+        action="store_true",
+        help="add '_emulator_changed_ns' (time.monotonic_ns() of the task's last change) to every snapshot, and "
+        "'_emulator_serialised_ns' to WebSocket frames, for latency benchmarks; off by default so the wire stays "
+        "the service's",
+    )
+    parser.add_argument(
         "--log-level",
         default="warning",
         choices=["debug", "info", "warning", "error"],

@@ -67,6 +67,7 @@ async def _serve(args: argparse.Namespace, faults: Faults, per_workflow: dict[st
         faults=faults,
         workflows=workflows,
         builtin_workflows=not args.no_builtin_workflows,
+        stamp_snapshots=args.stamp_snapshots,
     )
     try:
         async with emulator as emu:

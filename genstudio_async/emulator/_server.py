@@ -66,6 +66,9 @@ class Emulator:
     - ``storage_host``/``storage_port``: the storage origin (defaults: the same host, another free port).
     - ``workers``: how many tasks run at once; ``steps`` and ``step_seconds``: how a task advances.
     - ``token_ttl``: prompt-token lifetime in seconds; ``retention``: how long result files live.
+    - ``stamp_snapshots``: add ``"_emulator_changed_ns"`` (``time.monotonic_ns()`` of the task's last change) to
+      every snapshot, HTTP and WebSocket, and ``"_emulator_serialised_ns"`` to WebSocket frames; off by default
+      so the wire stays the service's (for benchmarks).
     - ``faults``: emulator-wide ``Faults``; ``workflows``: extra workflows ``{id: spec}``;
       ``builtin_workflows``: whether to register the docs' example workflows.
     """
@@ -89,6 +92,7 @@ class Emulator:
         queue_notify_interval: float = EMULATOR_QUEUE_NOTIFY_INTERVAL,
         max_upload_bytes: int = EMULATOR_MAX_UPLOAD_BYTES,
         shutdown_timeout: float = EMULATOR_SHUTDOWN_TIMEOUT,
+        stamp_snapshots: bool = False,
     ) -> None:
         if not api_key:
             raise ValueError("the emulator needs a non-empty api_key")
@@ -107,6 +111,7 @@ class Emulator:
                 retention=retention,
                 queue_notify_interval=queue_notify_interval,
                 max_upload_bytes=max_upload_bytes,
+                stamp_snapshots=stamp_snapshots,
             ),
             faults=faults,
         )

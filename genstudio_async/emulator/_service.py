@@ -63,6 +63,7 @@ class ServiceSettings:
     retention: float
     queue_notify_interval: float
     max_upload_bytes: int
+    stamp_snapshots: bool = False
 
 
 def _type_name(value: object) -> str:
@@ -124,6 +125,7 @@ class EmulatorService:
             steps=settings.steps,
             step_seconds=settings.step_seconds,
             queue_notify_interval=settings.queue_notify_interval,
+            stamp_snapshots=settings.stamp_snapshots,
         )
         self.tokens = TokenSigner(secrets.token_bytes(32), issuer=EMULATOR_TOKEN_ISSUER)
         self._url_secret = secrets.token_bytes(32)

@@ -9,6 +9,13 @@ Anyone may ``watch`` a task (a progress WebSocket, ``wait_status``): a ``Watcher
 change. A change of the queue (a task joins or leaves it) alters the position of every queued task, so
 those notifications are coalesced: at most one round per ``queue_notify_interval``, and only for watched
 tasks. A WebSocket frame is serialised once per change of a task (``frame``), however many sockets watch it.
+
+With ``stamp_snapshots`` (off by default, so the wire stays the service's), every snapshot, HTTP and WebSocket
+alike, carries an extra field ``"_emulator_changed_ns"``: ``time.monotonic_ns()`` when the task's state last
+changed (submitted, started, progressed, finished, cancelled). A WebSocket frame also carries
+``"_emulator_serialised_ns"``: when that frame was serialised, just before it is sent (once per change, however
+many sockets). CLOCK_MONOTONIC is system-wide, so a client in another process can subtract either from its own
+``time.monotonic_ns()`` to measure push latency (benchmarks/).
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import time
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -40,6 +48,10 @@ class Status(IntEnum):
 
 
 TERMINAL_STATUSES = frozenset({Status.SUCCEEDED, Status.FAILED, Status.PERMISSION_DENIED})
+
+#: The extra snapshot fields written when ``stamp_snapshots`` is on (see the module docstring).
+STAMP_FIELD = "_emulator_changed_ns"
+SERIALISED_STAMP_FIELD = "_emulator_serialised_ns"
 
 # How long a finished task's WebSocket frame (and the signed URLs in it) is reused before being signed again.
 _TERMINAL_FRAME_SECONDS = 60
@@ -73,6 +85,7 @@ class Task:
     watchers: set[Watcher] = field(default_factory=set)
     frame_key: tuple[int, int] | None = None
     frame_text: str = ""
+    changed_ns: int = 0  # time.monotonic_ns() of the last change of state
 
     @property
     def is_terminal(self) -> bool:
@@ -91,6 +104,7 @@ class TaskStore:
         steps: int,
         step_seconds: float,
         queue_notify_interval: float,
+        stamp_snapshots: bool = False,
     ) -> None:
         if workers < 1:
             raise ValueError("an emulator needs at least one worker")
@@ -100,6 +114,7 @@ class TaskStore:
         self._steps = steps
         self._step_seconds = step_seconds
         self._queue_notify_interval = queue_notify_interval
+        self.stamp_snapshots = stamp_snapshots
         self.signer: UrlSigner | None = None
         self._tasks: dict[str, Task] = {}
         self._queued_seqs: list[int] = []
@@ -172,7 +187,10 @@ class TaskStore:
         task_id = f"cft-{random_id()}"
         while task_id in self._tasks:
             task_id = f"cft-{random_id()}"
-        task = Task(task_id=task_id, workflow_id=workflow_id, plan=plan, fail_message=fail_message)
+        task = Task(
+            task_id=task_id, workflow_id=workflow_id, plan=plan, fail_message=fail_message,
+            changed_ns=time.monotonic_ns(),
+        )
         self._tasks[task_id] = task
         if deny:
             task.status = Status.PERMISSION_DENIED
@@ -227,6 +245,8 @@ class TaskStore:
             "current_position": self.position(task),
             "errMsg": task.error_message,
         }
+        if self.stamp_snapshots:
+            info[STAMP_FIELD] = task.changed_ns
         if status is Status.QUEUED:
             info["files"] = "None"
             info["progress_num"] = 0
@@ -256,7 +276,10 @@ class TaskStore:
         else:
             key = (task.version, self._queue_epoch)
         if task.frame_key != key:
-            task.frame_text = dumps({"comfy_task_info": self.info(task)})
+            info = self.info(task)
+            if self.stamp_snapshots:
+                info[SERIALISED_STAMP_FIELD] = time.monotonic_ns()
+            task.frame_text = dumps({"comfy_task_info": info})
             task.frame_key = key
         return task.frame_text
 
@@ -306,6 +329,7 @@ class TaskStore:
     # --- internals -----------------------------------------------------------------------------------------
     def _changed(self, task: Task) -> None:
         task.version += 1
+        task.changed_ns = time.monotonic_ns()
         for watcher in task.watchers:
             watcher.changed.set()
 
