@@ -7,6 +7,7 @@ one) first.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -54,3 +55,22 @@ class Redactor:
 
 redact_shapes = Redactor()
 """Redacts the shapes of secrets (JWTs, bearer values, ``authorization=`` parameters) in any text."""
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that masks secret-shaped text (JWTs, bearer values, ``authorization=``) in each record.
+
+    For loggers the SDK does not write itself: websockets logs the handshake line ``GET …?authorization=<token>``
+    at DEBUG, and uvicorn (in the emulator) logs the same path in its access log.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact_shapes(record.getMessage()), None
+        return True
+
+
+def redact_logger(logger: logging.Logger) -> logging.Logger:
+    """``logger`` with a ``RedactingFilter`` on it (added once)."""
+    if not any(isinstance(existing, RedactingFilter) for existing in logger.filters):
+        logger.addFilter(RedactingFilter())
+    return logger

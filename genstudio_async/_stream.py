@@ -37,23 +37,13 @@ from ._exceptions import GenStudioError
 from ._files import object_key
 from ._http import RetryPolicy, retry_delay
 from ._poller import TaskPoller
-from ._redact import mask, redact_shapes
+from ._redact import mask, redact_logger
 from .types import ProgressEvent, TaskInfo, TaskStatus, token_expires_at
 
 log = logging.getLogger("genstudio_async")
 
-
-class _RedactRecords(logging.Filter):
-    """websockets logs the handshake request line (``GET …?authorization=<token>``) at DEBUG: mask it first."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = redact_shapes(record.getMessage()), None
-        return True
-
-
-# The logger handed to websockets: its records pass the filter before any handler sees them.
-_ws_log = logging.getLogger("genstudio_async.websocket")
-_ws_log.addFilter(_RedactRecords())
+# The logger handed to websockets, which logs the handshake line with the token: records are masked first.
+_ws_log = redact_logger(logging.getLogger("genstudio_async.websocket"))
 
 FetchTask = Callable[[str], Awaitable[TaskInfo]]
 Source = Literal["websocket", "poll"]

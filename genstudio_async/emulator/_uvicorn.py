@@ -11,11 +11,14 @@ import asyncio
 import contextlib
 import importlib.util
 import itertools
+import logging
 import socket
 from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
+
+from .._redact import redact_logger
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -92,7 +95,12 @@ def bind_socket(host: str, port: int) -> socket.socket:
 
 
 def make_server(app: Any, *, shutdown_timeout: float) -> EmbeddedServer:
-    """A server for ``app``: no lifespan, no logging set-up of its own, no permessage-deflate."""
+    """A server for ``app``: no lifespan, no logging set-up of its own, no permessage-deflate.
+
+    uvicorn's access and error logs name the progress path with its ``?authorization=<token>``: masked.
+    """
+    for name in ("uvicorn.access", "uvicorn.error"):
+        redact_logger(logging.getLogger(name))
     config = uvicorn.Config(
         app,
         lifespan="off",
