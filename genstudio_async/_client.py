@@ -35,7 +35,7 @@ from ._http import INVALID_RESPONSE_CODE, HTTPCore, RetryPolicy, log
 from ._poller import TaskPoller
 from ._prompt import normalise_prompt
 from ._redact import Redactor, mask
-from ._stream import StreamSettings, TaskStream
+from ._stream import StreamSettings, TaskStream, resolve_ws_proxy
 from .types import ImagePostProcess, JobOutcome, ProgressEvent, Submission, TaskInfo, TaskResult, TaskStatus
 from .workflow import WorkflowSpec
 
@@ -123,6 +123,7 @@ class AsyncGenStudio:
             idle_timeout=self.stream_idle_timeout,
             fetch_task=self.get_task,
             poller=self._poller,
+            ws_proxy=resolve_ws_proxy(self.ws_url) if use_websocket else None,
         )
         self._closed = False
 

@@ -73,6 +73,21 @@ class StreamSettings:
     idle_timeout: float
     fetch_task: FetchTask
     poller: TaskPoller
+    # The proxy for the WebSocket, read from the environment once per client (websockets would re-read the
+    # whole environment on every connect: 0.15-0.3 ms of CPU per stream).
+    ws_proxy: str | None = None
+
+
+def resolve_ws_proxy(ws_url: str) -> str | None:
+    """The proxy websockets would use for ``ws_url`` (``ws_proxy``, ``https_proxy``... and ``no_proxy``)."""
+    from websockets.proxy import get_proxy
+    from websockets.uri import parse_uri
+
+    try:
+        return get_proxy(parse_uri(ws_url))
+    except (ValueError, WebSocketException):
+        log.debug("could not read the proxy settings for the progress WebSocket", exc_info=True)
+        return None
 
 
 class _HandshakeRefused(Exception):
@@ -234,6 +249,7 @@ class _StreamCore:
                 compression=None,
                 user_agent_header=C.USER_AGENT,
                 logger=_ws_log,
+                proxy=self._settings.ws_proxy,
             )
         except InvalidStatus as exc:
             status = exc.response.status_code
