@@ -1,0 +1,388 @@
+"""What every benchmark shares: an emulator in its own process, its admin routes, statistics, and the report.
+
+Each benchmark script measures one thing against ``python -m genstudio_async.emulator`` run as a *separate*
+process on 127.0.0.1 (so the emulator's CPU and memory are never the client's), prints what it saw, and with
+``--json PATH`` writes a :class:`Report` that ``benchmarks/run.py`` turns into ``benchmarks/RESULTS.md``.
+
+This module imports nothing the SDK does not import already (no starlette, no uvicorn): benchmark 2 reads the
+client process's peak RSS, which must not include the emulator's dependencies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import platform
+import resource
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+import httpx
+
+from genstudio_async import _constants as C
+
+ROOT = Path(__file__).resolve().parents[1]
+API_KEY = "sk-benchmark"
+T2I = "wf-c73diz7kadp6ffgn"  # the docs' text-to-image workflow, built into the emulator
+TUTORIAL_WORKFLOW = "wf-c72qozydy6suxesa"  # the Python tutorial's workflow
+#: Fields ``--stamp-snapshots`` adds: ``time.monotonic_ns()`` of the task's last change (every snapshot), and of
+#: the moment a WebSocket frame was serialised, just before it was sent (frames only).
+STAMP_FIELD = "_emulator_changed_ns"
+SERIALISED_STAMP_FIELD = "_emulator_serialised_ns"
+
+Comparison = Literal["<", "<=", ">", ">=", "=="]
+
+
+# --- statistics ----------------------------------------------------------------------------------------------
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """The ``fraction`` quantile (0-1) by linear interpolation between closest ranks; NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * fraction
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds this process has used (all threads; children excluded)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident set size so far (``ru_maxrss``, KiB on Linux), in MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def proc_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds another process has used so far (from /proc); 0 where /proc is missing."""
+    stat = Path(f"/proc/{pid}/stat")
+    if not stat.exists():
+        return 0.0
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_peak_rss_mib(pid: int) -> float:
+    """Another process's peak RSS (VmHWM), in MiB; 0 where /proc is missing."""
+    status = Path(f"/proc/{pid}/status")
+    if not status.exists():
+        return 0.0
+    for line in status.read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages (other work on the machine shows up as noise)."""
+    try:
+        return ", ".join(f"{value:.2f}" for value in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def raise_file_limit(needed: int) -> int:
+    """Raise the open-file soft limit toward ``needed`` (the emulator child inherits it); returns the limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = min(hard, max(soft, needed))
+    if wanted > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    return wanted
+
+
+# --- the report ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Figure:
+    """One measured value, and the goal it is held to (if any)."""
+
+    name: str
+    value: float
+    unit: str
+    goal: str | None = None
+    met: bool | None = None
+    #: How far from the goal, in words ("2.7× under the limit", "1.36× the limit (missed)").
+    margin: str | None = None
+
+
+def judged(name: str, value: float, unit: str, comparison: Comparison, limit: float) -> Figure:
+    """A figure with its goal ``value <comparison> limit`` decided, and the margin either way."""
+    met = {
+        "<": value < limit,
+        "<=": value <= limit,
+        ">": value > limit,
+        ">=": value >= limit,
+        "==": value == limit,
+    }[comparison]
+    if comparison == "==":
+        margin = "exactly" if met else f"{value:g} instead of {limit:g}"
+    elif value == 0 or limit == 0 or math.isnan(value):
+        margin = None
+    elif comparison in ("<", "<="):
+        margin = f"{limit / value:.1f}× under the limit" if met else f"{value / limit:.2f}× over the limit"
+    else:
+        margin = f"{value / limit:.1f}× the goal" if met else f"only {value / limit:.2f}× the goal"
+    return Figure(name=name, value=value, unit=unit, goal=f"{comparison} {limit:g} {unit}".strip(), met=met,
+                  margin=margin)
+
+
+@dataclass
+class Report:
+    """What one benchmark run found: its figures, notes (how to read them, evidence) and where it ran."""
+
+    number: int
+    title: str
+    figures: list[Figure] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    command: str = ""
+    date: str = ""
+    machine: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def add(self, figure: Figure) -> Figure:
+        self.figures.append(figure)
+        return figure
+
+    def note(self, text: str) -> None:
+        print(f"  {text}")
+        self.notes.append(text)
+
+    @property
+    def goals_met(self) -> bool:
+        return all(figure.met is not False for figure in self.figures)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Report:
+        figures = [Figure(**figure) for figure in data.get("figures", [])]
+        return cls(**{**data, "figures": figures})
+
+
+def machine_info() -> dict[str, Any]:
+    """nproc, CPU model, memory, OS and the versions that matter, for the results file."""
+    cpu_model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    memory_gib = 0.0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                memory_gib = int(line.split()[1]) / 1024 / 1024
+                break
+    versions = {}
+    for package in ("genstudio-async", "httpx", "websockets", "pydantic", "uvicorn", "starlette"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[package] = metadata.version(package)
+    return {
+        "nproc": os.cpu_count(),
+        "sdk_tree": sdk_tree(),
+        "cpu": cpu_model,
+        "memory_gib": round(memory_gib, 1),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "os": f"{platform.system()} {platform.release()}",
+        "versions": versions,
+    }
+
+
+def sdk_tree() -> str:
+    """The commit the SDK was measured at, and whether ``genstudio_async/`` had uncommitted changes."""
+    try:
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "genstudio_async"],
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{commit} + uncommitted changes in genstudio_async/" if dirty else commit
+
+
+def shown_command(argv: Sequence[str]) -> str:
+    """``argv`` as a shell command, with paths under the repository made relative to it."""
+    shown = []
+    for arg in argv:
+        path = Path(arg)
+        if path.is_absolute():
+            with contextlib.suppress(ValueError):
+                arg = str(path.relative_to(ROOT))
+        shown.append(arg)
+    return shlex.join(shown)
+
+
+def base_parser(description: str | None) -> argparse.ArgumentParser:
+    """The options every benchmark takes: ``--quick`` and ``--json PATH``."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a smaller, faster run (a smoke test, not a result)")
+    parser.add_argument("--json", type=Path, default=None, help="write the report as JSON to this file")
+    return parser
+
+
+def finish(report: Report, args: argparse.Namespace, started: float) -> int:
+    """Stamp the report with the command, date and machine; print its figures; write it if asked. Exit status."""
+    report.command = shown_command([sys.executable, *sys.argv])
+    report.date = datetime.now(tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
+    report.machine = machine_info()
+    report.seconds = round(time.perf_counter() - started, 1)
+    print(f"== {report.number}. {report.title} ({report.seconds} s)")
+    for figure in report.figures:
+        verdict = "" if figure.met is None else ("  MET" if figure.met else "  MISSED")
+        goal = f"  (goal {figure.goal}; {figure.margin})" if figure.goal else ""
+        print(f"  {figure.name}: {format_value(figure.value)} {figure.unit}{goal}{verdict}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(report.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return 0
+
+
+def format_value(value: float) -> str:
+    if math.isnan(value):
+        return "n/a"
+    if value == int(value) and abs(value) < 1e9:
+        return str(int(value))
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    if abs(value) >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+# --- the emulator, in its own process ----------------------------------------------------------------------
+
+
+class EmulatorProcess:
+    """``python -m genstudio_async.emulator --port 0 ...`` as a child process, with its admin routes.
+
+    ``async with EmulatorProcess(workers=8, steps=100, step_seconds=0.01) as emu:`` starts it, reads the first
+    line for its address, and stops it with SIGINT on the way out (SIGKILL if it does not stop in 20 s).
+    """
+
+    def __init__(
+        self,
+        *,
+        workers: int = 2,
+        steps: int = 10,
+        step_seconds: float = 0.03,
+        stamp_snapshots: bool = True,
+        extra: Sequence[str] = (),
+    ) -> None:
+        self.argv = [
+            sys.executable, "-m", "genstudio_async.emulator", "--host", "127.0.0.1", "--port", "0",
+            "--api-key", API_KEY, "--workers", str(workers), "--steps", str(steps),
+            "--step-seconds", str(step_seconds), *(["--stamp-snapshots"] if stamp_snapshots else []), *extra,
+        ]
+        self.base_url = ""
+        self._process: asyncio.subprocess.Process | None = None
+        self._admin: httpx.AsyncClient | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {API_KEY}"}
+
+    @property
+    def ws_url(self) -> str:
+        return "ws" + self.base_url.removeprefix("http") + C.PROGRESS_WS_PATH
+
+    async def __aenter__(self) -> Self:
+        raise_file_limit(4096)
+        self._process = await asyncio.create_subprocess_exec(
+            *self.argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL
+        )
+        try:
+            assert self._process.stdout is not None
+            line = (await asyncio.wait_for(self._process.stdout.readline(), 30)).decode().strip()
+            prefix = "GenStudio emulator listening on "
+            if not line.startswith(prefix):
+                raise RuntimeError(f"the emulator did not start: {line!r}")
+            self.base_url = line.removeprefix(prefix)
+            self._admin = httpx.AsyncClient(base_url=self.base_url, headers=self.headers, trust_env=False,
+                                            timeout=30)
+        except BaseException:
+            await self._stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        await self._stop()
+
+    async def _stop(self) -> None:
+        if self._admin is not None:
+            await self._admin.aclose()
+        process = self._process
+        if process is None or process.returncode is not None:
+            return
+        process.send_signal(signal.SIGINT)
+        try:
+            await asyncio.wait_for(process.communicate(), 20)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+    async def _admin_call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        assert self._admin is not None
+        response = await self._admin.request(method, f"{C.EMULATOR_ADMIN_PATH_PREFIX}{path}", json=body)
+        response.raise_for_status()
+        data: dict[str, Any] = response.json()["data"]
+        return data
+
+    async def pause(self) -> None:
+        await self._admin_call("POST", "/pause")
+
+    async def resume(self) -> None:
+        await self._admin_call("POST", "/resume")
+
+    async def stats(self) -> dict[str, Any]:
+        return await self._admin_call("GET", "/stats")
+
+    async def reset_stats(self) -> dict[str, Any]:
+        return await self._admin_call("POST", "/stats/reset")
+
+    async def timing(self, *, steps: int | None = None, step_seconds: float | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        if steps is not None:
+            body["steps"] = steps
+        if step_seconds is not None:
+            body["step_seconds"] = step_seconds
+        return await self._admin_call("POST", "/timing", body)
+
+    def cpu_seconds(self) -> float:
+        return proc_cpu_seconds(self.pid)
+
+    def peak_rss_mib(self) -> float:
+        return proc_peak_rss_mib(self.pid)
