@@ -106,18 +106,25 @@ class PromptValidationError(InvalidInputError):
 
 
 class APIConnectionError(GenStudioError):
-    """The request never got an HTTP answer: DNS, refused connection, reset, TLS, protocol error."""
+    """The request never got an HTTP answer: DNS, refused connection, reset, TLS, protocol error.
 
-    def __init__(self, message: str = "connection error", *, request_id: str | None = None) -> None:
+    ``request_sent`` is ``False`` only when the request certainly never left (no connection could be made): a
+    submit that failed that way created no task. When it is ``True`` the server may have acted on it.
+    """
+
+    def __init__(
+        self, message: str = "connection error", *, request_id: str | None = None, request_sent: bool = True
+    ) -> None:
         super().__init__(message)
         self.request_id = request_id
+        self.request_sent = request_sent
 
 
 class APITimeoutError(APIConnectionError):
     """The request timed out (connect, write, read or pool)."""
 
-    def __init__(self, message: str = "request timed out") -> None:
-        super().__init__(message)
+    def __init__(self, message: str = "request timed out", *, request_sent: bool = True) -> None:
+        super().__init__(message, request_sent=request_sent)
 
 
 class _ServerReported(GenStudioError):

@@ -72,6 +72,11 @@ async def sleep(seconds: float) -> None:
     await anyio.sleep(seconds)
 
 
+def never_sent(error: BaseException) -> bool:
+    """Whether a transport error proves the request never left: no connection, or none free in the pool."""
+    return isinstance(error, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+
+
 def should_retry(
     *,
     attempt: int,
@@ -89,8 +94,7 @@ def should_retry(
     if error is not None:
         if idempotent:
             return isinstance(error, httpx.TransportError)
-        # The request was certainly never sent: no connection, or no free connection in the pool.
-        return isinstance(error, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+        return never_sent(error)
     if status_code is None:
         return False
     if idempotent:
@@ -326,9 +330,10 @@ class HTTPCore:
 
     def _connection_error(self, exc: httpx.RequestError, label: str) -> APIConnectionError:
         detail = self._redact(str(exc)) or type(exc).__name__
+        sent = not never_sent(exc)
         if isinstance(exc, httpx.TimeoutException):
-            return APITimeoutError(f"{label} timed out ({type(exc).__name__}): {detail}")
-        return APIConnectionError(f"{label} failed: {detail}")
+            return APITimeoutError(f"{label} timed out ({type(exc).__name__}): {detail}", request_sent=sent)
+        return APIConnectionError(f"{label} failed: {detail}", request_sent=sent)
 
     def _status_error(self, response: httpx.Response, retry_after: float | None) -> APIStatusError:
         body = _json_or_none(response)

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from ._constants import MAX_REMEMBERED_SECRETS, SECRET_VISIBLE_PREFIX
 
 _JWT_PATTERN = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}")
-_BEARER_PATTERN = re.compile(r"(Bearer\s+)(\S+)", re.IGNORECASE)
+_BEARER_PATTERN = re.compile(r"(Bearer\s+)([^\s)\]}\"',;]+)", re.IGNORECASE)
 _TOKEN_PARAM_PATTERN = re.compile(r"(authorization=)([^&\s\"']+)", re.IGNORECASE)
 
 

@@ -536,3 +536,17 @@ async def test_storage_error_whose_body_breaks_off_is_still_a_status_error() -> 
                 async with core.stream_get("https://oss.test/out/a.png"):
                     pytest.fail("an error answer must not be yielded")
     assert caught.value.status_code == 500
+
+
+async def test_a_connection_error_says_whether_the_request_left(api: respx.MockRouter, client: AsyncGenStudio) -> None:
+    from genstudio_async import APIConnectionError, APITimeoutError
+
+    route = api.post("/api/maas/comfy_task_api/prompt")
+    route.side_effect = httpx.ConnectError("connection refused")
+    with pytest.raises(APIConnectionError) as refused:
+        await client.submit("wf-1")
+    assert refused.value.request_sent is False  # no task can exist: safe to submit again
+    route.side_effect = httpx.ReadTimeout("no answer")
+    with pytest.raises(APITimeoutError) as timed_out:
+        await client.submit("wf-1")
+    assert timed_out.value.request_sent is True  # the service may have created the task

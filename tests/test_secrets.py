@@ -228,3 +228,11 @@ async def test_connection_error_does_not_echo_the_key(
         await client.cancel("cft-1")
     for text in texts_of(caught.value):
         assert_no_secret(text, api_key)
+
+
+def test_bearer_redaction_keeps_the_punctuation_around_it() -> None:
+    from genstudio_async._redact import Redactor
+
+    text = Redactor()("refused (Authorization: Bearer sk-abcdefghijklmnopqrstuvwxyz) [code=401]")
+    assert "abcdefghijklmnopqrstuvwxyz" not in text
+    assert text.endswith(") [code=401]")
