@@ -1,0 +1,11 @@
+"""The ``genstudio`` command's subcommands, one small module each (the parser lives in ``genstudio_async.cli``).
+
+- ``errors``: exit codes and the one-line error report;
+- ``console``: stdout/stderr, the rich-or-plain decision, tables;
+- ``display``: live progress of one task (``run``, ``demo``) or of a batch;
+- ``client``: the ``AsyncGenStudio`` a command talks through (key, base URL, ``--api-key`` warning);
+- ``prompt``: ``--prompt``, ``--set`` and ``--image`` into one checked prompt;
+- ``run``, ``demo``, ``tasks`` (status, cancel, upload), ``batch`` with ``jobs`` and ``journal``.
+
+Nothing here is public API: use ``genstudio_async.cli.main`` or the ``genstudio`` command.
+"""

@@ -1,0 +1,356 @@
+"""``genstudio batch``: a JSON-lines file of jobs, at bounded concurrency, resumable after Ctrl-C or a crash.
+
+Each job is submitted, followed and downloaded by one of ``--concurrency`` workers (its own loop over
+``submit``/``wait``/``download``, not ``run_many``, which cancels what it started when left early). The journal
+(see ``journal``) gets each task's prompt_id and prompt_token the moment ``submit`` returns, so a rerun:
+
+- skips the jobs whose files were downloaded (and are still there);
+- resumes the jobs that have a task (waits on it by id, then downloads), instead of submitting them again;
+- submits the others; ``--retry-failed`` also submits again the jobs whose task failed.
+
+Ctrl-C (or SIGTERM) stops cleanly: nothing new is submitted, the answers of submits already sent are awaited and
+journaled, the tasks on the service are left running (not cancelled: the rerun picks them up), the journal is
+closed intact, and the exit code is 130 (143). A second Ctrl-C stops without waiting for those answers.
+
+The one window no client can close: a submit whose request left but whose answer never arrived (a crash, a
+lost connection, a second Ctrl-C). The service may have created that task; nothing local knows its id, so a
+rerun submits that job again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import functools
+import os
+import signal
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .. import _constants as C
+from .._client import AsyncGenStudio
+from .._exceptions import (
+    APIConnectionError,
+    AuthenticationError,
+    GenStudioError,
+    NotFoundError,
+    PermissionDeniedError,
+    TaskError,
+)
+from ..types import Submission
+from .client import make_client
+from .console import Console
+from .display import BatchProgress
+from .errors import CLIError, ExitCode, describe_error
+from .jobs import Job, load_jobs
+from .journal import Journal, JournalContents
+
+T = TypeVar("T")
+
+DONE, DONE_BEFORE, FAILED, SUBMITTED, NOT_SUBMITTED = "done", "done before", "failed", "submitted", "not submitted"
+UNANSWERED = "submit unanswered"  # stopped before the submit's answer: the task may exist, nothing recorded it
+
+
+@dataclass
+class Outcome:
+    """Where one job stands, for the summary."""
+
+    job: Job
+    state: str = NOT_SUBMITTED
+    prompt_id: str | None = None
+    paths: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def document(self) -> dict[str, Any]:
+        return {
+            "job": self.job.name,
+            "line": self.job.line,
+            "state": self.state.replace(" ", "_"),
+            "prompt_id": self.prompt_id,
+            "paths": self.paths,
+            "error": self.error,
+        }
+
+
+class Batch:
+    """One run of a jobs file against its journal."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        console: Console,
+        jobs: list[Job],
+        journal: Journal,
+        contents: JournalContents,
+        downloaded: set[str],
+    ) -> None:
+        """``downloaded``: the jobs whose files the journal lists and which are all still there (skipped)."""
+        self.args = args
+        self.console = console
+        self.journal = journal
+        self.contents = contents
+        self.output = Path(args.out)
+        self.cwd = Path(os.getcwd())
+        self.outcomes = {job.name: Outcome(job) for job in jobs}
+        self.to_run: list[Job] = []
+        for job in jobs:
+            history = contents.history(job.name)
+            if job.name in downloaded:
+                outcome = self.outcomes[job.name]
+                outcome.state, outcome.paths = DONE_BEFORE, [_shown(path) for path in history.paths or []]
+                outcome.prompt_id = history.submission.prompt_id if history.submission else None
+            else:
+                self.to_run.append(job)
+        self.display = BatchProgress(console, len(jobs), done_before=len(jobs) - len(self.to_run))
+        self._pending: Iterator[Job] = iter(self.to_run)
+        self._workers: list[asyncio.Task[None]] = []
+        self._kept: set[asyncio.Future[Any]] = set()
+        self._submitting: dict[asyncio.Future[Any], Outcome] = {}
+        self._stop_signal: signal.Signals | None = None
+        self._fatal: BaseException | None = None
+        self._client: AsyncGenStudio | None = None
+
+    # --- the plan ----------------------------------------------------------------------------------------
+    def resumable(self, job: Job) -> Submission | None:
+        """The task to resume for ``job``, or ``None`` to submit it."""
+        history = self.contents.history(job.name)
+        if history.submission is None or (history.task_failed and self.args.retry_failed):
+            return None
+        return history.submission
+
+    def plan_line(self) -> str:
+        resume = sum(1 for job in self.to_run if self.resumable(job) is not None)
+        before = len(self.outcomes) - len(self.to_run)
+        return (
+            f"batch: {len(self.outcomes)} jobs from {self.args.jobs}: {before} already downloaded, {resume} to resume, "
+            f"{len(self.to_run) - resume} to submit; journal {self.journal.path} (mode 0600: it holds prompt tokens)"
+        )
+
+    # --- running -----------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        if not self.to_run:
+            return
+        loop = asyncio.get_running_loop()
+        handled: list[signal.Signals] = []
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, self._on_signal, signum)
+                handled.append(signum)
+        try:
+            async with make_client(self.args, self.console) as client:
+                self._client = client
+                with self.display:
+                    count = min(self.args.concurrency, len(self.to_run))
+                    self._workers = [
+                        asyncio.create_task(self._worker(), name=f"genstudio-batch-{n}") for n in range(count)
+                    ]
+                    await asyncio.gather(*self._workers, return_exceptions=True)
+                    await self._finish_kept()
+        finally:
+            for signum in handled:
+                loop.remove_signal_handler(signum)
+
+    def _on_signal(self, signum: signal.Signals) -> None:
+        if self._stop_signal is None:
+            self._stop_signal = signum
+            in_flight = len(self._submitting)
+            waiting = f"; waiting for {in_flight} submit answer(s) to journal them" if in_flight else ""
+            self.display.say(
+                f"stopping: no new submits, running tasks are left on the service for a rerun{waiting} "
+                "(Ctrl-C again to stop at once)"
+            )
+            self._stop()
+        else:
+            self._abandon(self._kept)
+
+    def _stop(self) -> None:
+        current = asyncio.current_task()
+        for worker in self._workers:
+            if worker is not current:
+                worker.cancel()
+
+    async def _finish_kept(self) -> None:
+        """Wait for the submits and records that outlive a cancelled worker (bounded; a second Ctrl-C cuts it)."""
+        if not self._kept:
+            return
+        _done, late = await asyncio.wait(set(self._kept), timeout=C.CLI_STOP_GRACE_SECONDS)
+        self._abandon(late)
+        await asyncio.gather(*self._kept, *late, return_exceptions=True)
+
+    def _abandon(self, futures: set[asyncio.Future[Any]]) -> None:
+        """Stop waiting for ``futures``; a submit among them may have created a task that nothing records."""
+        for future in list(futures):
+            outcome = self._submitting.get(future)
+            if outcome is not None and not future.done():
+                outcome.state = UNANSWERED
+            future.cancel()
+
+    async def _worker(self) -> None:
+        try:
+            for job in self._pending:
+                if self._stop_signal is not None or self._fatal is not None:
+                    return
+                await self._process(job)
+        except Exception as error:  # noqa: BLE001 - a broken journal or a bug: stop the batch, report it once
+            if self._fatal is None:
+                self._fatal = error
+            self._stop()
+
+    def _keep(self, work: Coroutine[Any, Any, T], *, submitting: Outcome | None = None) -> asyncio.Future[T]:
+        """``work``, run to its end even if the worker awaiting it is cancelled (Ctrl-C): await it through
+        ``asyncio.shield``. The batch waits for it before it stops (``_finish_kept``)."""
+        future = asyncio.ensure_future(work)
+        self._kept.add(future)
+        future.add_done_callback(self._kept.discard)
+        if submitting is not None:
+            self._submitting[future] = submitting
+            future.add_done_callback(lambda done: self._submitting.pop(done, None))
+        return future
+
+    async def _process(self, job: Job) -> None:
+        assert self._client is not None
+        client = self._client
+        outcome = self.outcomes[job.name]
+        submission = self.resumable(job)
+        resumed = submission is not None
+        try:
+            if submission is None:
+                self.display.started(job.name, "submitting")
+                submission = await asyncio.shield(self._keep(self._submit(client, job, outcome), submitting=outcome))
+                self.display.submitted(job.name, submission.prompt_id)
+            else:
+                self.display.started(job.name, f"resuming {submission.prompt_id}")
+                outcome.state, outcome.prompt_id = SUBMITTED, submission.prompt_id
+            progress = functools.partial(self.display.update, job.name)
+            result = await client.wait(submission, timeout=self.args.timeout, on_progress=progress)
+            self.display.downloading(job.name)
+            paths = await client.download(result, self.output / job.folder)
+            await asyncio.shield(self._keep(self._record_download(job, outcome, submission, paths)))
+        except GenStudioError as error:
+            if isinstance(error, AuthenticationError | PermissionDeniedError):
+                self._fatal = error  # the key is refused: every other job would fail the same way
+                self._stop()
+            task_failed = isinstance(error, TaskError) or (resumed and isinstance(error, NotFoundError))
+            message = describe_error(error)
+            if resumed and isinstance(error, NotFoundError):
+                message += " (the task in the journal is unknown to the service: --retry-failed submits it again)"
+            elif isinstance(error, APIConnectionError) and error.request_sent and outcome.prompt_id is None:
+                message += " (the submit's answer never came: the service may have created the task anyway)"
+            await asyncio.shield(self._keep(self._record_failure(job, outcome, message, task_failed=task_failed)))
+
+    async def _submit(self, client: AsyncGenStudio, job: Job, outcome: Outcome) -> Submission:
+        submission = await client.submit(job.workflow_id, job.prompt)
+        await self.journal.submitted(job.name, job.workflow_id, submission)  # before anything else happens
+        outcome.state, outcome.prompt_id = SUBMITTED, submission.prompt_id
+        return submission
+
+    async def _record_download(self, job: Job, outcome: Outcome, submission: Submission, paths: list[Path]) -> None:
+        absolute = [str(self.cwd / path) for path in paths]  # the journal outlives a change of directory
+        await self.journal.append("downloaded", job.name, prompt_id=submission.prompt_id, paths=absolute)
+        outcome.state, outcome.paths, outcome.error = DONE, [str(path) for path in paths], None
+        self.display.succeeded(job.name, paths)
+
+    async def _record_failure(self, job: Job, outcome: Outcome, message: str, *, task_failed: bool) -> None:
+        if outcome.prompt_id is not None:
+            await self.journal.append(
+                "failed", job.name, prompt_id=outcome.prompt_id, error=message, task_failed=task_failed
+            )
+        outcome.state, outcome.error = FAILED, message
+        self.display.failed_job(job.name, message)
+
+    # --- the end -----------------------------------------------------------------------------------------
+    def summary(self) -> None:
+        outcomes = list(self.outcomes.values())
+        counts = {state: sum(1 for o in outcomes if o.state == state) for state in (DONE, DONE_BEFORE, FAILED)}
+        unfinished = [o for o in outcomes if o.state in (SUBMITTED, NOT_SUBMITTED, UNANSWERED)]
+        if self.args.json:
+            self.console.json(
+                {
+                    "jobs": [outcome.document() for outcome in outcomes],
+                    "done": counts[DONE] + counts[DONE_BEFORE],
+                    "done_before": counts[DONE_BEFORE],
+                    "failed": counts[FAILED],
+                    "not_finished": len(unfinished),
+                    "journal": str(self.journal.path),
+                }
+            )
+        else:
+            rows = [
+                [o.job.name, o.state, o.prompt_id or "", o.error or ", ".join(o.paths)] for o in outcomes
+            ]
+            self.console.line("")
+            self.console.table(["job", "state", "prompt_id", "files / error"], rows, title="summary")
+            text = f"{len(outcomes)} jobs: {counts[DONE] + counts[DONE_BEFORE]} done"
+            if counts[DONE_BEFORE]:
+                text += f" ({counts[DONE_BEFORE]} before this run)"
+            text += f", {counts[FAILED]} failed"
+            if unfinished:
+                text += f", {len(unfinished)} not finished"
+            self.console.line(text)
+        unanswered = [o.job.name for o in unfinished if o.state == UNANSWERED]
+        if unanswered:
+            self.console.warn(
+                f"stopped before the service answered the submit of {', '.join(unanswered)}: it may have created "
+                "those tasks, which nothing recorded; a rerun submits those jobs again"
+            )
+        if self._stop_signal is not None:
+            running = sum(1 for o in unfinished if o.state == SUBMITTED)
+            self.console.note(
+                f"interrupted: {running} task(s) left running on the service (not cancelled) are in the journal "
+                f"{self.journal.path}; run the same command again to resume them"
+            )
+        elif counts[FAILED]:
+            self.console.note(
+                f"{counts[FAILED]} job(s) failed; a rerun resumes their tasks as they are, "
+                "--retry-failed submits the failed ones again"
+            )
+
+    def exit_code(self) -> int:
+        if self._stop_signal is not None:
+            return ExitCode.TERMINATED if self._stop_signal == signal.SIGTERM else ExitCode.INTERRUPTED
+        if self._fatal is not None:
+            raise self._fatal
+        if any(o.state != DONE and o.state != DONE_BEFORE for o in self.outcomes.values()):
+            return ExitCode.FAILED
+        return ExitCode.OK
+
+
+def _shown(path: str) -> str:
+    """A journaled (absolute) path as the user would write it: relative when under the current directory."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+def open_batch(args: argparse.Namespace) -> tuple[list[Job], Journal, JournalContents, set[str]]:
+    """The file work before the batch starts (in a thread): read and check the jobs file, open (and lock) the
+    journal, and see which jobs' files are already downloaded."""
+    jobs_path = Path(args.jobs)
+    jobs = load_jobs(jobs_path)
+    journal_path = Path(args.journal) if args.journal else jobs_path.with_name(jobs_path.name + C.CLI_JOURNAL_SUFFIX)
+    if journal_path.resolve() == jobs_path.resolve():
+        raise CLIError("the journal cannot be the jobs file itself", ExitCode.USAGE)
+    journal = Journal(journal_path)
+    contents = journal.open()
+    downloaded = {job.name for job in jobs if contents.history(job.name).files_present()}
+    return jobs, journal, contents, downloaded
+
+
+async def batch_command(args: argparse.Namespace, console: Console) -> int:
+    jobs, journal, contents, downloaded = await asyncio.to_thread(open_batch, args)
+    journal_path = journal.path
+    try:
+        if contents.damaged_lines:
+            console.note(
+                f"the journal {journal_path} has {contents.damaged_lines} damaged line(s), skipped "
+                "(a write cut short by a crash)"
+            )
+        batch = Batch(args, console, jobs, journal, contents, downloaded)
+        console.line(batch.plan_line())
+        await batch.run()
+    finally:
+        await journal.aclose()
+    batch.summary()
+    return batch.exit_code()

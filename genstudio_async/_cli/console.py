@@ -1,0 +1,108 @@
+"""Where the command writes, and whether it draws with rich or prints plain lines.
+
+Results and progress go to stdout, errors and warnings to stderr. Progress bars and tables are drawn with rich
+(the ``cli`` extra) when stdout is a terminal (or ``FORCE_COLOR`` is set); otherwise every update is a plain line,
+readable in a log file or a CI console. rich is imported only when it is about to draw: a missing rich means
+plain lines and one note saying how to get the bars.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console as RichConsole
+
+RICH_MISSING = "progress bars and tables need rich: pip install 'genstudio-async[cli]' (showing plain lines)"
+
+
+def stdout_is_terminal() -> bool:
+    """True when stdout is a terminal, or ``FORCE_COLOR`` asks to draw as if it were (rich's convention)."""
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    isatty = getattr(sys.stdout, "isatty", None)
+    return bool(isatty and isatty())
+
+
+class Console:
+    """The command's output. ``pretty`` is decided once: rich when drawing to a terminal and rich is installed.
+
+    ``quiet`` (``--json``) keeps stdout for the one JSON document: lines and progress are not shown.
+    """
+
+    def __init__(self, *, quiet: bool = False, stdout: IO[str] | None = None, stderr: IO[str] | None = None) -> None:
+        self.out = stdout or sys.stdout
+        self.err = stderr or sys.stderr
+        self.quiet = quiet
+        self._rich: RichConsole | None = None
+        self.pretty = False
+        if not quiet and stdout_is_terminal():
+            try:
+                from rich.console import Console as RichConsole
+            except ImportError:
+                self.note(RICH_MISSING)
+            else:
+                self._rich = RichConsole(file=self.out, highlight=False)
+                self.pretty = True
+
+    @property
+    def rich(self) -> RichConsole:
+        """The rich console (only when ``pretty``)."""
+        assert self._rich is not None, "rich is used only when the console is pretty"
+        return self._rich
+
+    # --- writing -------------------------------------------------------------------------------------------
+    def line(self, text: str = "") -> None:
+        """One line of normal output on stdout (not shown with ``--json``)."""
+        if self.quiet:
+            return
+        if self._rich is not None:
+            self._rich.print(text, markup=False, highlight=False, soft_wrap=True)
+        else:
+            _write(self.out, text)
+
+    def json(self, document: Any) -> None:
+        """The one JSON document of ``--json``, on stdout."""
+        _write(self.out, json.dumps(document, ensure_ascii=False, indent=2))
+
+    def note(self, text: str) -> None:
+        """Something the user should know, on stderr (shown even with ``--json``)."""
+        _write(self.err, f"genstudio: {text}")
+
+    def warn(self, text: str) -> None:
+        _write(self.err, f"genstudio: warning: {text}")
+
+    def error(self, text: str) -> None:
+        _write(self.err, f"genstudio: error: {text}")
+
+    # --- tables --------------------------------------------------------------------------------------------
+    def table(self, headers: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None) -> None:
+        """A table: rich's when pretty, else aligned plain columns."""
+        if self.quiet:
+            return
+        if self._rich is not None:
+            from rich.table import Table
+            from rich.text import Text
+
+            table = Table(*headers, title=title, title_justify="left", show_lines=False)
+            for row in rows:
+                table.add_row(*(Text(cell) for cell in row))  # Text: a "[x]" in a job name is not markup
+            self._rich.print(table)
+            return
+        if title:
+            _write(self.out, title)
+        widths = [len(header) for header in headers]
+        for row in rows:
+            widths = [max(width, len(cell)) for width, cell in zip(widths, row, strict=True)]
+        for cells in (headers, *rows):
+            text = "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
+            _write(self.out, text.rstrip())
+
+
+def _write(stream: IO[str], text: str) -> None:
+    stream.write(text + "\n")
+    stream.flush()

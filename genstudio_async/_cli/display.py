@@ -1,0 +1,184 @@
+"""Live progress: of one task (``run``, ``demo``) and of a batch (one row per running job, an overall bar).
+
+Each display has a rich form (drawn when the console is pretty) and a plain form that prints a line when
+something changes: readable in a log file, and what the tests read. With ``--json`` nothing is shown.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..types import TaskInfo, TaskStatus
+from .console import Console
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+
+def _escaped(text: str) -> str:
+    """``text`` safe to show in a rich column that reads markup (job names and errors may hold brackets)."""
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def describe(info: TaskInfo) -> str:
+    """A task's state in a few words: ``queued: position 2 of 3``, ``running:  40%``, ``succeeded: 100%``."""
+    if info.status is TaskStatus.QUEUED:
+        if info.queue_position:
+            return f"queued: position {info.queue_position} of {max(info.queue_size, info.queue_position)}"
+        return "queued"
+    if info.status is TaskStatus.FAILED:  # the service's 4 means failed, and cancelled too
+        return f"failed: {info.error_message}" if info.error_message else "failed or cancelled"
+    if info.status is TaskStatus.PERMISSION_DENIED:
+        return "permission denied"
+    return f"{info.status.name.lower()}: {info.progress:3d}%"
+
+
+def shown_paths(paths: Sequence[Path]) -> str:
+    return ", ".join(str(path) for path in paths) or "(no files)"
+
+
+# --- one task ----------------------------------------------------------------------------------------------
+
+
+class TaskProgress:
+    """The progress of one task: a rich bar, or a plain line per change. Use as a context manager."""
+
+    def __init__(self, console: Console, label: str) -> None:
+        self._console = console
+        self._label = label
+        self._last = ""
+        self._progress: Progress | None = None
+        self._row: TaskID | None = None
+
+    def __enter__(self) -> TaskProgress:
+        if self._console.pretty and not self._console.quiet:
+            from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[state]}"),
+                TimeElapsedColumn(),
+                console=self._console.rich,
+            )
+            self._row = self._progress.add_task(_escaped(self._label), total=100, state="submitting")
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def update(self, info: TaskInfo) -> None:
+        """Show ``info`` (called with every progress event)."""
+        text = describe(info)
+        if text == self._last:
+            return
+        self._last = text
+        if self._progress is not None and self._row is not None:
+            self._progress.update(self._row, completed=info.progress, state=_escaped(text))
+        else:
+            self._console.line(f"  {text}")
+
+
+# --- a batch -----------------------------------------------------------------------------------------------
+
+
+class BatchProgress:
+    """A batch's progress: an overall bar and a row per running job (rich), or a line per change (plain)."""
+
+    def __init__(self, console: Console, total: int, *, done_before: int = 0) -> None:
+        self._console = console
+        self.total = total
+        self.finished = done_before
+        self.done = done_before
+        self.failed = 0
+        self._states: dict[str, str] = {}
+        self._progress: Progress | None = None
+        self._overall: TaskID | None = None
+        self._rows: dict[str, TaskID] = {}
+
+    def __enter__(self) -> BatchProgress:
+        if self._console.pretty and not self._console.quiet:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.fields[state]}"),
+                TimeElapsedColumn(),
+                console=self._console.rich,
+            )
+            self._overall = self._progress.add_task(
+                "[bold]batch[/]", total=self.total, completed=self.finished, state=self._counts()
+            )
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def say(self, text: str) -> None:
+        """A line of its own, above the bars when they are drawn."""
+        if self._progress is not None:
+            self._progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        else:
+            self._console.line(text)
+
+    def started(self, job: str, what: str) -> None:
+        """A job begins: ``what`` says how (``submitting``, ``resuming cft-…``)."""
+        if self._progress is not None:
+            self._rows[job] = self._progress.add_task(_escaped(job), total=100, state=_escaped(what))
+        elif what.startswith("resuming"):
+            self.say(f"{job}: {what}")
+
+    def submitted(self, job: str, prompt_id: str) -> None:
+        if self._progress is not None and job in self._rows:
+            self._progress.update(self._rows[job], state=_escaped(f"submitted {prompt_id}"))
+        else:
+            self.say(f"{job}: submitted {prompt_id}")
+
+    def update(self, job: str, info: TaskInfo) -> None:
+        """A progress event of a job's task. Plain lines show only a change of status, not every percent."""
+        text = describe(info)
+        if self._progress is not None:
+            if job in self._rows:
+                self._progress.update(self._rows[job], completed=info.progress, state=_escaped(text))
+            return
+        status = info.status.name.lower()
+        if self._states.get(job) != status and not info.is_terminal:
+            self._states[job] = status
+            self.say(f"{job}: {text}")
+
+    def downloading(self, job: str) -> None:
+        if self._progress is not None and job in self._rows:
+            self._progress.update(self._rows[job], state="downloading")
+
+    def succeeded(self, job: str, paths: Sequence[Path]) -> None:
+        self.finished += 1
+        self.done += 1
+        self._end(job, f"[{self.finished}/{self.total}] done {job}: {shown_paths(paths)}")
+
+    def failed_job(self, job: str, message: str) -> None:
+        self.finished += 1
+        self.failed += 1
+        self._end(job, f"[{self.finished}/{self.total}] FAILED {job}: {message}")
+
+    def _end(self, job: str, text: str) -> None:
+        self._states.pop(job, None)
+        if self._progress is not None:
+            row = self._rows.pop(job, None)
+            if row is not None:
+                self._progress.remove_task(row)
+            if self._overall is not None:
+                self._progress.update(self._overall, completed=self.finished, state=self._counts())
+        self.say(text)
+
+    def _counts(self) -> str:
+        return f"{self.finished}/{self.total}  [green]{self.done} done[/]  [red]{self.failed} failed[/]"

@@ -1,0 +1,94 @@
+"""Exit codes, and how an error becomes one line on stderr.
+
+The codes are part of the command's interface (``genstudio --help`` lists them), so scripts can tell "the
+task failed" from "the flags were wrong" from "the service could not be reached".
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from .._constants import ENV_API_KEY
+from .._exceptions import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    AuthenticationError,
+    ConfigurationError,
+    GenStudioError,
+    InvalidInputError,
+    PromptValidationError,
+    TaskError,
+    TaskTimeoutError,
+)
+
+
+class ExitCode(IntEnum):
+    """What ``genstudio`` returns to the shell."""
+
+    OK = 0
+    FAILED = 1  # a task or job failed, was cancelled, denied or timed out; a status asked for an unknown task
+    USAGE = 2  # bad flags or input: a prompt that does not fit, a missing file, no API key
+    API = 3  # the service refused a request (auth, HTTP error, business error) or could not be reached
+    INTERRUPTED = 130  # Ctrl-C (SIGINT); SIGTERM gives 143
+    TERMINATED = 143
+
+
+EXIT_CODES_HELP = """\
+exit codes:
+  0    success
+  1    a task or job failed, was cancelled or denied, or timed out (it goes on: see 'genstudio status');
+       'status' was asked about an unknown task; the emulator could not start
+  2    usage or invalid input: bad flags, a prompt that does not fit its spec (every problem is listed and
+       nothing is sent), a missing file, no API key
+  3    the service refused a request (authentication, HTTP or business error) or could not be reached
+  130  interrupted by Ctrl-C (143: a batch stopped by SIGTERM); a batch's journal is intact, a rerun resumes it
+"""
+
+
+class CLIError(Exception):
+    """An error the command reports as it is: one message, one exit code."""
+
+    def __init__(self, message: str, code: ExitCode = ExitCode.USAGE) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+
+
+def exit_code_for(error: BaseException) -> ExitCode:
+    """The exit code that an error stands for."""
+    if isinstance(error, CLIError):
+        return error.code
+    if isinstance(error, TaskError | TaskTimeoutError):
+        return ExitCode.FAILED
+    if isinstance(error, ConfigurationError | InvalidInputError):
+        return ExitCode.USAGE
+    if isinstance(error, APIStatusError | APIError | APIConnectionError):
+        return ExitCode.API
+    if isinstance(error, GenStudioError):
+        return ExitCode.FAILED  # e.g. a download that could not be written
+    return ExitCode.FAILED
+
+
+def describe_error(error: BaseException) -> str:
+    """The error as the user should read it: one line, or a header and one line per problem of a prompt."""
+    if isinstance(error, PromptValidationError) and error.problems:
+        count = len(error.problems)
+        lines = [f"the prompt has {count} problem{'s' if count != 1 else ''}; nothing was sent:"]
+        lines += [f"  - {problem}" for problem in error.problems]
+        return "\n".join(lines)
+    if isinstance(error, CLIError):
+        return error.message
+    if isinstance(error, TaskTimeoutError):
+        return f"{one_line(str(error))} (the task goes on: 'genstudio status {error.prompt_id}')"
+    text = one_line(str(error)) or type(error).__name__
+    if isinstance(error, APIConnectionError):
+        return f"cannot reach the service: {text}"
+    if isinstance(error, AuthenticationError):
+        return f"{text} (check {ENV_API_KEY})"
+    return text
+
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks folded into spaces."""
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())

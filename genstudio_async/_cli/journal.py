@@ -1,0 +1,217 @@
+"""The batch journal: an append-only JSON-lines file that lets a rerun pick up where a batch stopped.
+
+Each line is one event of one job::
+
+    {"v": 1, "event": "submitted",  "job": "fox", "workflow_id": "wf-…", "prompt_id": "cft-…", "prompt_token": "…"}
+    {"v": 1, "event": "downloaded", "job": "fox", "prompt_id": "cft-…", "paths": ["/abs/out/fox/9/x.png"]}
+    {"v": 1, "event": "failed",     "job": "fox", "prompt_id": "cft-…", "error": "…", "task_failed": true}
+
+A ``submitted`` line is written (and fsync'ed) the moment ``submit`` returns, before the task is followed, so a
+batch stopped by Ctrl-C or a crash is resumed from its tasks' ids instead of submitting them again. Writes go
+through one file descriptor opened ``O_APPEND``, one ``write`` per line under a lock, then ``fsync``, all in a
+worker thread (never on the event loop). The file is created with mode 0600: it holds prompt tokens, which open
+a task's progress stream for 24 hours. An exclusive ``flock`` keeps a second batch off the same journal.
+
+Reading tolerates damage: a line cut short by a crash (the last one, without its newline) and any line that is
+not a JSON object are skipped and counted. Before appending, a missing final newline is added, so a torn line is
+never glued to the next record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .. import _constants as C
+from ..types import Submission
+from .errors import CLIError, ExitCode
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock, the rest works
+    fcntl = None  # type: ignore[assignment]
+
+JOURNAL_VERSION = 1
+
+
+@dataclass
+class JobHistory:
+    """What the journal says about one job: its latest task, and whether that task's files were saved."""
+
+    submission: Submission | None = None
+    workflow_id: str | None = None
+    paths: list[str] | None = None  # the files of the latest task, once downloaded
+    task_failed: bool = False  # the latest task ended failed or denied (``--retry-failed`` submits it again)
+    error: str | None = None
+
+    def files_present(self) -> bool:
+        """True when the latest task's files were downloaded and are all still there."""
+        return self.paths is not None and all(Path(path).is_file() for path in self.paths)
+
+
+@dataclass
+class JournalContents:
+    """Every job's history, and how many lines could not be read."""
+
+    jobs: dict[str, JobHistory] = field(default_factory=dict)
+    damaged_lines: int = 0
+
+    def history(self, job: str) -> JobHistory:
+        return self.jobs.get(job) or JobHistory()
+
+
+def parse_journal(data: bytes) -> JournalContents:
+    """The journal's records, in order; damaged lines (a torn last line, junk) are skipped and counted."""
+    contents = JournalContents()
+    for raw in data.split(b"\n"):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except ValueError:
+            contents.damaged_lines += 1
+            continue
+        if not isinstance(record, dict) or not isinstance(record.get("job"), str):
+            contents.damaged_lines += 1
+            continue
+        _apply(contents.jobs.setdefault(record["job"], JobHistory()), record)
+    return contents
+
+
+def _apply(history: JobHistory, record: dict[str, Any]) -> None:
+    event = record.get("event")
+    prompt_id = record.get("prompt_id")
+    if event == "submitted":
+        token = record.get("prompt_token")
+        if isinstance(prompt_id, str) and prompt_id and isinstance(token, str) and token:
+            history.submission = Submission(prompt_id=prompt_id, prompt_token=token)
+            history.workflow_id = record.get("workflow_id")
+            history.paths, history.task_failed, history.error = None, False, None
+        return
+    if history.submission is None or prompt_id != history.submission.prompt_id:
+        return  # about a task this job has since replaced
+    if event == "downloaded" and isinstance(record.get("paths"), list):
+        history.paths = [str(path) for path in record["paths"]]
+        history.task_failed, history.error = False, None
+    elif event == "failed":
+        history.task_failed = bool(record.get("task_failed"))
+        history.error = str(record.get("error") or "")
+
+
+class Journal:
+    """An open journal: read once when opened, then appended to. Use ``open()`` and ``close()``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._lock = threading.Lock()
+        self._writing: set[asyncio.Future[None]] = set()
+        self.contents = JournalContents()
+
+    def open(self) -> JournalContents:
+        """Open (creating it with mode 0600), lock, read, and make sure the file ends with a newline."""
+        created = not self.path.exists()
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, C.CLI_JOURNAL_MODE)
+        except OSError as exc:
+            raise CLIError(f"cannot open the journal {self.path}: {exc.strerror or exc}", ExitCode.USAGE) from None
+        try:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    raise CLIError(
+                        f"another genstudio batch is using the journal {self.path}", ExitCode.USAGE
+                    ) from None
+            if hasattr(os, "fchmod"):
+                with contextlib.suppress(OSError):
+                    os.fchmod(fd, C.CLI_JOURNAL_MODE)  # an older journal made with looser permissions
+            data = _read_all(fd)
+            if data and not data.endswith(b"\n"):
+                _write_all(fd, b"\n")  # end the torn line, so the next record starts on a line of its own
+                os.fsync(fd)
+            if created:
+                _fsync_directory(self.path.parent)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self.contents = parse_journal(data)
+        return self.contents
+
+    async def aclose(self) -> None:
+        """Close, once every record being written is on disk (a cancelled caller does not stop its write)."""
+        if self._writing:
+            await asyncio.gather(*self._writing, return_exceptions=True)
+        await asyncio.to_thread(self._close)
+
+    def _close(self) -> None:
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)  # also releases the lock
+                self._fd = None
+
+    async def append(self, event: str, job: str, **fields: Any) -> None:
+        """Write one record and ``fsync`` it, in a worker thread. Once this returns, the record is on disk.
+
+        The write goes on if the caller is cancelled meanwhile; ``aclose`` waits for it.
+        """
+        record = {"v": JOURNAL_VERSION, "event": event, "job": job, **fields, "time": _now()}
+        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        writing = asyncio.ensure_future(asyncio.to_thread(self._append_line, line))
+        self._writing.add(writing)
+        writing.add_done_callback(self._writing.discard)
+        await asyncio.shield(writing)
+
+    async def submitted(self, job: str, workflow_id: str, submission: Submission) -> None:
+        await self.append(
+            "submitted",
+            job,
+            workflow_id=workflow_id,
+            prompt_id=submission.prompt_id,
+            prompt_token=submission.prompt_token,
+        )
+
+    def _append_line(self, line: bytes) -> None:
+        with self._lock:
+            if self._fd is None:
+                raise RuntimeError("the journal is closed")
+            _write_all(self._fd, line)
+            os.fsync(self._fd)
+
+
+def _read_all(fd: int) -> bytes:
+    """The whole file (appends go to its end whatever the read position: the descriptor is ``O_APPEND``)."""
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks: list[bytes] = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a new file's directory entry durable too (best effort: not every system allows it)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _now() -> str:
+    return datetime.now(tz=UTC).isoformat(timespec="milliseconds")

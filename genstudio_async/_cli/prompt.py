@@ -1,0 +1,150 @@
+"""``--prompt FILE``, ``--set NODE.INPUT=VALUE`` and ``--image NODE=PATH`` into one prompt, checked in full.
+
+NODE is a node id, a ``class_type`` or a title (``PromptBuilder`` resolves it against the spec); without a spec
+it is taken as a node id. VALUE is typed by the spec when one is given (INT → int, FLOAT → float, BOOLEAN →
+true/false, anything else a string); without a spec a JSON literal (``42``, ``1.5``, ``true``, ``"text"``) is
+parsed and anything else is a string. A value that does not convert is left as the string given, so the spec's
+check reports it with what is allowed. Every problem is collected and raised at once, before anything is sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .._exceptions import InvalidInputError, PromptProblem, PromptValidationError
+from .._prompt import prompt_shape_problems
+from ..workflow import PromptBuilder, WorkflowSpec
+from .errors import CLIError, ExitCode
+
+IMAGE_INPUT = "image"
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off"})
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One ``--set NODE.INPUT=VALUE`` (or ``--image NODE=PATH``, whose input is ``image``)."""
+
+    node: str
+    input: str
+    value: str
+
+
+def parse_set(text: str) -> Assignment:
+    """argparse ``type=`` of ``--set``: ``NODE.INPUT=VALUE`` (NODE may hold dots: the last one splits)."""
+    target, equals, value = text.partition("=")
+    node, dot, name = target.rpartition(".")
+    if not equals or not dot or not node.strip() or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NODE.INPUT=VALUE (e.g. KSampler.steps=30), got {text!r}")
+    return Assignment(node.strip(), name.strip(), value)
+
+
+def parse_image(text: str) -> Assignment:
+    """argparse ``type=`` of ``--image``: ``NODE=PATH``."""
+    node, equals, path = text.partition("=")
+    if not equals or not node.strip() or not path:
+        raise argparse.ArgumentTypeError(f"expected NODE=PATH (e.g. LoadImage=photo.png), got {text!r}")
+    return Assignment(node.strip(), IMAGE_INPUT, path)
+
+
+def load_prompt_file(source: str | None) -> dict[str, Any] | None:
+    """The overrides in ``--prompt FILE`` (``-`` reads stdin), or ``None``."""
+    if source is None:
+        return None
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CLIError(f"cannot read the prompt file {source!r}: {exc.strerror or exc}", ExitCode.USAGE) from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise CLIError(f"the prompt file {source!r} is not valid JSON: {exc}", ExitCode.USAGE) from None
+    if not isinstance(data, dict):
+        raise CLIError(
+            f"the prompt file {source!r} must hold a JSON object {{node_id: {{\"inputs\": {{...}}}}}}", ExitCode.USAGE
+        )
+    return data
+
+
+def load_spec(source: str | None) -> WorkflowSpec | None:
+    if source is None:
+        return None
+    try:
+        return WorkflowSpec.load(Path(source))
+    except InvalidInputError as exc:
+        raise CLIError(f"--spec: {exc}", ExitCode.USAGE) from None
+
+
+def typed_value(raw: str, kind: str | None, *, have_spec: bool) -> Any:
+    """``raw`` converted for an input of type ``kind`` (see the module docstring)."""
+    if not have_spec:
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return raw
+    kind = (kind or "").upper()
+    text = raw.strip()
+    try:
+        if kind == "INT":
+            return int(text)
+        if kind == "FLOAT":
+            return float(text)
+    except ValueError:
+        return raw
+    if kind == "BOOLEAN":
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+    return raw
+
+
+def build_prompt(
+    base: dict[str, Any] | None,
+    sets: Sequence[Assignment],
+    images: Sequence[Assignment],
+    spec: WorkflowSpec | None,
+) -> dict[str, Any] | None:
+    """The prompt to submit (``None`` when nothing is set); raises ``PromptValidationError`` with every problem."""
+    if base is not None:
+        shape = spec.problems(base) if spec is not None else prompt_shape_problems(base)
+        if any(problem.input is None for problem in shape):
+            raise PromptValidationError(shape)  # not {node: {"inputs": {...}}}: --set cannot build on it
+    prompt: dict[str, dict[str, Any]] = {
+        str(node_id): {"inputs": dict(node["inputs"])} for node_id, node in (base or {}).items()
+    }
+    if not sets and not images:
+        return prompt or None
+    builder = PromptBuilder(spec=spec)
+    problems: list[PromptProblem] = []
+    for assignment, is_image in [(item, False) for item in sets] + [(item, True) for item in images]:
+        try:
+            node_id = builder.node_id(assignment.node) if spec is not None else assignment.node
+        except InvalidInputError as exc:
+            problems.append(PromptProblem(node_id=assignment.node, input=assignment.input, problem=str(exc)))
+            continue
+        value: Any
+        if is_image:
+            path = Path(assignment.value)
+            if not path.is_file():
+                problem = f"no such file: {assignment.value!r}"
+                problems.append(PromptProblem(node_id, assignment.input, problem, allowed="an image file"))
+                continue
+            value = path
+        else:
+            kind = None
+            if spec is not None and node_id in spec.nodes:
+                input_spec = spec.nodes[node_id].inputs.get(assignment.input)
+                kind = input_spec.type if input_spec is not None else None
+            value = typed_value(assignment.value, kind, have_spec=spec is not None)
+        prompt.setdefault(node_id, {"inputs": {}})["inputs"][assignment.input] = value
+    problems += spec.problems(prompt) if spec is not None else prompt_shape_problems(prompt)
+    if problems:
+        raise PromptValidationError(problems)
+    return prompt

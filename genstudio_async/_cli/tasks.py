@@ -1,0 +1,88 @@
+"""``genstudio status``, ``genstudio cancel`` and ``genstudio upload``: one request each, for a shell or a script."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from .._exceptions import GenStudioError
+from ..types import TaskInfo
+from .client import make_client
+from .console import Console
+from .display import describe
+from .errors import ExitCode, describe_error, exit_code_for
+
+
+def task_document(info: TaskInfo) -> dict[str, Any]:
+    """A task as ``status --json`` shows it."""
+    return {
+        "prompt_id": info.prompt_id,
+        "status": info.status.name.lower(),
+        "status_code": int(info.status),
+        "progress": info.progress,
+        "queue_position": info.queue_position,
+        "queue_size": info.queue_size,
+        "error": info.error_message,
+        "files": info.files,
+        "final_files": info.final_files,
+    }
+
+
+async def status_command(args: argparse.Namespace, console: Console) -> int:
+    """Every task asked for, in one ``get_task_info`` request. Exit 1 when the service knows some id not."""
+    async with make_client(args, console) as client:
+        infos = await client.get_tasks(args.prompt_ids)
+    found = {info.prompt_id: info for info in infos}
+    asked = list(dict.fromkeys(prompt_id.strip() for prompt_id in args.prompt_ids))
+    missing = [prompt_id for prompt_id in asked if prompt_id not in found]
+    if args.json:
+        documents = [
+            task_document(found[prompt_id]) if prompt_id in found else {"prompt_id": prompt_id, "status": "not_found"}
+            for prompt_id in asked
+        ]
+        console.json(documents)
+    else:
+        rows = []
+        for prompt_id in asked:
+            info = found.get(prompt_id)
+            if info is None:
+                rows.append([prompt_id, "not found", "", ""])
+                continue
+            files = sum(len(urls) for urls in info.files.values()) or len(info.final_files)
+            rows.append([prompt_id, info.status.name.lower(), describe(info), str(files)])
+        console.table(["prompt_id", "status", "state", "files"], rows)
+    for prompt_id in missing:
+        console.note(f"the service does not know task {prompt_id}")
+    return ExitCode.FAILED if missing else ExitCode.OK
+
+
+async def cancel_command(args: argparse.Namespace, console: Console) -> int:
+    """Ask the service to cancel each task; report each. The exit code is the worst of them."""
+    code = ExitCode.OK
+    outcomes: list[dict[str, Any]] = []
+    async with make_client(args, console) as client:
+        for prompt_id in dict.fromkeys(prompt_id.strip() for prompt_id in args.prompt_ids):
+            try:
+                await client.cancel(prompt_id)
+            except GenStudioError as error:
+                code = max(code, exit_code_for(error))
+                outcomes.append({"prompt_id": prompt_id, "cancelled": False, "error": describe_error(error)})
+                console.error(f"cannot cancel {prompt_id}: {describe_error(error)}")
+            else:
+                outcomes.append({"prompt_id": prompt_id, "cancelled": True})
+                console.line(f"cancelled {prompt_id}")
+    if args.json:
+        console.json(outcomes)
+    return code
+
+
+async def upload_command(args: argparse.Namespace, console: Console) -> int:
+    """Upload an image; print its ``image_id`` (the value for a ``LoadImage`` input)."""
+    async with make_client(args, console) as client:
+        image_id = await client.upload_image(Path(args.file))
+    if args.json:
+        console.json({"file": args.file, "image_id": image_id})
+    else:
+        console.line(image_id)
+    return ExitCode.OK

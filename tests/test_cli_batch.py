@@ -1,0 +1,292 @@
+"""``genstudio batch``: the installed command in a subprocess, against the ``genstudio_emulator`` fixture.
+
+What a user must be able to count on: every image downloaded despite broken sockets; after Ctrl-C, a rerun that
+submits no job twice and ends with every image; a rerun after completion that does nothing at all.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from genstudio_async._cli.errors import CLIError
+from genstudio_async._cli.journal import Journal, parse_journal
+from genstudio_async.emulator import Emulator, Faults
+from tests.cli_support import (
+    T2I,
+    command_env,
+    finish,
+    genstudio,
+    no_crash,
+    pngs_under,
+    started,
+    wait_for,
+)
+
+
+@pytest.fixture
+def genstudio_emulator_options() -> dict[str, Any]:
+    return {"workers": 8, "steps": 3, "step_seconds": 0.01}
+
+
+def write_jobs(path: Path, count: int, *, named: bool = False) -> list[str]:
+    """``count`` text-to-image jobs, one a line; returns their names (``id`` or line number + hash)."""
+    lines = []
+    for number in range(count):
+        job: dict[str, Any] = {"workflow_id": T2I, "prompt": {"6": {"inputs": {"text": f"fox number {number}"}}}}
+        if named:
+            job["id"] = f"fox-{number:02d}"
+        lines.append(json.dumps(job))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return [f"fox-{n:02d}" for n in range(count)] if named else []
+
+
+def journal_records(path: Path) -> list[dict[str, Any]]:
+    """Every line of the journal, each asserted to be a whole JSON object (nothing torn)."""
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def journal_records_tolerant(path: Path) -> list[dict[str, Any]]:
+    records = []
+    for line in path.read_bytes().splitlines():
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
+def job_folders_with_one_png(out: Path) -> list[str]:
+    folders = []
+    for png in pngs_under(out):
+        assert png.parent.name == "9"
+        folders.append(png.parent.parent.name)
+    assert len(folders) == len(set(folders)), "a job downloaded twice into its folder"
+    return sorted(folders)
+
+
+async def test_a_batch_of_50_survives_broken_sockets_and_a_rerun_does_nothing(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    write_jobs(tmp_path / "jobs.jsonl", 50)
+    genstudio_emulator.set_faults(Faults(ws_drop_after=2, ws_junk=True))  # every socket dies without a close frame
+    done = await genstudio(
+        "batch", "jobs.jsonl", "--concurrency", "10", "--out", "out", cwd=tmp_path, emulator=genstudio_emulator
+    )
+    assert done.returncode == 0, done.stderr
+    stats = genstudio_emulator.stats
+    assert stats.submits == 50 and stats.ws_connections_dropped > 0
+    assert len(job_folders_with_one_png(tmp_path / "out")) == 50
+    assert re.search(r"^50 jobs: 50 done, 0 failed$", done.stdout, re.M)
+    assert len(re.findall(r"^\[\d+/50\] done \d+-[0-9a-f]{8}: out/", done.stdout, re.M)) == 50
+    journal = tmp_path / "jobs.jsonl.journal"
+    assert stat.S_IMODE(journal.stat().st_mode) == 0o600  # it holds prompt tokens
+    events = [record["event"] for record in journal_records(journal)]
+    assert events.count("submitted") == 50 and events.count("downloaded") == 50
+    no_crash(done.stderr)
+
+    before = stats.snapshot()
+    again = await genstudio("batch", "jobs.jsonl", "--out", "out", "--json", cwd=tmp_path, emulator=genstudio_emulator)
+    assert again.returncode == 0, again.stderr
+    summary = again.json()
+    assert summary["done"] == summary["done_before"] == 50 and summary["failed"] == 0
+    assert {job["state"] for job in summary["jobs"]} == {"done_before"}
+    after = stats.snapshot()
+    assert after["submits"] == before["submits"] and after["storage_downloads"] == before["storage_downloads"]
+    assert after["requests"] == before["requests"]  # not one request: nothing to do
+
+
+async def test_ctrl_c_stops_cleanly_and_the_rerun_resumes_without_submitting_twice(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    names = write_jobs(tmp_path / "jobs.jsonl", 8, named=True)
+    journal = tmp_path / "jobs.jsonl.journal"
+    genstudio_emulator.pause()  # the first tasks stay queued: the interrupt comes while they are followed
+    env = command_env(genstudio_emulator)
+    async with started("batch", "jobs.jsonl", "--concurrency", "3", "--out", "out", cwd=tmp_path, env=env) as process:
+        await wait_for(lambda: len(journal_records_tolerant(journal)) >= 3 if journal.exists() else False,
+                       what="three submissions in the journal")
+        process.send_signal(signal.SIGINT)
+        interrupted = await finish(process)
+    assert interrupted.returncode == 130, interrupted.stderr
+    assert "stopping: no new submits" in interrupted.stdout
+    assert "interrupted: 3 task(s) left running on the service (not cancelled)" in interrupted.stderr
+    no_crash(interrupted.stderr)
+    records = journal_records(journal)  # every line whole
+    first_run = [record["job"] for record in records if record["event"] == "submitted"]
+    assert len(first_run) == 3 and all(record["prompt_token"] for record in records)
+    stats = genstudio_emulator.stats
+    assert stats.submits == 3 and stats.cancels == 0  # the tasks were left to run on the service
+    assert all((genstudio_emulator.task_info(t) or {}).get("status") == 1 for t in genstudio_emulator.task_ids())
+
+    # A crash mid-write leaves a torn last line: the rerun must read past it.
+    with journal.open("ab") as torn:
+        torn.write(b'{"v":1,"event":"submitted","job":"fox-07","prompt_id":"cft-')
+    genstudio_emulator.resume()
+    resumed = await genstudio("batch", "jobs.jsonl", "--concurrency", "3", "--out", "out", cwd=tmp_path, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "3 to resume, 5 to submit" in resumed.stdout
+    assert "has 1 damaged line(s), skipped" in resumed.stderr
+    for name in first_run:
+        assert re.search(rf"^{name}: resuming cft-\S+$", resumed.stdout, re.M)
+    assert stats.submits == 8  # = the number of jobs, across both runs
+    assert job_folders_with_one_png(tmp_path / "out") == names
+    submitted = [r["job"] for r in journal_records_tolerant(journal) if r.get("event") == "submitted"]
+    assert sorted(submitted) == names  # each job submitted exactly once
+    no_crash(resumed.stderr)
+
+    before = stats.snapshot()
+    nothing = await genstudio("batch", "jobs.jsonl", "--out", "out", cwd=tmp_path, env=env)
+    assert nothing.returncode == 0, nothing.stderr
+    assert "8 already downloaded, 0 to resume, 0 to submit" in nothing.stdout
+    assert re.search(r"^8 jobs: 8 done \(8 before this run\), 0 failed$", nothing.stdout, re.M)
+    after = stats.snapshot()
+    assert after["submits"] == 8 and after["storage_downloads"] == before["storage_downloads"]
+
+
+async def test_ctrl_c_during_submits_waits_for_their_answers_and_journals_them(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    names = write_jobs(tmp_path / "jobs.jsonl", 5, named=True)
+    journal = tmp_path / "jobs.jsonl.journal"
+    genstudio_emulator.set_faults(Faults(delay=0.3, endpoints=frozenset({"submit"})))  # slow submit answers
+    env = command_env(genstudio_emulator)
+    stats = genstudio_emulator.stats
+    async with started("batch", "jobs.jsonl", "--concurrency", "3", "--out", "out", cwd=tmp_path, env=env) as process:
+        await wait_for(lambda: stats.requests["submit"] == 3, what="three submits in flight")
+        process.send_signal(signal.SIGINT)  # before any answer: the service is creating those three tasks
+        interrupted = await finish(process)
+    assert interrupted.returncode == 130, interrupted.stderr
+    assert "waiting for 3 submit answer(s) to journal them" in interrupted.stdout
+    assert stats.submits == 3 and stats.requests["submit"] == 3  # nothing new was sent after Ctrl-C
+    journaled = {r["prompt_id"] for r in journal_records(journal) if r["event"] == "submitted"}
+    assert journaled == set(genstudio_emulator.task_ids())  # every task the service made is in the journal
+    no_crash(interrupted.stderr)
+
+    genstudio_emulator.clear_faults()
+    resumed = await genstudio("batch", "jobs.jsonl", "--concurrency", "3", "--out", "out", cwd=tmp_path, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert stats.submits == 5
+    assert job_folders_with_one_png(tmp_path / "out") == names
+
+
+async def test_a_second_ctrl_c_stops_at_once_and_says_which_submits_went_unanswered(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    write_jobs(tmp_path / "jobs.jsonl", 4, named=True)
+    genstudio_emulator.set_faults(Faults(delay=0.5, endpoints=frozenset({"submit"})))
+    stats = genstudio_emulator.stats
+    env = command_env(genstudio_emulator)
+    async with started("batch", "jobs.jsonl", "--concurrency", "2", "--out", "out", cwd=tmp_path, env=env) as process:
+        await wait_for(lambda: stats.requests["submit"] == 2, what="two submits in flight")
+        process.send_signal(signal.SIGINT)
+        assert process.stdout is not None
+        while "stopping: no new submits" not in (await process.stdout.readline()).decode():
+            pass
+        process.send_signal(signal.SIGINT)  # the user will not wait for the answers
+        interrupted = await finish(process)
+    assert interrupted.returncode == 130
+    assert (
+        "genstudio: warning: stopped before the service answered the submit of fox-00, fox-01: it may have created "
+        "those tasks, which nothing recorded; a rerun submits those jobs again"
+    ) in interrupted.stderr
+    assert re.search(r"^fox-00 +submit unanswered", interrupted.stdout, re.M)
+    no_crash(interrupted.stderr)
+
+
+async def test_failed_jobs_exit_1_and_are_submitted_again_only_when_asked(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    write_jobs(tmp_path / "jobs.jsonl", 3, named=True)
+    env = command_env(genstudio_emulator)
+    genstudio_emulator.set_faults(Faults(fail_tasks="CUDA out of memory"))
+    failed = await genstudio("batch", "jobs.jsonl", "--out", "out", cwd=tmp_path, env=env)
+    assert failed.returncode == 1
+    failures = re.findall(r"^\[\d/3\] FAILED fox-0\d: task cft-\S+ failed: CUDA out of memory$", failed.stdout, re.M)
+    assert len(failures) == 3
+    assert re.search(r"^3 jobs: 0 done, 3 failed$", failed.stdout, re.M)
+    assert "--retry-failed submits the failed ones again" in failed.stderr
+
+    genstudio_emulator.clear_faults()
+    resumed = await genstudio("batch", "jobs.jsonl", "--out", "out", "--json", cwd=tmp_path, env=env)
+    assert resumed.returncode == 1  # the same tasks, followed again: still failed, nothing submitted
+    assert resumed.json()["failed"] == 3 and genstudio_emulator.stats.submits == 3
+
+    retried = await genstudio("batch", "jobs.jsonl", "--out", "out", "--retry-failed", cwd=tmp_path, env=env)
+    assert retried.returncode == 0, retried.stderr
+    assert genstudio_emulator.stats.submits == 6
+    assert job_folders_with_one_png(tmp_path / "out") == ["fox-00", "fox-01", "fox-02"]
+    no_crash(retried.stderr)
+
+
+async def test_a_bad_jobs_file_lists_every_problem_and_sends_nothing(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    lines = [
+        json.dumps({"id": "a", "workflow_id": T2I}),
+        "{not json",
+        json.dumps({"prompt": {"6": {"inputs": {"text": "x"}}}}),
+        "",
+        json.dumps({"id": "a", "workflow_id": T2I}),
+        json.dumps({"workflow_id": T2I, "prompt": {"6": {"class_type": "CLIPTextEncode", "inputs": {}}}}),
+        json.dumps({"workflow_id": T2I, "promt": {}}),
+    ]
+    (tmp_path / "jobs.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    done = await genstudio("batch", "jobs.jsonl", cwd=tmp_path, env=command_env(genstudio_emulator, dev_mode=False))
+    assert done.returncode == 2
+    report = done.stderr.splitlines()
+    assert report[0] == "genstudio: error: the jobs file 'jobs.jsonl' has 5 problems; nothing was sent:"
+    assert report[1].startswith("  - line 2: not valid JSON")
+    assert report[2] == "  - line 3: 'workflow_id' must be a non-empty string"
+    assert report[3] == "  - line 5: job id 'a' is already used on line 1"
+    assert report[4].startswith("  - line 6: node '6': unexpected keys ['class_type'] (this looks like the exported")
+    assert report[5].startswith("  - line 7: unknown keys ['promt']")
+    assert genstudio_emulator.stats.submits == 0
+    assert not (tmp_path / "jobs.jsonl.journal").exists()
+
+
+# --- the journal itself, in-process -------------------------------------------------------------------------
+
+
+def test_journal_reading_skips_damaged_lines_and_keeps_the_latest_task(tmp_path: Path) -> None:
+    lines = [
+        {"event": "submitted", "job": "a", "prompt_id": "cft-1", "prompt_token": "t1"},
+        {"event": "failed", "job": "a", "prompt_id": "cft-1", "error": "boom", "task_failed": True},
+        {"event": "submitted", "job": "a", "prompt_id": "cft-2", "prompt_token": "t2"},
+        {"event": "downloaded", "job": "a", "prompt_id": "cft-1", "paths": ["stale.png"]},  # of the old task
+        {"event": "submitted", "job": "b", "prompt_id": "cft-3", "prompt_token": "t3"},
+        {"event": "downloaded", "job": "b", "prompt_id": "cft-3", "paths": [str(tmp_path / "b.png")]},
+    ]
+    data = b"\n".join(json.dumps(line).encode() for line in lines) + b'\n["junk"]\n{"event": "submitted", "jo'
+    contents = parse_journal(data)
+    assert contents.damaged_lines == 2
+    a, b = contents.history("a"), contents.history("b")
+    assert a.submission is not None and a.submission.prompt_id == "cft-2" and a.paths is None and not a.task_failed
+    assert b.paths == [str(tmp_path / "b.png")] and not b.files_present()  # recorded, but the file is gone
+    (tmp_path / "b.png").write_bytes(b"x")
+    assert b.files_present()
+    assert contents.history("c").submission is None
+
+
+async def test_journal_is_private_ends_a_torn_line_and_admits_one_batch_at_a_time(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.jsonl.journal"
+    path.write_bytes(b'{"event": "submitted", "job": "a", "prompt_id": "cft-1", "prompt_token": "t1"}\n{"ev')
+    path.chmod(0o644)
+    journal = Journal(path)
+    assert journal.open().damaged_lines == 1
+    try:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        with pytest.raises(CLIError, match="another genstudio batch is using the journal"):
+            Journal(path).open()
+        await journal.append("downloaded", "a", prompt_id="cft-1", paths=[])
+    finally:
+        await journal.aclose()
+    records = path.read_bytes().split(b"\n")
+    assert records[1] == b'{"ev' and json.loads(records[2])["event"] == "downloaded"  # not glued to the torn line
+    assert parse_journal(path.read_bytes()).history("a").paths == []

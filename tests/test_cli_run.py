@@ -1,0 +1,166 @@
+"""``genstudio run``: the installed command in a subprocess, against the ``genstudio_emulator`` fixture."""
+
+from __future__ import annotations
+
+import re
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from genstudio_async.emulator import Emulator, Faults
+from tests.cli_support import (
+    I2I,
+    SPECS,
+    T2I,
+    command_env,
+    finish,
+    genstudio,
+    no_crash,
+    one_error_line,
+    png_size,
+    pngs_under,
+    started,
+    tiny_png,
+    wait_for,
+)
+
+T2I_SPEC = str(SPECS / f"{T2I}.json")
+I2I_SPEC = str(SPECS / f"{I2I}.json")
+
+
+@pytest.fixture
+def genstudio_emulator_options() -> dict[str, Any]:
+    return {"workers": 2, "steps": 4, "step_seconds": 0.01}
+
+
+async def test_run_types_set_values_by_the_spec_and_saves_the_result(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    done = await genstudio(
+        "run", T2I, "--spec", T2I_SPEC,
+        "--set", "KSampler.seed=42",                   # a class_type; INT
+        "--set", "Empty Latent Image.width=64",        # a title
+        "--set", "5.height=48",                        # an id
+        "--set", "3.cfg=6.5",                          # FLOAT
+        "--set", "6.text=123",                         # STRING: stays the text "123", not the number
+        "--out", "out",
+        cwd=tmp_path, emulator=genstudio_emulator,
+    )
+    assert done.returncode == 0, done.stderr
+    [task] = list(genstudio_emulator.service.tasks)
+    assert re.search(rf"^submitted {task.task_id}$", done.stdout, re.M)
+    assert task.workflow_id == T2I and task.plan.seed == 42 and task.plan.text.splitlines()[0] == "123"
+    progress = [int(p) for p in re.findall(r"^  running: +(\d+)%$", done.stdout, re.M)]
+    assert progress == sorted(progress) and "  succeeded: 100%" in done.stdout
+    [png] = pngs_under(tmp_path / "out")
+    assert png.parent == tmp_path / "out" / "9" and png_size(png) == (64, 48)
+    assert f"saved {png.relative_to(tmp_path)}" in done.stdout
+    assert genstudio_emulator.stats.submits == 1
+    no_crash(done.stderr)
+
+
+async def test_run_lists_every_problem_and_sends_nothing(genstudio_emulator: Emulator, tmp_path: Path) -> None:
+    done = await genstudio(
+        "run", I2I, "--spec", I2I_SPEC,
+        "--set", "KSampler.steps=many",
+        "--set", "KSampler.denoise=1.5",
+        "--set", "KSampler.sampler_name=fastest",
+        "--set", "KSampler.colour=red",
+        "--set", "CLIP Text Encode (Prompt).text=a fox",
+        "--set", "Upscaler.scale=2",
+        "--image", "LoadImage=missing.png",
+        cwd=tmp_path, emulator=genstudio_emulator, env=command_env(genstudio_emulator, dev_mode=False),
+    )
+    assert done.returncode == 2
+    lines = done.stderr.splitlines()
+    assert lines[0] == "genstudio: error: the prompt has 7 problems; nothing was sent:"
+    problems = "\n".join(lines[1:])
+    assert len(lines) == 8 and all(line.startswith("  - ") for line in lines[1:])
+    assert "node '3' (KSampler) input 'steps': expected an integer, got str 'many'" in problems
+    assert "input 'denoise': 1.5 is above the maximum 1" in problems
+    assert "input 'sampler_name': 'fastest' is not one of the allowed choices" in problems
+    assert "input 'colour': unknown input (allowed: seed, steps, cfg, sampler_name, scheduler, denoise)" in problems
+    assert "'CLIP Text Encode (Prompt)' names several nodes (6, 7): use a node id" in problems
+    assert "no node is called 'Upscaler'" in problems
+    assert "node '10' input 'image': no such file: 'missing.png'" in problems
+    stats = genstudio_emulator.stats
+    assert stats.submits == 0 and stats.uploads == 0 and stats.requests["submit"] == 0
+
+
+async def test_run_uploads_an_image_and_prints_json(genstudio_emulator: Emulator, tmp_path: Path) -> None:
+    (tmp_path / "bottle.png").write_bytes(tiny_png(40, 24))
+    done = await genstudio(
+        "run", I2I, "--spec", I2I_SPEC, "--image", "LoadImage=bottle.png", "--set", "3.denoise=0.5", "--json",
+        cwd=tmp_path, emulator=genstudio_emulator,
+    )
+    assert done.returncode == 0, done.stderr
+    document = done.json()  # stdout is the JSON object and nothing else
+    [task] = list(genstudio_emulator.service.tasks)
+    assert document["prompt_id"] == task.task_id and document["status"] == "succeeded"
+    assert list(document["files"]) == ["9"] and len(document["files"]["9"]) == 1
+    [path] = document["paths"]
+    assert Path(path) == Path("genstudio-output") / task.task_id / "9" / Path(path).name
+    # The emulator draws an image-to-image result at the size of the image its LoadImage node was given.
+    assert png_size(tmp_path / path) == (40, 24)
+    assert genstudio_emulator.stats.uploads == 1 and genstudio_emulator.stats.submits == 1
+    no_crash(done.stderr)
+
+
+async def test_run_without_a_spec_parses_json_literals_and_polls_without_websocket(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    (tmp_path / "prompt.json").write_text('{"7": {"inputs": {"text": "blurry"}}}', encoding="utf-8")
+    done = await genstudio(
+        "run", T2I, "--prompt", "prompt.json", "--set", "5.width=32", "--set", "5.height=16",
+        "--set", '6.text="a fox"', "--set", "3.seed=7", "--no-websocket", "--poll-interval", "0.05", "--out", "out",
+        cwd=tmp_path, env=command_env(genstudio_emulator, FORCE_COLOR="1", COLUMNS="100"),  # rich draws the bar
+    )
+    assert done.returncode == 0, done.stderr
+    [png] = pngs_under(tmp_path / "out")
+    assert png_size(png) == (32, 16)
+    [task] = list(genstudio_emulator.service.tasks)
+    assert task.plan.seed == 7 and task.plan.text == "a fox\nblurry"
+    assert genstudio_emulator.stats.ws_connections_opened == 0  # followed by polling only
+    assert "succeeded: 100%" in done.stdout and f"saved {png.relative_to(tmp_path)}" in done.stdout
+    no_crash(done.stderr)
+
+
+@pytest.mark.genstudio_emulator(faults=Faults(fail_tasks="CUDA out of memory"))
+async def test_a_failed_task_exits_1_with_one_line(genstudio_emulator: Emulator, tmp_path: Path) -> None:
+    env = command_env(genstudio_emulator, dev_mode=False)
+    plain, as_json = (
+        await genstudio("run", T2I, cwd=tmp_path, env=env),
+        await genstudio("run", T2I, "--json", cwd=tmp_path, env=env),
+    )
+    assert plain.returncode == 1 and as_json.returncode == 1
+    assert re.fullmatch(r"task cft-\S+ failed: CUDA out of memory", one_error_line(plain.stderr))
+    document = as_json.json()
+    assert document["status"] == "failed" and document["paths"] == [] and "CUDA out of memory" in document["error"]
+    assert not (tmp_path / "genstudio-output").exists()
+
+
+async def test_timeout_and_ctrl_c_leave_the_task_running(genstudio_emulator: Emulator, tmp_path: Path) -> None:
+    genstudio_emulator.pause()  # tasks stay queued
+    env = command_env(genstudio_emulator, dev_mode=False)
+    timed_out = await genstudio("run", T2I, "--timeout", "0.3", cwd=tmp_path, env=env)
+    assert timed_out.returncode == 1
+    [first] = genstudio_emulator.task_ids()
+    assert one_error_line(timed_out.stderr) == (
+        f"task {first} did not finish within 0.3 s (the task goes on: 'genstudio status {first}')"
+    )
+
+    async with started("run", T2I, cwd=tmp_path, env=env) as process:
+        await wait_for(lambda: len(genstudio_emulator.task_ids()) == 2, what="the second submit")
+        assert process.stdout is not None
+        assert (await process.stdout.readline()).decode().startswith("submitted cft-")
+        process.send_signal(signal.SIGINT)
+        interrupted = await finish(process)
+    assert interrupted.returncode == 130
+    second = genstudio_emulator.task_ids()[1]
+    assert f"interrupted: task {second} goes on on the service" in interrupted.stderr
+    no_crash(interrupted.stderr)
+    stats = genstudio_emulator.stats
+    assert stats.cancels == 0 and stats.submits == 2
+    assert all((genstudio_emulator.task_info(task) or {}).get("status") == 1 for task in (first, second))

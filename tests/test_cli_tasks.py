@@ -1,0 +1,193 @@
+"""``genstudio status``, ``cancel`` and ``upload``; the key, the errors and the exit codes; the rich display.
+
+The commands run installed, in subprocesses, against the ``genstudio_emulator`` fixture (several at once with
+``asyncio.gather``: each waits on its own process while the test's loop keeps the emulator serving).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import re
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from genstudio_async import TaskInfo
+from genstudio_async._cli.console import Console
+from genstudio_async._cli.display import BatchProgress, TaskProgress
+from genstudio_async.cli import main
+from genstudio_async.emulator import Emulator
+from tests.cli_support import T2I, command_env, genstudio, no_crash, one_error_line, tiny_png
+
+KEY = "sk-cli-secret-0123456789abcdef"
+
+
+@pytest.fixture
+def genstudio_emulator_options() -> dict[str, Any]:
+    return {"api_key": KEY, "workers": 1, "steps": 2, "step_seconds": 0.01}
+
+
+async def test_upload_status_and_cancel(genstudio_emulator: Emulator, tmp_path: Path) -> None:
+    emulator = genstudio_emulator
+    (tmp_path / "fox.png").write_bytes(tiny_png(8, 8))
+    async with emulator.client() as client:
+        finished = await client.run(T2I)
+        emulator.pause()
+        queued = await client.submit(T2I)
+    env = command_env(emulator, dev_mode=False)
+    upload, upload_json, status, status_json = await asyncio.gather(
+        genstudio("upload", "fox.png", cwd=tmp_path, env=env),
+        genstudio("upload", "fox.png", "--json", cwd=tmp_path, env=env),
+        genstudio("status", finished.prompt_id, queued.prompt_id, "cft-unknown", cwd=tmp_path, env=env),
+        genstudio("status", finished.prompt_id, "--json", cwd=tmp_path, env=env),
+    )
+    assert upload.returncode == 0 and upload_json.returncode == 0, upload.stderr + upload_json.stderr
+    image_id = upload.stdout.strip()
+    assert "\n" not in image_id and emulator.service.objects.has_upload(image_id)
+    assert upload_json.json() == {"file": "fox.png", "image_id": upload_json.json()["image_id"]}
+    assert emulator.stats.uploads == 2
+
+    assert status.returncode == 1  # one id is unknown
+    rows = {line.split()[0]: line for line in status.stdout.splitlines()[1:]}
+    assert re.search(r"\bsucceeded\b.*\bsucceeded: 100%\s+1$", rows[finished.prompt_id])
+    assert "queued" in rows[queued.prompt_id] and rows["cft-unknown"].split()[1:] == ["not", "found"]
+    assert status.stderr == "genstudio: the service does not know task cft-unknown\n"
+    assert status_json.returncode == 0
+    [document] = status_json.json()
+    assert document["prompt_id"] == finished.prompt_id and document["status"] == "succeeded"
+    assert document["status_code"] == 3 and document["progress"] == 100 and list(document["files"]) == ["9"]
+
+    cancel, refused = await asyncio.gather(
+        genstudio("cancel", queued.prompt_id, cwd=tmp_path, env=env),
+        genstudio("cancel", "cft-unknown", cwd=tmp_path, env=env),
+    )
+    assert cancel.returncode == 0 and cancel.stdout == f"cancelled {queued.prompt_id}\n"
+    assert (emulator.task_info(queued.prompt_id) or {}).get("status") == 4
+    assert refused.returncode == 3
+    assert one_error_line(refused.stderr).startswith("cannot cancel cft-unknown: ")
+
+
+async def test_the_key_errors_and_exit_codes(genstudio_emulator: Emulator, tmp_path: Path) -> None:
+    emulator = genstudio_emulator
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        dead_url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    plain = command_env(dev_mode=False)
+    no_key, wrong_key, flag_key, unreachable, bad_flag, bad_workflow, batch_refused = await asyncio.gather(
+        genstudio("status", "cft-x", cwd=tmp_path, env={**plain, "GENSTUDIO_BASE_URL": emulator.base_url}),
+        genstudio("status", "cft-x", cwd=tmp_path,
+                  env={**plain, "GENSTUDIO_BASE_URL": emulator.base_url, "GENSTUDIO_API_KEY": "sk-wrong-987654321"}),
+        genstudio("status", "cft-x", "--api-key", KEY, "--base-url", emulator.base_url, cwd=tmp_path, env=plain),
+        genstudio("status", "cft-x", "--base-url", dead_url, cwd=tmp_path, env={**plain, "GENSTUDIO_API_KEY": KEY}),
+        genstudio("batch", "jobs.jsonl", "--concurrency", "0", cwd=tmp_path, env=plain),
+        genstudio("run", "wf-nope", cwd=tmp_path, env=command_env(emulator, dev_mode=False)),
+        genstudio("batch", str(write_one_job(tmp_path)), cwd=tmp_path,
+                  env={**plain, "GENSTUDIO_BASE_URL": emulator.base_url, "GENSTUDIO_API_KEY": "sk-wrong-987654321"}),
+    )
+    assert no_key.returncode == 2
+    assert one_error_line(no_key.stderr) == "no API key: set GENSTUDIO_API_KEY (or pass --api-key)"
+
+    assert wrong_key.returncode == 3
+    assert "HTTP 401" in one_error_line(wrong_key.stderr) and "check GENSTUDIO_API_KEY" in wrong_key.stderr
+    assert "sk-wrong-987654321" not in wrong_key.stderr
+
+    assert flag_key.returncode == 1  # it worked: cft-x is just not a task the emulator knows
+    warning, *rest = flag_key.stderr.splitlines()
+    assert warning.startswith("genstudio: warning: --api-key puts the key in the process list")
+    assert "GENSTUDIO_API_KEY" in warning and KEY not in flag_key.stderr + flag_key.stdout
+    assert rest == ["genstudio: the service does not know task cft-x"]
+
+    assert unreachable.returncode == 3
+    assert one_error_line(unreachable.stderr).startswith("cannot reach the service: ")
+
+    assert bad_flag.returncode == 2 and "--concurrency: expected a positive integer" in bad_flag.stderr
+    assert bad_workflow.returncode == 3 and "wf-nope" in one_error_line(bad_workflow.stderr)
+
+    assert batch_refused.returncode == 3  # a refused key stops the batch: it would fail every job the same way
+    assert batch_refused.stderr.splitlines()[-1].startswith("genstudio: error: HTTP 401")
+    for finished in (no_key, wrong_key, flag_key, unreachable, bad_workflow, batch_refused):
+        no_crash(finished.stderr)
+    assert emulator.stats.submits == 0
+
+
+def write_one_job(directory: Path) -> Path:
+    path = directory / "one.jsonl"
+    path.write_text(json.dumps({"workflow_id": T2I}) + "\n", encoding="utf-8")
+    return path
+
+
+def test_help_lists_the_commands_and_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["--help"])
+    assert caught.value.code == 0
+    text = capsys.readouterr().out
+    for command in ("demo", "run", "batch", "status", "cancel", "upload", "emulator"):
+        assert re.search(rf"^    {command} ", text, re.M), command
+    for code in ("0", "1", "2", "3", "130"):
+        assert re.search(rf"^  {code} +\S", text, re.M), code
+    assert "GENSTUDIO_API_KEY" in text
+    with pytest.raises(SystemExit):
+        main(["batch", "--help"])
+    batch_help = capsys.readouterr().out
+    assert "--journal" in batch_help and "0600" in batch_help and "window no client" in batch_help
+
+
+async def test_debug_shows_the_traceback_and_never_the_key(tmp_path: Path) -> None:
+    env = {**command_env(dev_mode=False), "GENSTUDIO_API_KEY": KEY, "GENSTUDIO_BASE_URL": "http://127.0.0.1:1"}
+    done = await genstudio("--debug", "status", "cft-x", cwd=tmp_path, env=env)
+    assert done.returncode == 3
+    assert "Traceback" in done.stderr and done.stderr.splitlines()[-1].startswith("genstudio: error: cannot reach")
+    assert KEY not in done.stderr
+
+
+# --- the rich display, in-process ---------------------------------------------------------------------------
+
+
+def info(status: int, progress: int = 0, position: int = 0) -> TaskInfo:
+    return TaskInfo.model_validate(
+        {"comfy_task_id": "cft-1", "status": status, "progress_num": progress, "current_position": position,
+         "queue_size": 2}
+    )
+
+
+def test_rich_draws_progress_and_tables_when_the_terminal_allows(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    out = io.StringIO()
+    console = Console(stdout=out)
+    assert console.pretty
+    with TaskProgress(console, "cft-[1]") as progress:
+        for event in (info(1, position=2), info(2, 50), info(3, 100)):
+            progress.update(event)
+    with BatchProgress(console, 3, done_before=1) as batch:
+        batch.started("job-[a]", "submitting")
+        batch.submitted("job-[a]", "cft-1")
+        batch.update("job-[a]", info(2, 40))
+        batch.succeeded("job-[a]", [Path("out/a/9/x.png")])
+        batch.started("job-b", "resuming cft-2")
+        batch.failed_job("job-b", "task cft-2 failed: [CUDA] out of memory")
+    console.table(["job", "state"], [["job-[a]", "done"], ["job-b", "failed"]], title="summary")
+    drawn = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", out.getvalue())  # without the colours
+    assert "succeeded: 100%" in drawn and "cft-[1]" in drawn
+    assert "[2/3] done job-[a]: out/a/9/x.png" in drawn
+    assert "[3/3] FAILED job-b: task cft-2 failed: [CUDA] out of memory" in drawn
+    assert "┃ job " in drawn and "│ job-[a] │ done " in drawn
+
+
+def test_without_rich_a_terminal_gets_plain_lines_and_a_note(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setitem(sys.modules, "rich.console", None)  # as if rich were not installed
+    out, err = io.StringIO(), io.StringIO()
+    console = Console(stdout=out, stderr=err)
+    assert not console.pretty
+    assert "pip install 'genstudio-async[cli]'" in err.getvalue()
+    with TaskProgress(console, "cft-1") as progress:
+        progress.update(info(1, position=1))
+        progress.update(info(1, position=1))  # unchanged: not printed twice
+        progress.update(info(2, 30))
+    console.table(["job", "state"], [["a", "done"]])
+    assert out.getvalue().splitlines() == ["  queued: position 1 of 2", "  running:  30%", "job  state", "a    done"]
