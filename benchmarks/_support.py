@@ -1,4 +1,5 @@
-"""What every benchmark shares: an emulator in its own process, its admin routes, statistics, and the report.
+"""What every benchmark shares: an emulator in its own process, its admin routes, statistics, profile tallies, the
+command line (``--quick``, ``--json``) and the report.
 
 Each benchmark script measures one thing against ``python -m genstudio_async.emulator`` run as a *separate*
 process on 127.0.0.1 (so the emulator's CPU and memory are never the client's), prints what it saw, and with
@@ -13,17 +14,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import cProfile
 import json
 import math
 import os
 import platform
+import pstats
 import resource
 import shlex
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+import types
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib import metadata
@@ -111,6 +115,42 @@ def raise_file_limit(needed: int) -> int:
     if wanted > soft:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
     return wanted
+
+
+# --- profiles ------------------------------------------------------------------------------------------------
+
+
+def own_times(profiler: cProfile.Profile) -> Iterator[tuple[str, int, str, Any]]:
+    """(file, line, function name, own seconds) of every function ``profiler`` saw.
+
+    The seconds are typed ``Any``, as pstats has them: the summaries add them up in a ``Counter``, typed for ints.
+    """
+    stats: dict[Any, Any] = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    for (filename, line, name), (_, _, own, _, _) in stats.items():
+        yield str(filename), line, name, own
+
+
+def package_of(path: str, *, stdlib_modules: bool = True) -> str:
+    """What a profiled function's file belongs to: ``genstudio_async``, a site-packages distribution,
+    ``builtins/frozen``, then ``stdlib <module>`` or ``other`` (without ``stdlib_modules``: all the rest "stdlib")."""
+    if "genstudio_async" in path:
+        return "genstudio_async"
+    if "site-packages/" in path:
+        return path.split("site-packages/", 1)[1].split("/", 1)[0]
+    if path.startswith(("~", "<")):
+        return "builtins/frozen"
+    if not stdlib_modules:
+        return "stdlib"
+    if "/lib/python3" in path:
+        return "stdlib " + path.rsplit("/lib/python3", 1)[1].split("/", 2)[1].removesuffix(".py")
+    return "other"
+
+
+def stub_sniffio() -> None:
+    """Make ``import sniffio`` succeed, as installing it would (asyncio only: that is all the SDK runs on)."""
+    module = types.ModuleType("sniffio")
+    module.current_async_library = lambda: "asyncio"  # type: ignore[attr-defined]
+    sys.modules["sniffio"] = module
 
 
 # --- the report ----------------------------------------------------------------------------------------------
@@ -238,12 +278,38 @@ def shown_command(argv: Sequence[str]) -> str:
     return shlex.join(shown)
 
 
+def script_parser(description: str | None) -> argparse.ArgumentParser:
+    """A parser whose ``--help`` shows the script's docstring as written."""
+    return argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def base_parser(description: str | None) -> argparse.ArgumentParser:
     """The options every benchmark takes: ``--quick`` and ``--json PATH``."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(description)
     parser.add_argument("--quick", action="store_true", help="a smaller, faster run (a smoke test, not a result)")
     parser.add_argument("--json", type=Path, default=None, help="write the report as JSON to this file")
     return parser
+
+
+def parse_args(parser: argparse.ArgumentParser, **quick: Any) -> argparse.Namespace:
+    """The command line; with ``--quick``, the options named in ``quick`` take the smaller run's values."""
+    args = parser.parse_args()
+    if args.quick:
+        for name, value in quick.items():
+            setattr(args, name, value)
+    return args
+
+
+#: A benchmark's body: measures against the emulator, adding figures and notes to the report.
+Run = Callable[[argparse.Namespace, Report], Coroutine[Any, Any, None]]
+
+
+def run_benchmark(run: Run, args: argparse.Namespace, report: Report) -> int:
+    """Note the load average, run ``run(args, report)`` in a new event loop, then :func:`finish` the report."""
+    started = time.perf_counter()
+    report.note(f"Load average before the run: {load_average()}.")
+    asyncio.run(run(args, report))
+    return finish(report, args, started)
 
 
 def finish(report: Report, args: argparse.Namespace, started: float) -> int:
@@ -283,7 +349,9 @@ class EmulatorProcess:
     """``python -m genstudio_async.emulator --port 0 ...`` as a child process, with its admin routes.
 
     ``async with EmulatorProcess(workers=8, steps=100, step_seconds=0.01) as emu:`` starts it, reads the first
-    line for its address, and stops it with SIGINT on the way out (SIGKILL if it does not stop in 20 s).
+    line for its address, and stops it with SIGINT on the way out (SIGKILL if it does not stop in 20 s). Before it
+    starts, the open-file soft limit is raised toward ``open_files`` (the child inherits it; ``file_limit`` is
+    the limit then in force).
     """
 
     def __init__(
@@ -294,6 +362,7 @@ class EmulatorProcess:
         step_seconds: float = 0.03,
         stamp_snapshots: bool = True,
         extra: Sequence[str] = (),
+        open_files: int = 4096,
     ) -> None:
         self.argv = [
             sys.executable, "-m", "genstudio_async.emulator", "--host", "127.0.0.1", "--port", "0",
@@ -301,6 +370,8 @@ class EmulatorProcess:
             "--step-seconds", str(step_seconds), *(["--stamp-snapshots"] if stamp_snapshots else []), *extra,
         ]
         self.base_url = ""
+        self.open_files = open_files
+        self.file_limit = 0
         self._process: asyncio.subprocess.Process | None = None
         self._admin: httpx.AsyncClient | None = None
 
@@ -314,11 +385,20 @@ class EmulatorProcess:
         return {"Authorization": f"Bearer {API_KEY}"}
 
     @property
+    def returncode(self) -> int | None:
+        """The emulator's exit status once it has stopped; None while it runs (or before it starts)."""
+        return None if self._process is None else self._process.returncode
+
+    @property
     def ws_url(self) -> str:
         return "ws" + self.base_url.removeprefix("http") + C.PROGRESS_WS_PATH
 
+    def progress_url(self, prompt_token: str) -> str:
+        """The progress WebSocket of one task, as a plain client connects to it."""
+        return f"{self.ws_url}?{C.PROGRESS_WS_TOKEN_PARAM}={prompt_token}"
+
     async def __aenter__(self) -> Self:
-        raise_file_limit(4096)
+        self.file_limit = raise_file_limit(self.open_files)
         self._process = await asyncio.create_subprocess_exec(
             *self.argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL
         )
@@ -386,3 +466,10 @@ class EmulatorProcess:
 
     def peak_rss_mib(self) -> float:
         return proc_peak_rss_mib(self.pid)
+
+
+async def bare_submit(api: httpx.AsyncClient, workflow_id: str = T2I) -> dict[str, str]:
+    """Submit a task with a plain ``httpx`` client (no SDK), as the bare baselines do; the response's ``data``."""
+    response = await api.post(C.SUBMIT_PATH, json={"workflow_id": workflow_id})
+    data: dict[str, str] = response.json()["data"]
+    return data

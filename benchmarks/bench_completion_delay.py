@@ -43,11 +43,11 @@ from benchmarks._support import (
     Figure,
     Report,
     base_parser,
-    finish,
     judged,
-    load_average,
     mean,
+    parse_args,
     percentile,
+    run_benchmark,
 )
 from genstudio_async import AsyncGenStudio, Submission
 from genstudio_async import _constants as C
@@ -137,7 +137,6 @@ async def sdk_watch(client: AsyncGenStudio, data: dict[str, Any]) -> tuple[int, 
 
 
 async def run(args: argparse.Namespace, report: Report) -> None:
-    report.note(f"Load average before the run: {load_average()}.")
     async with EmulatorProcess(workers=1, steps=args.steps, step_seconds=args.step_seconds) as emulator:
         tutorial = Tutorial(emulator.base_url)
         loop = asyncio.get_running_loop()
@@ -200,13 +199,9 @@ def main() -> int:
     parser.add_argument("--step-seconds", type=float, default=0.1, help="seconds per step (default %(default)s)")
     parser.add_argument("--poll-seconds", type=float, default=5.0, help="the tutorial's sleep (default %(default)s)")
     parser.add_argument("--timeout", type=float, default=60.0, help="bound on the whole comparison, seconds")
-    args = parser.parse_args()
-    if args.quick:
-        args.tasks = 3
-    started = time.perf_counter()
+    args = parse_args(parser, tasks=3)
     report = Report(4, "Completion → caller knows: WebSocket stream vs the tutorial's 5 s polling loop")
-    asyncio.run(run(args, report))
-    return finish(report, args, started)
+    return run_benchmark(run, args, report)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import cProfile
 import json
-import pstats
 import subprocess
 import sys
 import time
@@ -50,16 +49,18 @@ from benchmarks._support import (
     T2I,
     EmulatorProcess,
     Report,
+    bare_submit,
     base_parser,
     cpu_seconds,
-    finish,
     judged,
-    load_average,
+    own_times,
+    package_of,
+    parse_args,
     peak_rss_mib,
     raise_file_limit,
+    run_benchmark,
 )
 from genstudio_async import AsyncGenStudio, Submission
-from genstudio_async import _constants as C
 
 IMPORTED_RSS_MIB = peak_rss_mib()  # this script, after its imports, before any work
 MB_PER_MIB = 1024 * 1024 / 1e6
@@ -182,11 +183,10 @@ async def raw_run(args: argparse.Namespace, emulator: EmulatorProcess) -> tuple[
     async with httpx.AsyncClient(base_url=emulator.base_url, headers=emulator.headers, timeout=120) as api:
 
         async def submit() -> dict[str, str]:
-            data: dict[str, str] = (await api.post(C.SUBMIT_PATH, json={"workflow_id": T2I})).json()["data"]
-            return data
+            return await bare_submit(api)
 
         async def follow(task: dict[str, str], tally: Tally) -> None:
-            url = f"{emulator.ws_url}?{C.PROGRESS_WS_TOKEN_PARAM}={task['prompt_token']}"
+            url = emulator.progress_url(task["prompt_token"])
             first = True
             async with connect(url, proxy=None, compression=None, open_timeout=60) as ws:
                 async for frame in ws:
@@ -202,24 +202,12 @@ def profile_summary(profiler: cProfile.Profile, events: int, top: int = 12) -> l
 
     ``epoll.poll`` is left out: under cProfile it counts the time the loop sat waiting, which is not CPU.
     """
-    stats: dict[Any, Any] = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
     by_package: Counter[str] = Counter()
     by_function: Counter[str] = Counter()
-    for (filename, line, name), (_, _, own, _, _) in stats.items():
-        path = str(filename)
+    for path, line, name, own in own_times(profiler):
         if "select.epoll" in name:
             continue
-        if "genstudio_async" in path:
-            package = "genstudio_async"
-        elif "site-packages/" in path:
-            package = path.split("site-packages/", 1)[1].split("/", 1)[0]
-        elif path.startswith(("~", "<")):
-            package = "builtins/frozen"
-        elif "/lib/python3" in path:
-            package = "stdlib " + path.rsplit("/lib/python3", 1)[1].split("/", 2)[1].removesuffix(".py")
-        else:
-            package = "other"
-        by_package[package] += own
+        by_package[package_of(path)] += own
         short = path.split("site-packages/", 1)[-1].split("/work/main/", 1)[-1]
         if "/lib/python3" in short:
             short = short.rsplit("/lib/python3", 1)[1].split("/", 1)[1]
@@ -239,7 +227,6 @@ def profile_summary(profiler: cProfile.Profile, events: int, top: int = 12) -> l
 
 async def run(args: argparse.Namespace, report: Report) -> None:
     raise_file_limit(2 * args.tasks + 512)
-    report.note(f"Load average before the run: {load_average()}.")
     profiler = cProfile.Profile() if args.profile else None
     async with EmulatorProcess(workers=args.tasks, steps=args.steps, step_seconds=args.step_seconds,
                                stamp_snapshots=False) as emulator:
@@ -310,13 +297,8 @@ def main() -> int:
     )
     parser.add_argument("--profile", action="store_true", help="also profile a third run of the SDK's phases 2-3")
     parser.add_argument("--timeout", type=float, default=120.0, help="bound on each phase, seconds")
-    args = parser.parse_args()
-    if args.quick:
-        args.tasks = 200
-    started = time.perf_counter()
-    report = Report(2, f"{args.tasks} tasks streamed at once from one process")
-    asyncio.run(run(args, report))
-    return finish(report, args, started)
+    args = parse_args(parser, tasks=200)
+    return run_benchmark(run, args, Report(2, f"{args.tasks} tasks streamed at once from one process"))
 
 
 if __name__ == "__main__":

@@ -29,9 +29,9 @@ from benchmarks._support import (
     Report,
     base_parser,
     cpu_seconds,
-    finish,
     judged,
-    load_average,
+    parse_args,
+    run_benchmark,
 )
 from genstudio_async import AsyncGenStudio, Submission
 from genstudio_async import _constants as C
@@ -92,7 +92,6 @@ async def measure(args: argparse.Namespace, emulator: EmulatorProcess, tasks: in
 
 
 async def run(args: argparse.Namespace, report: Report) -> None:
-    report.note(f"Load average before the run: {load_average()}.")
     async with EmulatorProcess(workers=2, stamp_snapshots=False) as emulator:
         await emulator.pause()
         for tasks in args.sizes:
@@ -113,13 +112,8 @@ def main() -> int:
     parser.add_argument("--intervals", type=int, default=4, help="poll intervals measured per N (default %(default)s)")
     parser.add_argument("--poll-interval", type=float, default=C.DEFAULT_POLL_INTERVAL,
                         help="the client's poll_interval, seconds (default: the SDK's, %(default)s)")
-    args = parser.parse_args()
-    if args.quick:
-        args.intervals, args.poll_interval = 2, 0.5
-    started = time.perf_counter()
-    report = Report(3, "Polling mode: get_task_info requests per poll interval")
-    asyncio.run(run(args, report))
-    return finish(report, args, started)
+    args = parse_args(parser, intervals=2, poll_interval=0.5)
+    return run_benchmark(run, args, Report(3, "Polling mode: get_task_info requests per poll interval"))
 
 
 if __name__ == "__main__":

@@ -42,16 +42,16 @@ from benchmarks._support import (
     T2I,
     EmulatorProcess,
     Report,
+    bare_submit,
     base_parser,
     cpu_seconds,
-    finish,
     judged,
-    load_average,
     mean,
+    parse_args,
     percentile,
+    run_benchmark,
 )
 from genstudio_async import AsyncGenStudio
-from genstudio_async import _constants as C
 
 
 @dataclass
@@ -99,12 +99,11 @@ async def sdk_task(client: AsyncGenStudio, delay: float, out: Latencies) -> None
             out.skipped += 1
 
 
-async def raw_task(api: httpx.AsyncClient, ws_url: str, delay: float, out: Latencies) -> None:
+async def raw_task(api: httpx.AsyncClient, emulator: EmulatorProcess, delay: float, out: Latencies) -> None:
     await asyncio.sleep(delay)
-    data = (await api.post(C.SUBMIT_PATH, json={"workflow_id": T2I})).json()["data"]
-    url = f"{ws_url}?{C.PROGRESS_WS_TOKEN_PARAM}={data['prompt_token']}"
+    data = await bare_submit(api)
     previous: tuple[int, int] | None = None
-    async with connect(url, proxy=None, compression=None) as ws:
+    async with connect(emulator.progress_url(data["prompt_token"]), proxy=None, compression=None) as ws:
         async for frame in ws:
             received = time.monotonic_ns()
             info = json.loads(frame)["comfy_task_info"]
@@ -127,7 +126,7 @@ async def measure(args: argparse.Namespace, emulator: EmulatorProcess, kind: str
             await asyncio.gather(*(sdk_task(client, i * stagger, out) for i in range(args.tasks)))
     else:
         async with httpx.AsyncClient(base_url=emulator.base_url, headers=emulator.headers, trust_env=False) as api:
-            await asyncio.gather(*(raw_task(api, emulator.ws_url, i * stagger, out) for i in range(args.tasks)))
+            await asyncio.gather(*(raw_task(api, emulator, i * stagger, out) for i in range(args.tasks)))
     out.client_cpu = cpu_seconds() - cpu_before
     return out
 
@@ -139,7 +138,6 @@ def summary(samples: list[float]) -> str:
 
 
 async def run(args: argparse.Namespace, report: Report) -> None:
-    report.note(f"Load average before the run: {load_average()}.")
     async with EmulatorProcess(workers=args.tasks, steps=args.steps, step_seconds=args.step_seconds) as emulator:
         results = {"raw": Latencies(), "sdk": Latencies()}
         emulator_cpu = emulator.cpu_seconds()
@@ -195,13 +193,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=100, help="progress steps per task, <= 100 (default %(default)s)")
     parser.add_argument("--step-seconds", type=float, default=0.005, help="seconds per step (default %(default)s)")
     parser.add_argument("--timeout", type=float, default=60.0, help="bound on each round, seconds")
-    args = parser.parse_args()
-    if args.quick:
-        args.tasks, args.rounds = 4, 1
-    started = time.perf_counter()
-    report = Report(1, "Server push → yielded event latency (WebSocket stream)")
-    asyncio.run(run(args, report))
-    return finish(report, args, started)
+    args = parse_args(parser, tasks=4, rounds=1)
+    return run_benchmark(run, args, Report(1, "Server push → yielded event latency (WebSocket stream)"))
 
 
 if __name__ == "__main__":

@@ -24,10 +24,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import pstats
 import sys
 import time
-import types
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -44,11 +42,14 @@ from benchmarks._support import (
     Figure,
     Report,
     base_parser,
-    finish,
     judged,
-    load_average,
     mean,
+    own_times,
+    package_of,
+    parse_args,
     percentile,
+    run_benchmark,
+    stub_sniffio,
 )
 from genstudio_async import AsyncGenStudio, TaskInfo, TaskStatus
 from genstudio_async import _constants as C
@@ -82,12 +83,6 @@ async def compare(sdk: Call, raw: Call, rounds: int, calls: int, warmup: int) ->
     return sdk_times, raw_times
 
 
-def stub_sniffio() -> None:
-    module = types.ModuleType("sniffio")
-    module.current_async_library = lambda: "asyncio"  # type: ignore[attr-defined]
-    sys.modules["sniffio"] = module
-
-
 async def prepare_tasks(emulator: EmulatorProcess, client: AsyncGenStudio) -> dict[str, str]:
     """A succeeded task and a queued one (the emulator is left paused)."""
     done = await client.submit(T2I)
@@ -99,20 +94,10 @@ async def prepare_tasks(emulator: EmulatorProcess, client: AsyncGenStudio) -> di
 
 
 def sdk_profile_lines(profiler: cProfile.Profile, calls: int, top: int = 8) -> str:
-    stats: dict[Any, Any] = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
     by_package: Counter[str] = Counter()
     by_function: Counter[str] = Counter()
-    for (filename, line, name), (_, _, own, _, _) in stats.items():
-        path = str(filename)
-        if "genstudio_async" in path:
-            package = "genstudio_async"
-        elif "site-packages/" in path:
-            package = path.split("site-packages/", 1)[1].split("/", 1)[0]
-        elif path.startswith(("~", "<")):
-            package = "builtins/frozen"
-        else:
-            package = "stdlib"
-        by_package[package] += own
+    for path, line, name, own in own_times(profiler):
+        by_package[package_of(path, stdlib_modules=False)] += own
         short = path.split("site-packages/", 1)[-1].split("/work/main/", 1)[-1].rsplit("/lib/python3.11/", 1)[-1]
         by_function[f"{short}:{line}({name})"] += own
     total = sum(by_package.values())
@@ -127,10 +112,6 @@ def sdk_profile_lines(profiler: cProfile.Profile, calls: int, top: int = 8) -> s
 
 
 async def run(args: argparse.Namespace, report: Report) -> None:
-    if args.stub_sniffio:
-        stub_sniffio()
-        report.note("Run with a stub `sniffio` module installed (--stub-sniffio).")
-    report.note(f"Load average before the run: {load_average()}.")
     url_path = C.TASK_INFO_PATH
     headers = {"Authorization": f"Bearer {API_KEY}"}
     async with (
@@ -223,13 +204,12 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=50, help="calls per client per round (default %(default)s)")
     parser.add_argument("--warmup", type=int, default=100, help="untimed calls per client first (default %(default)s)")
     parser.add_argument("--stub-sniffio", action="store_true", help="simulate an installed sniffio (see above)")
-    args = parser.parse_args()
-    if args.quick:
-        args.rounds, args.calls, args.warmup = 2, 100, 20
-    started = time.perf_counter()
+    args = parse_args(parser, rounds=2, calls=100, warmup=20)
     report = Report(5, "Per-request overhead: client.get_task vs raw httpx, same call")
-    asyncio.run(run(args, report))
-    return finish(report, args, started)
+    if args.stub_sniffio:
+        stub_sniffio()
+        report.note("Run with a stub `sniffio` module installed (--stub-sniffio).")
+    return run_benchmark(run, args, report)
 
 
 if __name__ == "__main__":

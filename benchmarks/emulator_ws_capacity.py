@@ -15,21 +15,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
-import signal
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import httpx
 from websockets.asyncio.client import connect
 
-from genstudio_async import _constants as C
-
-API_KEY = "sk-benchmark"
+from benchmarks._support import EmulatorProcess, bare_submit, script_parser
 
 
 @dataclass
@@ -39,36 +36,6 @@ class ClientOutcome:
     frames: int
     last_status: int | None
     close_code: int | None
-
-
-def raise_file_limit(needed: int) -> int:
-    """Raise this process's (and so the emulator child's) open-file soft limit toward ``needed``."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = min(hard, max(soft, needed))
-    if wanted > soft:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
-    return wanted
-
-
-def peak_rss_mib(pid: int) -> float:
-    """The process's peak resident set size (VmHWM), in MiB; 0 where /proc is missing."""
-    status = Path(f"/proc/{pid}/status")
-    if not status.exists():
-        return 0.0
-    for line in status.read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds the process has used so far; 0 where /proc is missing."""
-    stat = Path(f"/proc/{pid}/stat")
-    if not stat.exists():
-        return 0.0
-    fields = stat.read_text().rsplit(")", 1)[1].split()
-    ticks = int(fields[11]) + int(fields[12])
-    return ticks / 100
 
 
 async def watch(url: str, connected: asyncio.Event, counter: list[int], total: int) -> ClientOutcome:
@@ -85,29 +52,18 @@ async def watch(url: str, connected: asyncio.Event, counter: list[int], total: i
 
 
 async def run(args: argparse.Namespace) -> int:
-    limit = raise_file_limit(2 * args.clients + 256)
-    command = [
-        sys.executable, "-m", "genstudio_async.emulator", "--host", "127.0.0.1", "--port", "0",
-        "--api-key", API_KEY, "--workers", str(args.workers), "--steps", str(args.steps),
-        "--step-seconds", str(args.step_seconds),
-    ]
-    process = await asyncio.create_subprocess_exec(*command, stdout=subprocess.PIPE)
-    assert process.stdout is not None
-    first_line = (await asyncio.wait_for(process.stdout.readline(), 30)).decode().strip()
-    base_url = first_line.removeprefix("GenStudio emulator listening on ")
-    print(f"emulator: {base_url} (pid {process.pid}), open-file limit {limit}")
-    headers = {"Authorization": f"Bearer {API_KEY}"}
-    try:
-        async with httpx.AsyncClient(base_url=base_url, headers=headers, trust_env=False, timeout=30) as api:
-            await api.post(f"{C.EMULATOR_ADMIN_PATH_PREFIX}/pause")
+    async with EmulatorProcess(workers=args.workers, steps=args.steps, step_seconds=args.step_seconds,
+                               stamp_snapshots=False, open_files=2 * args.clients + 256) as emulator:
+        print(f"emulator: {emulator.base_url} (pid {emulator.pid}), open-file limit {emulator.file_limit}")
+        async with httpx.AsyncClient(base_url=emulator.base_url, headers=emulator.headers, trust_env=False,
+                                     timeout=30) as api:
+            await emulator.pause()
             started = time.perf_counter()
             semaphore = asyncio.Semaphore(64)
 
             async def submit() -> dict[str, str]:
                 async with semaphore:
-                    response = await api.post(C.SUBMIT_PATH, json={"workflow_id": "wf-c73diz7kadp6ffgn"})
-                    data: dict[str, str] = response.json()["data"]
-                    return data
+                    return await bare_submit(api)
 
             tasks = await asyncio.gather(*(submit() for _ in range(args.clients)))
             submitted = time.perf_counter()
@@ -115,30 +71,24 @@ async def run(args: argparse.Namespace) -> int:
 
             connected = asyncio.Event()
             counter = [0]
-            ws_base = "ws" + base_url.removeprefix("http")
             clients = [
-                asyncio.create_task(watch(
-                    f"{ws_base}{C.PROGRESS_WS_PATH}?{C.PROGRESS_WS_TOKEN_PARAM}={task['prompt_token']}",
-                    connected, counter, args.clients,
-                ))
+                asyncio.create_task(watch(emulator.progress_url(task["prompt_token"]), connected, counter,
+                                          args.clients))
                 for task in tasks
             ]
             await asyncio.wait_for(connected.wait(), args.timeout)
             all_open = time.perf_counter()
-            stats = (await api.get(f"{C.EMULATOR_ADMIN_PATH_PREFIX}/stats")).json()["data"]
+            stats = await emulator.stats()
             print(f"{counter[0]} sockets open in {all_open - submitted:.2f} s "
                   f"(server counts {stats['ws_connections_open']} open)")
-            cpu_before = cpu_seconds(process.pid)
-            await api.post(f"{C.EMULATOR_ADMIN_PATH_PREFIX}/resume")
+            cpu_before = emulator.cpu_seconds()
+            await emulator.resume()
             outcomes = await asyncio.wait_for(asyncio.gather(*clients), args.timeout)
             finished = time.perf_counter()
-            stats = (await api.get(f"{C.EMULATOR_ADMIN_PATH_PREFIX}/stats")).json()["data"]
-            peak = peak_rss_mib(process.pid)
-            cpu = cpu_seconds(process.pid) - cpu_before
-    finally:
-        if process.returncode is None:
-            process.send_signal(signal.SIGINT)
-        exit_code = await asyncio.wait_for(process.wait(), 30)
+            stats = await emulator.stats()
+            peak = emulator.peak_rss_mib()
+            cpu = emulator.cpu_seconds() - cpu_before
+    exit_code = emulator.returncode
 
     terminal = sum(1 for outcome in outcomes if outcome.last_status in (3, 4, 5))
     normal_close = sum(1 for outcome in outcomes if outcome.close_code == 1000)
@@ -154,7 +104,7 @@ async def run(args: argparse.Namespace) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     parser.add_argument("--clients", type=int, default=1000, help="WebSockets (and tasks), default %(default)s")
     parser.add_argument("--workers", type=int, default=100, help="emulator workers, default %(default)s")
     parser.add_argument("--steps", type=int, default=5, help="progress steps per task, default %(default)s")

@@ -28,7 +28,6 @@ import json
 import subprocess
 import sys
 import time
-import types
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -40,8 +39,9 @@ from benchmarks._support import (
     Report,
     base_parser,
     cpu_seconds,
-    finish,
-    load_average,
+    parse_args,
+    run_benchmark,
+    stub_sniffio,
 )
 from genstudio_async import AsyncGenStudio
 
@@ -51,13 +51,6 @@ VARIANTS = {
     "with sniffio importable": (True, False),
     "both remedies": (True, True),
 }
-
-
-def stub_sniffio() -> None:
-    """Make ``import sniffio`` succeed, as installing it would (asyncio only: that is all the SDK runs on)."""
-    module = types.ModuleType("sniffio")
-    module.current_async_library = lambda: "asyncio"  # type: ignore[attr-defined]
-    sys.modules["sniffio"] = module
 
 
 async def submit_many(base_url: str, tasks: int, bounded: bool) -> dict[str, float]:
@@ -86,7 +79,6 @@ def child(args: argparse.Namespace) -> int:
 
 
 async def run(args: argparse.Namespace, report: Report) -> None:
-    report.note(f"Load average before the run: {load_average()}.")
     results: dict[str, list[dict[str, float]]] = {variant: [] for variant in VARIANTS}
     async with EmulatorProcess(workers=2, stamp_snapshots=False) as emulator:
         await emulator.pause()
@@ -115,15 +107,10 @@ def main() -> int:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--variant", choices=list(VARIANTS), help=argparse.SUPPRESS)
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = parse_args(parser, tasks=100, repeats=1)
     if args.child:
         return child(args)
-    if args.quick:
-        args.tasks, args.repeats = 100, 1
-    started = time.perf_counter()
-    report = Report(0, "Probe: client CPU of many concurrent submits (httpcore hot spots)")
-    asyncio.run(run(args, report))
-    return finish(report, args, started)
+    return run_benchmark(run, args, Report(0, "Probe: client CPU of many concurrent submits (httpcore hot spots)"))
 
 
 if __name__ == "__main__":

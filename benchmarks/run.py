@@ -25,7 +25,6 @@ those) and regenerates ``benchmarks/RESULTS.md`` from it, keeping the hand-writt
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -37,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._support import Report, format_value, load_average, machine_info, shown_command
+from benchmarks._support import Report, format_value, load_average, machine_info, script_parser, shown_command
 
 HERE = Path(__file__).resolve().parent
 RESULTS_JSON = HERE / "results.json"
@@ -174,7 +173,7 @@ def existing_analysis() -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = script_parser(__doc__)
     parser.add_argument("--only", nargs="+", choices=[b.key for b in BENCHMARKS], help="run only these benchmarks")
     parser.add_argument("--quick", action="store_true", help="smaller runs (a smoke test; never written)")
     parser.add_argument("--write", action="store_true", help="store the reports and regenerate RESULTS.md")
