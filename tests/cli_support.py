@@ -11,21 +11,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import struct
 import sys
-import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from genstudio_async.emulator import Emulator
+from tests.support import png_size
 
 GENSTUDIO = Path(sys.executable).with_name("genstudio")
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TIMEOUT = 60.0
 T2I = "wf-c73diz7kadp6ffgn"
 I2I = "wf-c73epllu4i3bxvzr"
@@ -99,49 +95,11 @@ async def genstudio(
         return await finish(process, stdin)
 
 
-async def wait_for(condition: Any, *, what: str, timeout: float = 20.0) -> None:
-    """Poll ``condition()`` every 20 ms (the emulator keeps serving meanwhile); fail after ``timeout`` s."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-def png_size(path: Path) -> tuple[int, int]:
-    """The size in a PNG's IHDR, after checking the signature and the IHDR chunk's CRC."""
-    data = path.read_bytes()
-    assert data.startswith(PNG_SIGNATURE), f"{path} is not a PNG"
-    length, kind = struct.unpack(">I4s", data[8:16])
-    assert kind == b"IHDR" and length == 13, f"{path}: no IHDR chunk first"
-    (crc,) = struct.unpack(">I", data[29:33])
-    assert crc == zlib.crc32(data[12:29]), f"{path}: bad IHDR CRC"
-    width, height = struct.unpack(">II", data[16:24])
-    return width, height
-
-
 def pngs_under(directory: Path) -> list[Path]:
     found = sorted(directory.rglob("*.png"))
     for path in found:
         png_size(path)
     return found
-
-
-def tiny_png(width: int, height: int) -> bytes:
-    """A valid RGB PNG of ``width`` x ``height`` grey pixels."""
-
-    def chunk(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-    rows = b"".join(b"\x00" + b"\x80" * (3 * width) for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return PNG_SIGNATURE + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
-
-
-def no_crash(stderr: str) -> None:
-    for sign in ("Traceback", "Task was destroyed", "never retrieved", "Unclosed", "ResourceWarning", "internal error"):
-        assert sign not in stderr, stderr
 
 
 def one_error_line(stderr: str) -> str:

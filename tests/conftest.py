@@ -165,14 +165,3 @@ def make_jwt() -> Callable[..., str]:
     """``make_jwt(claims)`` → a hand-built, unsigned-in-spirit JWT carrying ``claims``."""
     return encode_jwt
 
-
-async def eventually(condition: Callable[[], bool], *, timeout: float = 5.0, what: str = "condition") -> None:
-    """Wait until ``condition()`` holds (checked every 10 ms); fail the test after ``timeout`` seconds."""
-    import asyncio
-
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not condition():
-        if loop.time() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)

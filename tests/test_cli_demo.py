@@ -6,7 +6,8 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.cli_support import GENSTUDIO, TIMEOUT, command_env, no_crash, png_size
+from tests.cli_support import GENSTUDIO, TIMEOUT, command_env
+from tests.support import no_crash, png_size
 
 
 def test_demo_generates_text_to_image_then_image_to_image_and_saves_real_pngs(tmp_path: Path) -> None:

@@ -17,14 +17,11 @@ from tests.cli_support import (
     command_env,
     finish,
     genstudio,
-    no_crash,
     one_error_line,
-    png_size,
     pngs_under,
     started,
-    tiny_png,
-    wait_for,
 )
+from tests.support import eventually, no_crash, png_size, tiny_png
 
 T2I_SPEC = str(SPECS / f"{T2I}.json")
 I2I_SPEC = str(SPECS / f"{I2I}.json")
@@ -152,7 +149,9 @@ async def test_timeout_and_ctrl_c_leave_the_task_running(genstudio_emulator: Emu
     )
 
     async with started("run", T2I, cwd=tmp_path, env=env) as process:
-        await wait_for(lambda: len(genstudio_emulator.task_ids()) == 2, what="the second submit")
+        await eventually(
+            lambda: len(genstudio_emulator.task_ids()) == 2, what="the second submit", timeout=20.0, interval=0.02
+        )
         assert process.stdout is not None
         assert (await process.stdout.readline()).decode().startswith("submitted cft-")
         process.send_signal(signal.SIGINT)

@@ -22,7 +22,8 @@ from genstudio_async._cli.console import Console
 from genstudio_async._cli.display import BatchProgress, TaskProgress
 from genstudio_async.cli import main
 from genstudio_async.emulator import Emulator
-from tests.cli_support import T2I, command_env, genstudio, no_crash, one_error_line, tiny_png
+from tests.cli_support import T2I, command_env, genstudio, one_error_line
+from tests.support import no_crash, tiny_png
 
 KEY = "sk-cli-secret-0123456789abcdef"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,16 +11,9 @@ import respx
 
 from genstudio_async import APIConnectionError, AsyncGenStudio, NotFoundError, TaskResult
 from genstudio_async.emulator import Emulator
+from tests.support import PNG_SIGNATURE, png_size
 
 T2I = "wf-c73diz7kadp6ffgn"
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def png_size(path: Path) -> tuple[int, int]:
-    data = path.read_bytes()
-    assert data.startswith(PNG_SIGNATURE), f"{path} is not a PNG"
-    width, height = struct.unpack(">II", data[16:24])
-    return width, height
 
 
 def leftovers(directory: Path) -> list[Path]:

@@ -7,10 +7,8 @@ import json
 import os
 import re
 import signal
-import struct
 import subprocess
 import sys
-import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,10 +20,9 @@ import pytest
 
 from genstudio_async import ApiWorkflow, WorkflowSpec
 from genstudio_async.emulator import Emulator, Faults, builtin_workflows
-from tests.conftest import eventually
+from tests.support import PNG_SIGNATURE, eventually, no_crash, png_size, tiny_png
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def run_example(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -126,28 +123,6 @@ def pngs_under(directory: Path) -> list[Path]:
     for path in found:
         assert path.read_bytes().startswith(PNG_SIGNATURE), f"{path} is not a PNG"
     return found
-
-
-def png_size(data: bytes) -> tuple[int, int]:
-    assert data.startswith(PNG_SIGNATURE) and data[12:16] == b"IHDR"
-    width, height = struct.unpack(">II", data[16:24])
-    return width, height
-
-
-def tiny_png(width: int, height: int) -> bytes:
-    """A valid RGB PNG of ``width`` x ``height`` grey pixels."""
-
-    def chunk(kind: bytes, payload: bytes) -> bytes:
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-    rows = b"".join(b"\x00" + b"\x80" * (3 * width) for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return PNG_SIGNATURE + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
-
-
-def no_crash(stderr: str) -> None:
-    for sign in ("Traceback", "Task was destroyed", "never retrieved", "Unclosed", "ResourceWarning"):
-        assert sign not in stderr, stderr
 
 
 # --- text_to_image.py ----------------------------------------------------------------------------------------------

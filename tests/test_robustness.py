@@ -27,7 +27,7 @@ from genstudio_async._poller import TaskPoller
 from genstudio_async._stream import _same_state
 from genstudio_async.emulator import Emulator, Faults
 
-from .conftest import eventually
+from .support import eventually
 
 T2I = "wf-c73diz7kadp6ffgn"
 

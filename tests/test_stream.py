@@ -17,7 +17,7 @@ import pytest
 from genstudio_async import AsyncGenStudio, ProgressEvent, Submission, TaskStatus, _http
 from genstudio_async.emulator import Emulator
 
-from .conftest import eventually
+from .support import eventually
 
 T2I = "wf-c73diz7kadp6ffgn"
 

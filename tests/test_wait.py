@@ -22,7 +22,7 @@ from genstudio_async import (
 from genstudio_async._poller import TaskPoller
 from genstudio_async.emulator import Emulator
 
-from .conftest import eventually
+from .support import eventually
 
 T2I = "wf-c73diz7kadp6ffgn"
 

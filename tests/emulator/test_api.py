@@ -14,8 +14,9 @@ import pytest
 from genstudio_async import _constants as C
 from genstudio_async.emulator import Emulator
 from genstudio_async.emulator._png import render_image
+from tests.support import decode_png
 
-from .support import I2I, T2I, TUTORIAL, Submit, decode_png, task_info
+from .support import I2I, T2I, TUTORIAL, Submit, task_info
 
 TASK_ID = re.compile(r"^cft-[a-z0-9]{16}$")
 

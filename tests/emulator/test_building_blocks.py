@@ -15,8 +15,7 @@ from genstudio_async.emulator._jwt import TokenError, TokenSigner
 from genstudio_async.emulator._png import png_size, render_image
 from genstudio_async.emulator._signing import SignatureRejected, UrlSigner
 from genstudio_async.emulator._wire import dumps
-
-from .support import decode_png
+from tests.support import decode_png
 
 
 def test_rendered_png_decodes_by_hand_at_the_asked_size() -> None:

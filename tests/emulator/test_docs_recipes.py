@@ -22,8 +22,9 @@ import pytest
 
 from genstudio_async.emulator import Emulator
 from genstudio_async.emulator._png import render_image
+from tests.support import decode_png, eventually
 
-from .support import I2I, T2I, TUTORIAL, Submit, decode_png, eventually
+from .support import I2I, T2I, TUTORIAL, Submit
 
 CURL = shutil.which("curl")
 NODE = shutil.which("node")

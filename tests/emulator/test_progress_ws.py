@@ -17,8 +17,9 @@ from genstudio_async.emulator import Emulator, Faults
 from genstudio_async.emulator import _state as state_module
 from genstudio_async.emulator._jwt import TokenSigner
 from genstudio_async.emulator._wire import dumps as wire_dumps
+from tests.support import eventually
 
-from .support import Submit, eventually
+from .support import Submit
 
 
 async def read_all(ws: ClientConnection) -> list[dict[str, Any]]:

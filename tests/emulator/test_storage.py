@@ -9,8 +9,9 @@ import httpx
 import pytest
 
 from genstudio_async.emulator import Emulator
+from tests.support import decode_png
 
-from .support import Submit, decode_png, task_info
+from .support import Submit, task_info
 
 
 @pytest.fixture
