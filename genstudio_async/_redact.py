@@ -45,7 +45,9 @@ class Redactor:
             self._recent.popitem(last=False)
 
     def __call__(self, text: str) -> str:
-        for secret in (*self._pinned, *self._recent):
+        # Longest first: a secret may begin with another (two keys sharing a prefix), and masking the shorter one
+        # first would leave the rest of the longer one in the clear.
+        for secret in sorted((*self._pinned, *self._recent), key=len, reverse=True):
             if secret in text:
                 text = text.replace(secret, mask(secret))
         text = _JWT_PATTERN.sub(lambda match: mask(match.group(0)), text)
@@ -64,13 +66,21 @@ class RedactingFilter(logging.Filter):
     at DEBUG, and uvicorn (in the emulator) logs the same path in its access log.
     """
 
+    def __init__(self, redactor: Redactor | None = None) -> None:
+        super().__init__()
+        self.redactor = redactor or redact_shapes
+
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = redact_shapes(record.getMessage()), None
+        record.msg, record.args = self.redactor(record.getMessage()), None
         return True
 
 
-def redact_logger(logger: logging.Logger) -> logging.Logger:
-    """``logger`` with a ``RedactingFilter`` on it (added once)."""
-    if not any(isinstance(existing, RedactingFilter) for existing in logger.filters):
-        logger.addFilter(RedactingFilter())
+def redact_logger(logger: logging.Logger, redactor: Redactor | None = None) -> logging.Logger:
+    """``logger`` with a ``RedactingFilter`` on it (added once; a later ``redactor`` replaces the first)."""
+    for existing in logger.filters:
+        if isinstance(existing, RedactingFilter):
+            if redactor is not None:
+                existing.redactor = redactor
+            return logger
+    logger.addFilter(RedactingFilter(redactor))
     return logger

@@ -108,8 +108,8 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="[WORKFLOW_ID:]NAME=VALUE",
         help=(
             "inject a fault, for every workflow or one; repeatable. Names: ws_refuse_status, ws_drop_after, "
-            "ws_silent, ws_close_after, ws_junk, http_error_rate, http_error_status, endpoints, rate_limit, "
-            "rate_limit_burst, delay, seed, fail_tasks, deny_tasks"
+            "ws_silent, ws_close_after, ws_junk, ws_linger, ws_skip_initial, http_error_rate, http_error_status, "
+            "endpoints, rate_limit, rate_limit_burst, delay, seed, fail_tasks, deny_tasks, tutorial_shapes"
         ),
     )
     parser.add_argument(

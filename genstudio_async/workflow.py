@@ -48,6 +48,11 @@ __all__ = [
 #: What ``WorkflowSpec.load`` accepts: a parsed dict, a JSON text (str or bytes), or a path to a JSON file.
 SpecSource: TypeAlias = "Mapping[str, Any] | str | bytes | os.PathLike[str]"
 
+# ComfyUI's largest seed, 0xffffffffffffffff, reaches a spec through JavaScript as 18446744073709552000 (2**64
+# rounded to a double). Taken literally, that bound lets through seeds up to 385 above what ComfyUI accepts.
+_UINT64_MAX = 0xFFFF_FFFF_FFFF_FFFF
+_UINT64_MAX_AS_DOUBLE = 18446744073709552000
+
 _NUMBER_KEYS = ("default", "min", "max", "step", "round")
 _SPEC_KEYS = (*_NUMBER_KEYS, "choices")
 _CHOICES_SHOWN = 8
@@ -173,10 +178,13 @@ class InputSpec:
         }.get(kind)
 
     def _range_problem(self, value: int | float) -> str | None:
+        high = self.spec.max
+        if self.type.upper() == "INT" and high is not None and _UINT64_MAX < high <= _UINT64_MAX_AS_DOUBLE:
+            high = _UINT64_MAX
         if self.spec.min is not None and value < self.spec.min:
             return f"{_short(value)} is below the minimum {self.spec.min}"
-        if self.spec.max is not None and value > self.spec.max:
-            return f"{_short(value)} is above the maximum {self.spec.max}"
+        if high is not None and value > high:
+            return f"{_short(value)} is above the maximum {high}"
         return None
 
     def _choice_problem(self, value: object) -> str | None:

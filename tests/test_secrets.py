@@ -236,3 +236,11 @@ def test_bearer_redaction_keeps_the_punctuation_around_it() -> None:
     text = Redactor()("refused (Authorization: Bearer sk-abcdefghijklmnopqrstuvwxyz) [code=401]")
     assert "abcdefghijklmnopqrstuvwxyz" not in text
     assert text.endswith(") [code=401]")
+
+
+def test_a_secret_that_begins_with_another_is_masked_whole() -> None:
+    from genstudio_async._redact import Redactor
+
+    redact = Redactor(["sk-emulator"])
+    redact.add("sk-emulator-secret-0123456789")
+    assert "0123456789" not in redact("key=sk-emulator-secret-0123456789")

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .._exceptions import InvalidInputError
-from ._auth import MALFORMED, bearer_matches, json_body
+from ._auth import MALFORMED, TOO_LARGE, bearer_matches, json_body
 from ._faults import FaultError, Faults
 from ._service import EmulatorService
 from ._wire import CODE_BAD_REQUEST, CODE_INVALID_PARAMETER, CODE_UNAUTHORIZED, error, ok
@@ -49,7 +49,7 @@ class AdminEndpoints:
         if request.method in ("GET", "DELETE") or not await request.body():
             return {}
         body = await json_body(request)
-        if body is MALFORMED or not isinstance(body, Mapping):
+        if body is MALFORMED or body is TOO_LARGE or not isinstance(body, Mapping):
             return error(CODE_BAD_REQUEST, "the request body must be a JSON object", status_code=400)
         return body
 

@@ -30,7 +30,7 @@ from .._constants import (
     UPLOAD_PATH,
 )
 from ._admin import AdminEndpoints
-from ._auth import MALFORMED, bearer_matches, json_body
+from ._auth import MALFORMED, TOO_LARGE, bearer_matches, json_body
 from ._progress import ProgressSocket
 from ._service import BusinessError, EmulatorService
 from ._wire import (
@@ -79,6 +79,8 @@ class ApiEndpoints:
         if refused is not None:
             return refused
         body = await json_body(request)
+        if body is TOO_LARGE:
+            return error(CODE_PAYLOAD_TOO_LARGE, "the request body is too large", status_code=413)
         if body is MALFORMED:
             return error(CODE_BAD_REQUEST, "the request body is not valid JSON", status_code=400)
         workflow_id = body.get("workflow_id") if isinstance(body, Mapping) else None
@@ -171,6 +173,7 @@ def build_http_app(service: EmulatorService) -> Starlette:
         routes=[Route(path, endpoint, methods=methods) for path, endpoint, methods in routes],
         exception_handlers={HTTPException: _http_exception, Exception: _unexpected_error},
     )
+    app.router.redirect_slashes = False  # the service has no "/prompt/" to redirect from: 404, not 307
     app.state.counts = service.stats.requests
     return app
 

@@ -7,8 +7,16 @@ import json
 
 from starlette.requests import Request
 
+from .._constants import EMULATOR_MAX_JSON_BODY_BYTES
+
 #: What ``json_body`` returns for a body that is not JSON.
 MALFORMED = object()
+#: What ``json_body`` returns for a body larger than ``EMULATOR_MAX_JSON_BODY_BYTES``.
+TOO_LARGE = object()
+
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not valid JSON")
 
 
 def bearer_matches(header: str | None, api_key: str) -> bool:
@@ -21,10 +29,19 @@ def bearer_matches(header: str | None, api_key: str) -> bool:
     return hmac.compare_digest(credentials.strip().encode("utf-8"), api_key.encode("utf-8"))
 
 
-async def json_body(request: Request) -> object:
-    """The request's body parsed as JSON, or ``MALFORMED``."""
-    raw = await request.body()
+async def json_body(request: Request, *, limit: int = EMULATOR_MAX_JSON_BODY_BYTES) -> object:
+    """The request's body parsed as strict JSON (UTF-8, no NaN/Infinity), ``MALFORMED`` or ``TOO_LARGE``."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return TOO_LARGE
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return TOO_LARGE
+        chunks.append(chunk)
     try:
-        return json.loads(raw)
-    except ValueError:
+        return json.loads(b"".join(chunks).decode("utf-8"), parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return MALFORMED

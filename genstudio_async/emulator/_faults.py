@@ -45,6 +45,10 @@ class Faults:
     - ``ws_silent``: accept the connection and never send anything.
     - ``ws_close_after``: after ``N`` snapshots, close normally (1000) although the task is not finished.
     - ``ws_junk``: send a junk frame (non-JSON text, or JSON without ``comfy_task_info``) before each snapshot.
+    - ``ws_linger``: after the terminal snapshot, keep the socket open until the client closes it (the docs
+      say the server *may* close after a terminal status; this is the case where it does not).
+    - ``ws_skip_initial``: send nothing on connect, only on the task's next change (the docs do not promise a
+      snapshot on connect; a socket opened after the task ended then gets no frame at all).
 
     HTTP API (scoped to ``endpoints``; empty means submit, task_info, cancel and upload):
 
@@ -59,6 +63,9 @@ class Faults:
 
     - ``fail_tasks``: tasks fail half way with status 4 and this ``errMsg``.
     - ``deny_tasks``: tasks end at once with status 5 (permission denied).
+    - ``tutorial_shapes``: snapshots shaped like the tutorial's examples rather than the API guide's: a queued
+      task has no ``progress_num``; a succeeded one has ``files`` as ``{node_id: "url"}`` (one bare URL per
+      node) and neither ``final_files`` nor ``progress_num``.
     """
 
     ws_refuse_status: int | None = None
@@ -66,6 +73,8 @@ class Faults:
     ws_silent: bool = False
     ws_close_after: int | None = None
     ws_junk: bool = False
+    ws_linger: bool = False
+    ws_skip_initial: bool = False
     http_error_rate: float = 0.0
     http_error_status: int = 500
     endpoints: frozenset[str] = field(default_factory=frozenset)
@@ -75,6 +84,7 @@ class Faults:
     seed: int = 0
     fail_tasks: str | None = None
     deny_tasks: bool = False
+    tutorial_shapes: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.endpoints, frozenset):
@@ -146,6 +156,8 @@ _FIELD_KINDS: dict[str, str] = {
     "ws_silent": "bool",
     "ws_close_after": "int?",
     "ws_junk": "bool",
+    "ws_linger": "bool",
+    "ws_skip_initial": "bool",
     "http_error_rate": "float",
     "http_error_status": "int",
     "endpoints": "set",
@@ -155,6 +167,7 @@ _FIELD_KINDS: dict[str, str] = {
     "seed": "int",
     "fail_tasks": "str?",
     "deny_tasks": "bool",
+    "tutorial_shapes": "bool",
 }
 
 

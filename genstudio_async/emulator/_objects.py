@@ -7,10 +7,12 @@ period (3 days by default, judged on the emulator clock) is gone: the storage an
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import string
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
@@ -35,6 +37,8 @@ class UploadedImage:
     filename: str | None
     content_type: str | None
     size: tuple[int, int] | None
+    is_image: bool = True
+    created_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,14 @@ class ResultObject:
     seed: int
     text: str
     created_at: float
+
+
+_IMAGE_MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def looks_like_image(data: bytes) -> bool:
+    """Whether ``data`` starts like an image PIL (ComfyUI's ``LoadImage``) can open: PNG, JPEG, GIF, BMP, TIFF, WebP."""
+    return data.startswith(_IMAGE_MAGIC) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
 
 
 def _extension(filename: str | None, data: bytes) -> str:
@@ -73,11 +85,14 @@ class ObjectStore:
         self._rendered: OrderedDict[str, bytes] = OrderedDict()
 
     # --- uploads -------------------------------------------------------------------------------------------
-    def add_upload(self, data: bytes, *, filename: str | None, content_type: str | None) -> UploadedImage:
+    def add_upload(
+        self, data: bytes, *, filename: str | None, content_type: str | None, now: float = 0.0
+    ) -> UploadedImage:
         """Store an upload; its id keeps the original extension (or one guessed from the bytes)."""
         image_id = f"{EMULATOR_TENANT_ID}/{EMULATOR_ACCOUNT_ID}/sui-{random_id()}{_extension(filename, data)}"
         upload = UploadedImage(
-            image_id=image_id, data=data, filename=filename, content_type=content_type, size=png_size(data)
+            image_id=image_id, data=data, filename=filename, content_type=content_type, size=png_size(data),
+            is_image=looks_like_image(data), created_at=now,
         )
         self._uploads[image_id] = upload
         return upload
@@ -87,6 +102,21 @@ class ObjectStore:
 
     def has_upload(self, image_id: str) -> bool:
         return image_id in self._uploads
+
+    def is_unreadable_upload(self, image_id: str) -> bool:
+        """Whether ``image_id`` names an upload whose bytes are not an image (``LoadImage`` would fail on it)."""
+        upload = self._uploads.get(image_id)
+        return upload is not None and not upload.is_image
+
+    def release(self, *, result_keys: Iterable[str], upload_horizon: float) -> None:
+        """Free memory past retention: forget these result objects, and drop the bytes of uploads made before
+        ``upload_horizon`` (their ids, sizes and kinds stay known, so prompts naming them behave as before)."""
+        for key in result_keys:
+            self._results.pop(key, None)
+            self._rendered.pop(key, None)
+        for image_id, upload in list(self._uploads.items()):
+            if upload.data and upload.created_at < upload_horizon:
+                self._uploads[image_id] = dataclasses.replace(upload, data=b"")
 
     def upload_size(self, image_id: str) -> tuple[int, int] | None:
         """The pixel size of an uploaded PNG, or ``None`` (not uploaded, or not a PNG)."""

@@ -76,8 +76,9 @@ def _random_color(rng: random.Random) -> Color:
 def render_image(width: int, height: int, seed: int, text: str) -> bytes:
     """A PNG of (clamped) ``width`` × ``height`` drawn deterministically from ``seed`` and ``text``."""
     width, height = clamp_side(width), clamp_side(height)
-    digest = hashlib.sha256(f"{seed}\x00{text}".encode()).digest()
-    text_digest = hashlib.sha256(text.encode()).digest()
+    # surrogatepass: a prompt text may hold a lone surrogate (valid JSON "\\ud800"); it must not crash the download
+    digest = hashlib.sha256(f"{seed}\x00{text}".encode("utf-8", "surrogatepass")).digest()
+    text_digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
     rng = random.Random(digest)
     left, right = _random_color(rng), _random_color(rng)
 

@@ -91,7 +91,7 @@ class ProgressSocket:
                     return
                 snapshots_sent = 0
                 junk_sent = 0
-                last_frame: str | None = None
+                last_frame: str | None = store.frame(task) if faults.ws_skip_initial else None
                 while not disconnected.is_set():
                     watcher.changed.clear()
                     frame = store.frame(task)
@@ -112,6 +112,9 @@ class ProgressSocket:
                         if close_early and not terminal:
                             await websocket.close(1000)
                             return
+                    if terminal and faults.ws_linger:
+                        await disconnected.wait()
+                        return
                     if terminal:
                         await websocket.close(1000)
                         return

@@ -152,8 +152,13 @@ class Emulator:
         self._storage_url = _origin("http", self._storage_host, storage_socket.getsockname()[1])
         self._service.set_storage_origin(self._storage_url)
         self._service.tasks.start()
-        api_server = make_server(ApiApp(self._service, self._api_connections), shutdown_timeout=self._shutdown_timeout)
-        storage_server = make_server(build_storage_app(self._service), shutdown_timeout=self._shutdown_timeout)
+        secrets = (self.api_key,)
+        api_server = make_server(
+            ApiApp(self._service, self._api_connections), shutdown_timeout=self._shutdown_timeout, secrets=secrets
+        )
+        storage_server = make_server(
+            build_storage_app(self._service), shutdown_timeout=self._shutdown_timeout, secrets=secrets
+        )
         self._servers = [api_server, storage_server]
         self._serve_tasks = [
             asyncio.create_task(api_server.serve(sockets=[api_socket]), name="genstudio-emulator-api"),
@@ -301,9 +306,13 @@ class Emulator:
         self._service.faults.clear()
 
     # --- workflows -------------------------------------------------------------------------------------------
-    def register_workflow(self, workflow_id: str, spec: WorkflowSpec | SpecSource) -> WorkflowSpec:
-        """Add (or replace) a workflow from a spec, a dict, a JSON text or a file path."""
-        return self._service.workflows.register(workflow_id, spec).spec
+    def register_workflow(
+        self, workflow_id: str, spec: WorkflowSpec | SpecSource, *, output_nodes: Collection[str] | None = None
+    ) -> WorkflowSpec:
+        """Add (or replace) a workflow from a spec, a dict, a JSON text or a file path; ``output_nodes``: the ids
+        of its output nodes, as ``files`` keys them (default: its SaveImage nodes, else ``"9"``)."""
+        nodes = tuple(output_nodes) if output_nodes is not None else None
+        return self._service.workflows.register(workflow_id, spec, output_nodes=nodes).spec
 
     def workflow(self, workflow_id: str) -> WorkflowSpec:
         """A registered workflow's spec."""

@@ -35,7 +35,7 @@ from ._wire import (
     CODE_TASK_NOT_FOUND,
     CODE_WORKFLOW_NOT_FOUND,
 )
-from ._workflows import WorkflowRegistry, image_problems, merge_prompt, plan_render
+from ._workflows import WorkflowRegistry, image_problems, merge_prompt, plan_render, unreadable_images
 
 #: Formats ``image_post_process_cmd.format`` may name (those of OSS's format conversion).
 IMAGE_FORMATS = frozenset({"jpg", "jpeg", "png", "webp", "bmp", "gif", "tiff", "heic", "avif"})
@@ -164,8 +164,13 @@ class EmulatorService:
         inputs = merge_prompt(workflow.spec, prompt if isinstance(prompt, Mapping) else None)
         plan = plan_render(workflow, inputs, self.objects.upload_size)
         faults = self.faults.for_workflow(workflow_id)
+        fail_message = faults.fail_tasks
+        unreadable = unreadable_images(workflow.spec, inputs, self.objects.is_unreadable_upload)
+        if fail_message is None and unreadable:  # ComfyUI's LoadImage (PIL) cannot open it: the run fails
+            fail_message = f"LoadImage: cannot identify image file {unreadable[0]!r}"
         task = self.tasks.create(
-            workflow_id=workflow_id, plan=plan, fail_message=faults.fail_tasks, deny=faults.deny_tasks
+            workflow_id=workflow_id, plan=plan, fail_message=fail_message, deny=faults.deny_tasks,
+            tutorial_shapes=faults.tutorial_shapes,
         )
         token = self.tokens.mint(
             tenant_id=EMULATOR_TENANT_ID,
@@ -224,7 +229,7 @@ class EmulatorService:
         """``POST upload/image``: store the bytes and return the new ``image_id``."""
         if not data:
             raise BusinessError(CODE_INVALID_PARAMETER, "source_file is empty")
-        upload = self.objects.add_upload(data, filename=filename, content_type=content_type)
+        upload = self.objects.add_upload(data, filename=filename, content_type=content_type, now=self.clock.now())
         self.stats.uploads += 1
         return {"image_id": upload.image_id}
 

@@ -63,10 +63,12 @@ class UrlSigner:
             if "+" in candidate:
                 expires, signature = expires_at + nudge, candidate
                 break
-        query = f"Expires={expires}&OSSAccessKeyId={quote(self._access_key_id, safe='')}"
-        query += f"&Signature={quote(signature, safe='')}"
+        params = {"Expires": str(expires), "OSSAccessKeyId": self._access_key_id, "Signature": signature}
         if process:
-            query = f"{PROCESS_PARAM}={process}&{query}"
+            params[PROCESS_PARAM] = process
+        # As Aliyun's OSS SDK builds it: keys sorted (hence Expires, OSSAccessKeyId, Signature, x-oss-process),
+        # every value query-escaped (image/format,jpg -> image%2Fformat%2Cjpg).
+        query = "&".join(f"{name}={quote(value, safe='')}" for name, value in sorted(params.items()))
         return f"{self._origin}/{quote(object_key, safe='')}?{query}"
 
     def verify(self, object_key: str, params: Mapping[str, str], *, now: float) -> None:

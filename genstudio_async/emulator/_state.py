@@ -23,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import dataclasses
 import time
+from collections import deque
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -86,6 +88,8 @@ class Task:
     frame_key: tuple[int, int] | None = None
     frame_text: str = ""
     changed_ns: int = 0  # time.monotonic_ns() of the last change of state
+    finished_at: float | None = None  # emulator-clock time it reached a terminal status
+    tutorial_shapes: bool = False  # snapshots shaped like the tutorial's examples (see Faults.tutorial_shapes)
 
     @property
     def is_terminal(self) -> bool:
@@ -127,6 +131,7 @@ class TaskStore:
         self._resumed = asyncio.Event()
         self._resumed.set()
         self._workers: list[asyncio.Task[None]] = []
+        self._finished: deque[Task] = deque()  # in the order they ended (the emulator clock never goes back)
 
     # --- lifecycle -----------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -182,18 +187,22 @@ class TaskStore:
         return self._step_seconds
 
     # --- tasks ---------------------------------------------------------------------------------------------
-    def create(self, *, workflow_id: str, plan: RenderPlan, fail_message: str | None, deny: bool) -> Task:
+    def create(
+        self, *, workflow_id: str, plan: RenderPlan, fail_message: str | None, deny: bool, tutorial_shapes: bool = False
+    ) -> Task:
         """A new task: queued, or at once status 5 when ``deny``."""
         task_id = f"cft-{random_id()}"
         while task_id in self._tasks:
             task_id = f"cft-{random_id()}"
         task = Task(
             task_id=task_id, workflow_id=workflow_id, plan=plan, fail_message=fail_message,
-            changed_ns=time.monotonic_ns(),
+            changed_ns=time.monotonic_ns(), tutorial_shapes=tutorial_shapes,
         )
         self._tasks[task_id] = task
+        self._release_expired()
         if deny:
             task.status = Status.PERMISSION_DENIED
+            self._finish(task)
             return task
         self._next_seq += 1
         task.queue_seq = self._next_seq
@@ -217,6 +226,7 @@ class TaskStore:
             self._remove_from_queue(task)
         task.status = Status.FAILED
         task.error_message = ""
+        self._finish(task)
         self._changed(task)
         self._queue_changed()
         return True
@@ -249,7 +259,8 @@ class TaskStore:
             info[STAMP_FIELD] = task.changed_ns
         if status is Status.QUEUED:
             info["files"] = "None"
-            info["progress_num"] = 0
+            if not task.tutorial_shapes:
+                info["progress_num"] = 0
             return info
         if status is Status.SUCCEEDED and self.signer is not None:
             expires_at = int(self._clock.now()) + expire_period
@@ -257,6 +268,9 @@ class TaskStore:
                 node_id: [self.signer.sign_url(key, expires_at=expires_at, process=process) for key in keys]
                 for node_id, keys in task.results.items()
             }
+            if task.tutorial_shapes:
+                info["files"] = {node_id: urls[0] for node_id, urls in files.items() if urls}
+                return info
             info["files"] = files
             info["final_files"] = [url for urls in files.values() for url in urls]
         else:
@@ -387,6 +401,7 @@ class TaskStore:
         if task.fail_message is not None:
             task.status = Status.FAILED
             task.error_message = task.fail_message
+            self._finish(task)
             self._changed(task)
             return
         plan = task.plan
@@ -401,4 +416,24 @@ class TaskStore:
             ]
         task.status = Status.SUCCEEDED
         task.progress = 100
+        self._finish(task)
         self._changed(task)
+
+    def _finish(self, task: Task) -> None:
+        task.finished_at = self._clock.now()
+        self._finished.append(task)
+
+    def _release_expired(self) -> None:
+        """Free what tasks finished longer than the retention period ago still hold: their result objects (the
+        storage would answer 404 anyway), the prompt text of their plan, their cached frame. The task itself
+        stays, so ``get_task_info`` answers as before."""
+        horizon = self._clock.now() - self._objects.retention_seconds
+        if not self._finished or (self._finished[0].finished_at or 0.0) >= horizon:
+            return
+        expired_keys: list[str] = []
+        while self._finished and (self._finished[0].finished_at or 0.0) < horizon:
+            task = self._finished.popleft()
+            expired_keys += [key for keys in task.results.values() for key in keys]
+            task.plan = dataclasses.replace(task.plan, text="")
+            task.frame_key, task.frame_text = None, ""
+        self._objects.release(result_keys=expired_keys, upload_horizon=horizon)

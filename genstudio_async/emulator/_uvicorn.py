@@ -18,7 +18,7 @@ from typing import Any
 
 import uvicorn
 
-from .._redact import redact_logger
+from .._redact import Redactor, redact_logger
 
 
 class EmbeddedServer(uvicorn.Server):
@@ -94,13 +94,31 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def make_server(app: Any, *, shutdown_timeout: float) -> EmbeddedServer:
+#: Masks, in uvicorn's logs, secret shapes and the API key of every emulator of this process (a client may send
+#: the key in a form no shape catches: ``authorization: sk-…`` without "Bearer", ``x-api-key``, ``?api_key=``).
+SERVER_LOG_REDACTOR = Redactor()
+
+
+class _RefusedHandshakeNoise(logging.Filter):
+    """Drops uvicorn's ERROR after a handshake the emulator refused on purpose (``websocket.http.response``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "ASGI callable returned without completing handshake."
+
+
+def make_server(app: Any, *, shutdown_timeout: float, secrets: tuple[str, ...] = ()) -> EmbeddedServer:
     """A server for ``app``: no lifespan, no logging set-up of its own, no permessage-deflate.
 
-    uvicorn's access and error logs name the progress path with its ``?authorization=<token>``: masked.
+    uvicorn's access and error logs name the progress path with its ``?authorization=<token>``: masked, as are
+    ``secrets`` (the emulator's API key) wherever they appear.
     """
+    for secret in secrets:
+        SERVER_LOG_REDACTOR.add(secret)
     for name in ("uvicorn.access", "uvicorn.error"):
-        redact_logger(logging.getLogger(name))
+        redact_logger(logging.getLogger(name), SERVER_LOG_REDACTOR)
+    error_log = logging.getLogger("uvicorn.error")
+    if not any(isinstance(existing, _RefusedHandshakeNoise) for existing in error_log.filters):
+        error_log.addFilter(_RefusedHandshakeNoise())
     config = uvicorn.Config(
         app,
         lifespan="off",

@@ -48,9 +48,18 @@ class RegisteredWorkflow:
     output_nodes: tuple[str, ...]
 
     @classmethod
-    def build(cls, workflow_id: str, spec: WorkflowSpec) -> RegisteredWorkflow:
-        outputs = tuple(node.node_id for node in spec if node.class_type in _OUTPUT_CLASS_TYPES)
-        return cls(workflow_id=workflow_id, spec=spec, output_nodes=outputs or (EMULATOR_DEFAULT_OUTPUT_NODE,))
+    def build(
+        cls, workflow_id: str, spec: WorkflowSpec, output_nodes: tuple[str, ...] | None = None
+    ) -> RegisteredWorkflow:
+        """``output_nodes`` (the ids of the workflow's output nodes, as ``files`` will key them) default to the
+        spec's SaveImage nodes, else ``"9"``. A spec pasted from the console usually lists no SaveImage node (it
+        has nothing to set), so pass the real ids: code keyed on ``files["9"]`` would pass here and fail there."""
+        if output_nodes is None:
+            found = tuple(node.node_id for node in spec if node.class_type in _OUTPUT_CLASS_TYPES)
+            output_nodes = found or (EMULATOR_DEFAULT_OUTPUT_NODE,)
+        if not output_nodes or not all(isinstance(node_id, str) and node_id for node_id in output_nodes):
+            raise ValueError("output_nodes must be non-empty node id strings")
+        return cls(workflow_id=workflow_id, spec=spec, output_nodes=tuple(output_nodes))
 
 
 class WorkflowRegistry:
@@ -59,12 +68,14 @@ class WorkflowRegistry:
     def __init__(self) -> None:
         self._workflows: dict[str, RegisteredWorkflow] = {}
 
-    def register(self, workflow_id: str, spec: WorkflowSpec | SpecSource) -> RegisteredWorkflow:
+    def register(
+        self, workflow_id: str, spec: WorkflowSpec | SpecSource, *, output_nodes: tuple[str, ...] | None = None
+    ) -> RegisteredWorkflow:
         """Add or replace a workflow; ``spec`` may be a ``WorkflowSpec`` or anything ``WorkflowSpec.load`` takes."""
         if not isinstance(workflow_id, str) or not workflow_id.strip():
             raise ValueError("a workflow id must be a non-empty string")
         loaded = spec if isinstance(spec, WorkflowSpec) else WorkflowSpec.load(spec)
-        registered = RegisteredWorkflow.build(workflow_id, loaded)
+        registered = RegisteredWorkflow.build(workflow_id, loaded, output_nodes)
         self._workflows[workflow_id] = registered
         return registered
 
@@ -101,6 +112,20 @@ def image_problems(
                 )
             )
     return found
+
+
+def unreadable_images(
+    spec: WorkflowSpec, inputs: Mapping[str, Mapping[str, Any]], is_unreadable: Callable[[str], bool]
+) -> list[str]:
+    """The values of IMAGE inputs of a run that name an upload which is not an image."""
+    return [
+        value
+        for node in spec
+        for name, input_spec in node.inputs.items()
+        if input_spec.type.upper() == "IMAGE"
+        and isinstance(value := inputs.get(node.node_id, {}).get(name), str)
+        and is_unreadable(value)
+    ]
 
 
 def merge_prompt(spec: WorkflowSpec, prompt: Mapping[str, Any] | None) -> dict[str, dict[str, Any]]:

@@ -132,8 +132,8 @@ def test_every_problem_is_listed_at_once_with_where_what_and_what_is_allowed(spe
 
 def test_numbers_int_for_float_the_huge_seed_and_non_finite(spec: WorkflowSpec) -> None:
     assert spec.problems({"3": {"inputs": {"cfg": 7, "denoise": 0.5}}}) == []  # an int is fine for FLOAT
-    assert spec.problems({"3": {"inputs": {"seed": 18446744073709552000}}}) == []
-    too_big = by_input(spec.problems({"3": {"inputs": {"seed": 18446744073709552001}}}))
+    assert spec.problems({"3": {"inputs": {"seed": 0xFFFF_FFFF_FFFF_FFFF}}}) == []  # ComfyUI's largest seed
+    too_big = by_input(spec.problems({"3": {"inputs": {"seed": 18446744073709552000}}}))  # the spec's "max"
     assert "above the maximum" in too_big["3", "seed"].problem
     not_finite = spec.problems({"3": {"inputs": {"cfg": float("nan")}}})
     assert [(p.node_id, p.input) for p in not_finite] == [("3", "cfg")]  # reported once, by the shape check
