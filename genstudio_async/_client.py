@@ -448,7 +448,11 @@ def _default_timeout(seconds: float) -> httpx.Timeout:
 
 
 def _http_url(url: str, name: str) -> str:
-    parts = urlsplit(url.strip())
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number from 0 to 65535
+    except ValueError as exc:  # also "Invalid IPv6 URL"
+        raise ConfigurationError(f"{name} is not a valid URL ({exc}): {url!r}") from None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigurationError(f"{name} must be an http:// or https:// URL, got {url!r}")
     return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
@@ -460,7 +464,11 @@ def _progress_ws_url(ws_url: str | None, base_url: str) -> str:
         parts = urlsplit(base_url)
         scheme = "wss" if parts.scheme == "https" else "ws"
         return urlunsplit((scheme, parts.netloc, parts.path + C.PROGRESS_WS_PATH, "", ""))
-    parts = urlsplit(ws_url.strip())
+    try:
+        parts = urlsplit(ws_url.strip())
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise ConfigurationError(f"ws_url is not a valid URL ({exc}): {ws_url!r}") from None
     if parts.scheme not in ("ws", "wss") or not parts.netloc:
         raise ConfigurationError(f"ws_url must be a ws:// or wss:// URL, got {ws_url!r}")
     path = parts.path.rstrip("/")

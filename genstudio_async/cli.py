@@ -23,7 +23,7 @@ import sys
 import textwrap
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._constants import (
     CLI_BATCH_CONCURRENCY,
@@ -59,25 +59,39 @@ EMULATOR_DESCRIPTION = (
 )
 
 
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 0 to 65535, got {text!r}")
+    return value
+
+
 def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
     """The emulator's flags (shared by ``genstudio emulator`` and ``python -m genstudio_async.emulator``)."""
     parser.add_argument("--host", default=EMULATOR_DEFAULT_HOST, help="address to listen on (default: %(default)s)")
     parser.add_argument(
-        "--port", type=int, default=EMULATOR_DEFAULT_PORT, help="API port; 0 picks a free one (default: %(default)s)"
+        "--port", type=_port, default=EMULATOR_DEFAULT_PORT, help="API port; 0 picks a free one (default: %(default)s)"
     )
-    parser.add_argument(
-        "--storage-port", type=int, default=0, help="result-storage port (default: a free one)"
-    )
+    parser.add_argument("--storage-port", type=_port, default=0, help="result-storage port (default: a free one)")
     parser.add_argument(
         "--api-key",
         default=EMULATOR_DEFAULT_API_KEY,
         help="the key clients must send as 'Authorization: Bearer KEY' (default: %(default)s)",
     )
     parser.add_argument(
-        "--workers", type=int, default=EMULATOR_DEFAULT_WORKERS, help="tasks run at once (default: %(default)s)"
+        "--workers",
+        type=_positive_int,
+        default=EMULATOR_DEFAULT_WORKERS,
+        help="tasks run at once (default: %(default)s)",
     )
     parser.add_argument(
-        "--steps", type=int, default=EMULATOR_DEFAULT_STEPS, help="progress steps per task (default: %(default)s)"
+        "--steps",
+        type=_positive_int,
+        default=EMULATOR_DEFAULT_STEPS,
+        help="progress steps per task (default: %(default)s)",
     )
     parser.add_argument(
         "--step-seconds",
@@ -125,6 +139,36 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
         choices=["debug", "info", "warning", "error"],
         help="server log level on stderr; 'info' shows each request (default: %(default)s)",
     )
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose error messages never show an API key given on the command line.
+
+    argparse echoes what it could not use ("unrecognized arguments: --api-key=sk-…", "invalid choice: 'sk-…'"),
+    e.g. for ``genstudio --api-key KEY status …`` (the option belongs after the subcommand).
+    """
+
+    secrets: tuple[str, ...] = ()
+
+    def error(self, message: str) -> NoReturn:
+        from ._redact import mask
+
+        for secret in self.secrets:
+            message = message.replace(secret, mask(secret))
+        super().error(message)
+
+
+def _api_key_arguments(argv: Sequence[str]) -> tuple[str, ...]:
+    """The values given to ``--api-key`` (or an abbreviation argparse accepts, ``--api``…) in ``argv``."""
+    found: list[str] = []
+    for index, arg in enumerate(argv):
+        name, equals, value = arg.partition("=")
+        if len(name) >= 5 and "--api-key".startswith(name):
+            if equals:
+                found.append(value)
+            elif index + 1 < len(argv):
+                found.append(argv[index + 1])
+    return tuple(secret for secret in found if secret)
 
 
 def _run_emulator(args: argparse.Namespace) -> int:
@@ -296,9 +340,13 @@ def _async_command(module: str, name: str) -> Handler:
         from ._cli.client import enable_debug_logging
         from ._cli.console import Console
 
-        command: Command = getattr(importlib.import_module(f"._cli.{module}", __package__), name)
+        loaded = importlib.import_module(f"._cli.{module}", __package__)
+        command: Command = getattr(loaded, name)
         if getattr(args, "debug", False):
             enable_debug_logging()
+        prepare = getattr(loaded, "prepare", None)
+        if prepare is not None:
+            prepare(args)  # blocking local reads (files, stdin) before the event loop exists
         console = Console(quiet=bool(getattr(args, "json", False)))
         return asyncio.run(command(args, console))
 
@@ -310,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ._cli.client import add_debug_argument
     from ._cli.errors import EXIT_CODES_HELP
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="genstudio",
         description=DESCRIPTION,
         epilog=EPILOG_TOP + EXIT_CODES_HELP,
@@ -384,9 +432,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_service_arguments(upload)
     upload.set_defaults(handler=_async_command("tasks", "upload_command"))
 
-    emulator = commands.add_parser(
-        "emulator", help="run a local GenStudio emulator", description=EMULATOR_DESCRIPTION
-    )
+    emulator = commands.add_parser("emulator", help="run a local GenStudio emulator", description=EMULATOR_DESCRIPTION)
     add_emulator_arguments(emulator)
     emulator.set_defaults(handler=_run_emulator)
     return parser
@@ -395,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``genstudio`` command with ``argv`` (default: ``sys.argv[1:]``); return its exit code."""
     parser = build_parser()
+    _Parser.secrets = _api_key_arguments(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
@@ -410,21 +457,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 1
     except Exception as error:  # noqa: BLE001 - every error ends as one line and an exit code
-        return _report(error, debug=bool(getattr(args, "debug", False)))
+        return _report(error, debug=bool(getattr(args, "debug", False)), secrets=_secrets_of(args))
 
 
-def _report(error: Exception, *, debug: bool) -> int:
-    """``error`` as one line on stderr (a prompt's problems: one line each), the traceback first with --debug."""
+def _secrets_of(args: argparse.Namespace) -> list[str]:
+    from ._constants import ENV_API_KEY
+
+    return [key.strip() for key in (getattr(args, "api_key", None), os.environ.get(ENV_API_KEY)) if key and key.strip()]
+
+
+def _report(error: Exception, *, debug: bool, secrets: Sequence[str] = ()) -> int:
+    """``error`` as one line on stderr (a prompt's problems: one line each), the traceback first with --debug.
+
+    Everything goes through a redactor: a traceback shows the chained httpx/h11 exceptions, whose messages the
+    SDK never saw (``Illegal header value b'Bearer <the whole key>'``).
+    """
     from ._cli.errors import CLIError, describe_error, exit_code_for
     from ._exceptions import GenStudioError
+    from ._redact import Redactor
 
+    redact = Redactor(secrets)
     if debug:
-        traceback.print_exception(error, file=sys.stderr)
+        print(redact("".join(traceback.format_exception(error))), end="", file=sys.stderr)
     if isinstance(error, GenStudioError | CLIError):
-        print(f"genstudio: error: {describe_error(error)}", file=sys.stderr)
+        print(redact(f"genstudio: error: {describe_error(error)}"), file=sys.stderr)
     else:
         hint = "" if debug else " (run with --debug for the traceback)"
-        print(f"genstudio: internal error: {type(error).__name__}: {error}{hint}", file=sys.stderr)
+        print(redact(f"genstudio: internal error: {type(error).__name__}: {error}{hint}"), file=sys.stderr)
     return int(exit_code_for(error))
 
 

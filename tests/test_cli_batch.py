@@ -87,7 +87,7 @@ async def test_a_batch_of_50_survives_broken_sockets_and_a_rerun_does_nothing(
     assert stats.ws_connections_dropped == stats.requests["progress_ws"] >= 50
     assert len(job_folders_with_one_png(tmp_path / "out")) == 50
     assert re.search(r"^50 jobs: 50 done, 0 failed$", done.stdout, re.M)
-    assert len(re.findall(r"^\[\d+/50\] done \d+-[0-9a-f]{8}: out/", done.stdout, re.M)) == 50
+    assert len(re.findall(r"^\[\d+/50\] done job-[0-9a-f]{8}(-\d+)?: out/", done.stdout, re.M)) == 50
     journal = tmp_path / "jobs.jsonl.journal"
     assert stat.S_IMODE(journal.stat().st_mode) == 0o600  # it holds prompt tokens
     events = [record["event"] for record in journal_records(journal)]

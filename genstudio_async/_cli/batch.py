@@ -46,7 +46,7 @@ from .console import Console
 from .display import BatchProgress
 from .errors import CLIError, ExitCode, describe_error
 from .jobs import Job, load_jobs
-from .journal import Journal, JournalContents
+from .journal import Journal, JournalContents, JournalWriteError
 
 T = TypeVar("T")
 
@@ -97,7 +97,7 @@ class Batch:
         self.outcomes = {job.name: Outcome(job) for job in jobs}
         self.to_run: list[Job] = []
         for job in jobs:
-            history = contents.history(job.name)
+            history = contents.history(job.name, *job.aliases)
             if job.name in downloaded:
                 outcome = self.outcomes[job.name]
                 outcome.state, outcome.paths = DONE_BEFORE, [_shown(path) for path in history.paths or []]
@@ -116,9 +116,11 @@ class Batch:
     # --- the plan ----------------------------------------------------------------------------------------
     def resumable(self, job: Job) -> Submission | None:
         """The task to resume for ``job``, or ``None`` to submit it."""
-        history = self.contents.history(job.name)
+        history = self.contents.history(job.name, *job.aliases)
         if history.submission is None or (history.task_failed and self.args.retry_failed):
             return None
+        if not history.made_for(job.workflow_id, job.fingerprint):
+            return None  # the job was edited since: its old task is not what it asks for now
         return history.submission
 
     def plan_line(self) -> str:
@@ -176,16 +178,17 @@ class Batch:
         """Wait for the submits and records that outlive a cancelled worker (bounded; a second Ctrl-C cuts it)."""
         if not self._kept:
             return
-        _done, late = await asyncio.wait(set(self._kept), timeout=C.CLI_STOP_GRACE_SECONDS)
+        kept = set(self._kept)  # each finished one leaves self._kept: keep them all here to collect their outcome
+        _done, late = await asyncio.wait(kept, timeout=C.CLI_STOP_GRACE_SECONDS)
         self._abandon(late)
-        await asyncio.gather(*self._kept, *late, return_exceptions=True)
+        await asyncio.gather(*kept, return_exceptions=True)
 
     def _abandon(self, futures: set[asyncio.Future[Any]]) -> None:
         """Stop waiting for ``futures``; a submit among them may have created a task that nothing records."""
         for future in list(futures):
             outcome = self._submitting.get(future)
-            if outcome is not None and not future.done():
-                outcome.state = UNANSWERED
+            if outcome is not None and not future.done() and outcome.prompt_id is None:
+                outcome.state = UNANSWERED  # (an answered one is being journaled: the write goes on, aclose waits)
             future.cancel()
 
     async def _worker(self) -> None:
@@ -205,6 +208,7 @@ class Batch:
         future = asyncio.ensure_future(work)
         self._kept.add(future)
         future.add_done_callback(self._kept.discard)
+        future.add_done_callback(_retrieve)  # a worker cancelled meanwhile never reads its outcome
         if submitting is not None:
             self._submitting[future] = submitting
             future.add_done_callback(lambda done: self._submitting.pop(done, None))
@@ -242,9 +246,28 @@ class Batch:
             await asyncio.shield(self._keep(self._record_failure(job, outcome, message, task_failed=task_failed)))
 
     async def _submit(self, client: AsyncGenStudio, job: Job, outcome: Outcome) -> Submission:
-        submission = await client.submit(job.workflow_id, job.prompt)
-        await self.journal.submitted(job.name, job.workflow_id, submission)  # before anything else happens
-        outcome.state, outcome.prompt_id = SUBMITTED, submission.prompt_id
+        try:
+            submission = await client.submit(job.workflow_id, job.prompt)
+        except GenStudioError as error:
+            # Recorded here too: after a Ctrl-C no worker awaits this any more, and the summary must say it.
+            outcome.error = describe_error(error)
+            if isinstance(error, APIConnectionError) and error.request_sent:
+                outcome.state = UNANSWERED
+            raise
+        outcome.prompt_id = submission.prompt_id  # known from here on, whatever happens to the journal write
+        try:
+            await self.journal.submitted(  # before anything else happens
+                job.name, job.workflow_id, submission, fingerprint=job.fingerprint
+            )
+        except JournalWriteError as exc:
+            outcome.state = SUBMITTED
+            outcome.error = (
+                f"{exc.message}. Task {submission.prompt_id} "
+                f"of job {job.name} was created but is not journaled: a rerun would submit it again "
+                f"('genstudio status {submission.prompt_id}', 'genstudio cancel {submission.prompt_id}')"
+            )
+            raise CLIError(outcome.error, ExitCode.FAILED) from None
+        outcome.state = SUBMITTED
         return submission
 
     async def _record_download(self, job: Job, outcome: Outcome, submission: Submission, paths: list[Path]) -> None:
@@ -318,6 +341,11 @@ class Batch:
         return ExitCode.OK
 
 
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
+
+
 def _shown(path: str) -> str:
     """A journaled (absolute) path as the user would write it: relative when under the current directory."""
     relative = os.path.relpath(path)
@@ -334,7 +362,11 @@ def open_batch(args: argparse.Namespace) -> tuple[list[Job], Journal, JournalCon
         raise CLIError("the journal cannot be the jobs file itself", ExitCode.USAGE)
     journal = Journal(journal_path)
     contents = journal.open()
-    downloaded = {job.name for job in jobs if contents.history(job.name).files_present()}
+    downloaded = set()
+    for job in jobs:
+        history = contents.history(job.name, *job.aliases)
+        if history.made_for(job.workflow_id, job.fingerprint) and history.files_present():
+            downloaded.add(job.name)
     return jobs, journal, contents, downloaded
 
 
@@ -346,6 +378,17 @@ async def batch_command(args: argparse.Namespace, console: Console) -> int:
             console.note(
                 f"the journal {journal_path} has {contents.damaged_lines} damaged line(s), skipped "
                 "(a write cut short by a crash)"
+            )
+        changed = [
+            job.name
+            for job in jobs
+            if (history := contents.history(job.name, *job.aliases)).submission is not None
+            and not history.made_for(job.workflow_id, job.fingerprint)
+        ]
+        if changed:
+            console.note(
+                f"{len(changed)} job(s) changed since their task was submitted (workflow or prompt): "
+                f"{', '.join(changed[:10])}{' …' if len(changed) > 10 else ''}; they are submitted again"
             )
         batch = Batch(args, console, jobs, journal, contents, downloaded)
         console.line(batch.plan_line())

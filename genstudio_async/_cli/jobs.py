@@ -6,8 +6,9 @@
     {"workflow_id": "wf-c73diz7kadp6ffgn"}
 
 ``workflow_id`` is required; ``prompt`` (overrides, ``{node_id: {"inputs": {...}}}``) and ``id`` are optional.
-A job's name is its ``id``, or else its line number and a hash of the line (``2-1a2b3c4d``): editing a line makes
-it a new job, and so does moving it, so give jobs an ``id`` when the file will change. Blank lines are skipped.
+A job's name is its ``id``, or else a hash of the line (``job-1a2b3c4d``; ``job-1a2b3c4d-2`` for the second identical
+line): inserting, deleting or moving other lines never renames a job, and editing a job makes it a new one (a job
+with an ``id`` whose workflow or prompt changed is submitted again too). Blank lines are skipped.
 """
 
 from __future__ import annotations
@@ -38,6 +39,14 @@ class Job:
     workflow_id: str
     prompt: dict[str, Any] | None
     folder: str  # the job's directory under --out: its name, made safe for a file system
+    aliases: tuple[str, ...] = ()  # names an earlier version of the command gave this job (journal lookups)
+
+    @property
+    def fingerprint(self) -> str:
+        """What the job asks for (workflow and prompt, key order ignored): a journaled task of another
+        fingerprint was made for an earlier version of this job."""
+        what = json.dumps([self.workflow_id, self.prompt], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(what.encode()).hexdigest()[:16]
 
 
 def job_folder(name: str) -> str:
@@ -56,10 +65,14 @@ def load_jobs(path: Path) -> list[Job]:
     problems: list[str] = []
     names: dict[str, int] = {}
     folders: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Only "\n" ends a line: str.splitlines() also splits at U+2028, U+0085, \x1c…, which JSON strings may hold.
+    occurrences: dict[str, int] = {}  # an unnamed job is named by its content, and which copy of it it is
+    for number, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
-        job, trouble = _parse_line(number, line)
+        occurrences[line.strip()] = occurrence = occurrences.get(line.strip(), 0) + 1
+        job, trouble = _parse_line(number, line, occurrence)
         if trouble:
             problems += [f"line {number}: {problem}" for problem in trouble]
             continue
@@ -88,7 +101,7 @@ def load_jobs(path: Path) -> list[Job]:
     return jobs
 
 
-def _parse_line(number: int, line: str) -> tuple[Job | None, list[str]]:
+def _parse_line(number: int, line: str, occurrence: int = 1) -> tuple[Job | None, list[str]]:
     try:
         data = json.loads(line)
     except ValueError as exc:
@@ -112,9 +125,13 @@ def _parse_line(number: int, line: str) -> tuple[Job | None, list[str]]:
     if problems:
         return None, problems
     assert isinstance(workflow_id, str)
+    aliases: tuple[str, ...] = ()
     if raw_id is not None:
         name = str(raw_id).strip()
     else:
+        # Not the line number: deleting or inserting another line must not rename (and resubmit) this job.
         digest = hashlib.sha256(line.strip().encode()).hexdigest()[: C.CLI_JOB_HASH_DIGITS]
-        name = f"{number}-{digest}"
-    return Job(name, number, workflow_id.strip(), dict(prompt) if prompt is not None else None, job_folder(name)), []
+        name = f"job-{digest}" if occurrence == 1 else f"job-{digest}-{occurrence}"
+        aliases = (f"{number}-{digest}",)  # the line-numbered name of journals written before
+    prompt_copy = dict(prompt) if prompt is not None else None
+    return Job(name, number, workflow_id.strip(), prompt_copy, job_folder(name), aliases), []

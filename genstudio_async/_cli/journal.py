@@ -41,15 +41,29 @@ except ImportError:  # not POSIX: no lock, the rest works
 JOURNAL_VERSION = 1
 
 
+class JournalWriteError(CLIError):
+    """A record could not be written (and fsync'ed)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, ExitCode.FAILED)
+
+
 @dataclass
 class JobHistory:
     """What the journal says about one job: its latest task, and whether that task's files were saved."""
 
     submission: Submission | None = None
     workflow_id: str | None = None
+    fingerprint: str | None = None  # of the job the latest task was submitted for (None: an older journal)
     paths: list[str] | None = None  # the files of the latest task, once downloaded
     task_failed: bool = False  # the latest task ended failed or denied (``--retry-failed`` submits it again)
     error: str | None = None
+
+    def made_for(self, workflow_id: str, fingerprint: str) -> bool:
+        """True when the latest task was submitted for this version of the job (not before it was edited)."""
+        if self.fingerprint is not None:
+            return self.fingerprint == fingerprint
+        return self.workflow_id is None or self.workflow_id == workflow_id
 
     def files_present(self) -> bool:
         """True when the latest task's files were downloaded and are all still there."""
@@ -63,8 +77,12 @@ class JournalContents:
     jobs: dict[str, JobHistory] = field(default_factory=dict)
     damaged_lines: int = 0
 
-    def history(self, job: str) -> JobHistory:
-        return self.jobs.get(job) or JobHistory()
+    def history(self, job: str, *aliases: str) -> JobHistory:
+        """The history of ``job``, else of the first of its former names the journal knows."""
+        for name in (job, *aliases):
+            if name in self.jobs:
+                return self.jobs[name]
+        return JobHistory()
 
 
 def parse_journal(data: bytes) -> JournalContents:
@@ -93,6 +111,8 @@ def _apply(history: JobHistory, record: dict[str, Any]) -> None:
         if isinstance(prompt_id, str) and prompt_id and isinstance(token, str) and token:
             history.submission = Submission(prompt_id=prompt_id, prompt_token=token)
             history.workflow_id = record.get("workflow_id")
+            fingerprint = record.get("fingerprint")
+            history.fingerprint = fingerprint if isinstance(fingerprint, str) else None
             history.paths, history.task_failed, history.error = None, False, None
         return
     if history.submission is None or prompt_id != history.submission.prompt_id:
@@ -112,6 +132,7 @@ class Journal:
         self.path = path
         self._fd: int | None = None
         self._lock = threading.Lock()
+        self._torn = False  # a write failed part way: the file may end in the middle of a line
         self._writing: set[asyncio.Future[None]] = set()
         self.contents = JournalContents()
 
@@ -168,13 +189,17 @@ class Journal:
         writing = asyncio.ensure_future(asyncio.to_thread(self._append_line, line))
         self._writing.add(writing)
         writing.add_done_callback(self._writing.discard)
-        await asyncio.shield(writing)
+        try:
+            await asyncio.shield(writing)
+        except OSError as exc:  # disk full, quota, I/O error: one clear line, not an "internal error"
+            raise JournalWriteError(f"cannot write the journal {self.path}: {exc.strerror or exc}") from None
 
-    async def submitted(self, job: str, workflow_id: str, submission: Submission) -> None:
+    async def submitted(self, job: str, workflow_id: str, submission: Submission, *, fingerprint: str) -> None:
         await self.append(
             "submitted",
             job,
             workflow_id=workflow_id,
+            fingerprint=fingerprint,
             prompt_id=submission.prompt_id,
             prompt_token=submission.prompt_token,
         )
@@ -183,8 +208,12 @@ class Journal:
         with self._lock:
             if self._fd is None:
                 raise RuntimeError("the journal is closed")
+            if self._torn:
+                line = b"\n" + line  # end the fragment of the failed write: never glue a record to it
+            self._torn = True
             _write_all(self._fd, line)
             os.fsync(self._fd)
+            self._torn = False
 
 
 def _read_all(fd: int) -> bytes:

@@ -81,15 +81,19 @@ def load_spec(source: str | None) -> WorkflowSpec | None:
         raise CLIError(f"--spec: {exc}", ExitCode.USAGE) from None
 
 
-def typed_value(raw: str, kind: str | None, *, have_spec: bool) -> Any:
-    """``raw`` converted for an input of type ``kind`` (see the module docstring)."""
+def typed_value(raw: str, kind: str | None, *, have_spec: bool, choices: Sequence[Any] = ()) -> Any:
+    """``raw`` converted for an input of type ``kind`` (see the module docstring). When the spec lists
+    ``choices``, the one whose text ``raw`` is wins, whatever its JSON type (a LIST of 512, 768, 1024)."""
     if not have_spec:
         try:
             return json.loads(raw)
         except ValueError:
             return raw
-    kind = (kind or "").upper()
     text = raw.strip()
+    for choice in choices:
+        if not isinstance(choice, bool | dict | list) and choice is not None and str(choice) in (raw, text):
+            return choice
+    kind = (kind or "").upper()
     try:
         if kind == "INT":
             return int(text)
@@ -138,11 +142,12 @@ def build_prompt(
                 continue
             value = path
         else:
-            kind = None
+            kind, choices = None, ()
             if spec is not None and node_id in spec.nodes:
                 input_spec = spec.nodes[node_id].inputs.get(assignment.input)
-                kind = input_spec.type if input_spec is not None else None
-            value = typed_value(assignment.value, kind, have_spec=spec is not None)
+                if input_spec is not None:
+                    kind, choices = input_spec.type, input_spec.spec.choices
+            value = typed_value(assignment.value, kind, have_spec=spec is not None, choices=choices)
         prompt.setdefault(node_id, {"inputs": {}})["inputs"][assignment.input] = value
     problems += spec.problems(prompt) if spec is not None else prompt_shape_problems(prompt)
     if problems:

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import _constants as C
-from .._exceptions import TaskCancelledError, TaskError, TaskPermissionError, TaskTimeoutError
+from .._exceptions import GenStudioError, TaskCancelledError, TaskError, TaskPermissionError, TaskTimeoutError
 from ..types import Submission, TaskResult
 from .client import make_client
 from .console import Console
 from .display import TaskProgress
-from .errors import ExitCode, describe_error
+from .errors import CLIError, ExitCode, describe_error, exit_code_for
 from .prompt import build_prompt, load_prompt_file, load_spec
 
 
@@ -52,9 +52,20 @@ def result_document(
     return document
 
 
+def prepare(args: argparse.Namespace) -> None:
+    """The local work, before the event loop starts: read ``--spec`` and ``--prompt`` (stdin may block until
+    EOF; outside the loop a Ctrl-C there is a plain KeyboardInterrupt, exit 130), build and check the prompt,
+    and refuse an ``--out`` that cannot be a directory, before a task is paid for."""
+    if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise CLIError(f"--out {args.out!r} exists and is not a directory", ExitCode.USAGE)
+    args.loaded_spec = load_spec(args.spec)
+    args.built_prompt = build_prompt(load_prompt_file(args.prompt), args.set, args.image, args.loaded_spec)
+
+
 async def run_command(args: argparse.Namespace, console: Console) -> int:
-    spec = load_spec(args.spec)
-    prompt = build_prompt(load_prompt_file(args.prompt), args.set, args.image, spec)
+    if not hasattr(args, "built_prompt"):
+        prepare(args)
+    spec, prompt = args.loaded_spec, args.built_prompt
     submission: Submission | None = None
     try:
         async with make_client(args, console) as client:
@@ -69,7 +80,17 @@ async def run_command(args: argparse.Namespace, console: Console) -> int:
                     console.json(result_document(submission.prompt_id, None, [], error))
                 raise
             directory = Path(args.out) if args.out else Path(C.CLI_RUN_OUTPUT_DIR) / submission.prompt_id
-            paths = await client.download(result, directory)
+            try:
+                paths = await client.download(result, directory)
+            except GenStudioError as error:
+                # The task succeeded: say which one, so its files can still be fetched ('genstudio status').
+                if args.json:
+                    document = result_document(submission.prompt_id, result, [], error)
+                    console.json(document | {"status": "download_failed"})
+                raise CLIError(
+                    f"task {submission.prompt_id} succeeded but its files were not saved: {describe_error(error)}",
+                    exit_code_for(error),
+                ) from error
     except asyncio.CancelledError:
         if submission is not None:
             task = submission.prompt_id

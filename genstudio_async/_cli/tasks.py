@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from .._exceptions import GenStudioError
+from .._redact import redact_shapes
 from ..types import TaskInfo
 from .client import make_client
 from .console import Console
@@ -34,11 +35,15 @@ async def status_command(args: argparse.Namespace, console: Console) -> int:
     async with make_client(args, console) as client:
         infos = await client.get_tasks(args.prompt_ids)
     found = {info.prompt_id: info for info in infos}
+    # A prompt_token pasted where an id belongs is shown masked, like every token (redact_shapes: JWTs).
     asked = list(dict.fromkeys(prompt_id.strip() for prompt_id in args.prompt_ids))
+    shown = {prompt_id: redact_shapes(prompt_id) for prompt_id in asked}
     missing = [prompt_id for prompt_id in asked if prompt_id not in found]
     if args.json:
         documents = [
-            task_document(found[prompt_id]) if prompt_id in found else {"prompt_id": prompt_id, "status": "not_found"}
+            task_document(found[prompt_id])
+            if prompt_id in found
+            else {"prompt_id": shown[prompt_id], "status": "not_found"}
             for prompt_id in asked
         ]
         console.json(documents)
@@ -47,13 +52,13 @@ async def status_command(args: argparse.Namespace, console: Console) -> int:
         for prompt_id in asked:
             info = found.get(prompt_id)
             if info is None:
-                rows.append([prompt_id, "not found", "", ""])
+                rows.append([shown[prompt_id], "not found", "", ""])
                 continue
             files = sum(len(urls) for urls in info.files.values()) or len(info.final_files)
             rows.append([prompt_id, info.status.name.lower(), describe(info), str(files)])
         console.table(["prompt_id", "status", "state", "files"], rows)
     for prompt_id in missing:
-        console.note(f"the service does not know task {prompt_id}")
+        console.note(f"the service does not know task {shown[prompt_id]}")
     return ExitCode.FAILED if missing else ExitCode.OK
 
 
@@ -67,8 +72,9 @@ async def cancel_command(args: argparse.Namespace, console: Console) -> int:
                 await client.cancel(prompt_id)
             except GenStudioError as error:
                 code = max(code, exit_code_for(error))
-                outcomes.append({"prompt_id": prompt_id, "cancelled": False, "error": describe_error(error)})
-                console.error(f"cannot cancel {prompt_id}: {describe_error(error)}")
+                shown = redact_shapes(prompt_id)
+                outcomes.append({"prompt_id": shown, "cancelled": False, "error": describe_error(error)})
+                console.error(f"cannot cancel {shown}: {describe_error(error)}")
             else:
                 outcomes.append({"prompt_id": prompt_id, "cancelled": True})
                 console.line(f"cancelled {prompt_id}")
