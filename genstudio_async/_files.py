@@ -9,6 +9,7 @@ place, so a reader never sees half a file. Signed URLs are used exactly as the s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import mimetypes
@@ -25,6 +26,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import anyio
 import anyio.to_thread
 import httpx
+from anyio import AsyncFile
 
 from . import _constants as C
 from . import _http
@@ -317,6 +319,19 @@ async def _download_one(
             interruptions += 1
 
 
+async def _open_for_writing(path: anyio.Path) -> AsyncFile[bytes]:
+    """``path`` opened for writing in a worker thread. A cancel while the thread opens it does not lose the
+    handle: the open is shielded, and what it opened is closed before the cancellation goes on."""
+    opening = asyncio.ensure_future(anyio.open_file(path, "wb"))
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        with contextlib.suppress(OSError):
+            opened = await opening
+            await opened.aclose()
+        raise
+
+
 async def _stream_to_file(http: HTTPCore, url: str, target: Path) -> None:
     folder = anyio.Path(target.parent)
     await folder.mkdir(parents=True, exist_ok=True)
@@ -324,7 +339,7 @@ async def _stream_to_file(http: HTTPCore, url: str, target: Path) -> None:
     try:
         async with (
             http.stream_get(url, timeout=C.DEFAULT_DOWNLOAD_TIMEOUT) as response,
-            await anyio.open_file(partial, "wb") as file,
+            await _open_for_writing(partial) as file,
         ):
             try:
                 async for chunk in response.aiter_bytes(C.DOWNLOAD_CHUNK_SIZE):

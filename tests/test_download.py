@@ -116,3 +116,35 @@ async def test_a_body_that_keeps_breaking_leaves_no_file(
     with pytest.raises(APIConnectionError, match="interrupted"):
         await client.download(_result(), tmp_path)
     assert files_in(tmp_path) == []
+
+
+async def test_cancelling_a_download_while_its_file_opens_leaves_no_open_file(
+    api: respx.MockRouter, client: AsyncGenStudio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    import anyio
+
+
+    api.get(STORAGE_URL).respond(200, content=PNG_SIGNATURE + b"x" * 100)
+    entered, release = asyncio.Event(), asyncio.Event()
+    opened: list[anyio.AsyncFile[bytes]] = []
+    real_open = anyio.open_file
+
+    async def slow_open(path: anyio.Path, mode: str) -> anyio.AsyncFile[bytes]:
+        assert mode == "wb"
+        entered.set()
+        await release.wait()  # the worker thread is still opening when the download is cancelled
+        handle = await real_open(path, "wb")
+        opened.append(handle)
+        return handle
+
+    monkeypatch.setattr(anyio, "open_file", slow_open)  # as _files calls it: anyio.open_file(...)
+    download = asyncio.create_task(client.download(_result(), tmp_path))
+    await entered.wait()
+    download.cancel()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await download
+    assert len(opened) == 1 and opened[0].wrapped.closed  # the handle opened after the cancel was closed
+    assert files_in(tmp_path) == []  # and the .part file removed
