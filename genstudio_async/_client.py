@@ -24,6 +24,7 @@ from ._exceptions import (
     APIStatusError,
     ConfigurationError,
     InvalidInputError,
+    InvalidResponseError,
     NotFoundError,
     TaskCancelledError,
     TaskFailedError,
@@ -31,7 +32,7 @@ from ._exceptions import (
     TaskTimeoutError,
 )
 from ._files import ImageUploader, UploadSource, download_result, read_upload
-from ._http import INVALID_RESPONSE_CODE, HTTPCore, RetryPolicy, log
+from ._http import HTTPCore, RetryPolicy, log
 from ._poller import TaskPoller
 from ._prompt import normalise_prompt
 from ._redact import Redactor, mask
@@ -179,9 +180,8 @@ class AsyncGenStudio:
         try:
             submission = Submission.model_validate(data)
         except ValidationError as exc:
-            raise APIError(
-                f"submit answered without a prompt_id and prompt_token ({exc.error_count()} problems)",
-                code=INVALID_RESPONSE_CODE,
+            raise InvalidResponseError(
+                f"submit answered without a prompt_id and prompt_token ({exc.error_count()} problems)"
             ) from None
         self._redact.add(submission.prompt_token)
         log.debug("submitted %s as %s", workflow_id, submission.prompt_id)
@@ -379,7 +379,7 @@ class AsyncGenStudio:
         )
         image_id = data.get("image_id") if isinstance(data, Mapping) else None
         if not isinstance(image_id, str) or not image_id:
-            raise APIError("upload answered without an image_id", code=INVALID_RESPONSE_CODE)
+            raise InvalidResponseError("upload answered without an image_id")
         return image_id
 
 
@@ -427,15 +427,14 @@ def _parse_task_infos(data: Any, asked: list[str]) -> list[TaskInfo]:
     if isinstance(items, Mapping):
         items = [items]
     if not isinstance(items, list):
-        raise APIError("get_task_info answered without a comfy_task_info list", code=INVALID_RESPONSE_CODE)
+        raise InvalidResponseError("get_task_info answered without a comfy_task_info list")
     by_id: dict[str, TaskInfo] = {}
     for item in items:
         try:
             info = TaskInfo.model_validate(item)
         except ValidationError:
-            raise APIError(
-                "get_task_info answered with a task entry that has no comfy_task_id",
-                code=INVALID_RESPONSE_CODE,
+            raise InvalidResponseError(
+                "get_task_info answered with a task entry that has no comfy_task_id"
             ) from None
         by_id[info.prompt_id] = info
     return [by_id[prompt_id] for prompt_id in asked if prompt_id in by_id]

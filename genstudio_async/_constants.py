@@ -38,9 +38,19 @@ DEFAULT_TIMEOUT: Final = 30.0
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 DEFAULT_UPLOAD_TIMEOUT: Final = 120.0
 DEFAULT_DOWNLOAD_TIMEOUT: Final = 120.0
+# httpx's timeouts bound each read, not a whole request: a server that drips its answer a byte at a time is
+# never cut off by them. Every API request attempt is also bounded as a whole by the client's ``timeout``
+# (uploads by DEFAULT_UPLOAD_TIMEOUT), and every downloaded file by this many seconds.
+DEFAULT_DOWNLOAD_DEADLINE: Final = 600.0
 # The connection pool of the HTTP client the SDK makes (an injected http_client keeps its own).
 HTTP_MAX_CONNECTIONS: Final = 100
 HTTP_MAX_KEEPALIVE: Final = 20
+
+# --- size caps (bytes; each is a client argument) ---------------------------------------------------------
+# An API answer (decoded: a small gzip answer can inflate a thousandfold) larger than this is refused.
+DEFAULT_MAX_RESPONSE_BYTES: Final = 16 * 1024 * 1024
+# A downloaded result file larger than this is refused and nothing is left on disk.
+DEFAULT_MAX_DOWNLOAD_BYTES: Final = 512 * 1024 * 1024
 
 # --- retries -----------------------------------------------------------------------------------------------
 DEFAULT_MAX_RETRIES: Final = 2

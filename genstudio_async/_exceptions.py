@@ -11,6 +11,8 @@ GenStudioError
 │   ├── BadRequestError (400)  AuthenticationError (401)  PermissionDeniedError (403)
 │   ├── NotFoundError (404)    RateLimitError (429)       InternalServerError (5xx)
 ├── APIError                      HTTP 200 but the envelope's ``code`` is not 0
+│   └── InvalidResponseError      an answer the SDK cannot use (not the promised shape, an HTML page...)
+│       └── ResponseTooLargeError an answer or a download over its size cap (``limit`` names it)
 ├── TaskError                     the task ended without success (carries the last ``TaskInfo``)
 │   ├── TaskFailedError (status 4)  TaskCancelledError (4, after we cancelled)  TaskPermissionError (5)
 └── TaskTimeoutError              ``wait(timeout=)`` ran out
@@ -39,11 +41,13 @@ __all__ = [
     "GenStudioError",
     "InternalServerError",
     "InvalidInputError",
+    "InvalidResponseError",
     "NotFoundError",
     "PermissionDeniedError",
     "PromptProblem",
     "PromptValidationError",
     "RateLimitError",
+    "ResponseTooLargeError",
     "TaskCancelledError",
     "TaskError",
     "TaskFailedError",
@@ -204,6 +208,28 @@ class APIError(_ServerReported):
 
     def __init__(self, message: str, *, code: int, traceid: str | None = None, body: Any = None) -> None:
         super().__init__(message, code=code, traceid=traceid, body=body)
+
+
+# Code reported in an InvalidResponseError: the answer is not the envelope or shape the service promises.
+INVALID_RESPONSE_CODE = -1
+
+
+class InvalidResponseError(APIError):
+    """An answer the SDK cannot use: not the envelope or shape the service promises, a result URL that does not
+    parse, an HTML error page where an image was expected. Its ``code`` is ``INVALID_RESPONSE_CODE`` (-1)."""
+
+    def __init__(self, message: str, *, traceid: str | None = None, body: Any = None) -> None:
+        super().__init__(message, code=INVALID_RESPONSE_CODE, traceid=traceid, body=body)
+
+
+class ResponseTooLargeError(InvalidResponseError):
+    """An API answer or a downloaded file grew past its cap. ``limit`` is the cap in bytes; ``what`` names the
+    answer or file; the setting that raises the cap is named in the message."""
+
+    def __init__(self, message: str, *, limit: int, what: str) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.what = what
 
 
 class TaskError(GenStudioError):

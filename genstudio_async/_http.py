@@ -26,6 +26,7 @@ import anyio
 import httpx
 
 from . import _constants as C
+from ._exceptions import INVALID_RESPONSE_CODE as INVALID_RESPONSE_CODE
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -36,6 +37,7 @@ from ._exceptions import (
     GenStudioError,
     InternalServerError,
     InvalidInputError,
+    InvalidResponseError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
@@ -44,9 +46,6 @@ from ._redact import Redactor
 from ._version import __version__
 
 log = logging.getLogger("genstudio_async")
-
-# Code reported in an APIError when a 2xx answer is not the envelope the service promises.
-INVALID_RESPONSE_CODE = -1
 
 _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
@@ -351,9 +350,8 @@ class HTTPCore:
     def _parse_envelope(self, response: httpx.Response, path: str) -> Any:
         body = _json_or_none(response)
         if not isinstance(body, Mapping):
-            raise APIError(
-                f"{path} answered HTTP {response.status_code} with a body that is not a JSON object",
-                code=INVALID_RESPONSE_CODE,
+            raise InvalidResponseError(
+                f"{path} answered HTTP {response.status_code} with a body that is not a JSON object"
             )
         if "code" not in body:
             return body
