@@ -8,10 +8,11 @@ import inspect
 import logging
 import os
 import sys
+import warnings
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeAlias
+from typing import Any, Self, TypeAlias, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -39,6 +40,8 @@ from ._redact import Redactor, mask
 from ._stream import StreamSettings, TaskStream, resolve_ws_proxy
 from .types import ImagePostProcess, JobOutcome, ProgressEvent, Submission, TaskInfo, TaskResult, TaskStatus
 from .workflow import WorkflowSpec
+
+TaskInfoT = TypeVar("TaskInfoT", bound=TaskInfo)
 
 TaskRef: TypeAlias = Submission | str
 """A task, named by the ``Submission`` that ``submit`` returned or by its ``prompt_id``."""
@@ -71,13 +74,23 @@ class AsyncGenStudio:
         stream_idle_timeout: float = C.DEFAULT_STREAM_IDLE_TIMEOUT,
         use_websocket: bool = True,
         http_client: httpx.AsyncClient | None = None,
+        max_response_bytes: int = C.DEFAULT_MAX_RESPONSE_BYTES,
+        max_download_bytes: int = C.DEFAULT_MAX_DOWNLOAD_BYTES,
+        download_timeout: float = C.DEFAULT_DOWNLOAD_DEADLINE,
     ) -> None:
         configure_logging_from_env()
+        from_env = api_key is None
         api_key = api_key if api_key is not None else os.environ.get(C.ENV_API_KEY)
         if not api_key or not api_key.strip():
             raise ConfigurationError(
                 f"no API key: pass api_key=... or set the {C.ENV_API_KEY} environment variable"
             )
+        _check_api_key(api_key.strip(), C.ENV_API_KEY if from_env else "api_key")
+        for name, limit in (("max_response_bytes", max_response_bytes), ("max_download_bytes", max_download_bytes)):
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+                raise ConfigurationError(f"{name} must be a positive int of bytes, got {limit!r}")
+        if not download_timeout > 0:  # also NaN
+            raise ConfigurationError(f"download_timeout must be > 0 seconds, got {download_timeout}")
         if max_retries < 0:
             raise ConfigurationError(f"max_retries must be >= 0, got {max_retries}")
         if not poll_interval > 0:  # also NaN
@@ -92,6 +105,8 @@ class AsyncGenStudio:
         self.stream_idle_timeout = float(stream_idle_timeout)
         self.use_websocket = use_websocket
         self.max_retries = max_retries
+        self.max_download_bytes = max_download_bytes
+        self.download_timeout = float(download_timeout)
 
         self._timeout = timeout if isinstance(timeout, httpx.Timeout) else _default_timeout(timeout)
         self._owns_http_client = http_client is None
@@ -113,6 +128,7 @@ class AsyncGenStudio:
             timeout=self._timeout,
             retry_policy=RetryPolicy(max_retries=max_retries),
             redactor=self._redact,
+            max_response_bytes=max_response_bytes,
         )
         # prompt_ids this client asked to cancel: status 4 for them is a cancellation, not a failure.
         self._cancelled: set[str] = set()
@@ -208,7 +224,7 @@ class AsyncGenStudio:
         if image_post_process is not None:
             body["image_post_process_cmd"] = _post_process_command(image_post_process)
         data = await self._http.call(C.TASK_INFO_PATH, json=body, idempotent=True)
-        return _parse_task_infos(data, ids)
+        return [redact_info(info, self._redact) for info in _parse_task_infos(data, ids)]
 
     async def get_task(
         self,
@@ -283,11 +299,12 @@ class AsyncGenStudio:
         except TimeoutError:
             if not deadline.expired():
                 raise  # a TimeoutError of the caller's own on_progress, not ours
+            last = events.last_event
             raise TaskTimeoutError(
                 f"task {events.prompt_id} did not finish within {timeout} s",
                 prompt_id=events.prompt_id,
                 timeout=timeout or 0.0,
-                last_info=events.last_event,
+                last_info=redact_info(last, self._redact) if last is not None else None,
             ) from None
         final = events.last_event
         assert final is not None and final.is_terminal
@@ -350,12 +367,13 @@ class AsyncGenStudio:
         """The result of a terminal snapshot, or the ``TaskError`` it stands for."""
         if info.status is TaskStatus.SUCCEEDED:
             return TaskResult.from_info(info)
+        info = redact_info(info, self._redact)
         if info.status is TaskStatus.PERMISSION_DENIED:
             raise TaskPermissionError(f"task {info.prompt_id}: permission denied (status 5)", info)
         if info.prompt_id in self._cancelled:
             raise TaskCancelledError(f"task {info.prompt_id} was cancelled", info)
         reason = info.error_message or "no error message given"
-        raise TaskFailedError(f"task {info.prompt_id} failed: {self._redact(reason)}", info)
+        raise TaskFailedError(f"task {info.prompt_id} failed: {reason}", info)
 
     async def _poll_tasks(self, prompt_ids: Sequence[str]) -> list[TaskInfo]:
         return await self.get_tasks(list(prompt_ids))
@@ -393,6 +411,28 @@ def task_id(task: TaskRef) -> str:
     if isinstance(task, str) and task.strip():
         return task.strip()
     raise InvalidInputError(f"expected a Submission or a non-empty prompt_id string, got {task!r}")
+
+
+def redact_info(info: TaskInfoT, redact: Redactor) -> TaskInfoT:
+    """``info`` with known secrets masked in its free text (a server may echo the key or a token in ``errMsg``)."""
+    if not info.error_message:
+        return info
+    cleaned = redact(info.error_message)
+    return info if cleaned == info.error_message else info.model_copy(update={"error_message": cleaned})
+
+
+def _check_api_key(api_key: str, source: str) -> None:
+    """Refuse a key that cannot travel in an HTTP header. h11 would quote it whole in the error it raises (and so
+    in every traceback and log line), so the key itself is never shown here: only where the bad character is."""
+    for position, char in enumerate(api_key):
+        if not "\x21" <= char <= "\x7e":
+            kind = "a line break" if char in "\r\n" else "a space" if char.isspace() else (
+                "a control character" if ord(char) < 0x20 or ord(char) == 0x7F else "a non-ASCII character"
+            )
+            raise ConfigurationError(
+                f"the API key ({source}) holds {kind} at position {position + 1} of {len(api_key)}: a key is "
+                "printable ASCII without spaces (was it pasted with a line break?)"
+            )
 
 
 def _task_ids(tasks: Iterable[TaskRef] | TaskRef) -> list[str]:
@@ -477,6 +517,8 @@ def _progress_ws_url(ws_url: str | None, base_url: str) -> str:
 
 
 _logging_configured = False
+_LOG_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING, "WARN": logging.WARNING,
+               "ERROR": logging.ERROR, "CRITICAL": logging.CRITICAL}
 
 
 def configure_logging_from_env() -> None:
@@ -488,8 +530,14 @@ def configure_logging_from_env() -> None:
     level_name = os.environ.get(C.ENV_LOG, "").strip().upper()
     if not level_name:
         return
-    level = logging.getLevelName(level_name)
-    if not isinstance(level, int):
+    level = _LOG_LEVELS.get(level_name)
+    if level is None:
+        warnings.warn(
+            f"{C.ENV_LOG}={os.environ.get(C.ENV_LOG)!r} is not a log level: use one of "
+            f"{', '.join(name.lower() for name in _LOG_LEVELS)}; the SDK's log stays off",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import json
 import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import httpx
@@ -41,11 +42,14 @@ from ._exceptions import (
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    ResponseTooLargeError,
 )
 from ._redact import Redactor
 from ._version import __version__
 
 log = logging.getLogger("genstudio_async")
+
+T = TypeVar("T")
 
 _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
@@ -92,7 +96,7 @@ def should_retry(
         return False
     if error is not None:
         if idempotent:
-            return isinstance(error, httpx.TransportError)
+            return isinstance(error, httpx.TransportError | _DeadlineExceeded)
         return never_sent(error)
     if status_code is None:
         return False
@@ -154,22 +158,84 @@ def _envelope_fields(body: Any) -> tuple[int | None, str | None, str | None]:
     return code, (str(message) if message is not None else None), (str(traceid) if traceid else None)
 
 
-def _json_or_none(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except (ValueError, RecursionError, httpx.ResponseNotRead):
+@dataclass(frozen=True)
+class Answer:
+    """An HTTP answer whose body was read in full (within its size cap)."""
+
+    status_code: int
+    reason_phrase: str
+    headers: httpx.Headers
+    content: bytes
+    encoding: str | None = None
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status_code < 300
+
+    def json(self) -> Any:
+        """The body parsed as JSON; ``None`` when it is not JSON (or nests absurdly deep)."""
+        try:
+            return json.loads(self.content)
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            return None
+
+    @property
+    def text(self) -> str:
+        return self.content.decode(self.encoding or "utf-8", errors="replace")
+
+
+class _DeadlineExceeded(Exception):
+    """One attempt took longer than its overall deadline (a server that drips its answer, or never ends it)."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"no complete answer within the overall deadline of {seconds:g} s")
+        self.seconds = seconds
+
+
+async def read_capped(response: httpx.Response, limit: int, *, what: str, setting: str) -> bytes:
+    """The decoded body of ``response``, refusing it once it passes ``limit`` bytes.
+
+    ``Content-Length`` is checked first; the decoded bytes are counted as they arrive, so a small compressed body
+    that inflates past the cap is cut off without being held. ``setting`` names the argument that sets the cap.
+    """
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(what, limit, setting)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(what, limit, setting)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(what: str, limit: int, setting: str) -> ResponseTooLargeError:
+    return ResponseTooLargeError(
+        f"{what}: the answer is larger than {limit:,} bytes (raise the client's {setting} if it should be allowed)",
+        limit=limit,
+        what=what,
+    )
+
+
+def overall_deadline(timeout: httpx.Timeout | float | None) -> float | None:
+    """The whole-attempt deadline for a request with this ``timeout``: its longest per-operation part."""
+    if timeout is None:
         return None
-
-
-def _text_or_empty(response: httpx.Response) -> str:
-    try:
-        return response.text
-    except httpx.ResponseNotRead:
-        return ""
+    if isinstance(timeout, int | float):
+        return float(timeout)
+    parts = [part for part in (timeout.connect, timeout.read, timeout.write, timeout.pool) if part is not None]
+    return max(parts) if parts else None
 
 
 class HTTPCore:
-    """Sends requests with retries and turns every outcome into data or one of the SDK's errors."""
+    """Sends requests with retries and turns every outcome into data or one of the SDK's errors.
+
+    Each attempt of an API call is bounded as a whole by its timeout (httpx's own timeouts bound each read, so
+    a server that drips its answer would otherwise hold a call for ever), and its answer by
+    ``max_response_bytes``.
+    """
 
     def __init__(
         self,
@@ -180,6 +246,7 @@ class HTTPCore:
         timeout: httpx.Timeout,
         retry_policy: RetryPolicy,
         redactor: Redactor,
+        max_response_bytes: int = C.DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self._api_key = api_key
         self._base_url = base_url.rstrip("/")
@@ -187,6 +254,7 @@ class HTTPCore:
         self._timeout = timeout
         self._retry_policy = retry_policy
         self._redact = redactor
+        self._max_response_bytes = max_response_bytes
         # At most as many requests in flight as the pool has connections: past that, httpcore's pool does
         # quadratic work per waiting request (1,000 concurrent submits cost ~35 ms of CPU each, bounded ~2 ms).
         self._in_flight = asyncio.Semaphore(C.HTTP_MAX_CONNECTIONS)
@@ -214,19 +282,22 @@ class HTTPCore:
         A body without ``code`` is taken to be the data itself (the upload endpoint is documented both ways).
         """
         url = self._base_url + path
+        request_timeout = self._timeout if timeout is None else timeout
 
         def build() -> httpx.Request:
             return self._http.build_request(
-                "POST",
-                url,
-                json=json,
-                files=files,
-                headers=self._auth_headers,
-                timeout=self._timeout if timeout is None else timeout,
+                "POST", url, json=json, files=files, headers=self._auth_headers, timeout=request_timeout
             )
 
-        response = await self._send(build, idempotent=idempotent, stream=False, label=f"POST {path}")
-        return self._parse_envelope(response, path)
+        label = f"POST {path}"
+        deadline = overall_deadline(request_timeout)
+
+        async def attempt(request: httpx.Request) -> Answer:
+            async with self._in_flight:
+                return await self._fetch_whole(request, label=label, deadline=deadline)
+
+        answer = await self._send(build, attempt, idempotent=idempotent, label=label)
+        return self._parse_envelope(answer, path)
 
     @asynccontextmanager
     async def stream_get(
@@ -248,7 +319,27 @@ class HTTPCore:
             request.headers.pop("Authorization", None)
             return request
 
-        response = await self._send(build, idempotent=True, stream=True, label="GET <storage>")
+        label = "GET <storage>"
+
+        async def attempt(request: httpx.Request) -> httpx.Response | Answer:
+            # A download holds its connection until the caller closes it: not bounded by ``_in_flight``.
+            response = await self._http.send(request, stream=True, auth=None)
+            if response.is_success:
+                return response
+            try:
+                content = await read_capped(
+                    response, self._max_response_bytes, what=label, setting="max_response_bytes"
+                )
+            except (httpx.HTTPError, ResponseTooLargeError) as exc:
+                # The body of an error answer broke off or is absurd: the status code alone has to do.
+                log.debug("%s: the error body could not be read: %s", label, type(exc).__name__)
+                content = b""
+            finally:
+                await response.aclose()
+            return _answer(response, content)
+
+        response = await self._send(build, attempt, idempotent=True, label=label)
+        assert isinstance(response, httpx.Response)
         try:
             yield response
         except httpx.TimeoutException as exc:
@@ -258,16 +349,39 @@ class HTTPCore:
         finally:
             await response.aclose()
 
+    async def _fetch_whole(self, request: httpx.Request, *, label: str, deadline: float | None) -> Answer:
+        """Send ``request`` and read its whole answer, within ``deadline`` seconds and the size cap."""
+        try:
+            async with asyncio.timeout(deadline) as scope:
+                response = await self._http.send(request, stream=True, auth=None)
+                try:
+                    content = await read_capped(
+                        response, self._max_response_bytes, what=label, setting="max_response_bytes"
+                    )
+                finally:
+                    await response.aclose()
+        except TimeoutError:
+            if deadline is not None and scope.expired():
+                raise _DeadlineExceeded(deadline) from None
+            raise
+        return _answer(response, content)
+
     async def _send(
-        self, build: Any, *, idempotent: bool, stream: bool, label: str
-    ) -> httpx.Response:
+        self,
+        build: Callable[[], httpx.Request],
+        attempt: Callable[[httpx.Request], Awaitable[T]],
+        *,
+        idempotent: bool,
+        label: str,
+    ) -> T:
+        """Run ``attempt`` on a fresh request until it answers 2xx, retrying what ``should_retry`` allows."""
         policy = self._retry_policy
-        attempt = 0
+        attempt_number = 0
         while True:
             if self._http.is_closed:
                 raise GenStudioError("the client is closed: create a new AsyncGenStudio")
             try:
-                request: httpx.Request = build()
+                request = build()
             except httpx.InvalidURL as exc:
                 raise InvalidInputError(f"{label}: not a valid URL: {self._redact(str(exc))}") from None
             except (TypeError, ValueError) as exc:
@@ -277,92 +391,94 @@ class HTTPCore:
                 ) from None
             started = time.perf_counter()
             try:
-                # auth=None: an injected client's own auth= is never applied; the SDK alone decides which
-                # request carries a credential (the storage host gets none).
-                if stream:  # a download holds its connection until the caller closes it: not bounded here
-                    response = await self._http.send(request, stream=True, auth=None)
-                else:
-                    async with self._in_flight:
-                        response = await self._http.send(request, stream=False, auth=None)
-            except httpx.RequestError as exc:
+                # auth=None (in ``attempt``): an injected client's own auth= is never applied; the SDK alone
+                # decides which request carries a credential (the storage host gets none).
+                outcome = await attempt(request)
+            except (httpx.RequestError, _DeadlineExceeded) as exc:
                 # TransportError (no answer), and also DecodingError / TooManyRedirects (an answer that could not
                 # be read): none of them may reach the caller as a raw httpx exception.
                 elapsed_ms = (time.perf_counter() - started) * 1000
-                retry = should_retry(attempt=attempt, policy=policy, idempotent=idempotent, error=exc)
+                retry = should_retry(attempt=attempt_number, policy=policy, idempotent=idempotent, error=exc)
                 log.debug(
                     "%s failed after %.1f ms (attempt %d): %s%s",
-                    label, elapsed_ms, attempt + 1, type(exc).__name__, "; retrying" if retry else "",
+                    label, elapsed_ms, attempt_number + 1, type(exc).__name__, "; retrying" if retry else "",
                 )
                 if not retry:
                     raise self._connection_error(exc, label) from exc
-                await sleep(retry_delay(attempt, policy))
-                attempt += 1
+                await sleep(retry_delay(attempt_number, policy))
+                attempt_number += 1
                 continue
 
             elapsed_ms = (time.perf_counter() - started) * 1000
-            if response.is_success:
-                log.debug("%s -> %d in %.1f ms (attempt %d)", label, response.status_code, elapsed_ms, attempt + 1)
-                return response
+            if not isinstance(outcome, Answer) or outcome.is_success:
+                status = outcome.status_code if isinstance(outcome, Answer | httpx.Response) else 0
+                log.debug("%s -> %d in %.1f ms (attempt %d)", label, status, elapsed_ms, attempt_number + 1)
+                return outcome
 
-            if stream:
-                try:
-                    await response.aread()
-                except httpx.HTTPError as exc:
-                    # The body of an error answer broke off: the status code alone has to do.
-                    log.debug("%s: the error body could not be read: %s", label, type(exc).__name__)
-                finally:
-                    await response.aclose()
-            retry_after = parse_retry_after(response.headers)
+            retry_after = parse_retry_after(outcome.headers)
             retry = should_retry(
-                attempt=attempt, policy=policy, idempotent=idempotent, status_code=response.status_code
+                attempt=attempt_number, policy=policy, idempotent=idempotent, status_code=outcome.status_code
             )
             if retry and retry_after is not None and retry_after > policy.max_retry_after:
                 retry = False
             log.debug(
                 "%s -> %d in %.1f ms (attempt %d)%s",
-                label, response.status_code, elapsed_ms, attempt + 1, "; retrying" if retry else "",
+                label, outcome.status_code, elapsed_ms, attempt_number + 1, "; retrying" if retry else "",
             )
             if not retry:
-                raise self._status_error(response, retry_after)
-            await sleep(retry_delay(attempt, policy, retry_after))
-            attempt += 1
+                raise self._status_error(outcome, retry_after)
+            await sleep(retry_delay(attempt_number, policy, retry_after))
+            attempt_number += 1
 
-    def _connection_error(self, exc: httpx.RequestError, label: str) -> APIConnectionError:
+    def _connection_error(self, exc: Exception, label: str) -> APIConnectionError:
+        if isinstance(exc, _DeadlineExceeded):
+            # The request may well have reached the server: a submit cut off here is never sent again.
+            return APITimeoutError(f"{label} timed out: {exc}", request_sent=True)
         detail = self._redact(str(exc)) or type(exc).__name__
         sent = not never_sent(exc)
         if isinstance(exc, httpx.TimeoutException):
             return APITimeoutError(f"{label} timed out ({type(exc).__name__}): {detail}", request_sent=sent)
         return APIConnectionError(f"{label} failed: {detail}", request_sent=sent)
 
-    def _status_error(self, response: httpx.Response, retry_after: float | None) -> APIStatusError:
-        body = _json_or_none(response)
+    def _status_error(self, answer: Answer, retry_after: float | None) -> APIStatusError:
+        body = self._redact.scrub(answer.json())
         code, message, traceid = _envelope_fields(body)
         # Redact before cutting the text short: a secret cut in half no longer matches and would leak its head.
         if not message:
-            message = self._redact(_text_or_empty(response))[:200].strip() or response.reason_phrase or "error"
-        message = self._redact(message)
-        status = response.status_code
+            message = self._redact(answer.text)[:200].strip() or answer.reason_phrase or "error"
+        status = answer.status_code
         error_class = _STATUS_ERRORS.get(status, InternalServerError if status >= 500 else APIStatusError)
         return error_class(
             message, status_code=status, code=code, traceid=traceid, body=body, retry_after=retry_after
         )
 
-    def _parse_envelope(self, response: httpx.Response, path: str) -> Any:
-        body = _json_or_none(response)
+    def _parse_envelope(self, answer: Answer, path: str) -> Any:
+        body = answer.json()
         if not isinstance(body, Mapping):
             raise InvalidResponseError(
-                f"{path} answered HTTP {response.status_code} with a body that is not a JSON object"
+                f"{path} answered HTTP {answer.status_code} with a body that is not a JSON object"
             )
         if "code" not in body:
             return body
         code, message, traceid = _envelope_fields(body)
         if code != 0:
-            text = self._redact(message or "the service reported an error")
+            scrubbed = self._redact.scrub(body)
+            code, message, traceid = _envelope_fields(scrubbed)
             log.debug("%s -> code=%s traceid=%s", path, code, traceid)
             raise APIError(
-                text,
+                message or "the service reported an error",
                 code=code if code is not None else INVALID_RESPONSE_CODE,
                 traceid=traceid,
-                body=body,
+                body=scrubbed,
             )
         return body.get("data")
+
+
+def _answer(response: httpx.Response, content: bytes) -> Answer:
+    return Answer(
+        status_code=response.status_code,
+        reason_phrase=response.reason_phrase,
+        headers=response.headers,
+        content=content,
+        encoding=response.charset_encoding,
+    )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import struct
 import zlib
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,44 @@ def no_crash(stderr: str) -> None:
     """No sign on stderr of a crash, a leaked task or an unclosed resource."""
     for sign in ("Traceback", "Task was destroyed", "never retrieved", "Unclosed", "ResourceWarning", "internal error"):
         assert sign not in stderr, stderr
+
+
+RawHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@asynccontextmanager
+async def raw_http_server(handler: RawHandler) -> AsyncIterator[str]:
+    """A server on 127.0.0.1 (a free port) that hands each connection to ``handler`` and yields its origin.
+
+    For servers no well-behaved framework would be: dripping headers, endless or lying bodies. Each connection's
+    handler is cancelled and its socket closed when the block ends.
+    """
+    connections: set[asyncio.Task[None]] = set()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        connections.add(task)
+        try:
+            await handler(reader, writer)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            connections.discard(task)
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        for task in list(connections):
+            task.cancel()
+        await asyncio.gather(*connections, return_exceptions=True)
+        await server.wait_closed()
+
+
+async def read_request_head(reader: asyncio.StreamReader) -> bytes:
+    """The request line and headers of one HTTP/1.1 request (the body, if any, is left unread)."""
+    return await reader.readuntil(b"\r\n\r\n")

@@ -5,7 +5,9 @@ The retry sleep is recorded by the autouse ``sleeps`` fixture (conftest), so eve
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
+import gzip
 import itertools
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -24,18 +26,22 @@ from genstudio_async import (
     AsyncGenStudio,
     AuthenticationError,
     BadRequestError,
+    ConfigurationError,
     GenStudioError,
     InternalServerError,
     InvalidInputError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
+    ResponseTooLargeError,
     Submission,
     _http,
 )
 from genstudio_async import _constants as C
 from genstudio_async._http import HTTPCore, RetryPolicy, parse_retry_after, retry_delay
 from genstudio_async._redact import Redactor
+
+from .support import raw_http_server, read_request_head
 
 SUBMITTED = {"code": 0, "msg": "Success", "data": {"prompt_id": "cft-new", "prompt_token": "tok-new"}}
 ONE_TASK = {
@@ -550,3 +556,110 @@ async def test_a_connection_error_says_whether_the_request_left(api: respx.MockR
     with pytest.raises(APITimeoutError) as timed_out:
         await client.submit("wf-1")
     assert timed_out.value.request_sent is True  # the service may have created the task
+
+
+# --- hostile servers: answers that never end, drip, or inflate --------------------------------------------------
+
+_TASK_ANSWER = json.dumps({"code": 0, "data": {"comfy_task_info": [{"comfy_task_id": "cft-1", "status": 2}]}})
+
+
+async def _dripping(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Answers with a byte every 20 ms, for ever: no single read ever waits long enough to time out."""
+    await read_request_head(reader)
+    for byte in itertools.cycle(b"HTTP/1.1 200 OK\r\nX-Slow: "):
+        writer.write(bytes([byte]))
+        await writer.drain()
+        await asyncio.sleep(0.02)
+
+
+def _answer_head(extra: str = "") -> bytes:
+    return f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{extra}\r\n".encode()
+
+
+@pytest.mark.parametrize("call", ["get_task", "submit"])
+async def test_a_server_that_drips_its_answer_is_cut_off_by_the_overall_deadline(call: str) -> None:
+    requests = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal requests
+        requests += 1
+        await _dripping(reader, writer)
+
+    async with raw_http_server(handler) as origin, AsyncGenStudio("sk-drip-key-0123456789", base_url=origin,
+                                                                   timeout=0.3, max_retries=2) as client:
+        with pytest.raises(APITimeoutError, match="overall deadline") as caught:
+            operation = client.get_task("cft-1") if call == "get_task" else client.submit("wf-1")
+            await asyncio.wait_for(operation, timeout=10)  # a failure bound, not a speed claim
+    assert caught.value.request_sent is True
+    # A poll is retried; a submit that may have reached the server never is (no second, billed task).
+    assert requests == (3 if call == "get_task" else 1)
+
+
+async def test_an_answer_that_never_ends_is_refused_at_the_size_cap() -> None:
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request_head(reader)
+        writer.write(_answer_head("Transfer-Encoding: chunked\r\n") + b"5\r\n{\"a\":\r\n")
+        chunk = b" " * 8192
+        while True:
+            writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            await writer.drain()
+
+    async with raw_http_server(endless) as origin, AsyncGenStudio(
+        "sk-endless-key-0123456789", base_url=origin, max_response_bytes=256 * 1024, max_retries=0
+    ) as client:
+        with pytest.raises(ResponseTooLargeError) as caught:
+            await asyncio.wait_for(client.get_task("cft-1"), timeout=10)
+    assert caught.value.limit == 256 * 1024
+    assert "max_response_bytes" in str(caught.value) and "262,144" in str(caught.value)
+
+
+async def test_a_small_gzip_answer_that_inflates_past_the_cap_is_refused() -> None:
+    bomb = gzip.compress(b'{"code": 0, "data": "' + b"0" * (8 * 1024 * 1024) + b'"}')
+    assert len(bomb) < 64 * 1024
+
+    async def inflating(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request_head(reader)
+        writer.write(_answer_head(f"Content-Encoding: gzip\r\nContent-Length: {len(bomb)}\r\n") + bomb)
+        await writer.drain()
+        await reader.read()  # keep the connection until the client hangs up
+
+    async with raw_http_server(inflating) as origin, AsyncGenStudio(
+        "sk-bomb-key-0123456789", base_url=origin, max_response_bytes=1024 * 1024, max_retries=0
+    ) as client:
+        with pytest.raises(ResponseTooLargeError):
+            await asyncio.wait_for(client.get_task("cft-1"), timeout=10)
+
+
+async def test_a_declared_length_over_the_cap_is_refused_before_the_body_is_read() -> None:
+    async def announcing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request_head(reader)
+        writer.write(_answer_head("Content-Length: 999999999\r\n") + b"{")
+        await writer.drain()
+        await reader.read()
+
+    async with raw_http_server(announcing) as origin, AsyncGenStudio(
+        "sk-length-key-0123456789", base_url=origin, max_response_bytes=1024, max_retries=0
+    ) as client:
+        with pytest.raises(ResponseTooLargeError):
+            await asyncio.wait_for(client.get_task("cft-1"), timeout=10)
+
+
+async def test_an_answer_within_the_cap_and_deadline_is_read_as_before() -> None:
+    async def prompt(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request_head(reader)
+        body = _TASK_ANSWER.encode()
+        writer.write(_answer_head(f"Content-Length: {len(body)}\r\n") + body)
+        await writer.drain()
+        await reader.read()
+
+    async with raw_http_server(prompt) as origin, AsyncGenStudio(
+        "sk-fine-key-0123456789", base_url=origin, max_response_bytes=len(_TASK_ANSWER), timeout=5
+    ) as client:
+        info = await client.get_task("cft-1")
+    assert info.prompt_id == "cft-1"
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True])
+def test_a_size_cap_must_be_a_positive_number_of_bytes(value: Any) -> None:
+    with pytest.raises(ConfigurationError, match="max_response_bytes"):
+        AsyncGenStudio("sk-cap-key-0123456789", base_url="https://genstudio.test", max_response_bytes=value)

@@ -8,6 +8,7 @@ prefix (``mask``) may appear; the whole secret, or anything longer than the pref
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from pydantic import BaseModel
 
 from genstudio_async import (
     APIConnectionError,
@@ -39,9 +41,17 @@ def assert_no_secret(text: str, *secrets: str) -> None:
 
 
 def texts_of(error: BaseException) -> list[str]:
+    """Every text a user can get out of ``error``: str, repr, args, and each public attribute (body, info...)."""
     texts = [str(error), repr(error), *(str(arg) for arg in error.args)]
     if isinstance(error, GenStudioError):
         texts.append(error.message)
+    for name, value in vars(error).items():
+        if name.startswith("_"):
+            continue
+        if isinstance(value, BaseModel):
+            texts += [value.model_dump_json(), repr(value), repr(value.model_extra)]
+        else:
+            texts += [repr(value), json.dumps(value, default=repr)]
     return texts
 
 
@@ -244,3 +254,66 @@ def test_a_secret_that_begins_with_another_is_masked_whole() -> None:
     redact = Redactor(["sk-emulator"])
     redact.add("sk-emulator-secret-0123456789")
     assert "0123456789" not in redact("key=sk-emulator-secret-0123456789")
+
+
+async def test_secrets_echoed_anywhere_in_an_error_answer_are_masked_everywhere_it_lands(
+    api: respx.MockRouter,
+    make_client: Callable[..., AsyncGenStudio],
+    api_key: str,
+    token: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="genstudio_async")
+    client = make_client(max_retries=0)
+    echo = f"key {api_key} token {token}"
+    api.post(C.SUBMIT_PATH).mock(
+        side_effect=[
+            httpx.Response(200, json={"code": 0, "data": {"prompt_id": "cft-1", "prompt_token": token}}),
+            # The secrets in the message, the traceid, the data and a key of the body.
+            httpx.Response(
+                200, json={"code": 3, "msg": echo, "traceid": f"tr-{api_key}", "data": {"echo": [echo], echo: 1}}
+            ),
+            httpx.Response(401, json={"code": 401, "message": echo, "traceid": token, "detail": {"seen": echo}}),
+            httpx.Response(503, json={"code": 503, "msg": "busy", "trace_id": api_key, "data": echo}),
+        ]
+    )
+    submission = await client.submit("wf-1")
+    errors: list[GenStudioError] = []
+    for _ in range(3):
+        with pytest.raises(GenStudioError) as caught:
+            await client.submit("wf-1")
+        errors.append(caught.value)
+    assert [type(error).__name__ for error in errors] == ["APIError", "AuthenticationError", "InternalServerError"]
+    # A failed task whose errMsg echoes them: the error, its info and the last event all masked.
+    failed = {"comfy_task_id": "cft-1", "status": 4, "errMsg": f"node 3 crashed: {echo}"}
+    api.post(C.TASK_INFO_PATH).respond(json={"code": 0, "data": {"comfy_task_info": [failed]}})
+    with pytest.raises(GenStudioError) as caught:
+        await client.wait("cft-1")
+    errors.append(caught.value)
+    assert type(caught.value).__name__ == "TaskFailedError"
+    info = await client.get_task(submission)
+    for text in [caplog.text, info.model_dump_json(), *(t for error in errors for t in texts_of(error))]:
+        assert_no_secret(text, api_key, token)
+    assert "node 3 crashed" in str(errors[-1])  # the server's words around the secrets survive
+    assert errors[0].traceid is not None and errors[0].traceid.startswith("tr-")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("bad_key", ["sk-good\nInjected: yes", "sk-with\rcr", "sk-nul\x00x", "sk with space", "sk-é"])
+async def test_a_key_that_cannot_be_a_header_is_refused_when_the_client_is_built(bad_key: str) -> None:
+    from genstudio_async import ConfigurationError
+
+    with pytest.raises(ConfigurationError) as caught:
+        AsyncGenStudio(bad_key, base_url="https://genstudio.test")
+    for text in texts_of(caught.value):
+        assert bad_key not in text and bad_key[3:] not in text
+    assert "position" in str(caught.value)
+
+
+async def test_a_key_from_the_environment_that_cannot_be_a_header_names_the_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from genstudio_async import ConfigurationError
+
+    monkeypatch.setenv(C.ENV_API_KEY, "sk-pasted-with\na-newline")
+    with pytest.raises(ConfigurationError, match=C.ENV_API_KEY):
+        AsyncGenStudio(base_url="https://genstudio.test")

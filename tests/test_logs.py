@@ -1,0 +1,33 @@
+"""``GENSTUDIO_LOG``: the SDK's log on stderr at the level it names, and a clear word when it names none."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from genstudio_async import _constants as C
+
+_SCRIPT = "from genstudio_async import AsyncGenStudio; AsyncGenStudio('sk-log-test-0123456789')"
+
+
+def _run_with_log_setting(value: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, C.ENV_LOG: value}
+    return subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("value", ["verbose", "10", "debugg"])
+def test_a_value_that_is_no_log_level_is_said_not_ignored(value: str) -> None:
+    finished = _run_with_log_setting(value)
+    assert finished.returncode == 0, finished.stderr
+    assert f"{C.ENV_LOG}={value!r} is not a log level" in finished.stderr
+    assert "debug, info, warning" in finished.stderr
+
+
+@pytest.mark.parametrize("value", ["debug", "INFO", " warning "])
+def test_a_log_level_is_taken_quietly(value: str) -> None:
+    finished = _run_with_log_setting(value)
+    assert finished.returncode == 0, finished.stderr
+    assert "is not a log level" not in finished.stderr
