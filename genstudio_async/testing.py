@@ -5,7 +5,8 @@ Turn the plugin on in your top-level ``conftest.py`` (it never loads by itself):
     pytest_plugins = ["genstudio_async.testing"]
 
 and ask for ``genstudio_emulator`` in an async test (needs pytest-asyncio and
-``pip install 'genstudio-async[emulator]'``)::
+``pip install 'genstudio-async[testing]'``; an ``async def`` test that uses the fixture is marked
+``@pytest.mark.asyncio`` by the plugin, so pytest-asyncio's default strict mode needs no configuration)::
 
     import pytest
     from genstudio_async.emulator import Faults
@@ -32,7 +33,8 @@ that builds ``AsyncGenStudio()`` from the environment can use ``genstudio_emulat
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import inspect
+from collections.abc import AsyncIterator, Generator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -46,6 +48,35 @@ if TYPE_CHECKING:
 __all__ = ["genstudio_emulator", "genstudio_emulator_env", "genstudio_emulator_options"]
 
 MARKER = "genstudio_emulator"
+
+
+# Fixtures of this plugin; an ``async def`` test that uses one runs on pytest-asyncio's loop in any mode.
+FIXTURES = frozenset({"genstudio_emulator", "genstudio_emulator_env"})
+
+
+@pytest.hookimpl(hookwrapper=True, trylast=True)
+def pytest_pycollect_makeitem(
+    collector: pytest.Module | pytest.Class, name: str, obj: object
+) -> Generator[None, Any, None]:
+    """Mark ``async def`` tests that use this plugin's fixtures with ``@pytest.mark.asyncio``.
+
+    In pytest-asyncio's default *strict* mode an unmarked ``async def`` test is not run ("async def functions are
+    not natively supported"); with this, a test that asks for ``genstudio_emulator`` works in strict and auto
+    mode alike. ``trylast``: this wrapper sits inside pytest-asyncio's own, so the mark is there when it looks.
+    """
+    outcome = yield
+    try:
+        result = outcome.get_result()
+    except BaseException:  # noqa: BLE001 - collection errors are pytest's to report, untouched
+        return
+    for item in result if isinstance(result, list) else [result]:
+        if (
+            isinstance(item, pytest.Function)
+            and inspect.iscoroutinefunction(item.obj)
+            and FIXTURES & set(item.fixturenames)
+            and item.get_closest_marker("asyncio") is None
+        ):
+            item.add_marker(pytest.mark.asyncio)
 
 
 def pytest_configure(config: pytest.Config) -> None:
