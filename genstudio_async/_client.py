@@ -192,13 +192,15 @@ class AsyncGenStudio:
             spec.validate(overrides)
         if overrides is not None:
             body["prompt"] = await self._images.substitute(overrides)
-        data = await self._http.call(C.SUBMIT_PATH, json=body, idempotent=False)
+        data = await self._http.call("POST", C.SUBMIT_PATH, json=body, idempotent=False)
         try:
             submission = Submission.model_validate(data)
         except ValidationError as exc:
             raise InvalidResponseError(
                 f"submit answered without a prompt_id and prompt_token ({exc.error_count()} problems)"
             ) from None
+        if submission.prompt_token is None:
+            raise InvalidResponseError("submit answered without a prompt_token")
         self._redact.add(submission.prompt_token)
         log.debug("submitted %s as %s", workflow_id, submission.prompt_id)
         return submission
@@ -223,7 +225,7 @@ class AsyncGenStudio:
             body["url_expire_period"] = url_expire_period
         if image_post_process is not None:
             body["image_post_process_cmd"] = _post_process_command(image_post_process)
-        data = await self._http.call(C.TASK_INFO_PATH, json=body, idempotent=True)
+        data = await self._http.call("POST", C.TASK_INFO_PATH, json=body, idempotent=True)
         return [redact_info(info, self._redact) for info in _parse_task_infos(data, ids)]
 
     async def get_task(
@@ -250,7 +252,7 @@ class AsyncGenStudio:
         prompt_id = task_id(task)
         self._cancelled.add(prompt_id)
         try:
-            await self._http.call(C.CANCEL_PATH, json={C.CANCEL_BODY_FIELD: prompt_id}, idempotent=True)
+            await self._http.call("POST", C.CANCEL_PATH, json={C.CANCEL_BODY_FIELD: prompt_id}, idempotent=True)
         except (APIError, APIStatusError):
             # The service answered and refused (a business error or an HTTP error status): not cancelled by us.
             self._cancelled.discard(prompt_id)
@@ -388,12 +390,11 @@ class AsyncGenStudio:
     async def _upload_content(self, file: UploadSource, filename: str | None) -> str:
         name, content, content_type = await read_upload(file, filename)
         data = await self._http.call(
+            "POST",
             C.UPLOAD_PATH,
             files={C.UPLOAD_FIELD: (name, content, content_type)},
             idempotent=False,
-            timeout=httpx.Timeout(
-                max(self._timeout.read or 0.0, C.DEFAULT_UPLOAD_TIMEOUT), connect=self._timeout.connect
-            ),
+            timeout=self._http.upload_timeout,
         )
         image_id = data.get("image_id") if isinstance(data, Mapping) else None
         if not isinstance(image_id, str) or not image_id:

@@ -141,19 +141,20 @@ def parse_retry_after(headers: httpx.Headers) -> float | None:
     return max(moment.timestamp() - time.time(), 0.0)
 
 
-def _envelope_fields(body: Any) -> tuple[int | None, str | None, str | None]:
-    """``(code, message, traceid)`` of an envelope; ``msg`` and ``message`` are both used by the platforms."""
+def _envelope_fields(
+    body: Any, message_fields: tuple[str, ...] = ("msg", "message")
+) -> tuple[int | None, str | None, str | None]:
+    """``(code, message, traceid)`` of an envelope; ``message_fields``: where the text may be, the service's own
+    field first (GenStudio writes ``msg``, GPUGeek ``message``)."""
     if not isinstance(body, Mapping):
         return None, None, None
     raw_code = body.get("code")
     code: int | None
     try:
         code = None if raw_code is None or isinstance(raw_code, bool) else int(raw_code)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         code = None
-    message = body.get("msg")
-    if message is None:
-        message = body.get("message")
+    message = next((body[field] for field in message_fields if body.get(field) is not None), None)
     traceid = body.get("traceid") or body.get("trace_id") or body.get("request_id")
     return code, (str(message) if message is not None else None), (str(traceid) if traceid else None)
 
@@ -247,6 +248,7 @@ class HTTPCore:
         retry_policy: RetryPolicy,
         redactor: Redactor,
         max_response_bytes: int = C.DEFAULT_MAX_RESPONSE_BYTES,
+        message_fields: tuple[str, ...] = ("msg", "message"),
     ) -> None:
         self._api_key = api_key
         self._base_url = base_url.rstrip("/")
@@ -255,6 +257,11 @@ class HTTPCore:
         self._retry_policy = retry_policy
         self._redact = redactor
         self._max_response_bytes = max_response_bytes
+        self._message_fields = message_fields
+        # An upload carries an image: a longer per-read timeout than the small JSON calls.
+        self.upload_timeout = httpx.Timeout(
+            max(timeout.read or 0.0, C.DEFAULT_UPLOAD_TIMEOUT), connect=timeout.connect
+        )
         # At most as many requests in flight as the pool has connections: past that, httpcore's pool does
         # quadratic work per waiting request (1,000 concurrent submits cost ~35 ms of CPU each, bounded ~2 ms).
         self._in_flight = asyncio.Semaphore(C.HTTP_MAX_CONNECTIONS)
@@ -270,26 +277,34 @@ class HTTPCore:
 
     async def call(
         self,
+        method: str,
         path: str,
         *,
         json: Any = None,
+        params: Mapping[str, str] | None = None,
         files: Mapping[str, tuple[str, bytes, str]] | None = None,
         idempotent: bool,
         timeout: httpx.Timeout | float | None = None,
     ) -> Any:
-        """POST to an API endpoint and return the envelope's ``data``.
+        """Call an API endpoint (with the key) and return the envelope's ``data``.
 
-        A body without ``code`` is taken to be the data itself (the upload endpoint is documented both ways).
+        A body without ``code`` is taken to be the data itself (GenStudio's upload is documented both ways).
         """
         url = self._base_url + path
         request_timeout = self._timeout if timeout is None else timeout
 
         def build() -> httpx.Request:
             return self._http.build_request(
-                "POST", url, json=json, files=files, headers=self._auth_headers, timeout=request_timeout
+                method,
+                url,
+                json=json,
+                params=params,
+                files=files,
+                headers=self._auth_headers,
+                timeout=request_timeout,
             )
 
-        label = f"POST {path}"
+        label = f"{method} {path}"
         deadline = overall_deadline(request_timeout)
 
         async def attempt(request: httpx.Request) -> Answer:
@@ -348,6 +363,32 @@ class HTTPCore:
             raise APIConnectionError(f"download failed: {self._redact(str(exc)) or type(exc).__name__}") from exc
         finally:
             await response.aclose()
+
+    async def storage_put(self, url: str, content: bytes, *, content_type: str) -> None:
+        """PUT ``content`` to a pre-signed storage URL, used exactly as given, with no credential.
+
+        Retried like any idempotent call (the same bytes to the same object); bounded as an upload.
+        """
+
+        def build() -> httpx.Request:
+            request = self._http.build_request(
+                "PUT",
+                httpx.URL(url),
+                content=content,
+                headers={"Content-Type": content_type, "User-Agent": f"{C.USER_AGENT}/{__version__}"},
+                timeout=self.upload_timeout,
+            )
+            request.headers.pop("Authorization", None)  # an injected client's default headers included
+            return request
+
+        label = "PUT <storage>"
+        deadline = overall_deadline(self.upload_timeout)
+
+        async def attempt(request: httpx.Request) -> Answer:
+            async with self._in_flight:
+                return await self._fetch_whole(request, label=label, deadline=deadline)
+
+        await self._send(build, attempt, idempotent=True, label=label)
 
     async def _fetch_whole(self, request: httpx.Request, *, label: str, deadline: float | None) -> Answer:
         """Send ``request`` and read its whole answer, within ``deadline`` seconds and the size cap."""
@@ -442,7 +483,7 @@ class HTTPCore:
 
     def _status_error(self, answer: Answer, retry_after: float | None) -> APIStatusError:
         body = self._redact.scrub(answer.json())
-        code, message, traceid = _envelope_fields(body)
+        code, message, traceid = _envelope_fields(body, self._message_fields)
         # Redact before cutting the text short: a secret cut in half no longer matches and would leak its head.
         if not message:
             message = self._redact(answer.text)[:200].strip() or answer.reason_phrase or "error"
@@ -460,10 +501,10 @@ class HTTPCore:
             )
         if "code" not in body:
             return body
-        code, message, traceid = _envelope_fields(body)
+        code, message, traceid = _envelope_fields(body, self._message_fields)
         if code != 0:
             scrubbed = self._redact.scrub(body)
-            code, message, traceid = _envelope_fields(scrubbed)
+            code, message, traceid = _envelope_fields(scrubbed, self._message_fields)
             log.debug("%s -> code=%s traceid=%s", path, code, traceid)
             raise APIError(
                 message or "the service reported an error",

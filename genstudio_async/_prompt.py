@@ -8,6 +8,7 @@ are ``{"type", "current", "spec"}`` objects).
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -72,25 +73,7 @@ def prompt_shape_problems(prompt: Any) -> list[PromptProblem]:
             problems.append(
                 PromptProblem(node_name, None, f"unexpected keys {extra_keys}{hint}", allowed="'inputs' only")
             )
-        for input_name, value in node["inputs"].items():
-            if not isinstance(input_name, str | int) or isinstance(input_name, bool) or input_name == "":
-                problems.append(PromptProblem(node_name, str(input_name), "input names must be non-empty strings"))
-                continue
-            if isinstance(value, Mapping) and set(value) >= _SPEC_VALUE_KEYS:
-                problems.append(
-                    PromptProblem(
-                        node_name,
-                        str(input_name),
-                        "the value is a parameter-spec entry ('入参范围'); send its value, not the spec",
-                        allowed=f"e.g. {value.get('current')!r}",
-                    )
-                )
-                continue
-            if is_local_image(value):
-                continue  # uploaded at submit time and replaced by its image_id
-            unsendable = _json_problem(value)
-            if unsendable:
-                problems.append(PromptProblem(node_name, str(input_name), unsendable, allowed="JSON values"))
+        problems += _input_problems(node_name, node["inputs"])
     return problems
 
 
@@ -103,6 +86,16 @@ def _json_problem(value: Any) -> str | None:
     return None
 
 
+def copy_overrides(prompt: Mapping[Any, Any]) -> dict[str, Any]:
+    """A well-shaped prompt of overrides, copied: string node ids, each node's ``inputs`` a dict of its own."""
+    return {str(node_id): {"inputs": dict(node["inputs"])} for node_id, node in prompt.items()}
+
+
+def copy_workflow(workflow: Mapping[Any, Any]) -> dict[str, Any]:
+    """A whole API-format workflow, copied deeply (``class_type``, ``inputs``, ``_meta`` and any other key)."""
+    return {str(node_id): copy.deepcopy(dict(node)) for node_id, node in workflow.items()}
+
+
 def normalise_prompt(prompt: Mapping[Any, Any] | None) -> dict[str, Any] | None:
     """``prompt`` checked for shape and copied with string node ids; raises ``PromptValidationError``."""
     if prompt is None:
@@ -110,4 +103,69 @@ def normalise_prompt(prompt: Mapping[Any, Any] | None) -> dict[str, Any] | None:
     problems = prompt_shape_problems(prompt)
     if problems:
         raise PromptValidationError(problems)
-    return {str(node_id): {"inputs": dict(node["inputs"])} for node_id, node in prompt.items()}
+    return copy_overrides(prompt)
+
+
+_OVERRIDES_HINT = (
+    "this node has no class_type: the service runs the workflow it is sent, so send the whole ComfyUI API-format "
+    "workflow (ApiWorkflow.load('workflow_api.json').builder()...build()), not input overrides"
+)
+
+
+def workflow_shape_problems(workflow: Any) -> list[PromptProblem]:
+    """Every way ``workflow`` departs from a whole API-format workflow,
+    ``{node_id: {"class_type": str, "inputs": {...}, "_meta"?: {...}}}``; empty when it fits."""
+    if not isinstance(workflow, Mapping):
+        return [
+            PromptProblem(
+                node_id="*",
+                input=None,
+                problem=f"the prompt must be the whole API-format workflow (a mapping of node ids to nodes), "
+                f"got {type(workflow).__name__}",
+            )
+        ]
+    if not workflow:
+        return [PromptProblem("*", None, "the workflow has no nodes")]
+    problems: list[PromptProblem] = []
+    for node_id, node in workflow.items():
+        node_name = str(node_id)
+        if not isinstance(node_id, str | int) or isinstance(node_id, bool) or not node_name:
+            problems.append(PromptProblem(node_name, None, "node ids must be non-empty strings"))
+            continue
+        if not isinstance(node, Mapping) or not isinstance(node.get("inputs"), Mapping):
+            problems.append(
+                PromptProblem(node_name, None, "each node must be an object with an 'inputs' object",
+                              allowed="{'class_type': ..., 'inputs': {...}}")
+            )
+            continue
+        class_type = node.get("class_type")
+        if not isinstance(class_type, str) or not class_type.strip():
+            problems.append(PromptProblem(node_name, None, _OVERRIDES_HINT, allowed="a class_type string"))
+            continue
+        problems += _input_problems(node_name, node["inputs"])
+    return problems
+
+
+def _input_problems(node_name: str, inputs: Mapping[Any, Any]) -> list[PromptProblem]:
+    """What is wrong with one node's ``inputs``: bad names, parameter-spec entries, values JSON cannot carry."""
+    problems: list[PromptProblem] = []
+    for input_name, value in inputs.items():
+        if not isinstance(input_name, str | int) or isinstance(input_name, bool) or input_name == "":
+            problems.append(PromptProblem(node_name, str(input_name), "input names must be non-empty strings"))
+            continue
+        if isinstance(value, Mapping) and set(value) >= _SPEC_VALUE_KEYS:
+            problems.append(
+                PromptProblem(
+                    node_name,
+                    str(input_name),
+                    "the value is a parameter-spec entry ('入参范围'); send its value, not the spec",
+                    allowed=f"e.g. {value.get('current')!r}",
+                )
+            )
+            continue
+        if is_local_image(value):
+            continue  # uploaded at submit time and replaced by what the service calls it
+        unsendable = _json_problem(value)
+        if unsendable:
+            problems.append(PromptProblem(node_name, str(input_name), unsendable, allowed="JSON values"))
+    return problems

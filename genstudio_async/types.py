@@ -14,7 +14,7 @@ import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from typing import Any, Literal
 
@@ -34,19 +34,39 @@ __all__ = [
 
 
 class TaskStatus(IntEnum):
-    """A task's status as the service numbers it. ``UNKNOWN`` stands for any number it may add later."""
+    """A task's status. ``UNKNOWN`` stands for any number a service may add later (never terminal).
+
+    The numbers are GenStudio's (1-5); each service maps its own wire numbers onto these (``from_wire``):
+    GenStudio reports a cancelled task as 4 (``FAILED``), GPUGeek as 5, which is ``CANCELLED`` here, not
+    ``PERMISSION_DENIED`` (GenStudio's 5).
+    """
 
     UNKNOWN = 0
     QUEUED = 1
     RUNNING = 2
     SUCCEEDED = 3
-    FAILED = 4  # the service uses 4 for "failed" and for "cancelled by the user" alike
+    FAILED = 4  # GenStudio uses 4 for "failed" and for "cancelled by the user" alike
     PERMISSION_DENIED = 5
+    CANCELLED = 6  # GPUGeek's 5 (this SDK's own number: no service sends 6)
 
     @property
     def is_terminal(self) -> bool:
         """True for the statuses after which a task never changes again. ``UNKNOWN`` is never terminal."""
         return self in _TERMINAL_STATUSES
+
+    @classmethod
+    def from_wire(cls, value: Any, statuses: Mapping[int, TaskStatus]) -> TaskStatus:
+        """The status a service's wire number ``value`` stands for in its table ``statuses``; ``UNKNOWN`` for
+        anything else (a number it added later, a string, ``None``), never an error."""
+        if isinstance(value, TaskStatus):
+            return value
+        if isinstance(value, bool):
+            return cls.UNKNOWN
+        try:
+            number = int(value)
+        except (TypeError, ValueError, OverflowError):
+            return cls.UNKNOWN
+        return statuses.get(number, cls.UNKNOWN)
 
     @classmethod
     def parse(cls, value: Any) -> TaskStatus:
@@ -65,11 +85,14 @@ class TaskStatus(IntEnum):
             return cls.UNKNOWN
 
 
-_TERMINAL_STATUSES = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.PERMISSION_DENIED})
+_TERMINAL_STATUSES = frozenset(
+    {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.PERMISSION_DENIED, TaskStatus.CANCELLED}
+)
 
 
 class Submission(BaseModel):
-    """What ``submit`` returns: the task's id and the token that opens its progress stream.
+    """What ``submit`` returns: the task's id and the token that opens its progress stream (``None`` on a service
+    with no push stream, such as GPUGeek).
 
     Serialisable (``model_dump()`` / ``model_dump_json()``) and rebuildable from its two fields, so a worker can
     persist it and resume streaming elsewhere. Its ``repr`` shows only a short prefix of the token: the token is
@@ -79,7 +102,7 @@ class Submission(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     prompt_id: str = Field(min_length=1)
-    prompt_token: str = Field(min_length=1)
+    prompt_token: str | None = Field(default=None, min_length=1)
 
     def __repr_args__(self) -> Any:
         yield "prompt_id", self.prompt_id
@@ -91,7 +114,7 @@ class Submission(BaseModel):
 
         ``None`` when the token is not a JWT with a numeric ``exp``.
         """
-        return token_expires_at(self.prompt_token)
+        return token_expires_at(self.prompt_token) if self.prompt_token else None
 
     @property
     def token_expired(self) -> bool:
@@ -162,6 +185,17 @@ class TaskInfo(BaseModel):
     error_message: str | None = Field(default=None, alias="errMsg")
     files: dict[str, list[str]] = Field(default_factory=dict)
     final_files: list[str] = Field(default_factory=list)
+    # What only some services send (GPUGeek): None where the service sends nothing readable.
+    queue_duration: timedelta | None = None
+    """How long the task waited in the queue (GPUGeek's ``queue_duration``, milliseconds on the wire)."""
+    run_duration: timedelta | None = None
+    """How long the task ran (GPUGeek's ``run_duration``, milliseconds on the wire)."""
+    price: float | None = None
+    """What the task cost, in the service's currency (GPUGeek's ``origin_price``)."""
+    created_at: datetime | None = None
+    """When the task was created, zone-aware (GPUGeek sends local time without a zone: read as UTC+8)."""
+    workflow_id: str | None = None
+    """The workflow the task runs, as a string (GPUGeek sends an integer)."""
 
     @field_validator("status", mode="before")
     @classmethod

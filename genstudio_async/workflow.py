@@ -24,7 +24,7 @@ import json
 import math
 import os
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -309,8 +309,14 @@ class WorkflowSpec:
         shape = [self._titled(problem) for problem in prompt_shape_problems(prompt)]
         if not isinstance(prompt, Mapping):
             return shape
+        return shape + self.input_problems(prompt, shape)
+
+    def input_problems(self, prompt: Mapping[Any, Any], shape: Sequence[PromptProblem] = ()) -> list[PromptProblem]:
+        """The problems of a prompt's inputs against this spec alone (its shape already checked, with the
+        problems ``shape``): an unknown node or input, a wrong type, out of ``[min, max]``, not a choice.
+        Nodes that are not ``{"inputs": {...}}`` and the inputs ``shape`` already names are skipped."""
         malformed_inputs = {(p.node_id, p.input) for p in shape if p.input is not None}
-        found: list[PromptProblem] = list(shape)
+        found: list[PromptProblem] = []
         for raw_node_id, overrides in prompt.items():
             node_id = str(raw_node_id)
             node = self._nodes.get(node_id)

@@ -42,6 +42,7 @@ async def test_the_prompt_token_never_reaches_any_log_line(
     lines = [record.getMessage() for record in caplog.records]
     assert any("GET " in line for line in lines)  # websockets logs the client's handshake line ...
     assert any("WebSocket" in line for line in lines if "authorization=" in line)  # ... uvicorn the server's
+    assert sub.prompt_token is not None
     assert not any(sub.prompt_token in line for line in lines)  # ... and neither holds the token whole
 
 

@@ -158,6 +158,7 @@ async def test_a_server_error_at_handshake_is_retried_then_polling_takes_over(ge
 async def test_a_forged_token_is_refused_and_the_stream_polls(genstudio_emulator: Emulator) -> None:
     async with genstudio_emulator.client(poll_interval=0.02) as client:
         sub = await client.submit(T2I)
+        assert sub.prompt_token is not None
         header, claims, _ = sub.prompt_token.split(".")
         forged = Submission(prompt_id=sub.prompt_id, prompt_token=f"{header}.{claims}.Zm9yZ2Vk")
         events = await collect(client, forged)
@@ -169,6 +170,7 @@ async def test_a_forged_token_is_refused_and_the_stream_polls(genstudio_emulator
 async def test_an_expired_token_goes_straight_to_polling(genstudio_emulator: Emulator) -> None:
     async with genstudio_emulator.client(poll_interval=0.02) as client:
         sub = await client.submit(T2I)
+        assert sub.prompt_token is not None
         header, claims, signature = sub.prompt_token.split(".")
         decoded = json.loads(base64.urlsafe_b64decode(claims + "=" * (-len(claims) % 4)))
         decoded["exp"] = int(time.time()) - 10
