@@ -6,7 +6,8 @@ async context manager. The rules it keeps (DESIGN.md, "How the progress stream b
 1. WebSocket first, unless disabled or the token's ``exp`` has passed; junk frames are skipped (DEBUG log).
 2. Identical consecutive snapshots are yielded once; progress never goes backwards.
 3. The terminal event is yielded last and ends the stream; the socket is closed by us if not by the server.
-4. No snapshot for ``stream_idle_timeout`` → one ``get_task_info``; a socket shown to be stale is abandoned.
+4. No *change* for ``stream_idle_timeout`` (silence, or frames that repeat what was said) → one
+   ``get_task_info`` through the shared poller; a socket shown to be stale is abandoned.
 5. An abnormal close (or a normal close before a terminal status) is a gap: reconcile over HTTP, then reconnect
    with jittered back-off, a few times. A handshake refused with 401/403/404 is not retried.
 6. Then the client's shared poller.
@@ -273,29 +274,46 @@ class _StreamCore:
             await socket.close()
 
     async def _frames(self, socket: ClientConnection) -> AsyncGenerator[ProgressEvent, None]:
+        """Snapshots from ``socket`` that say something new; the idle watchdog (rule 4) runs on no change.
+
+        A frame that repeats what was yielded (or goes back) is no news: it does not reset the watchdog, so a
+        socket that keeps sending a stale snapshot is checked over HTTP like a silent one, once per timeout.
+        """
+        loop = asyncio.get_running_loop()
         idle_timeout = self._settings.idle_timeout
+        deadline = loop.time() + idle_timeout
         while True:
             event: ProgressEvent | None = None
             try:
-                async with asyncio.timeout(idle_timeout):
-                    event = await self._next_snapshot(socket)
+                async with asyncio.timeout_at(deadline):
+                    event = await self._next_news(socket)
             except TimeoutError:
                 pass
             if event is not None:
                 yield event
                 if event.is_terminal:
                     return
+                # From when the consumer asks again: time it spends on an event is not the socket's silence.
+                deadline = loop.time() + idle_timeout
                 continue
-            # Rule 4: no snapshot for a while. Ask over HTTP; if the socket missed a change, abandon it.
+            # Rule 4: nothing new for a while. Ask over HTTP; if the socket missed a change, abandon it.
             checked = await self._idle_check()
-            if checked is None or (self.last is not None and _same_state(checked, self.last)):
-                continue  # the task is quiet, not the socket
-            stale = self.last is None or _went_further(checked, self.last)
-            yield checked
-            if checked.is_terminal:
-                return
-            if stale:
-                raise _SocketGap("the socket stayed silent while the task moved on: stale", reconciled=True)
+            if checked is not None and not (self.last is not None and _same_state(checked, self.last)):
+                stale = self.last is None or _went_further(checked, self.last)
+                yield checked
+                if checked.is_terminal:
+                    return
+                if stale:
+                    raise _SocketGap("the socket said nothing new while the task moved on: stale", reconciled=True)
+            # The socket is kept (the task was quiet, or moved no further on HTTP); ask again after a quiet while.
+            deadline = loop.time() + idle_timeout
+
+    async def _next_news(self, socket: ClientConnection) -> ProgressEvent:
+        """The next snapshot the forward-only rules would yield; repeats and stale snapshots are skipped."""
+        while True:
+            event = await self._next_snapshot(socket)
+            if self._forward_only(event) is not None:
+                return event
 
     async def _next_snapshot(self, socket: ClientConnection) -> ProgressEvent:
         """The next frame that is a snapshot of this task; junk frames are skipped."""

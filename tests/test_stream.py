@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import itertools
 import json
 import time
+from collections.abc import Awaitable, Callable
+from typing import Self
 
 import pytest
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 
 from genstudio_async import AsyncGenStudio, ProgressEvent, Submission, TaskStatus, _http
 from genstudio_async.emulator import Emulator
@@ -264,3 +269,121 @@ async def test_idle_checks_of_many_quiet_streams_are_batched(genstudio_emulator:
         genstudio_emulator.resume()
         for events in await asyncio.gather(*consumers):
             assert_well_formed(events)
+
+
+# --- hostile or broken WebSocket peers (HTTP answered by the emulator) -----------------------------------
+
+def _snapshot_frame(emulator: Emulator, prompt_id: str) -> str:
+    """The emulator's current snapshot of a task, as a progress frame."""
+    return json.dumps({"comfy_task_info": emulator.task_info(prompt_id)})
+
+
+class RepeatingPeer:
+    """A well-formed WebSocket server (websockets) running the test's handler for as long as each socket is open;
+    ``opened`` and ``open`` count its sockets."""
+
+    def __init__(self, handler: Callable[[ServerConnection], Awaitable[None]]) -> None:
+        self._handler = handler
+        self.opened = 0
+        self.open = 0
+        self._server: Server | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"ws://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def __aenter__(self) -> Self:
+        self._server = await serve(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, socket: ServerConnection) -> None:
+        self.opened += 1
+        self.open += 1
+        handler = asyncio.ensure_future(self._handler(socket))
+        closed = asyncio.ensure_future(socket.wait_closed())
+        try:
+            await asyncio.wait({handler, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # the handler lasts as long as the socket, not longer
+            handler.cancel()
+            closed.cancel()
+            outcomes = await asyncio.gather(handler, closed, return_exceptions=True)
+            self.open -= 1
+        for outcome in outcomes:
+            if isinstance(outcome, Exception) and not isinstance(outcome, ConnectionClosed):
+                raise outcome
+
+
+async def test_a_socket_repeating_a_stale_snapshot_does_not_hide_the_end_of_the_task(
+    genstudio_emulator: Emulator,
+) -> None:
+    """Frames keep coming, nothing changes, and the task finishes meanwhile: the watchdog fires on no change."""
+    genstudio_emulator.pause()
+    stale: list[str] = []
+
+    async def repeat_stale(socket: ServerConnection) -> None:
+        while True:  # the task as it was when queued, again and again
+            await socket.send(stale[0])
+            await asyncio.sleep(0.005)
+
+    async with RepeatingPeer(repeat_stale) as peer:
+        async with genstudio_emulator.client(ws_url=peer.url, stream_idle_timeout=0.1, poll_interval=0.02) as client:
+            sub = await client.submit(T2I)
+            stale.append(_snapshot_frame(genstudio_emulator, sub.prompt_id))
+            events: list[ProgressEvent] = []
+            async with asyncio.timeout(5.0), client.stream(sub) as stream:  # the bound only fails the test
+                async for event in stream:
+                    events.append(event)
+                    genstudio_emulator.resume()
+        assert_well_formed(events)
+        assert events[0].status is TaskStatus.QUEUED and events[0].source == "websocket"
+        assert events[-1].source == "poll"
+        await eventually(lambda: peer.open == 0, what="the peer to see its socket closed")
+
+
+async def test_a_quiet_task_on_a_chatty_socket_is_checked_once_per_idle_timeout_not_per_frame(
+    genstudio_emulator: Emulator,
+) -> None:
+    """The socket repeats the task's (true) queued snapshot in bursts: each burst waits for one HTTP idle check.
+    A check per frame would ask once per frame; the watchdog asks once per quiet ``stream_idle_timeout``."""
+    genstudio_emulator.pause()
+    frame: list[str] = []
+    bursts_sent = 0
+
+    def checked_since(checks_before: int) -> bool:
+        return genstudio_emulator.stats.task_info_requests > checks_before
+
+    async def bursts(socket: ServerConnection) -> None:
+        nonlocal bursts_sent
+        while True:
+            checks_before = genstudio_emulator.stats.task_info_requests
+            for _ in range(20):
+                await socket.send(frame[0])
+            bursts_sent += 1
+            await eventually(functools.partial(checked_since, checks_before), what="an idle check")
+
+    async with RepeatingPeer(bursts) as peer:
+        client = genstudio_emulator.client(ws_url=peer.url, stream_idle_timeout=0.05, poll_interval=0.01)
+        async with client:
+            sub = await client.submit(T2I)
+            frame.append(_snapshot_frame(genstudio_emulator, sub.prompt_id))
+            events: list[ProgressEvent] = []
+
+            async def consume() -> None:
+                async for event in client.stream(sub):
+                    events.append(event)
+
+            consumer = asyncio.create_task(consume())
+            await eventually(lambda: bursts_sent >= 6, what="six bursts")
+            checks = genstudio_emulator.stats.task_info_requests
+            consumer.cancel()
+            await asyncio.gather(consumer, return_exceptions=True)
+            assert 5 <= checks <= 2 * bursts_sent, f"{checks} HTTP checks for {bursts_sent} bursts of 20 frames"
+            assert [event.status for event in events] == [TaskStatus.QUEUED]  # nothing changed, nothing more
+            assert peer.opened == 1  # a quiet socket is kept
+            await eventually(lambda: peer.open == 0, what="the peer to see its socket closed")
