@@ -5,13 +5,14 @@ async context manager. The rules it keeps (DESIGN.md, "How the progress stream b
 
 1. WebSocket first, unless disabled or the token's ``exp`` has passed; junk frames are skipped (DEBUG log).
 2. Identical consecutive snapshots are yielded once; progress never goes backwards.
-3. The terminal event is yielded last and ends the stream; the socket is closed by us if not by the server.
+3. The terminal event is yielded last and ends the stream; the socket is closed by us if not by the server,
+   in the background (``SocketCloser``): nobody waits on a peer that is slow to answer a close frame.
 4. No *change* for ``stream_idle_timeout`` (silence, or frames that repeat what was said) → one
    ``get_task_info`` through the shared poller; a socket shown to be stale is abandoned.
 5. An abnormal close (or a normal close before a terminal status) is a gap: reconcile over HTTP, then reconnect
    with jittered back-off, a few times. A handshake refused with 401/403/404 is not retried.
 6. Then the client's shared poller.
-7. Leaving early (break, cancel, ``aclose``) closes the socket and leaves the poller at once.
+7. Leaving early (break, cancel, ``aclose``) starts closing the socket and leaves the poller at once.
 8. The token is a credential: it never appears whole in a log line or an error.
 """
 
@@ -31,6 +32,7 @@ from urllib.parse import quote
 from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidProxy, InvalidStatus, WebSocketException
+from websockets.protocol import State
 
 from . import _constants as C
 from . import _http
@@ -74,6 +76,8 @@ class StreamSettings:
     idle_timeout: float
     fetch_task: FetchTask
     poller: TaskPoller
+    # The client's closer: closes sockets in the background; the client's aclose finishes or cuts those closes.
+    sockets: SocketCloser
     # The proxy for the WebSocket, read from the environment once per client (websockets would re-read the
     # whole environment on every connect: 0.15-0.3 ms of CPU per stream).
     ws_proxy: str | None = None
@@ -89,6 +93,62 @@ def resolve_ws_proxy(ws_url: str) -> str | None:
     except (ValueError, WebSocketException):
         log.debug("could not read the proxy settings for the progress WebSocket", exc_info=True)
         return None
+
+
+class SocketCloser:
+    """Lets go of a client's progress sockets without holding anybody up.
+
+    A WebSocket close waits for the peer's close frame (up to ``WS_CLOSE_TIMEOUT``); a stream that has its
+    terminal event, or that its caller left, must not wait for that. A stream hands its socket here. Each close
+    runs in a task held in a set, so it is never garbage-collected half-way; the client's ``aclose`` lets them
+    finish briefly, then cuts the rest.
+    """
+
+    def __init__(self) -> None:
+        self._pending: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    @property
+    def pending(self) -> int:
+        """How many closes are still under way."""
+        return len(self._pending)
+
+    def close(self, socket: ClientConnection) -> None:
+        """Close ``socket`` in the background (at once, cutting it, once the client is closed)."""
+        if socket.state is State.CLOSED:
+            return
+        if self._closed:
+            socket.transport.abort()
+            return
+        self._keep(asyncio.create_task(_close_socket(socket), name="genstudio-ws-close"))
+
+    async def aclose(self) -> None:
+        """Let the closes under way finish for ``WS_ACLOSE_GRACE`` s, then cut their connections. Idempotent."""
+        self._closed = True
+        pending = set(self._pending)
+        try:
+            if pending:
+                _, pending = await asyncio.wait(pending, timeout=C.WS_ACLOSE_GRACE)
+        finally:  # cancelled or not, what is left is cut now
+            for task in pending:
+                task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+    def _keep(self, task: asyncio.Task[Any]) -> None:
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+
+async def _close_socket(socket: ClientConnection) -> None:
+    try:
+        await socket.close()
+    except asyncio.CancelledError:
+        socket.transport.abort()  # the client is closing: no more waiting for the peer
+        await socket.wait_closed()
+        raise
+    except (WebSocketException, OSError) as exc:  # close() swallows ConnectionClosed; anything else, logged
+        log.debug("closing a progress socket failed: %s", type(exc).__name__)
 
 
 class _HandshakeRefused(Exception):
@@ -271,7 +331,8 @@ class _StreamCore:
                     if event.is_terminal:
                         return
         finally:
-            await socket.close()
+            # No await here: a cancelled caller must not be held up, nor the close be cut short by it.
+            self._settings.sockets.close(socket)
 
     async def _frames(self, socket: ClientConnection) -> AsyncGenerator[ProgressEvent, None]:
         """Snapshots from ``socket`` that say something new; the idle watchdog (rule 4) runs on no change.

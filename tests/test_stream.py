@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+import hashlib
 import itertools
 import json
+import re
+import struct
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Self
 
 import pytest
@@ -20,6 +23,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from genstudio_async import AsyncGenStudio, ProgressEvent, Submission, TaskStatus, _http
+from genstudio_async import _constants as C
 from genstudio_async.emulator import Emulator
 
 from .support import eventually
@@ -273,9 +277,85 @@ async def test_idle_checks_of_many_quiet_streams_are_batched(genstudio_emulator:
 
 # --- hostile or broken WebSocket peers (HTTP answered by the emulator) -----------------------------------
 
+_WS_ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def _text_frame(text: str) -> bytes:
+    """One unmasked server-to-client text frame."""
+    payload = text.encode()
+    if len(payload) < 126:
+        header = struct.pack("!BB", 0x81, len(payload))
+    elif len(payload) < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 126, len(payload))
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, len(payload))
+    return header + payload
+
+
 def _snapshot_frame(emulator: Emulator, prompt_id: str) -> str:
     """The emulator's current snapshot of a task, as a progress frame."""
     return json.dumps({"comfy_task_info": emulator.task_info(prompt_id)})
+
+
+class RawPeer:
+    """A WebSocket peer in raw bytes on 127.0.0.1, to misbehave where a WebSocket library would not.
+
+    ``answer=False``: it reads the handshake and never answers. ``answer=True``: it accepts, sends ``frames``,
+    then reads and ignores everything, the client's close frame included (it never sends one back).
+    ``hung_up`` counts the connections the client closed (EOF or reset seen).
+    """
+
+    def __init__(self, *, answer: bool, frames: Sequence[str] = ()) -> None:
+        self.answer = answer
+        self.frames = list(frames)
+        self.connections = 0
+        self.hung_up = 0
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"ws://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def __aenter__(self) -> Self:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for handler in self._handlers:
+            handler.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._handlers.add(handler)
+        self.connections += 1
+        try:
+            request = await reader.readuntil(b"\r\n\r\n")
+            if self.answer:
+                key = re.search(rb"(?im)^sec-websocket-key:\s*(\S+)", request)
+                assert key is not None
+                accept = base64.b64encode(hashlib.sha1(key.group(1) + _WS_ACCEPT_GUID).digest())
+                writer.write(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+                )
+                for frame in self.frames:
+                    writer.write(_text_frame(frame))
+                await writer.drain()
+            while await reader.read(65536):
+                pass  # whatever the client sends, its close frame included, goes unanswered
+            self.hung_up += 1
+        except (ConnectionError, asyncio.IncompleteReadError):
+            self.hung_up += 1
+        finally:
+            writer.close()
+            self._handlers.discard(handler)
 
 
 class RepeatingPeer:
@@ -387,3 +467,42 @@ async def test_a_quiet_task_on_a_chatty_socket_is_checked_once_per_idle_timeout_
             assert [event.status for event in events] == [TaskStatus.QUEUED]  # nothing changed, nothing more
             assert peer.opened == 1  # a quiet socket is kept
             await eventually(lambda: peer.open == 0, what="the peer to see its socket closed")
+
+
+async def test_the_result_does_not_wait_for_a_peer_that_ignores_the_close_frame(
+    genstudio_emulator: Emulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After the terminal frame the peer never answers our close: ``wait()`` returns at once all the same, and
+    closing the client cuts that connection, leaving no task behind."""
+    monkeypatch.setattr(C, "WS_CLOSE_TIMEOUT", 60.0)  # a close that waits on the peer would hold wait() a minute
+    async with genstudio_emulator.client() as http_only:
+        sub = await http_only.submit(T2I)
+    await genstudio_emulator.wait_status(sub.prompt_id, 3)
+    async with RawPeer(answer=True, frames=[_snapshot_frame(genstudio_emulator, sub.prompt_id)]) as peer:
+        client = genstudio_emulator.client(ws_url=peer.url)
+        try:
+            async with asyncio.timeout(5.0):  # the bound only fails the test
+                result = await client.wait(sub)
+            assert result.status is TaskStatus.SUCCEEDED and result.outputs
+            assert genstudio_emulator.stats.task_info_requests == 0  # the socket brought the result
+        finally:
+            async with asyncio.timeout(5.0):
+                await client.aclose()
+        assert client._stream_settings.sockets.pending == 0
+        await eventually(lambda: peer.hung_up == 1, what="the client to cut the connection")
+    assert peer.connections == 1
+    assert not [task for task in asyncio.all_tasks() if task.get_name().startswith("genstudio-ws")]
+    assert not [record for record in caplog.records if record.name == "asyncio"]
+
+
+async def test_a_peer_that_answers_the_close_is_closed_without_closing_the_client(
+    genstudio_emulator: Emulator,
+) -> None:
+    """The server keeps the socket open after the terminal snapshot (``ws_linger``): the client's own close,
+    run in the background, finishes while the client is still open."""
+    genstudio_emulator.set_faults(ws_linger=True)
+    async with genstudio_emulator.client() as client:
+        events = await collect(client, await client.submit(T2I))
+        await eventually(lambda: genstudio_emulator.stats.ws_connections_open == 0, what="the socket to close")
+    assert_well_formed(events)
+    assert {event.source for event in events} == {"websocket"}
