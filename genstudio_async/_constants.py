@@ -75,6 +75,9 @@ WS_HEALTHY_SESSION_SECONDS: Final = 30.0
 WS_RECONNECT_INITIAL_DELAY: Final = 0.25
 WS_RECONNECT_MAX_DELAY: Final = 4.0
 WS_OPEN_TIMEOUT: Final = 10.0
+# A handshake still pending after this long (or after the stream idle timeout, if shorter) no longer holds the
+# stream: the task is followed through the shared poller meanwhile, and a terminal status seen there ends it.
+WS_HANDSHAKE_GRACE: Final = 1.0
 # How long a close handshake may wait for the peer's close frame. It runs in the background: nobody waits on it.
 WS_CLOSE_TIMEOUT: Final = 2.0
 # When the client is closed, closes still under way get this long to finish; then their connections are cut.

@@ -8,7 +8,8 @@ async context manager. The rules it keeps (DESIGN.md, "How the progress stream b
 3. The terminal event is yielded last and ends the stream; the socket is closed by us if not by the server,
    in the background (``SocketCloser``): nobody waits on a peer that is slow to answer a close frame.
 4. No *change* for ``stream_idle_timeout`` (silence, or frames that repeat what was said) → one
-   ``get_task_info`` through the shared poller; a socket shown to be stale is abandoned.
+   ``get_task_info`` through the shared poller; a socket shown to be stale is abandoned. A handshake still
+   pending after a short moment is the same kind of silence: the task is followed over HTTP meanwhile.
 5. An abnormal close (or a normal close before a terminal status) is a gap: reconcile over HTTP, then reconnect
    with jittered back-off, a few times. A handshake refused with 401/403/404 is not retried.
 6. Then the client's shared poller.
@@ -76,7 +77,7 @@ class StreamSettings:
     idle_timeout: float
     fetch_task: FetchTask
     poller: TaskPoller
-    # The client's closer: closes sockets in the background; the client's aclose finishes or cuts those closes.
+    # The client's closer: closes sockets (and drops handshakes) in the background; the client's aclose ends them.
     sockets: SocketCloser
     # The proxy for the WebSocket, read from the environment once per client (websockets would re-read the
     # whole environment on every connect: 0.15-0.3 ms of CPU per stream).
@@ -99,9 +100,9 @@ class SocketCloser:
     """Lets go of a client's progress sockets without holding anybody up.
 
     A WebSocket close waits for the peer's close frame (up to ``WS_CLOSE_TIMEOUT``); a stream that has its
-    terminal event, or that its caller left, must not wait for that. A stream hands its socket here. Each close
-    runs in a task held in a set, so it is never garbage-collected half-way; the client's ``aclose`` lets them
-    finish briefly, then cuts the rest.
+    terminal event, or that its caller left, must not wait for that. A stream hands its socket here (or its
+    handshake, when it no longer wants the socket it may open). Each close runs in a task held in a set, so it
+    is never garbage-collected half-way; the client's ``aclose`` lets them finish briefly, then cuts the rest.
     """
 
     def __init__(self) -> None:
@@ -110,7 +111,7 @@ class SocketCloser:
 
     @property
     def pending(self) -> int:
-        """How many closes are still under way."""
+        """How many closes and dropped handshakes are still under way."""
         return len(self._pending)
 
     def close(self, socket: ClientConnection) -> None:
@@ -121,6 +122,15 @@ class SocketCloser:
             socket.transport.abort()
             return
         self._keep(asyncio.create_task(_close_socket(socket), name="genstudio-ws-close"))
+
+    def drop(self, handshake: asyncio.Task[ClientConnection]) -> None:
+        """Give up on ``handshake``: cancel it; a socket it opened all the same is closed."""
+        if handshake.done():
+            self._opened(handshake)
+            return
+        handshake.cancel()
+        self._keep(handshake)
+        handshake.add_done_callback(self._opened)
 
     async def aclose(self) -> None:
         """Let the closes under way finish for ``WS_ACLOSE_GRACE`` s, then cut their connections. Idempotent."""
@@ -138,6 +148,15 @@ class SocketCloser:
     def _keep(self, task: asyncio.Task[Any]) -> None:
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+
+    def _opened(self, handshake: asyncio.Task[ClientConnection]) -> None:
+        if handshake.cancelled():
+            return
+        error = handshake.exception()
+        if error is not None:
+            log.debug("a handshake no longer waited for ended with %s", type(error).__name__)
+            return
+        self.close(handshake.result())
 
 
 async def _close_socket(socket: ClientConnection) -> None:
@@ -261,7 +280,7 @@ class _StreamCore:
                 try:
                     async with aclosing(self._websocket_session()) as session:
                         async for event in session:
-                            if first_snapshot_at is None:
+                            if first_snapshot_at is None and event.source == "websocket":
                                 first_snapshot_at = loop.time()
                             yield event
                             if event.is_terminal:
@@ -298,11 +317,38 @@ class _StreamCore:
                     return
 
     async def _websocket_session(self) -> AsyncGenerator[ProgressEvent, None]:
-        """Snapshots from one socket. Ends normally only after a terminal snapshot; a gap raises."""
+        """Snapshots from one socket. Ends normally only after a terminal snapshot; a gap raises.
+
+        While the handshake is slow, the snapshots come from the shared poller instead (see ``_while_opening``).
+        However the session ends, its socket is closed (or its handshake dropped) in the background.
+        """
+        handshake = asyncio.create_task(self._open_socket(), name="genstudio-ws-handshake")
+        socket: ClientConnection | None = None
+        try:
+            async with aclosing(self._while_opening(handshake)) as polled:
+                async for event in polled:
+                    yield event
+                    if event.is_terminal:
+                        return
+            socket = handshake.result()  # raises the handshake's _SocketGap or _HandshakeRefused
+            log.debug("stream %s: socket open", self.prompt_id)
+            async with aclosing(self._frames(socket)) as frames:
+                async for event in frames:
+                    yield event
+                    if event.is_terminal:
+                        return
+        finally:
+            # No await here: a cancelled caller must not be held up, nor the close be cut short by it.
+            if socket is not None:
+                self._settings.sockets.close(socket)
+            else:
+                self._settings.sockets.drop(handshake)
+
+    async def _open_socket(self) -> ClientConnection:
         assert self.token is not None
         url = f"{self._settings.ws_url}?{C.PROGRESS_WS_TOKEN_PARAM}={quote(self.token, safe='')}"
         try:
-            socket = await connect(
+            return await connect(
                 url,
                 open_timeout=C.WS_OPEN_TIMEOUT,
                 close_timeout=C.WS_CLOSE_TIMEOUT,
@@ -323,16 +369,31 @@ class _StreamCore:
             raise _HandshakeRefused(f"cannot open a socket here: {type(exc).__name__}") from None
         except (WebSocketException, OSError, TimeoutError) as exc:
             raise _SocketGap(f"could not open the socket: {type(exc).__name__}") from None
-        log.debug("stream %s: socket open", self.prompt_id)
+
+    async def _while_opening(self, handshake: asyncio.Task[ClientConnection]) -> AsyncGenerator[ProgressEvent, None]:
+        """What HTTP says while ``handshake`` is pending beyond a short moment; ends when the handshake is done.
+
+        A hung handshake is silence like any other (rule 4): it must not hide what HTTP already knows. The task
+        is followed through the shared poller, so a thousand slow handshakes cost one request per interval.
+        """
+        grace = min(C.WS_HANDSHAKE_GRACE, self._settings.idle_timeout)
+        await asyncio.wait({handshake}, timeout=grace)
+        if handshake.done():
+            return
+        log.debug("stream %s: the handshake is slow; following the task over HTTP meanwhile", self.prompt_id)
         try:
-            async with aclosing(self._frames(socket)) as frames:
-                async for event in frames:
-                    yield event
-                    if event.is_terminal:
-                        return
-        finally:
-            # No await here: a cancelled caller must not be held up, nor the close be cut short by it.
-            self._settings.sockets.close(socket)
+            async with self._settings.poller.watch(self.prompt_id) as waiter:
+                while not handshake.done():
+                    polled = asyncio.create_task(waiter.next(), name="genstudio-ws-handshake-poll")
+                    try:
+                        await asyncio.wait({handshake, polled}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        polled.cancel()  # a no-op once it is done
+                    if polled.done() and not polled.cancelled():
+                        yield _as_event(polled.result(), "poll")  # result() raises the poller's error
+        except GenStudioError as exc:
+            log.debug("stream %s: following the task over HTTP failed: %s", self.prompt_id, exc)
+        await asyncio.wait({handshake})
 
     async def _frames(self, socket: ClientConnection) -> AsyncGenerator[ProgressEvent, None]:
         """Snapshots from ``socket`` that say something new; the idle watchdog (rule 4) runs on no change.

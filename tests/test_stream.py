@@ -300,14 +300,15 @@ def _snapshot_frame(emulator: Emulator, prompt_id: str) -> str:
 class RawPeer:
     """A WebSocket peer in raw bytes on 127.0.0.1, to misbehave where a WebSocket library would not.
 
-    ``answer=False``: it reads the handshake and never answers. ``answer=True``: it accepts, sends ``frames``,
-    then reads and ignores everything, the client's close frame included (it never sends one back).
-    ``hung_up`` counts the connections the client closed (EOF or reset seen).
+    ``answer=False``: it reads the handshake and never answers. ``answer=True``: it accepts (once ``gate`` is
+    set, if given), sends ``frames``, then reads and ignores everything, the client's close frame included (it
+    never sends one back). ``hung_up`` counts the connections the client closed (EOF or reset seen).
     """
 
-    def __init__(self, *, answer: bool, frames: Sequence[str] = ()) -> None:
+    def __init__(self, *, answer: bool, frames: Sequence[str] = (), gate: asyncio.Event | None = None) -> None:
         self.answer = answer
         self.frames = list(frames)
+        self.gate = gate
         self.connections = 0
         self.hung_up = 0
         self._handlers: set[asyncio.Task[None]] = set()
@@ -337,6 +338,8 @@ class RawPeer:
         self.connections += 1
         try:
             request = await reader.readuntil(b"\r\n\r\n")
+            if self.answer and self.gate is not None:
+                await self.gate.wait()
             if self.answer:
                 key = re.search(rb"(?im)^sec-websocket-key:\s*(\S+)", request)
                 assert key is not None
@@ -506,3 +509,73 @@ async def test_a_peer_that_answers_the_close_is_closed_without_closing_the_clien
         await eventually(lambda: genstudio_emulator.stats.ws_connections_open == 0, what="the socket to close")
     assert_well_formed(events)
     assert {event.source for event in events} == {"websocket"}
+
+
+async def test_a_hung_handshake_does_not_hold_the_stream(
+    genstudio_emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The handshake is never answered: the task is followed over HTTP meanwhile, progress and end included,
+    and the half-open connection is dropped when the stream ends."""
+    monkeypatch.setattr(C, "WS_OPEN_TIMEOUT", 60.0)  # waiting for the handshake would hold the stream a minute
+    genstudio_emulator.pause()
+    async with RawPeer(answer=False) as peer:
+        client = genstudio_emulator.client(ws_url=peer.url, stream_idle_timeout=0.05, poll_interval=0.02)
+        async with client:
+            sub = await client.submit(T2I)
+            async with asyncio.timeout(5.0), client.stream(sub) as stream:  # the bound only fails the test
+                first = await anext(stream)
+                assert (first.status, first.source) == (TaskStatus.QUEUED, "poll")
+                genstudio_emulator.resume()
+                events = [first] + [event async for event in stream]
+            assert_well_formed(events)
+            assert {event.source for event in events} == {"poll"}
+            await eventually(lambda: peer.hung_up == 1, what="the handshake's connection to be dropped")
+            assert not client._poller.polling
+            assert not [task for task in asyncio.all_tasks() if task.get_name().startswith("genstudio-ws")]
+    assert peer.connections == 1
+
+
+async def test_a_slow_handshake_hands_over_to_the_socket_once_it_opens(genstudio_emulator: Emulator) -> None:
+    """HTTP fills in while the handshake is slow; when the socket opens at last, it carries the stream on."""
+    genstudio_emulator.pause()
+    gate = asyncio.Event()
+    async with RawPeer(answer=True, gate=gate) as peer:
+        # poll_interval=60: after its first answer the poller stays quiet, so only the socket can bring the end.
+        client = genstudio_emulator.client(ws_url=peer.url, stream_idle_timeout=0.05, poll_interval=60.0)
+        async with client:
+            sub = await client.submit(T2I)
+            async with asyncio.timeout(5.0), client.stream(sub) as stream:  # the bound only fails the test
+                first = await anext(stream)
+                assert (first.status, first.source) == (TaskStatus.QUEUED, "poll")
+                genstudio_emulator.resume()
+                await genstudio_emulator.wait_status(sub.prompt_id, 3)
+                peer.frames.append(_snapshot_frame(genstudio_emulator, sub.prompt_id))
+                gate.set()
+                events = [first] + [event async for event in stream]
+            assert_well_formed(events)
+            assert events[-1].source == "websocket"
+            assert not client._poller.polling
+    assert peer.connections == 1
+
+
+async def test_a_handshake_given_up_after_it_succeeded_still_closes_its_socket() -> None:
+    """The stream let go of a handshake that had just opened its socket: that socket is closed, not leaked."""
+    from websockets.asyncio.client import ClientConnection, connect
+
+    from genstudio_async._stream import SocketCloser
+
+    async def hold(socket: ServerConnection) -> None:
+        await socket.wait_closed()
+
+    async def open_socket(url: str) -> ClientConnection:
+        return await connect(url)
+
+    async with RepeatingPeer(hold) as peer:
+        closer = SocketCloser()
+        handshake = asyncio.create_task(open_socket(peer.url))
+        await asyncio.wait({handshake})
+        await eventually(lambda: peer.open == 1, what="the socket to open")
+        closer.drop(handshake)
+        await eventually(lambda: peer.open == 0, what="the socket to close")
+        await closer.aclose()
+    assert handshake.result().state.name == "CLOSED"
