@@ -221,7 +221,7 @@ async def test_leaving_an_async_with_block_closes_the_socket_at_once(genstudio_e
         async with client.stream(sub) as stream:
             async for _event in stream:
                 break
-        # Closed by us, handshake included, before the block returned: the server has already seen it.
+        # The close started before the block returned (it finishes in the background): the server sees it soon.
         await eventually(lambda: genstudio_emulator.stats.ws_connections_open == 0, timeout=1.0, what="close")
         assert not client._poller.polling
 
