@@ -37,7 +37,7 @@ from ._http import HTTPCore, RetryPolicy, log
 from ._poller import TaskPoller
 from ._prompt import normalise_prompt
 from ._redact import Redactor, mask
-from ._stream import StreamSettings, TaskStream, resolve_ws_proxy
+from ._stream import SocketCloser, StreamSettings, TaskStream, resolve_ws_proxy
 from .types import ImagePostProcess, JobOutcome, ProgressEvent, Submission, TaskInfo, TaskResult, TaskStatus
 from .workflow import WorkflowSpec
 
@@ -140,6 +140,7 @@ class AsyncGenStudio:
             idle_timeout=self.stream_idle_timeout,
             fetch_task=self.get_task,
             poller=self._poller,
+            sockets=SocketCloser(),
             ws_proxy=resolve_ws_proxy(self.ws_url) if use_websocket else None,
         )
         self._closed = False
@@ -164,6 +165,7 @@ class AsyncGenStudio:
             return
         self._closed = True
         await self._poller.aclose()
+        await self._stream_settings.sockets.aclose()
         if self._owns_http_client:
             await self._http_client.aclose()
 

@@ -75,7 +75,13 @@ WS_HEALTHY_SESSION_SECONDS: Final = 30.0
 WS_RECONNECT_INITIAL_DELAY: Final = 0.25
 WS_RECONNECT_MAX_DELAY: Final = 4.0
 WS_OPEN_TIMEOUT: Final = 10.0
+# A handshake still pending after this long (or after the stream idle timeout, if shorter) no longer holds the
+# stream: the task is followed through the shared poller meanwhile, and a terminal status seen there ends it.
+WS_HANDSHAKE_GRACE: Final = 1.0
+# How long a close handshake may wait for the peer's close frame. It runs in the background: nobody waits on it.
 WS_CLOSE_TIMEOUT: Final = 2.0
+# When the client is closed, closes still under way get this long to finish; then their connections are cut.
+WS_ACLOSE_GRACE: Final = 0.25
 WS_MAX_MESSAGE_SIZE: Final = 4 * 1024 * 1024
 # Handshake statuses that mean "this token will never work": no reconnect, straight to polling.
 WS_FATAL_HANDSHAKE_STATUSES: Final = frozenset({401, 403, 404})

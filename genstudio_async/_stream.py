@@ -5,12 +5,15 @@ async context manager. The rules it keeps (DESIGN.md, "How the progress stream b
 
 1. WebSocket first, unless disabled or the token's ``exp`` has passed; junk frames are skipped (DEBUG log).
 2. Identical consecutive snapshots are yielded once; progress never goes backwards.
-3. The terminal event is yielded last and ends the stream; the socket is closed by us if not by the server.
-4. No snapshot for ``stream_idle_timeout`` → one ``get_task_info``; a socket shown to be stale is abandoned.
+3. The terminal event is yielded last and ends the stream; the socket is closed by us if not by the server,
+   in the background (``SocketCloser``): nobody waits on a peer that is slow to answer a close frame.
+4. No *change* for ``stream_idle_timeout`` (silence, or frames that repeat what was said) → one
+   ``get_task_info`` through the shared poller; a socket shown to be stale is abandoned. A handshake still
+   pending after a short moment is the same kind of silence: the task is followed over HTTP meanwhile.
 5. An abnormal close (or a normal close before a terminal status) is a gap: reconcile over HTTP, then reconnect
    with jittered back-off, a few times. A handshake refused with 401/403/404 is not retried.
 6. Then the client's shared poller.
-7. Leaving early (break, cancel, ``aclose``) closes the socket and leaves the poller at once.
+7. Leaving early (break, cancel, ``aclose``) starts closing the socket and leaves the poller at once.
 8. The token is a credential: it never appears whole in a log line or an error.
 """
 
@@ -30,6 +33,7 @@ from urllib.parse import quote
 from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidProxy, InvalidStatus, WebSocketException
+from websockets.protocol import State
 
 from . import _constants as C
 from . import _http
@@ -73,6 +77,8 @@ class StreamSettings:
     idle_timeout: float
     fetch_task: FetchTask
     poller: TaskPoller
+    # The client's closer: closes sockets (and drops handshakes) in the background; the client's aclose ends them.
+    sockets: SocketCloser
     # The proxy for the WebSocket, read from the environment once per client (websockets would re-read the
     # whole environment on every connect: 0.15-0.3 ms of CPU per stream).
     ws_proxy: str | None = None
@@ -88,6 +94,80 @@ def resolve_ws_proxy(ws_url: str) -> str | None:
     except (ValueError, WebSocketException):
         log.debug("could not read the proxy settings for the progress WebSocket", exc_info=True)
         return None
+
+
+class SocketCloser:
+    """Lets go of a client's progress sockets without holding anybody up.
+
+    A WebSocket close waits for the peer's close frame (up to ``WS_CLOSE_TIMEOUT``); a stream that has its
+    terminal event, or that its caller left, must not wait for that. A stream hands its socket here (or its
+    handshake, when it no longer wants the socket it may open). Each close runs in a task held in a set, so it
+    is never garbage-collected half-way; the client's ``aclose`` lets them finish briefly, then cuts the rest.
+    """
+
+    def __init__(self) -> None:
+        self._pending: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    @property
+    def pending(self) -> int:
+        """How many closes and dropped handshakes are still under way."""
+        return len(self._pending)
+
+    def close(self, socket: ClientConnection) -> None:
+        """Close ``socket`` in the background (at once, cutting it, once the client is closed)."""
+        if socket.state is State.CLOSED:
+            return
+        if self._closed:
+            socket.transport.abort()
+            return
+        self._keep(asyncio.create_task(_close_socket(socket), name="genstudio-ws-close"))
+
+    def drop(self, handshake: asyncio.Task[ClientConnection]) -> None:
+        """Give up on ``handshake``: cancel it; a socket it opened all the same is closed."""
+        if handshake.done():
+            self._opened(handshake)
+            return
+        handshake.cancel()
+        self._keep(handshake)
+        handshake.add_done_callback(self._opened)
+
+    async def aclose(self) -> None:
+        """Let the closes under way finish for ``WS_ACLOSE_GRACE`` s, then cut their connections. Idempotent."""
+        self._closed = True
+        pending = set(self._pending)
+        try:
+            if pending:
+                _, pending = await asyncio.wait(pending, timeout=C.WS_ACLOSE_GRACE)
+        finally:  # cancelled or not, what is left is cut now
+            for task in pending:
+                task.cancel()
+        if pending:
+            await asyncio.wait(pending)
+
+    def _keep(self, task: asyncio.Task[Any]) -> None:
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def _opened(self, handshake: asyncio.Task[ClientConnection]) -> None:
+        if handshake.cancelled():
+            return
+        error = handshake.exception()
+        if error is not None:
+            log.debug("a handshake no longer waited for ended with %s", type(error).__name__)
+            return
+        self.close(handshake.result())
+
+
+async def _close_socket(socket: ClientConnection) -> None:
+    try:
+        await socket.close()
+    except asyncio.CancelledError:
+        socket.transport.abort()  # the client is closing: no more waiting for the peer
+        await socket.wait_closed()
+        raise
+    except (WebSocketException, OSError) as exc:  # close() swallows ConnectionClosed; anything else, logged
+        log.debug("closing a progress socket failed: %s", type(exc).__name__)
 
 
 class _HandshakeRefused(Exception):
@@ -200,7 +280,7 @@ class _StreamCore:
                 try:
                     async with aclosing(self._websocket_session()) as session:
                         async for event in session:
-                            if first_snapshot_at is None:
+                            if first_snapshot_at is None and event.source == "websocket":
                                 first_snapshot_at = loop.time()
                             yield event
                             if event.is_terminal:
@@ -237,11 +317,38 @@ class _StreamCore:
                     return
 
     async def _websocket_session(self) -> AsyncGenerator[ProgressEvent, None]:
-        """Snapshots from one socket. Ends normally only after a terminal snapshot; a gap raises."""
+        """Snapshots from one socket. Ends normally only after a terminal snapshot; a gap raises.
+
+        While the handshake is slow, the snapshots come from the shared poller instead (see ``_while_opening``).
+        However the session ends, its socket is closed (or its handshake dropped) in the background.
+        """
+        handshake = asyncio.create_task(self._open_socket(), name="genstudio-ws-handshake")
+        socket: ClientConnection | None = None
+        try:
+            async with aclosing(self._while_opening(handshake)) as polled:
+                async for event in polled:
+                    yield event
+                    if event.is_terminal:
+                        return
+            socket = handshake.result()  # raises the handshake's _SocketGap or _HandshakeRefused
+            log.debug("stream %s: socket open", self.prompt_id)
+            async with aclosing(self._frames(socket)) as frames:
+                async for event in frames:
+                    yield event
+                    if event.is_terminal:
+                        return
+        finally:
+            # No await here: a cancelled caller must not be held up, nor the close be cut short by it.
+            if socket is not None:
+                self._settings.sockets.close(socket)
+            else:
+                self._settings.sockets.drop(handshake)
+
+    async def _open_socket(self) -> ClientConnection:
         assert self.token is not None
         url = f"{self._settings.ws_url}?{C.PROGRESS_WS_TOKEN_PARAM}={quote(self.token, safe='')}"
         try:
-            socket = await connect(
+            return await connect(
                 url,
                 open_timeout=C.WS_OPEN_TIMEOUT,
                 close_timeout=C.WS_CLOSE_TIMEOUT,
@@ -262,40 +369,73 @@ class _StreamCore:
             raise _HandshakeRefused(f"cannot open a socket here: {type(exc).__name__}") from None
         except (WebSocketException, OSError, TimeoutError) as exc:
             raise _SocketGap(f"could not open the socket: {type(exc).__name__}") from None
-        log.debug("stream %s: socket open", self.prompt_id)
+
+    async def _while_opening(self, handshake: asyncio.Task[ClientConnection]) -> AsyncGenerator[ProgressEvent, None]:
+        """What HTTP says while ``handshake`` is pending beyond a short moment; ends when the handshake is done.
+
+        A hung handshake is silence like any other (rule 4): it must not hide what HTTP already knows. The task
+        is followed through the shared poller, so a thousand slow handshakes cost one request per interval.
+        """
+        grace = min(C.WS_HANDSHAKE_GRACE, self._settings.idle_timeout)
+        await asyncio.wait({handshake}, timeout=grace)
+        if handshake.done():
+            return
+        log.debug("stream %s: the handshake is slow; following the task over HTTP meanwhile", self.prompt_id)
         try:
-            async with aclosing(self._frames(socket)) as frames:
-                async for event in frames:
-                    yield event
-                    if event.is_terminal:
-                        return
-        finally:
-            await socket.close()
+            async with self._settings.poller.watch(self.prompt_id) as waiter:
+                while not handshake.done():
+                    polled = asyncio.create_task(waiter.next(), name="genstudio-ws-handshake-poll")
+                    try:
+                        await asyncio.wait({handshake, polled}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        polled.cancel()  # a no-op once it is done
+                    if polled.done() and not polled.cancelled():
+                        yield _as_event(polled.result(), "poll")  # result() raises the poller's error
+        except GenStudioError as exc:
+            log.debug("stream %s: following the task over HTTP failed: %s", self.prompt_id, exc)
+        await asyncio.wait({handshake})
 
     async def _frames(self, socket: ClientConnection) -> AsyncGenerator[ProgressEvent, None]:
+        """Snapshots from ``socket`` that say something new; the idle watchdog (rule 4) runs on no change.
+
+        A frame that repeats what was yielded (or goes back) is no news: it does not reset the watchdog, so a
+        socket that keeps sending a stale snapshot is checked over HTTP like a silent one, once per timeout.
+        """
+        loop = asyncio.get_running_loop()
         idle_timeout = self._settings.idle_timeout
+        deadline = loop.time() + idle_timeout
         while True:
             event: ProgressEvent | None = None
             try:
-                async with asyncio.timeout(idle_timeout):
-                    event = await self._next_snapshot(socket)
+                async with asyncio.timeout_at(deadline):
+                    event = await self._next_news(socket)
             except TimeoutError:
                 pass
             if event is not None:
                 yield event
                 if event.is_terminal:
                     return
+                # From when the consumer asks again: time it spends on an event is not the socket's silence.
+                deadline = loop.time() + idle_timeout
                 continue
-            # Rule 4: no snapshot for a while. Ask over HTTP; if the socket missed a change, abandon it.
+            # Rule 4: nothing new for a while. Ask over HTTP; if the socket missed a change, abandon it.
             checked = await self._idle_check()
-            if checked is None or (self.last is not None and _same_state(checked, self.last)):
-                continue  # the task is quiet, not the socket
-            stale = self.last is None or _went_further(checked, self.last)
-            yield checked
-            if checked.is_terminal:
-                return
-            if stale:
-                raise _SocketGap("the socket stayed silent while the task moved on: stale", reconciled=True)
+            if checked is not None and not (self.last is not None and _same_state(checked, self.last)):
+                stale = self.last is None or _went_further(checked, self.last)
+                yield checked
+                if checked.is_terminal:
+                    return
+                if stale:
+                    raise _SocketGap("the socket said nothing new while the task moved on: stale", reconciled=True)
+            # The socket is kept (the task was quiet, or moved no further on HTTP); ask again after a quiet while.
+            deadline = loop.time() + idle_timeout
+
+    async def _next_news(self, socket: ClientConnection) -> ProgressEvent:
+        """The next snapshot the forward-only rules would yield; repeats and stale snapshots are skipped."""
+        while True:
+            event = await self._next_snapshot(socket)
+            if self._forward_only(event) is not None:
+                return event
 
     async def _next_snapshot(self, socket: ClientConnection) -> ProgressEvent:
         """The next frame that is a snapshot of this task; junk frames are skipped."""

@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
+import hashlib
 import itertools
 import json
+import re
+import struct
 import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Self
 
 import pytest
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 
 from genstudio_async import AsyncGenStudio, ProgressEvent, Submission, TaskStatus, _http
+from genstudio_async import _constants as C
 from genstudio_async.emulator import Emulator
 
 from .support import eventually
@@ -214,7 +223,7 @@ async def test_leaving_an_async_with_block_closes_the_socket_at_once(genstudio_e
         async with client.stream(sub) as stream:
             async for _event in stream:
                 break
-        # Closed by us, handshake included, before the block returned: the server has already seen it.
+        # The close started before the block returned (it finishes in the background): the server sees it soon.
         await eventually(lambda: genstudio_emulator.stats.ws_connections_open == 0, timeout=1.0, what="close")
         assert not client._poller.polling
 
@@ -266,3 +275,309 @@ async def test_idle_checks_of_many_quiet_streams_are_batched(genstudio_emulator:
         genstudio_emulator.resume()
         for events in await asyncio.gather(*consumers):
             assert_well_formed(events)
+
+
+# --- hostile or broken WebSocket peers (HTTP answered by the emulator) -----------------------------------
+
+_WS_ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+
+def _text_frame(text: str) -> bytes:
+    """One unmasked server-to-client text frame."""
+    payload = text.encode()
+    if len(payload) < 126:
+        header = struct.pack("!BB", 0x81, len(payload))
+    elif len(payload) < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 126, len(payload))
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, len(payload))
+    return header + payload
+
+
+def _snapshot_frame(emulator: Emulator, prompt_id: str) -> str:
+    """The emulator's current snapshot of a task, as a progress frame."""
+    return json.dumps({"comfy_task_info": emulator.task_info(prompt_id)})
+
+
+class RawPeer:
+    """A WebSocket peer in raw bytes on 127.0.0.1, to misbehave where a WebSocket library would not.
+
+    ``answer=False``: it reads the handshake and never answers. ``answer=True``: it accepts (once ``gate`` is
+    set, if given), sends ``frames``, then reads and ignores everything, the client's close frame included (it
+    never sends one back). ``hung_up`` counts the connections the client closed (EOF or reset seen).
+    """
+
+    def __init__(self, *, answer: bool, frames: Sequence[str] = (), gate: asyncio.Event | None = None) -> None:
+        self.answer = answer
+        self.frames = list(frames)
+        self.gate = gate
+        self.connections = 0
+        self.hung_up = 0
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"ws://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def __aenter__(self) -> Self:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for handler in self._handlers:
+            handler.cancel()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+        await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        handler = asyncio.current_task()
+        assert handler is not None
+        self._handlers.add(handler)
+        self.connections += 1
+        try:
+            request = await reader.readuntil(b"\r\n\r\n")
+            if self.answer and self.gate is not None:
+                await self.gate.wait()
+            if self.answer:
+                key = re.search(rb"(?im)^sec-websocket-key:\s*(\S+)", request)
+                assert key is not None
+                accept = base64.b64encode(hashlib.sha1(key.group(1) + _WS_ACCEPT_GUID).digest())
+                writer.write(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+                )
+                for frame in self.frames:
+                    writer.write(_text_frame(frame))
+                await writer.drain()
+            while await reader.read(65536):
+                pass  # whatever the client sends, its close frame included, goes unanswered
+            self.hung_up += 1
+        except (ConnectionError, asyncio.IncompleteReadError):
+            self.hung_up += 1
+        finally:
+            writer.close()
+            self._handlers.discard(handler)
+
+
+class RepeatingPeer:
+    """A well-formed WebSocket server (websockets) running the test's handler for as long as each socket is open;
+    ``opened`` and ``open`` count its sockets."""
+
+    def __init__(self, handler: Callable[[ServerConnection], Awaitable[None]]) -> None:
+        self._handler = handler
+        self.opened = 0
+        self.open = 0
+        self._server: Server | None = None
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"ws://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    async def __aenter__(self) -> Self:
+        self._server = await serve(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, socket: ServerConnection) -> None:
+        self.opened += 1
+        self.open += 1
+        handler = asyncio.ensure_future(self._handler(socket))
+        closed = asyncio.ensure_future(socket.wait_closed())
+        try:
+            await asyncio.wait({handler, closed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:  # the handler lasts as long as the socket, not longer
+            handler.cancel()
+            closed.cancel()
+            outcomes = await asyncio.gather(handler, closed, return_exceptions=True)
+            self.open -= 1
+        for outcome in outcomes:
+            if isinstance(outcome, Exception) and not isinstance(outcome, ConnectionClosed):
+                raise outcome
+
+
+async def test_a_socket_repeating_a_stale_snapshot_does_not_hide_the_end_of_the_task(
+    genstudio_emulator: Emulator,
+) -> None:
+    """Frames keep coming, nothing changes, and the task finishes meanwhile: the watchdog fires on no change."""
+    genstudio_emulator.pause()
+    stale: list[str] = []
+
+    async def repeat_stale(socket: ServerConnection) -> None:
+        while True:  # the task as it was when queued, again and again
+            await socket.send(stale[0])
+            await asyncio.sleep(0.005)
+
+    async with RepeatingPeer(repeat_stale) as peer:
+        async with genstudio_emulator.client(ws_url=peer.url, stream_idle_timeout=0.1, poll_interval=0.02) as client:
+            sub = await client.submit(T2I)
+            stale.append(_snapshot_frame(genstudio_emulator, sub.prompt_id))
+            events: list[ProgressEvent] = []
+            async with asyncio.timeout(5.0), client.stream(sub) as stream:  # the bound only fails the test
+                async for event in stream:
+                    events.append(event)
+                    genstudio_emulator.resume()
+        assert_well_formed(events)
+        assert events[0].status is TaskStatus.QUEUED and events[0].source == "websocket"
+        assert events[-1].source == "poll"
+        await eventually(lambda: peer.open == 0, what="the peer to see its socket closed")
+
+
+async def test_a_quiet_task_on_a_chatty_socket_is_checked_once_per_idle_timeout_not_per_frame(
+    genstudio_emulator: Emulator,
+) -> None:
+    """The socket repeats the task's (true) queued snapshot in bursts: each burst waits for one HTTP idle check.
+    A check per frame would ask once per frame; the watchdog asks once per quiet ``stream_idle_timeout``."""
+    genstudio_emulator.pause()
+    frame: list[str] = []
+    bursts_sent = 0
+
+    def checked_since(checks_before: int) -> bool:
+        return genstudio_emulator.stats.task_info_requests > checks_before
+
+    async def bursts(socket: ServerConnection) -> None:
+        nonlocal bursts_sent
+        while True:
+            checks_before = genstudio_emulator.stats.task_info_requests
+            for _ in range(20):
+                await socket.send(frame[0])
+            bursts_sent += 1
+            await eventually(functools.partial(checked_since, checks_before), what="an idle check")
+
+    async with RepeatingPeer(bursts) as peer:
+        client = genstudio_emulator.client(ws_url=peer.url, stream_idle_timeout=0.05, poll_interval=0.01)
+        async with client:
+            sub = await client.submit(T2I)
+            frame.append(_snapshot_frame(genstudio_emulator, sub.prompt_id))
+            events: list[ProgressEvent] = []
+
+            async def consume() -> None:
+                async for event in client.stream(sub):
+                    events.append(event)
+
+            consumer = asyncio.create_task(consume())
+            await eventually(lambda: bursts_sent >= 6, what="six bursts")
+            checks = genstudio_emulator.stats.task_info_requests
+            consumer.cancel()
+            await asyncio.gather(consumer, return_exceptions=True)
+            assert 5 <= checks <= 2 * bursts_sent, f"{checks} HTTP checks for {bursts_sent} bursts of 20 frames"
+            assert [event.status for event in events] == [TaskStatus.QUEUED]  # nothing changed, nothing more
+            assert peer.opened == 1  # a quiet socket is kept
+            await eventually(lambda: peer.open == 0, what="the peer to see its socket closed")
+
+
+async def test_the_result_does_not_wait_for_a_peer_that_ignores_the_close_frame(
+    genstudio_emulator: Emulator, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After the terminal frame the peer never answers our close: ``wait()`` returns at once all the same, and
+    closing the client cuts that connection, leaving no task behind."""
+    monkeypatch.setattr(C, "WS_CLOSE_TIMEOUT", 60.0)  # a close that waits on the peer would hold wait() a minute
+    async with genstudio_emulator.client() as http_only:
+        sub = await http_only.submit(T2I)
+    await genstudio_emulator.wait_status(sub.prompt_id, 3)
+    async with RawPeer(answer=True, frames=[_snapshot_frame(genstudio_emulator, sub.prompt_id)]) as peer:
+        client = genstudio_emulator.client(ws_url=peer.url)
+        try:
+            async with asyncio.timeout(5.0):  # the bound only fails the test
+                result = await client.wait(sub)
+            assert result.status is TaskStatus.SUCCEEDED and result.outputs
+            assert genstudio_emulator.stats.task_info_requests == 0  # the socket brought the result
+        finally:
+            async with asyncio.timeout(5.0):
+                await client.aclose()
+        assert client._stream_settings.sockets.pending == 0
+        await eventually(lambda: peer.hung_up == 1, what="the client to cut the connection")
+    assert peer.connections == 1
+    assert not [task for task in asyncio.all_tasks() if task.get_name().startswith("genstudio-ws")]
+    assert not [record for record in caplog.records if record.name == "asyncio"]
+
+
+async def test_a_peer_that_answers_the_close_is_closed_without_closing_the_client(
+    genstudio_emulator: Emulator,
+) -> None:
+    """The server keeps the socket open after the terminal snapshot (``ws_linger``): the client's own close,
+    run in the background, finishes while the client is still open."""
+    genstudio_emulator.set_faults(ws_linger=True)
+    async with genstudio_emulator.client() as client:
+        events = await collect(client, await client.submit(T2I))
+        await eventually(lambda: genstudio_emulator.stats.ws_connections_open == 0, what="the socket to close")
+    assert_well_formed(events)
+    assert {event.source for event in events} == {"websocket"}
+
+
+async def test_a_hung_handshake_does_not_hold_the_stream(
+    genstudio_emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The handshake is never answered: the task is followed over HTTP meanwhile, progress and end included,
+    and the half-open connection is dropped when the stream ends."""
+    monkeypatch.setattr(C, "WS_OPEN_TIMEOUT", 60.0)  # waiting for the handshake would hold the stream a minute
+    genstudio_emulator.pause()
+    async with RawPeer(answer=False) as peer:
+        client = genstudio_emulator.client(ws_url=peer.url, stream_idle_timeout=0.05, poll_interval=0.02)
+        async with client:
+            sub = await client.submit(T2I)
+            async with asyncio.timeout(5.0), client.stream(sub) as stream:  # the bound only fails the test
+                first = await anext(stream)
+                assert (first.status, first.source) == (TaskStatus.QUEUED, "poll")
+                genstudio_emulator.resume()
+                events = [first] + [event async for event in stream]
+            assert_well_formed(events)
+            assert {event.source for event in events} == {"poll"}
+            await eventually(lambda: peer.hung_up == 1, what="the handshake's connection to be dropped")
+            assert not client._poller.polling
+            assert not [task for task in asyncio.all_tasks() if task.get_name().startswith("genstudio-ws")]
+    assert peer.connections == 1
+
+
+async def test_a_slow_handshake_hands_over_to_the_socket_once_it_opens(genstudio_emulator: Emulator) -> None:
+    """HTTP fills in while the handshake is slow; when the socket opens at last, it carries the stream on."""
+    genstudio_emulator.pause()
+    gate = asyncio.Event()
+    async with RawPeer(answer=True, gate=gate) as peer:
+        # poll_interval=60: after its first answer the poller stays quiet, so only the socket can bring the end.
+        client = genstudio_emulator.client(ws_url=peer.url, stream_idle_timeout=0.05, poll_interval=60.0)
+        async with client:
+            sub = await client.submit(T2I)
+            async with asyncio.timeout(5.0), client.stream(sub) as stream:  # the bound only fails the test
+                first = await anext(stream)
+                assert (first.status, first.source) == (TaskStatus.QUEUED, "poll")
+                genstudio_emulator.resume()
+                await genstudio_emulator.wait_status(sub.prompt_id, 3)
+                peer.frames.append(_snapshot_frame(genstudio_emulator, sub.prompt_id))
+                gate.set()
+                events = [first] + [event async for event in stream]
+            assert_well_formed(events)
+            assert events[-1].source == "websocket"
+            assert not client._poller.polling
+    assert peer.connections == 1
+
+
+async def test_a_handshake_given_up_after_it_succeeded_still_closes_its_socket() -> None:
+    """The stream let go of a handshake that had just opened its socket: that socket is closed, not leaked."""
+    from websockets.asyncio.client import ClientConnection, connect
+
+    from genstudio_async._stream import SocketCloser
+
+    async def hold(socket: ServerConnection) -> None:
+        await socket.wait_closed()
+
+    async def open_socket(url: str) -> ClientConnection:
+        return await connect(url)
+
+    async with RepeatingPeer(hold) as peer:
+        closer = SocketCloser()
+        handshake = asyncio.create_task(open_socket(peer.url))
+        await asyncio.wait({handshake})
+        await eventually(lambda: peer.open == 1, what="the socket to open")
+        closer.drop(handshake)
+        await eventually(lambda: peer.open == 0, what="the socket to close")
+        await closer.aclose()
+    assert handshake.result().state.name == "CLOSED"
