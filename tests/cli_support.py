@@ -4,6 +4,10 @@ The command is the console script next to this interpreter (``.venv/bin/genstudi
 ``asyncio.create_subprocess_exec`` so that an emulator served by the test's own event loop (the
 ``genstudio_emulator`` fixture) keeps answering while the test awaits the command. It finds the emulator as a
 user would point it at any service: ``GENSTUDIO_BASE_URL`` and ``GENSTUDIO_API_KEY`` in its environment.
+
+Every child starts with the default SIGINT disposition (``spawn``): a pytest started in the background
+(``cmd &``) inherits SIGINT as *ignored*, and so would every command it starts, which then never sees the
+Ctrl-C a test sends it.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -58,17 +63,24 @@ def command_env(emulator: Emulator | None = None, *, dev_mode: bool = True, **ex
     return env
 
 
+def default_sigint() -> None:
+    """``preexec_fn`` of every child a test starts: SIGINT back to its default (Python then raises
+    KeyboardInterrupt on it), whatever this process inherited. An ignored signal stays ignored across exec."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @asynccontextmanager
-async def started(
-    *args: str, cwd: Path, env: dict[str, str], stdin: bytes | None = None
+async def spawn(
+    *argv: str, cwd: Path | None = None, env: dict[str, str] | None = None, stdin: bytes | None = None
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """``genstudio ARGS...`` running; killed (if still running) and reaped when the block ends."""
-    assert GENSTUDIO.exists(), f"the genstudio command is not installed next to {sys.executable}"
+    """``argv`` running, stdout and stderr piped, SIGINT at its default; killed (if still running) and reaped
+    when the block ends. ``stdin``: given, stdin is a pipe (write it with ``finish``); else it is /dev/null."""
     process = await asyncio.create_subprocess_exec(
-        str(GENSTUDIO), *args,
+        *argv,
         cwd=cwd, env=env,
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        preexec_fn=default_sigint,
     )
     try:
         yield process
@@ -76,6 +88,16 @@ async def started(
         if process.returncode is None:
             process.kill()
         await process.communicate()
+
+
+@asynccontextmanager
+async def started(
+    *args: str, cwd: Path, env: dict[str, str], stdin: bytes | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``genstudio ARGS...`` running; killed (if still running) and reaped when the block ends."""
+    assert GENSTUDIO.exists(), f"the genstudio command is not installed next to {sys.executable}"
+    async with spawn(str(GENSTUDIO), *args, cwd=cwd, env=env, stdin=stdin) as process:
+        yield process
 
 
 async def finish(process: asyncio.subprocess.Process, stdin: bytes | None = None) -> Finished:

@@ -20,6 +20,7 @@ import pytest
 
 from genstudio_async import ApiWorkflow, WorkflowSpec
 from genstudio_async.emulator import Emulator, Faults, builtin_workflows
+from tests.cli_support import default_sigint, spawn
 from tests.support import PNG_SIGNATURE, eventually, no_crash, png_size, tiny_png
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -29,7 +30,7 @@ def run_example(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess
     env = {key: value for key, value in os.environ.items() if not key.startswith("GENSTUDIO_")}
     return subprocess.run(
         [sys.executable, str(EXAMPLES / name), *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False,
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False, preexec_fn=default_sigint,
     )
 
 
@@ -80,17 +81,8 @@ async def started(
     emulator: Emulator, name: str, *args: str, cwd: Path
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """The example running against ``emulator``; killed (if still running) and reaped when the block ends."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, str(EXAMPLES / name), *args,
-        cwd=cwd, env=example_env(emulator),
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    try:
+    async with spawn(sys.executable, str(EXAMPLES / name), *args, cwd=cwd, env=example_env(emulator)) as process:
         yield process
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.communicate()
 
 
 async def finish(process: asyncio.subprocess.Process) -> Finished:
