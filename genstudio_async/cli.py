@@ -11,17 +11,16 @@
 Each subcommand adds its arguments in its own ``add_*_arguments`` function and sets ``handler`` on the parsed
 namespace; ``main`` dispatches, turns errors into one line on stderr and returns the exit code (``genstudio
 --help`` lists them). The subcommands live in ``genstudio_async._cli``, one small module each, imported only
-when run, so ``genstudio --help`` and ``genstudio emulator`` need neither rich nor the other subcommands.
+when run, so ``genstudio --help`` and ``genstudio emulator`` need neither rich nor the other subcommands, and
+``--version`` and ``--help`` import neither asyncio nor httpx nor pydantic (tests/test_cli_startup.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 import textwrap
-import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -335,6 +334,7 @@ def _async_command(module: str, name: str) -> Handler:
     """A handler that imports ``genstudio_async._cli.<module>`` and runs its ``name`` coroutine function."""
 
     def handler(args: argparse.Namespace) -> int:
+        import asyncio
         import importlib
 
         from ._cli.client import enable_debug_logging
@@ -472,6 +472,8 @@ def _report(error: Exception, *, debug: bool, secrets: Sequence[str] = ()) -> in
     Everything goes through a redactor: a traceback shows the chained httpx/h11 exceptions, whose messages the
     SDK never saw (``Illegal header value b'Bearer <the whole key>'``).
     """
+    import traceback
+
     from ._cli.errors import CLIError, describe_error, exit_code_for
     from ._exceptions import GenStudioError
     from ._redact import Redactor

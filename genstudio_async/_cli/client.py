@@ -11,11 +11,14 @@ import argparse
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from .. import _constants as C
-from .._client import AsyncGenStudio
 from .console import Console
 from .errors import CLIError, ExitCode
+
+if TYPE_CHECKING:  # imported when a client is made: building the parser must not import httpx or pydantic
+    from .._client import AsyncGenStudio
 
 API_KEY_WARNING = (
     "--api-key puts the key in the process list, where other users of this machine can see it; "
@@ -70,6 +73,8 @@ def make_client(args: argparse.Namespace, console: Console) -> AsyncGenStudio:
     if not api_key or not api_key.strip():
         raise CLIError(f"no API key: set {C.ENV_API_KEY} (or pass --api-key)", ExitCode.USAGE)
     poll_interval: float | None = getattr(args, "poll_interval", None)
+    from .._client import AsyncGenStudio
+
     return AsyncGenStudio(
         api_key,
         base_url=getattr(args, "base_url", None),

@@ -15,12 +15,14 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._exceptions import InvalidInputError, PromptProblem, PromptValidationError
 from .._prompt import prompt_shape_problems
-from ..workflow import PromptBuilder, WorkflowSpec
 from .errors import CLIError, ExitCode
+
+if TYPE_CHECKING:  # imported where used: the parser needs parse_set and parse_image only
+    from ..workflow import WorkflowSpec
 
 IMAGE_INPUT = "image"
 _TRUE = frozenset({"true", "1", "yes", "on"})
@@ -75,6 +77,8 @@ def load_prompt_file(source: str | None) -> dict[str, Any] | None:
 def load_spec(source: str | None) -> WorkflowSpec | None:
     if source is None:
         return None
+    from ..workflow import WorkflowSpec
+
     try:
         return WorkflowSpec.load(Path(source))
     except InvalidInputError as exc:
@@ -125,6 +129,8 @@ def build_prompt(
     }
     if not sets and not images:
         return prompt or None
+    from ..workflow import PromptBuilder
+
     builder = PromptBuilder(spec=spec)
     problems: list[PromptProblem] = []
     for assignment, is_image in [(item, False) for item in sets] + [(item, True) for item in images]:
