@@ -474,18 +474,23 @@ def _report(error: Exception, *, debug: bool, secrets: Sequence[str] = ()) -> in
     """
     import traceback
 
+    from ._cli.console import printable
     from ._cli.errors import CLIError, describe_error, exit_code_for
     from ._exceptions import GenStudioError
     from ._redact import Redactor
 
-    redact = Redactor(secrets)
+    redactor = Redactor(secrets)
+
+    def shown(text: str) -> str:  # no secret, and no control character from a server acted on by the terminal
+        return printable(redactor(text), newlines=True)
+
     if debug:
-        print(redact("".join(traceback.format_exception(error))), end="", file=sys.stderr)
+        print(shown("".join(traceback.format_exception(error))), end="", file=sys.stderr)
     if isinstance(error, GenStudioError | CLIError):
-        print(redact(f"genstudio: error: {describe_error(error)}"), file=sys.stderr)
+        print(shown(f"genstudio: error: {describe_error(error)}"), file=sys.stderr)
     else:
         hint = "" if debug else " (run with --debug for the traceback)"
-        print(redact(f"genstudio: internal error: {type(error).__name__}: {error}{hint}"), file=sys.stderr)
+        print(shown(f"genstudio: internal error: {type(error).__name__}: {error}{hint}"), file=sys.stderr)
     return int(exit_code_for(error))
 
 

@@ -11,10 +11,10 @@ import argparse
 import logging
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import _constants as C
-from .console import Console
+from .console import Console, printable
 from .errors import CLIError, ExitCode
 
 if TYPE_CHECKING:  # imported when a client is made: building the parser must not import httpx or pydantic
@@ -53,12 +53,23 @@ def add_debug_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup
     )
 
 
+class PrintableFormatter(logging.Formatter):
+    """Log lines as the terminal should show them: a message that quotes a server (a frame, an ``errMsg``) has
+    its control characters and line breaks escaped (``printable``); a traceback keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return printable(super().formatException(ei), newlines=True)
+
+
 def enable_debug_logging() -> None:
     """The SDK's log at DEBUG on stderr (it redacts keys and tokens itself)."""
     logger = logging.getLogger("genstudio_async")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        handler.setFormatter(PrintableFormatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
 
