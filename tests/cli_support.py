@@ -17,7 +17,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,8 +124,60 @@ def pngs_under(directory: Path) -> list[Path]:
     return found
 
 
+def files_under(directory: Path) -> list[Path]:
+    """Every file under ``directory``, at any depth."""
+    return sorted(path for path in directory.rglob("*") if path.is_file())
+
+
 def one_error_line(stderr: str) -> str:
     """The command's stderr, asserted to be exactly one ``genstudio: error: ...`` line; its text."""
     lines = stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("genstudio: error: "), stderr
     return lines[0].removeprefix("genstudio: error: ")
+
+
+# --- a hostile service ------------------------------------------------------------------------------------------
+
+Answer = tuple[int, str, bytes]  # status, content type, body
+Responder = Callable[[str, str, bytes], Answer]  # (method, path with query, body) -> the answer
+
+
+def envelope(data: Any) -> Answer:
+    """A GenStudio success answer ``{"code": 0, "msg": "Success", "data": data}``."""
+    return 200, "application/json", json.dumps({"code": 0, "msg": "Success", "data": data}).encode()
+
+
+@asynccontextmanager
+async def fake_service(respond: Responder) -> AsyncIterator[str]:
+    """A tiny HTTP/1.1 server on 127.0.0.1 (a free port) answering every request with ``respond(...)``, one
+    request per connection; yields its base URL. For what the emulator would never send."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            request_line, *header_lines = head.decode("latin-1").split("\r\n")
+            method, target, _version = request_line.split(" ", 2)
+            headers = {
+                name.strip().lower(): value.strip()
+                for name, _, value in (line.partition(":") for line in header_lines if line)
+            }
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+            status, content_type, payload = respond(method, target, body)
+            writer.write(
+                f"HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {len(payload)}\r\n"
+                "Connection: close\r\n\r\n".encode() + payload
+            )
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the client went away: nothing to answer
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        await server.wait_closed()

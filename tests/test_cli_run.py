@@ -14,7 +14,11 @@ from tests.cli_support import (
     I2I,
     SPECS,
     T2I,
+    Answer,
     command_env,
+    envelope,
+    fake_service,
+    files_under,
     finish,
     genstudio,
     one_error_line,
@@ -163,3 +167,34 @@ async def test_timeout_and_ctrl_c_leave_the_task_running(genstudio_emulator: Emu
     stats = genstudio_emulator.stats
     assert stats.cancels == 0 and stats.submits == 2
     assert all((genstudio_emulator.task_info(task) or {}).get("status") == 1 for task in (first, second))
+
+
+@pytest.mark.parametrize("hostile_id", ["../../x", "ABSOLUTE", "..", "x/../../../y", "a" * 5000])
+async def test_a_prompt_id_never_places_a_file_outside_the_output_folder(tmp_path: Path, hostile_id: str) -> None:
+    """The default folder is genstudio-output/<prompt_id>/: the id comes from the server and may be a path."""
+    work = tmp_path / "work"
+    work.mkdir()
+    prompt_id = str(tmp_path / "elsewhere") if hostile_id == "ABSOLUTE" else hostile_id
+    service: dict[str, str] = {}
+
+    def respond(method: str, path: str, body: bytes) -> Answer:
+        if path.endswith("/prompt"):
+            return envelope({"prompt_id": prompt_id, "prompt_token": "not-a-jwt"})
+        if path.endswith("/get_task_info"):
+            files = {"9": [f"{service['url']}/bucket/result.png?Expires=4102444800&Signature=x%2By"]}
+            return envelope({"comfy_task_info": [
+                {"comfy_task_id": prompt_id, "status": 3, "progress_num": 100, "files": files, "final_files": []}
+            ]})
+        if path.startswith("/bucket/result.png"):
+            return 200, "image/png", tiny_png(4, 4)
+        return 404, "text/plain", b"no"
+
+    async with fake_service(respond) as service["url"]:
+        env = command_env(GENSTUDIO_API_KEY="sk-test-0123456789", GENSTUDIO_BASE_URL=service["url"])
+        done = await genstudio("run", "wf-x", "--no-websocket", "--poll-interval", "0.05", cwd=work, env=env)
+    assert done.returncode == 0, done.stderr
+    [png] = files_under(tmp_path)  # the whole test's folder: nothing was written anywhere else in it
+    assert png.is_relative_to(work / "genstudio-output") and png.parent.name == "9"
+    folder = png.parent.parent
+    assert folder.parent == work / "genstudio-output" and len(folder.name.encode()) <= 64
+    assert f"saved {png.relative_to(work)}" in done.stdout

@@ -2,8 +2,9 @@
 
 The prompt is built from ``--prompt``, ``--set`` and ``--image`` and checked in full before anything is sent
 (see ``prompt``). Images given with ``--image`` are uploaded at submit time. Files are saved under ``--out``
-(default ``genstudio-output/<prompt_id>/``) as ``<node id>/<file name>``. ``--json`` prints one JSON object
-(``prompt_id``, ``status``, ``files``, ``paths``) and nothing else on stdout, also when the task fails.
+(default ``genstudio-output/<prompt_id>/``, the id made a safe folder name: ``task_folder``) as
+``<node id>/<file name>``. ``--json`` prints one JSON object (``prompt_id``, ``status``, ``files``, ``paths``)
+and nothing else on stdout, also when the task fails.
 Ctrl-C leaves the task running on the service and says how to follow or cancel it.
 """
 
@@ -11,17 +12,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 from pathlib import Path
 from typing import Any
 
 from .. import _constants as C
 from .._exceptions import GenStudioError, TaskCancelledError, TaskError, TaskPermissionError, TaskTimeoutError
+from .._files import _safe_component
 from ..types import Submission, TaskResult
 from .client import make_client
 from .console import Console
 from .display import TaskProgress
 from .errors import CLIError, ExitCode, describe_error, exit_code_for
 from .prompt import build_prompt, load_prompt_file, load_spec
+
+
+def task_folder(prompt_id: str) -> str:
+    """The folder ``run`` saves a task's files in by default, under ``CLI_RUN_OUTPUT_DIR``: named from the
+    server's ``prompt_id``, which may be anything (``../../x``, ``/etc``): made a safe single name, of bounded
+    length, so nothing the server sends places a file outside the output folder."""
+    name = _safe_component(prompt_id, "task")
+    if len(name.encode()) <= C.CLI_TASK_FOLDER_MAX_BYTES:
+        return name
+    digest = hashlib.sha256(prompt_id.encode()).hexdigest()[:8]
+    head = name.encode()[: C.CLI_TASK_FOLDER_MAX_BYTES - len(digest) - 1].decode(errors="ignore")
+    return f"{head}-{digest}"
 
 
 def status_word(error: BaseException | None) -> str:
@@ -79,7 +94,7 @@ async def run_command(args: argparse.Namespace, console: Console) -> int:
                 if args.json:
                     console.json(result_document(submission.prompt_id, None, [], error))
                 raise
-            directory = Path(args.out) if args.out else Path(C.CLI_RUN_OUTPUT_DIR) / submission.prompt_id
+            directory = Path(args.out) if args.out else Path(C.CLI_RUN_OUTPUT_DIR) / task_folder(submission.prompt_id)
             try:
                 paths = await client.download(result, directory)
             except GenStudioError as error:
