@@ -45,6 +45,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from ._cli.console import Console
+    from ._cli.errors import Service
 
 __all__ = ["add_emulator_arguments", "build_parser", "main"]
 
@@ -457,7 +458,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 1
     except Exception as error:  # noqa: BLE001 - every error ends as one line and an exit code
-        return _report(error, debug=bool(getattr(args, "debug", False)), secrets=_secrets_of(args))
+        from ._cli.client import service_of
+
+        debug = bool(getattr(args, "debug", False))
+        return _report(error, debug=debug, secrets=_secrets_of(args), service=service_of(args))
 
 
 def _secrets_of(args: argparse.Namespace) -> list[str]:
@@ -466,8 +470,9 @@ def _secrets_of(args: argparse.Namespace) -> list[str]:
     return [key.strip() for key in (getattr(args, "api_key", None), os.environ.get(ENV_API_KEY)) if key and key.strip()]
 
 
-def _report(error: Exception, *, debug: bool, secrets: Sequence[str] = ()) -> int:
+def _report(error: Exception, *, debug: bool, secrets: Sequence[str] = (), service: Service | None = None) -> int:
     """``error`` as one line on stderr (a prompt's problems: one line each), the traceback first with --debug.
+    ``service``: what the command talked to (see ``describe_error``).
 
     Everything goes through a redactor: a traceback shows the chained httpx/h11 exceptions, whose messages the
     SDK never saw (``Illegal header value b'Bearer <the whole key>'``).
@@ -487,7 +492,7 @@ def _report(error: Exception, *, debug: bool, secrets: Sequence[str] = ()) -> in
     if debug:
         print(shown("".join(traceback.format_exception(error))), end="", file=sys.stderr)
     if isinstance(error, GenStudioError | CLIError):
-        print(shown(f"genstudio: error: {describe_error(error)}"), file=sys.stderr)
+        print(shown(f"genstudio: error: {describe_error(error, service)}"), file=sys.stderr)
     else:
         hint = "" if debug else " (run with --debug for the traceback)"
         print(shown(f"genstudio: internal error: {type(error).__name__}: {error}{hint}"), file=sys.stderr)

@@ -116,6 +116,41 @@ async def test_the_key_errors_and_exit_codes(genstudio_emulator: Emulator, tmp_p
     assert emulator.stats.submits == 0
 
 
+async def test_a_connection_error_names_the_base_url_it_tried(tmp_path: Path) -> None:
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        dead_url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    env = {**command_env(dev_mode=False), "GENSTUDIO_API_KEY": KEY}
+    unreachable, with_password, batch_unreachable = await asyncio.gather(
+        genstudio("status", "cft-x", "--base-url", dead_url, cwd=tmp_path, env=env),
+        genstudio("status", "cft-x", "--base-url", dead_url.replace("//", "//me:hunter2@"), cwd=tmp_path, env=env),
+        genstudio("batch", str(write_one_job(tmp_path)), "--base-url", dead_url, cwd=tmp_path, env=env),
+    )
+    assert unreachable.returncode == 3
+    assert one_error_line(unreachable.stderr).startswith(f"cannot reach the service: {dead_url}: ")
+    assert with_password.returncode == 3 and "hunter2" not in with_password.stderr  # only where it went
+    assert one_error_line(with_password.stderr).startswith(f"cannot reach the service: {dead_url}: ")
+    assert batch_unreachable.returncode == 1
+    assert re.search(rf"FAILED job-\w+: cannot reach the service: {re.escape(dead_url)}: ", batch_unreachable.stdout)
+    for finished in (unreachable, with_password, batch_unreachable):
+        no_crash(finished.stderr)
+
+
+async def test_a_refused_key_given_with_the_flag_is_said_to_come_from_the_flag(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    refused = await genstudio(
+        "status", "cft-x", "--api-key", "sk-wrong-987654321", "--base-url", genstudio_emulator.base_url,
+        cwd=tmp_path, env=command_env(dev_mode=False),
+    )
+    assert refused.returncode == 3
+    warning, error = refused.stderr.splitlines()
+    assert warning.startswith("genstudio: warning: --api-key puts the key in the process list")
+    assert error.startswith("genstudio: error: HTTP 401") and error.endswith("(check the key given with --api-key)")
+    assert "sk-wrong-987654321" not in refused.stderr
+    no_crash(refused.stderr)
+
+
 def write_one_job(directory: Path) -> Path:
     path = directory / "one.jsonl"
     path.write_text(json.dumps({"workflow_id": T2I}) + "\n", encoding="utf-8")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .. import _constants as C
 from .console import Console, printable
-from .errors import CLIError, ExitCode
+from .errors import KEY_FROM_FLAG, CLIError, ExitCode, Service
 
 if TYPE_CHECKING:  # imported when a client is made: building the parser must not import httpx or pydantic
     from .._client import AsyncGenStudio
@@ -75,8 +75,13 @@ def enable_debug_logging() -> None:
 
 
 def make_client(args: argparse.Namespace, console: Console) -> AsyncGenStudio:
-    """An ``AsyncGenStudio`` for ``args`` (``--api-key``, ``--base-url``, ``--no-websocket``, ``--poll-interval``)."""
+    """An ``AsyncGenStudio`` for ``args`` (``--api-key``, ``--base-url``, ``--no-websocket``, ``--poll-interval``).
+
+    Records what it talks to as ``args.service`` (a ``Service``: the base URL, where the key came from), for
+    the command's error messages.
+    """
     api_key: str | None = getattr(args, "api_key", None)
+    key_source = KEY_FROM_FLAG if api_key is not None else C.ENV_API_KEY
     if api_key is not None:
         console.warn(API_KEY_WARNING)
     else:
@@ -86,9 +91,17 @@ def make_client(args: argparse.Namespace, console: Console) -> AsyncGenStudio:
     poll_interval: float | None = getattr(args, "poll_interval", None)
     from .._client import AsyncGenStudio
 
-    return AsyncGenStudio(
+    client = AsyncGenStudio(
         api_key,
         base_url=getattr(args, "base_url", None),
         use_websocket=not getattr(args, "no_websocket", False),
         poll_interval=C.DEFAULT_POLL_INTERVAL if poll_interval is None else poll_interval,
     )
+    args.service = Service(client.base_url, key_source)
+    return client
+
+
+def service_of(args: argparse.Namespace) -> Service | None:
+    """The ``Service`` ``make_client`` recorded on ``args``, if it got that far."""
+    service = getattr(args, "service", None)
+    return service if isinstance(service, Service) else None

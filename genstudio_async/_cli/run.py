@@ -20,10 +20,10 @@ from .. import _constants as C
 from .._exceptions import GenStudioError, TaskCancelledError, TaskError, TaskPermissionError, TaskTimeoutError
 from .._files import _safe_component
 from ..types import Submission, TaskResult
-from .client import make_client
+from .client import make_client, service_of
 from .console import Console
 from .display import TaskProgress
-from .errors import CLIError, ExitCode, describe_error, exit_code_for
+from .errors import CLIError, ExitCode, Service, describe_error, exit_code_for
 from .prompt import build_prompt, load_prompt_file, load_spec
 
 
@@ -53,9 +53,13 @@ def status_word(error: BaseException | None) -> str:
 
 
 def result_document(
-    prompt_id: str, result: TaskResult | None, paths: list[Path], error: BaseException | None
+    prompt_id: str,
+    result: TaskResult | None,
+    paths: list[Path],
+    error: BaseException | None,
+    service: Service | None = None,
 ) -> dict[str, Any]:
-    """The ``--json`` object of a finished run."""
+    """The ``--json`` object of a finished run (``service``: where the failed request went, as for the error line)."""
     document: dict[str, Any] = {
         "prompt_id": prompt_id,
         "status": status_word(error),
@@ -63,7 +67,7 @@ def result_document(
         "paths": [str(path) for path in paths],
     }
     if error is not None:
-        document["error"] = describe_error(error)
+        document["error"] = describe_error(error, service)
     return document
 
 
@@ -92,7 +96,7 @@ async def run_command(args: argparse.Namespace, console: Console) -> int:
                     result = await client.wait(submission, timeout=args.timeout, on_progress=progress.update)
             except (TaskError, TaskTimeoutError) as error:
                 if args.json:
-                    console.json(result_document(submission.prompt_id, None, [], error))
+                    console.json(result_document(submission.prompt_id, None, [], error, service_of(args)))
                 raise
             directory = Path(args.out) if args.out else Path(C.CLI_RUN_OUTPUT_DIR) / task_folder(submission.prompt_id)
             try:

@@ -9,7 +9,7 @@ from typing import Any
 from .._exceptions import GenStudioError
 from .._redact import redact_shapes
 from ..types import TaskInfo
-from .client import make_client
+from .client import make_client, service_of
 from .console import Console
 from .display import describe
 from .errors import ExitCode, describe_error, exit_code_for
@@ -73,8 +73,9 @@ async def cancel_command(args: argparse.Namespace, console: Console) -> int:
             except GenStudioError as error:
                 code = max(code, exit_code_for(error))
                 shown = redact_shapes(prompt_id)
-                outcomes.append({"prompt_id": shown, "cancelled": False, "error": describe_error(error)})
-                console.error(f"cannot cancel {shown}: {describe_error(error)}")
+                message = describe_error(error, service_of(args))
+                outcomes.append({"prompt_id": shown, "cancelled": False, "error": message})
+                console.error(f"cannot cancel {shown}: {message}")
             else:
                 outcomes.append({"prompt_id": prompt_id, "cancelled": True})
                 console.line(f"cancelled {prompt_id}")
