@@ -419,7 +419,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_service_arguments(status)
     status.set_defaults(handler=_async_command("tasks", "status_command"))
 
-    cancel = command("cancel", "cancel tasks", "Ask the service to cancel tasks (their status becomes 4).")
+    cancel = command(
+        "cancel",
+        "cancel tasks",
+        "Ask the service to cancel tasks (their status becomes 4). Their status is asked first, in one request: a "
+        "task that has already ended is reported ('already succeeded: not cancelled', exit 1) and left alone.",
+    )
     add_ids_arguments(cancel, "a task's prompt_id (cft-…)")
     _add_json_argument(cancel, "what was cancelled")
     _add_service_arguments(cancel)

@@ -73,6 +73,33 @@ async def test_upload_status_and_cancel(genstudio_emulator: Emulator, tmp_path: 
     assert one_error_line(refused.stderr).startswith("cannot cancel cft-unknown: ")
 
 
+async def test_cancel_leaves_an_ended_task_alone_and_says_so(genstudio_emulator: Emulator, tmp_path: Path) -> None:
+    emulator = genstudio_emulator
+    async with emulator.client() as client:
+        finished = await client.run(T2I)
+        emulator.pause()
+        queued, other = await client.submit(T2I), await client.submit(T2I)
+    env = command_env(emulator, dev_mode=False)
+    before = emulator.stats.task_info_requests
+    plain = await genstudio("cancel", finished.prompt_id, queued.prompt_id, cwd=tmp_path, env=env)
+    assert emulator.stats.task_info_requests == before + 1  # one status request for every id
+    assert plain.returncode == 1
+    assert plain.stderr == f"genstudio: error: {finished.prompt_id} already succeeded: not cancelled\n"
+    assert plain.stdout == f"cancelled {queued.prompt_id}\n"
+    assert emulator.stats.cancels == 1
+    assert (emulator.task_info(finished.prompt_id) or {}).get("status") == 3
+    assert (emulator.task_info(queued.prompt_id) or {}).get("status") == 4
+
+    as_json = await genstudio("cancel", queued.prompt_id, other.prompt_id, "--json", cwd=tmp_path, env=env)
+    assert as_json.returncode == 1
+    assert as_json.json() == [
+        {"prompt_id": queued.prompt_id, "cancelled": False, "status": "failed",
+         "error": "already failed or cancelled: not cancelled"},
+        {"prompt_id": other.prompt_id, "cancelled": True},
+    ]
+    assert emulator.stats.cancels == 2
+
+
 async def test_the_key_errors_and_exit_codes(genstudio_emulator: Emulator, tmp_path: Path) -> None:
     emulator = genstudio_emulator
     with socket.socket() as closed:  # a port nothing listens on

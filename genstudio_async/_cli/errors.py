@@ -29,7 +29,7 @@ class ExitCode(IntEnum):
     """What ``genstudio`` returns to the shell."""
 
     OK = 0
-    FAILED = 1  # a task or job failed, was cancelled, denied or timed out; a status asked for an unknown task
+    FAILED = 1  # a task or job failed, was cancelled, denied or timed out; an unknown task; cancel: already ended
     USAGE = 2  # bad flags or input: a prompt that does not fit, a missing file, no API key
     API = 3  # the service refused a request (auth, HTTP error, business error) or could not be reached
     INTERRUPTED = 130  # Ctrl-C (SIGINT); SIGTERM gives 143
@@ -40,7 +40,8 @@ EXIT_CODES_HELP = """\
 exit codes:
   0    success
   1    a task or job failed, was cancelled or denied, or timed out (it goes on: see 'genstudio status');
-       'status' was asked about an unknown task; the emulator could not start
+       'status' was asked about an unknown task; 'cancel' found a task already ended; the emulator could
+       not start
   2    usage or invalid input: bad flags, a prompt that does not fit its spec (every problem is listed and
        nothing is sent), a missing file, no API key
   3    the service refused a request (authentication, HTTP or business error) or could not be reached
