@@ -117,6 +117,25 @@ def pngs_under(directory: Path) -> list[Path]:
     return found
 
 
+# --- every example ---------------------------------------------------------------------------------------------------
+
+
+async def test_every_example_answers_help_and_runs_nothing(genstudio_emulator: Emulator, tmp_path: Path) -> None:
+    names = sorted(path.name for path in EXAMPLES.glob("*.py") if not path.name.startswith("_"))
+    assert "quickstart.py" in names and len(names) >= 6
+    folders = {name: tmp_path / name.removesuffix(".py") for name in names}
+    for folder in folders.values():
+        folder.mkdir()
+    done = await asyncio.gather(
+        *(run_against(genstudio_emulator, name, "--help", cwd=folders[name]) for name in names)
+    )
+    for name, finished in zip(names, done, strict=True):
+        assert finished.returncode == 0, (name, finished.stderr)
+        assert finished.stdout.startswith(f"usage: {name}"), (name, finished.stdout)
+        assert list(folders[name].iterdir()) == [], name  # no output folder named "--help", nothing written
+    assert sum(genstudio_emulator.stats.requests.values()) == 0  # nothing was sent
+
+
 # --- text_to_image.py ----------------------------------------------------------------------------------------------
 
 
