@@ -251,6 +251,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     from ._cli.prompt import parse_image, parse_set
+    from .workflows import builtin_workflow_ids
 
     parser.add_argument("workflow_id", metavar="WORKFLOW_ID", help="the workflow to run (e.g. wf-c73diz7kadp6ffgn)")
     parser.add_argument(
@@ -263,14 +264,16 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NODE.INPUT=VALUE",
-        help="set one input; NODE is an id, a class_type or a title (names need --spec); VALUE is typed by the "
-        "spec (INT, FLOAT, BOOLEAN, else a string), or without one parsed as a JSON literal if it is one; repeatable",
+        help="set one input; NODE is an id, a class_type or a title (names need a spec); VALUE is typed by the "
+        "spec (INT, FLOAT, BOOLEAN, else a string; \"quoted\" is the string inside), or without one parsed as a "
+        "JSON literal if it is one; repeatable",
     )
     parser.add_argument(
         "--spec",
         metavar="SPEC.json",
-        help="the workflow's parameter spec ('入参范围' JSON): types the --set values and checks the prompt "
-        "before anything is sent",
+        help="the workflow's parameter spec ('入参范围' JSON): resolves NODE names, types the --set values and "
+        "checks the prompt before anything is sent (default: the built-in spec of "
+        f"{', '.join(builtin_workflow_ids())})",
     )
     parser.add_argument(
         "--image",
@@ -392,8 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = command(
         "run",
         "submit one task, follow it, download its files",
-        "Submit one task of WORKFLOW_ID, show its progress and download its files. With --spec, the prompt is "
-        "checked before anything is sent and every problem is listed (exit 2).",
+        "Submit one task of WORKFLOW_ID, show its progress and download its files. With a spec (--spec, or the "
+        "built-in one of the docs' example workflows), the prompt is checked before anything is sent and every "
+        "problem is listed (exit 2).",
     )
     add_run_arguments(run)
     _add_service_arguments(run)

@@ -30,7 +30,7 @@ GENSTUDIO = Path(sys.executable).with_name("genstudio")
 TIMEOUT = 60.0
 T2I = "wf-c73diz7kadp6ffgn"
 I2I = "wf-c73epllu4i3bxvzr"
-SPECS = Path(__file__).resolve().parent.parent / "genstudio_async" / "emulator" / "workflows"
+SPECS = Path(__file__).resolve().parent.parent / "genstudio_async" / "workflows"
 
 
 @dataclass(frozen=True)

@@ -198,3 +198,53 @@ async def test_a_prompt_id_never_places_a_file_outside_the_output_folder(tmp_pat
     folder = png.parent.parent
     assert folder.parent == work / "genstudio-output" and len(folder.name.encode()) <= 64
     assert f"saved {png.relative_to(work)}" in done.stdout
+
+
+async def test_the_docs_workflows_take_node_names_without_a_spec(genstudio_emulator: Emulator, tmp_path: Path) -> None:
+    """The README's `run wf-… --image LoadImage=fox.png` and `run --help`'s `--set KSampler.steps=30`: the
+    built-in spec of the docs' example workflows resolves the names when no --spec is given."""
+    (tmp_path / "fox.png").write_bytes(tiny_png(40, 24))
+    env = command_env(genstudio_emulator)
+    image, names = (
+        await genstudio("run", I2I, "--image", "LoadImage=fox.png", "--out", "i2i", cwd=tmp_path, env=env),
+        await genstudio(
+            "run", T2I, "--set", "KSampler.steps=30", "--set", "KSampler.seed=42", "--set",
+            "Empty Latent Image.width=64", "--set", "EmptyLatentImage.height=48", "--set", '6.text="a red fox"',
+            "--out", "t2i", cwd=tmp_path, env=env,
+        ),
+    )
+    assert image.returncode == 0, image.stderr
+    [png] = pngs_under(tmp_path / "i2i")
+    assert png_size(png) == (40, 24)  # the emulator drew at the size of the image node 10 was given
+    assert names.returncode == 0, names.stderr
+    [png] = pngs_under(tmp_path / "t2i")
+    assert png_size(png) == (64, 48)
+    i2i_task, t2i_task = genstudio_emulator.service.tasks
+    assert (i2i_task.workflow_id, t2i_task.workflow_id) == (I2I, T2I)
+    assert t2i_task.plan.seed == 42 and t2i_task.plan.text.startswith("a red fox\n")  # the quotes are JSON's
+    assert genstudio_emulator.stats.uploads == 1 and genstudio_emulator.stats.submits == 2
+    no_crash(image.stderr + names.stderr)
+
+
+async def test_a_node_name_without_a_spec_is_refused_before_anything_is_sent(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    (tmp_path / "prompt.json").write_text('{"6": {"inputs": {"text": "a fox"}}}', encoding="utf-8")
+    (tmp_path / "fox.png").write_bytes(tiny_png(8, 8))
+    done = await genstudio(
+        "run", "wf-my-own", "--prompt", "prompt.json", "--set", "KSampler.steps=30", "--set", "3.cfg=7",
+        "--image", "Load Image=fox.png",
+        cwd=tmp_path, env=command_env(genstudio_emulator, dev_mode=False),
+    )
+    assert done.returncode == 2
+    header, *problems = done.stderr.splitlines()
+    assert header == "genstudio: error: the prompt has 2 problems; nothing was sent:"
+    needs = "not a node id, and a name (a class_type or a title) needs --spec SPEC.json"
+    assert problems == [
+        f"  - node 'KSampler' input 'steps': {needs}, the workflow's parameter spec ('入参范围'), to find its id; "
+        "this prompt's node ids: 3, 6",
+        f"  - node 'Load Image' input 'image': {needs}, the workflow's parameter spec ('入参范围'), to find its id; "
+        "this prompt's node ids: 3, 6",
+    ]
+    stats = genstudio_emulator.stats
+    assert stats.requests["submit"] == 0 and stats.uploads == 0

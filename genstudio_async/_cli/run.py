@@ -77,7 +77,7 @@ def prepare(args: argparse.Namespace) -> None:
     and refuse an ``--out`` that cannot be a directory, before a task is paid for."""
     if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
         raise CLIError(f"--out {args.out!r} exists and is not a directory", ExitCode.USAGE)
-    args.loaded_spec = load_spec(args.spec)
+    args.loaded_spec = load_spec(args.spec, args.workflow_id)
     args.built_prompt = build_prompt(load_prompt_file(args.prompt), args.set, args.image, args.loaded_spec)
 
 
