@@ -20,7 +20,7 @@ import pytest
 from genstudio_async._cli.client import PrintableFormatter
 from genstudio_async._cli.console import Console, json_text, printable
 from genstudio_async.emulator import Emulator, Faults
-from tests.cli_support import T2I, command_env, genstudio, one_error_line
+from tests.cli_support import T2I, Answer, command_env, fake_service, genstudio, one_error_line
 
 HOSTILE = (
     "\x1b]0;owned\x07\x1b[2J\x9b31mred\u202eevil\u2066 [red]markup[/] [link=https://evil.test]link[/link]"
@@ -90,6 +90,18 @@ async def test_a_batch_shows_a_hostile_errmsg_escaped_in_its_lines_and_summary(
     assert re.search(rf"^\[1/1\] FAILED fox: task cft-\S+ failed: {re.escape(SHOWN)}", done.stdout, re.M)
     [row] = [line for line in done.stdout.splitlines() if line.startswith("fox ")]
     assert SHOWN in row
+
+
+async def test_a_hostile_business_error_msg_is_one_escaped_line(tmp_path: Path) -> None:
+    def respond(method: str, path: str, body: bytes) -> Answer:
+        return 200, "application/json", json.dumps({"code": 10001, "msg": HOSTILE, "data": None}).encode()
+
+    async with fake_service(respond) as base_url:
+        env = command_env(dev_mode=False, GENSTUDIO_API_KEY="sk-test-0123456789", GENSTUDIO_BASE_URL=base_url)
+        done = await genstudio("status", "cft-x", cwd=tmp_path, env=env)
+    assert done.returncode == 3
+    assert_neutralised(done.stdout + done.stderr)
+    assert SHOWN in one_error_line(done.stderr)
 
 
 # --- the mechanism, in-process --------------------------------------------------------------------------------
