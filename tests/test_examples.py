@@ -324,6 +324,9 @@ async def test_web_app_relays_live_progress_and_serves_the_image(
             refused = await browser.post("/generate", json={"prompt": "   "})
             assert refused.status_code == 400 and "type a prompt" in refused.json()["error"]
 
+            # Queued until the page is listening: a task that finished before the stream opened would show no
+            # "running" (on a busy machine it does), and the test must not depend on how fast the machine is.
+            genstudio_emulator.pause()
             started_task = await browser.post("/generate", json={"prompt": "a red fox in fresh snow"})
             assert started_task.status_code == 202, started_task.text
             task = started_task.json()
@@ -333,6 +336,7 @@ async def test_web_app_relays_live_progress_and_serves_the_image(
                 assert stream.headers["content-type"].startswith("text/event-stream")
                 async for event in server_sent_events(stream):
                     received.append(event)
+                    genstudio_emulator.resume()  # the first snapshot came through: the relay is live
                     if event[0] in ("done", "failed"):
                         break
             kinds = [kind for kind, _ in received]
