@@ -21,7 +21,7 @@ from genstudio_async import TaskInfo
 from genstudio_async._cli.console import Console
 from genstudio_async._cli.display import BatchProgress, TaskProgress
 from genstudio_async.cli import main
-from genstudio_async.emulator import Emulator
+from genstudio_async.emulator import Emulator, Faults
 from tests.cli_support import T2I, command_env, genstudio, one_error_line
 from tests.support import no_crash, tiny_png
 
@@ -98,6 +98,22 @@ async def test_cancel_leaves_an_ended_task_alone_and_says_so(genstudio_emulator:
         {"prompt_id": other.prompt_id, "cancelled": True},
     ]
     assert emulator.stats.cancels == 2
+
+
+async def test_cancel_goes_on_when_the_status_cannot_be_asked(genstudio_emulator: Emulator, tmp_path: Path) -> None:
+    genstudio_emulator.pause()
+    async with genstudio_emulator.client() as client:
+        queued = await client.submit(T2I)
+    status_refused = Faults(http_error_rate=1.0, http_error_status=501, endpoints=frozenset({"task_info"}))
+    genstudio_emulator.set_faults(status_refused)
+    env = command_env(genstudio_emulator, dev_mode=False)
+    done = await genstudio("cancel", queued.prompt_id, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"cancelled {queued.prompt_id}\n"
+    [note] = done.stderr.splitlines()
+    assert note.startswith("genstudio: cannot ask the tasks' status first (HTTP 501")
+    assert note.endswith("cancelling them anyway")
+    assert (genstudio_emulator.task_info(queued.prompt_id) or {}).get("status") == 4
 
 
 async def test_the_key_errors_and_exit_codes(genstudio_emulator: Emulator, tmp_path: Path) -> None:

@@ -77,13 +77,19 @@ def ended_as(info: TaskInfo) -> str:
 
 async def cancel_command(args: argparse.Namespace, console: Console) -> int:
     """Cancel each task that has not ended, after asking their status in one request; report each. A task
-    already ended is not cancelled (the service would answer as if it had been) and exits 1. The exit code is
-    the worst of them."""
+    already ended is not cancelled (the service would answer as if it had been) and exits 1. If the status
+    cannot be asked, each task is sent its cancel anyway (and the reason is noted). The exit code is the worst
+    of them."""
     code = ExitCode.OK
     outcomes: list[dict[str, Any]] = []
     asked = list(dict.fromkeys(prompt_id.strip() for prompt_id in args.prompt_ids))
     async with make_client(args, console) as client:
-        found = {info.prompt_id: info for info in await client.get_tasks(asked)}
+        try:
+            found = {info.prompt_id: info for info in await client.get_tasks(asked)}
+        except GenStudioError as error:
+            console.note(f"cannot ask the tasks' status first ({describe_error(error, service_of(args))}): "
+                         "cancelling them anyway")
+            found = {}
         for prompt_id in asked:
             shown = redact_shapes(prompt_id)
             info = found.get(prompt_id)
