@@ -8,9 +8,9 @@ text-to-image workflows); otherwise it starts the built-in emulator in-process: 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
-import sys
 import time
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -58,5 +58,18 @@ async def main(output: Path) -> None:
         print(f"  {path}")
 
 
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "output",
+        nargs="?",
+        type=Path,
+        default=Path("genstudio-demo"),
+        metavar="OUTPUT_DIR",
+        help="where to save the PNG (default: %(default)s)",
+    )
+    return parser.parse_args()
+
+
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("genstudio-demo")))
+    asyncio.run(main(parse_args().output))

@@ -7,44 +7,56 @@ async with AsyncGenStudio() as client:                 # api_key from GENSTUDIO_
     sub = await client.submit("wf-…", {"6": {"inputs": {"text": "a red fox"}}})
     info = await client.get_task(sub)
 ```
+
+The public names are loaded on first use (PEP 562): ``import genstudio_async`` alone imports neither httpx nor
+pydantic, so the ``genstudio`` command answers ``--version`` and ``--help`` without them. Each public object's
+``__module__`` is ``"genstudio_async"``, so a traceback says ``genstudio_async.TaskFailedError``.
 """
 
-from ._client import AsyncGenStudio
-from ._exceptions import (
-    APIConnectionError,
-    APIError,
-    APIStatusError,
-    APITimeoutError,
-    AuthenticationError,
-    BadRequestError,
-    ConfigurationError,
-    GenStudioError,
-    InternalServerError,
-    InvalidInputError,
-    InvalidResponseError,
-    NotFoundError,
-    PermissionDeniedError,
-    PromptProblem,
-    PromptValidationError,
-    RateLimitError,
-    ResponseTooLargeError,
-    TaskCancelledError,
-    TaskError,
-    TaskFailedError,
-    TaskPermissionError,
-    TaskTimeoutError,
-)
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .types import (
-    ImagePostProcess,
-    JobOutcome,
-    ProgressEvent,
-    Submission,
-    TaskInfo,
-    TaskResult,
-    TaskStatus,
-)
-from .workflow import ApiWorkflow, LocalImage, PromptBuilder, WorkflowSpec
+
+if TYPE_CHECKING:  # what type checkers see; at run time each name is imported by __getattr__ on first use
+    from ._client import AsyncGenStudio
+    from ._exceptions import (
+        APIConnectionError,
+        APIError,
+        APIStatusError,
+        APITimeoutError,
+        AuthenticationError,
+        BadRequestError,
+        ConfigurationError,
+        GenStudioError,
+        InternalServerError,
+        InvalidInputError,
+        InvalidResponseError,
+        NotFoundError,
+        PermissionDeniedError,
+        PromptProblem,
+        PromptValidationError,
+        RateLimitError,
+        ResponseTooLargeError,
+        TaskCancelledError,
+        TaskError,
+        TaskFailedError,
+        TaskPermissionError,
+        TaskTimeoutError,
+    )
+    from .types import (
+        ImagePostProcess,
+        JobOutcome,
+        ProgressEvent,
+        Submission,
+        TaskInfo,
+        TaskResult,
+        TaskStatus,
+    )
+    from .workflow import ApiWorkflow, LocalImage, PromptBuilder, WorkflowSpec
 
 __all__ = [
     "APIConnectionError",
@@ -83,3 +95,72 @@ __all__ = [
     "WorkflowSpec",
     "__version__",
 ]
+
+# Where each public name lives (relative to this package). Keep it in step with the imports above and __all__
+# (tests/test_exported_members.py checks all three).
+_EXPORTS: dict[str, str] = {
+    "AsyncGenStudio": "._client",
+    **dict.fromkeys(
+        (
+            "APIConnectionError",
+            "APIError",
+            "APIStatusError",
+            "APITimeoutError",
+            "AuthenticationError",
+            "BadRequestError",
+            "ConfigurationError",
+            "GenStudioError",
+            "InternalServerError",
+            "InvalidInputError",
+            "InvalidResponseError",
+            "NotFoundError",
+            "PermissionDeniedError",
+            "PromptProblem",
+            "PromptValidationError",
+            "RateLimitError",
+            "ResponseTooLargeError",
+            "TaskCancelledError",
+            "TaskError",
+            "TaskFailedError",
+            "TaskPermissionError",
+            "TaskTimeoutError",
+        ),
+        "._exceptions",
+    ),
+    **dict.fromkeys(
+        ("ImagePostProcess", "JobOutcome", "ProgressEvent", "Submission", "TaskInfo", "TaskResult", "TaskStatus"),
+        ".types",
+    ),
+    **dict.fromkeys(("ApiWorkflow", "LocalImage", "PromptBuilder", "WorkflowSpec"), ".workflow"),
+}
+# Public submodules, reachable as attributes (``genstudio_async.types``) as when this file imported them.
+_SUBMODULES = frozenset({"types", "workflow"})
+
+
+if not TYPE_CHECKING:  # hidden from type checkers, which would otherwise accept any attribute of the package
+
+    def __getattr__(name: str) -> Any:
+        """Import a public name's module on first use, and hand out (and cache) the name."""
+        module_name = _EXPORTS.get(name)
+        if module_name is None:
+            if name in _SUBMODULES:
+                return importlib.import_module(f".{name}", __name__)
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module_name, __name__), name)
+        _adopt_loaded_names()
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(globals()) | set(__all__) | _SUBMODULES)
+
+
+def _adopt_loaded_names() -> None:
+    """Set ``__module__`` to this package on every public object whose module is loaded by now (as httpx's
+    ``__init__`` does for all of its names), so reprs and tracebacks show the public path."""
+    for name, module_name in _EXPORTS.items():
+        module = sys.modules.get(f"{__name__}{module_name}")
+        if module is not None:
+            value = getattr(module, name)
+            if value.__module__ != __name__:
+                value.__module__ = __name__

@@ -154,6 +154,9 @@ EMULATOR_WAIT_STATUS_TIMEOUT: Final = 10.0
 # --- the `genstudio` command (genstudio_async.cli) ------------------------------------------------------------
 # Where `genstudio run` saves a task's files: CLI_RUN_OUTPUT_DIR/<prompt_id>/<node id>/<file name>.
 CLI_RUN_OUTPUT_DIR: Final = "genstudio-output"
+# The <prompt_id> folder is named from the server's id made safe (no separator, no leading dot) and at most this
+# many UTF-8 bytes (file systems allow 255): a longer id is cut and ends in a hash of the whole id.
+CLI_TASK_FOLDER_MAX_BYTES: Final = 64
 # Where `genstudio batch` saves each job's files: CLI_BATCH_OUTPUT_DIR/<job name>/<node id>/<file name>.
 CLI_BATCH_OUTPUT_DIR: Final = "genstudio-batch"
 CLI_BATCH_CONCURRENCY: Final = 4

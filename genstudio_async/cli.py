@@ -11,17 +11,16 @@
 Each subcommand adds its arguments in its own ``add_*_arguments`` function and sets ``handler`` on the parsed
 namespace; ``main`` dispatches, turns errors into one line on stderr and returns the exit code (``genstudio
 --help`` lists them). The subcommands live in ``genstudio_async._cli``, one small module each, imported only
-when run, so ``genstudio --help`` and ``genstudio emulator`` need neither rich nor the other subcommands.
+when run, so ``genstudio --help`` and ``genstudio emulator`` need neither rich nor the other subcommands, and
+``--version`` and ``--help`` import neither asyncio nor httpx nor pydantic (tests/test_cli_startup.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import sys
 import textwrap
-import traceback
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -46,6 +45,7 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from ._cli.console import Console
+    from ._cli.errors import Service
 
 __all__ = ["add_emulator_arguments", "build_parser", "main"]
 
@@ -251,6 +251,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     from ._cli.prompt import parse_image, parse_set
+    from .workflows import builtin_workflow_ids
 
     parser.add_argument("workflow_id", metavar="WORKFLOW_ID", help="the workflow to run (e.g. wf-c73diz7kadp6ffgn)")
     parser.add_argument(
@@ -263,14 +264,16 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NODE.INPUT=VALUE",
-        help="set one input; NODE is an id, a class_type or a title (names need --spec); VALUE is typed by the "
-        "spec (INT, FLOAT, BOOLEAN, else a string), or without one parsed as a JSON literal if it is one; repeatable",
+        help="set one input; NODE is an id, a class_type or a title (names need a spec); VALUE is typed by the "
+        "spec (INT, FLOAT, BOOLEAN, else a string; \"quoted\" is the string inside), or without one parsed as a "
+        "JSON literal if it is one; repeatable",
     )
     parser.add_argument(
         "--spec",
         metavar="SPEC.json",
-        help="the workflow's parameter spec ('入参范围' JSON): types the --set values and checks the prompt "
-        "before anything is sent",
+        help="the workflow's parameter spec ('入参范围' JSON): resolves NODE names, types the --set values and "
+        "checks the prompt before anything is sent (default: the built-in spec of "
+        f"{', '.join(builtin_workflow_ids())})",
     )
     parser.add_argument(
         "--image",
@@ -335,6 +338,7 @@ def _async_command(module: str, name: str) -> Handler:
     """A handler that imports ``genstudio_async._cli.<module>`` and runs its ``name`` coroutine function."""
 
     def handler(args: argparse.Namespace) -> int:
+        import asyncio
         import importlib
 
         from ._cli.client import enable_debug_logging
@@ -391,8 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = command(
         "run",
         "submit one task, follow it, download its files",
-        "Submit one task of WORKFLOW_ID, show its progress and download its files. With --spec, the prompt is "
-        "checked before anything is sent and every problem is listed (exit 2).",
+        "Submit one task of WORKFLOW_ID, show its progress and download its files. With a spec (--spec, or the "
+        "built-in one of the docs' example workflows), the prompt is checked before anything is sent and every "
+        "problem is listed (exit 2).",
     )
     add_run_arguments(run)
     _add_service_arguments(run)
@@ -418,7 +423,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_service_arguments(status)
     status.set_defaults(handler=_async_command("tasks", "status_command"))
 
-    cancel = command("cancel", "cancel tasks", "Ask the service to cancel tasks (their status becomes 4).")
+    cancel = command(
+        "cancel",
+        "cancel tasks",
+        "Ask the service to cancel tasks (their status becomes 4). Their status is asked first, in one request: a "
+        "task that has already ended is reported ('already succeeded: not cancelled', exit 1) and left alone.",
+    )
     add_ids_arguments(cancel, "a task's prompt_id (cft-…)")
     _add_json_argument(cancel, "what was cancelled")
     _add_service_arguments(cancel)
@@ -457,7 +467,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 1
     except Exception as error:  # noqa: BLE001 - every error ends as one line and an exit code
-        return _report(error, debug=bool(getattr(args, "debug", False)), secrets=_secrets_of(args))
+        from ._cli.client import service_of
+
+        debug = bool(getattr(args, "debug", False))
+        return _report(error, debug=debug, secrets=_secrets_of(args), service=service_of(args))
 
 
 def _secrets_of(args: argparse.Namespace) -> list[str]:
@@ -466,24 +479,32 @@ def _secrets_of(args: argparse.Namespace) -> list[str]:
     return [key.strip() for key in (getattr(args, "api_key", None), os.environ.get(ENV_API_KEY)) if key and key.strip()]
 
 
-def _report(error: Exception, *, debug: bool, secrets: Sequence[str] = ()) -> int:
+def _report(error: Exception, *, debug: bool, secrets: Sequence[str] = (), service: Service | None = None) -> int:
     """``error`` as one line on stderr (a prompt's problems: one line each), the traceback first with --debug.
+    ``service``: what the command talked to (see ``describe_error``).
 
     Everything goes through a redactor: a traceback shows the chained httpx/h11 exceptions, whose messages the
     SDK never saw (``Illegal header value b'Bearer <the whole key>'``).
     """
+    import traceback
+
+    from ._cli.console import printable
     from ._cli.errors import CLIError, describe_error, exit_code_for
     from ._exceptions import GenStudioError
     from ._redact import Redactor
 
-    redact = Redactor(secrets)
+    redactor = Redactor(secrets)
+
+    def shown(text: str) -> str:  # no secret, and no control character from a server acted on by the terminal
+        return printable(redactor(text), newlines=True)
+
     if debug:
-        print(redact("".join(traceback.format_exception(error))), end="", file=sys.stderr)
+        print(shown("".join(traceback.format_exception(error))), end="", file=sys.stderr)
     if isinstance(error, GenStudioError | CLIError):
-        print(redact(f"genstudio: error: {describe_error(error)}"), file=sys.stderr)
+        print(shown(f"genstudio: error: {describe_error(error, service)}"), file=sys.stderr)
     else:
         hint = "" if debug else " (run with --debug for the traceback)"
-        print(redact(f"genstudio: internal error: {type(error).__name__}: {error}{hint}"), file=sys.stderr)
+        print(shown(f"genstudio: internal error: {type(error).__name__}: {error}{hint}"), file=sys.stderr)
     return int(exit_code_for(error))
 
 

@@ -4,6 +4,10 @@ The command is the console script next to this interpreter (``.venv/bin/genstudi
 ``asyncio.create_subprocess_exec`` so that an emulator served by the test's own event loop (the
 ``genstudio_emulator`` fixture) keeps answering while the test awaits the command. It finds the emulator as a
 user would point it at any service: ``GENSTUDIO_BASE_URL`` and ``GENSTUDIO_API_KEY`` in its environment.
+
+Every child starts with the default SIGINT disposition (``spawn``): a pytest started in the background
+(``cmd &``) inherits SIGINT as *ignored*, and so would every command it starts, which then never sees the
+Ctrl-C a test sends it.
 """
 
 from __future__ import annotations
@@ -11,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +30,7 @@ GENSTUDIO = Path(sys.executable).with_name("genstudio")
 TIMEOUT = 60.0
 T2I = "wf-c73diz7kadp6ffgn"
 I2I = "wf-c73epllu4i3bxvzr"
-SPECS = Path(__file__).resolve().parent.parent / "genstudio_async" / "emulator" / "workflows"
+SPECS = Path(__file__).resolve().parent.parent / "genstudio_async" / "workflows"
 
 
 @dataclass(frozen=True)
@@ -58,17 +63,24 @@ def command_env(emulator: Emulator | None = None, *, dev_mode: bool = True, **ex
     return env
 
 
+def default_sigint() -> None:
+    """``preexec_fn`` of every child a test starts: SIGINT back to its default (Python then raises
+    KeyboardInterrupt on it), whatever this process inherited. An ignored signal stays ignored across exec."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @asynccontextmanager
-async def started(
-    *args: str, cwd: Path, env: dict[str, str], stdin: bytes | None = None
+async def spawn(
+    *argv: str, cwd: Path | None = None, env: dict[str, str] | None = None, stdin: bytes | None = None
 ) -> AsyncIterator[asyncio.subprocess.Process]:
-    """``genstudio ARGS...`` running; killed (if still running) and reaped when the block ends."""
-    assert GENSTUDIO.exists(), f"the genstudio command is not installed next to {sys.executable}"
+    """``argv`` running, stdout and stderr piped, SIGINT at its default; killed (if still running) and reaped
+    when the block ends. ``stdin``: given, stdin is a pipe (write it with ``finish``); else it is /dev/null."""
     process = await asyncio.create_subprocess_exec(
-        str(GENSTUDIO), *args,
+        *argv,
         cwd=cwd, env=env,
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        preexec_fn=default_sigint,
     )
     try:
         yield process
@@ -76,6 +88,16 @@ async def started(
         if process.returncode is None:
             process.kill()
         await process.communicate()
+
+
+@asynccontextmanager
+async def started(
+    *args: str, cwd: Path, env: dict[str, str], stdin: bytes | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``genstudio ARGS...`` running; killed (if still running) and reaped when the block ends."""
+    assert GENSTUDIO.exists(), f"the genstudio command is not installed next to {sys.executable}"
+    async with spawn(str(GENSTUDIO), *args, cwd=cwd, env=env, stdin=stdin) as process:
+        yield process
 
 
 async def finish(process: asyncio.subprocess.Process, stdin: bytes | None = None) -> Finished:
@@ -102,8 +124,60 @@ def pngs_under(directory: Path) -> list[Path]:
     return found
 
 
+def files_under(directory: Path) -> list[Path]:
+    """Every file under ``directory``, at any depth."""
+    return sorted(path for path in directory.rglob("*") if path.is_file())
+
+
 def one_error_line(stderr: str) -> str:
     """The command's stderr, asserted to be exactly one ``genstudio: error: ...`` line; its text."""
     lines = stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("genstudio: error: "), stderr
     return lines[0].removeprefix("genstudio: error: ")
+
+
+# --- a hostile service ------------------------------------------------------------------------------------------
+
+Answer = tuple[int, str, bytes]  # status, content type, body
+Responder = Callable[[str, str, bytes], Answer]  # (method, path with query, body) -> the answer
+
+
+def envelope(data: Any) -> Answer:
+    """A GenStudio success answer ``{"code": 0, "msg": "Success", "data": data}``."""
+    return 200, "application/json", json.dumps({"code": 0, "msg": "Success", "data": data}).encode()
+
+
+@asynccontextmanager
+async def fake_service(respond: Responder) -> AsyncIterator[str]:
+    """A tiny HTTP/1.1 server on 127.0.0.1 (a free port) answering every request with ``respond(...)``, one
+    request per connection; yields its base URL. For what the emulator would never send."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            request_line, *header_lines = head.decode("latin-1").split("\r\n")
+            method, target, _version = request_line.split(" ", 2)
+            headers = {
+                name.strip().lower(): value.strip()
+                for name, _, value in (line.partition(":") for line in header_lines if line)
+            }
+            body = await reader.readexactly(int(headers.get("content-length", "0")))
+            status, content_type, payload = respond(method, target, body)
+            writer.write(
+                f"HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {len(payload)}\r\n"
+                "Connection: close\r\n\r\n".encode() + payload
+            )
+            await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the client went away: nothing to answer
+        finally:
+            writer.close()
+            await writer.wait_closed()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.close()
+        await server.wait_closed()

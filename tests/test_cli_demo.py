@@ -6,7 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.cli_support import GENSTUDIO, TIMEOUT, command_env
+from tests.cli_support import GENSTUDIO, TIMEOUT, command_env, default_sigint
 from tests.support import no_crash, png_size
 
 
@@ -14,6 +14,7 @@ def test_demo_generates_text_to_image_then_image_to_image_and_saves_real_pngs(tm
     done = subprocess.run(
         [str(GENSTUDIO), "demo", "--out", "pictures"],
         cwd=tmp_path, env=command_env(), capture_output=True, text=True, timeout=TIMEOUT, check=False,
+        preexec_fn=default_sigint,
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout

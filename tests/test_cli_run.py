@@ -14,7 +14,11 @@ from tests.cli_support import (
     I2I,
     SPECS,
     T2I,
+    Answer,
     command_env,
+    envelope,
+    fake_service,
+    files_under,
     finish,
     genstudio,
     one_error_line,
@@ -163,3 +167,84 @@ async def test_timeout_and_ctrl_c_leave_the_task_running(genstudio_emulator: Emu
     stats = genstudio_emulator.stats
     assert stats.cancels == 0 and stats.submits == 2
     assert all((genstudio_emulator.task_info(task) or {}).get("status") == 1 for task in (first, second))
+
+
+@pytest.mark.parametrize("hostile_id", ["../../x", "ABSOLUTE", "..", "x/../../../y", "a" * 5000])
+async def test_a_prompt_id_never_places_a_file_outside_the_output_folder(tmp_path: Path, hostile_id: str) -> None:
+    """The default folder is genstudio-output/<prompt_id>/: the id comes from the server and may be a path."""
+    work = tmp_path / "work"
+    work.mkdir()
+    prompt_id = str(tmp_path / "elsewhere") if hostile_id == "ABSOLUTE" else hostile_id
+    service: dict[str, str] = {}
+
+    def respond(method: str, path: str, body: bytes) -> Answer:
+        if path.endswith("/prompt"):
+            return envelope({"prompt_id": prompt_id, "prompt_token": "not-a-jwt"})
+        if path.endswith("/get_task_info"):
+            files = {"9": [f"{service['url']}/bucket/result.png?Expires=4102444800&Signature=x%2By"]}
+            return envelope({"comfy_task_info": [
+                {"comfy_task_id": prompt_id, "status": 3, "progress_num": 100, "files": files, "final_files": []}
+            ]})
+        if path.startswith("/bucket/result.png"):
+            return 200, "image/png", tiny_png(4, 4)
+        return 404, "text/plain", b"no"
+
+    async with fake_service(respond) as service["url"]:
+        env = command_env(GENSTUDIO_API_KEY="sk-test-0123456789", GENSTUDIO_BASE_URL=service["url"])
+        done = await genstudio("run", "wf-x", "--no-websocket", "--poll-interval", "0.05", cwd=work, env=env)
+    assert done.returncode == 0, done.stderr
+    [png] = files_under(tmp_path)  # the whole test's folder: nothing was written anywhere else in it
+    assert png.is_relative_to(work / "genstudio-output") and png.parent.name == "9"
+    folder = png.parent.parent
+    assert folder.parent == work / "genstudio-output" and len(folder.name.encode()) <= 64
+    assert f"saved {png.relative_to(work)}" in done.stdout
+
+
+async def test_the_docs_workflows_take_node_names_without_a_spec(genstudio_emulator: Emulator, tmp_path: Path) -> None:
+    """The README's `run wf-… --image LoadImage=fox.png` and `run --help`'s `--set KSampler.steps=30`: the
+    built-in spec of the docs' example workflows resolves the names when no --spec is given."""
+    (tmp_path / "fox.png").write_bytes(tiny_png(40, 24))
+    env = command_env(genstudio_emulator)
+    image, names = (
+        await genstudio("run", I2I, "--image", "LoadImage=fox.png", "--out", "i2i", cwd=tmp_path, env=env),
+        await genstudio(
+            "run", T2I, "--set", "KSampler.steps=30", "--set", "KSampler.seed=42", "--set",
+            "Empty Latent Image.width=64", "--set", "EmptyLatentImage.height=48", "--set", '6.text="a red fox"',
+            "--out", "t2i", cwd=tmp_path, env=env,
+        ),
+    )
+    assert image.returncode == 0, image.stderr
+    [png] = pngs_under(tmp_path / "i2i")
+    assert png_size(png) == (40, 24)  # the emulator drew at the size of the image node 10 was given
+    assert names.returncode == 0, names.stderr
+    [png] = pngs_under(tmp_path / "t2i")
+    assert png_size(png) == (64, 48)
+    i2i_task, t2i_task = genstudio_emulator.service.tasks
+    assert (i2i_task.workflow_id, t2i_task.workflow_id) == (I2I, T2I)
+    assert t2i_task.plan.seed == 42 and t2i_task.plan.text.startswith("a red fox\n")  # the quotes are JSON's
+    assert genstudio_emulator.stats.uploads == 1 and genstudio_emulator.stats.submits == 2
+    no_crash(image.stderr + names.stderr)
+
+
+async def test_a_node_name_without_a_spec_is_refused_before_anything_is_sent(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    (tmp_path / "prompt.json").write_text('{"6": {"inputs": {"text": "a fox"}}}', encoding="utf-8")
+    (tmp_path / "fox.png").write_bytes(tiny_png(8, 8))
+    done = await genstudio(
+        "run", "wf-my-own", "--prompt", "prompt.json", "--set", "KSampler.steps=30", "--set", "3.cfg=7",
+        "--image", "Load Image=fox.png",
+        cwd=tmp_path, env=command_env(genstudio_emulator, dev_mode=False),
+    )
+    assert done.returncode == 2
+    header, *problems = done.stderr.splitlines()
+    assert header == "genstudio: error: the prompt has 2 problems; nothing was sent:"
+    needs = "not a node id, and a name (a class_type or a title) needs --spec SPEC.json"
+    assert problems == [
+        f"  - node 'KSampler' input 'steps': {needs}, the workflow's parameter spec ('入参范围'), to find its id; "
+        "this prompt's node ids: 3, 6",
+        f"  - node 'Load Image' input 'image': {needs}, the workflow's parameter spec ('入参范围'), to find its id; "
+        "this prompt's node ids: 3, 6",
+    ]
+    stats = genstudio_emulator.stats
+    assert stats.requests["submit"] == 0 and stats.uploads == 0

@@ -21,7 +21,7 @@ from genstudio_async import TaskInfo
 from genstudio_async._cli.console import Console
 from genstudio_async._cli.display import BatchProgress, TaskProgress
 from genstudio_async.cli import main
-from genstudio_async.emulator import Emulator
+from genstudio_async.emulator import Emulator, Faults
 from tests.cli_support import T2I, command_env, genstudio, one_error_line
 from tests.support import no_crash, tiny_png
 
@@ -73,6 +73,49 @@ async def test_upload_status_and_cancel(genstudio_emulator: Emulator, tmp_path: 
     assert one_error_line(refused.stderr).startswith("cannot cancel cft-unknown: ")
 
 
+async def test_cancel_leaves_an_ended_task_alone_and_says_so(genstudio_emulator: Emulator, tmp_path: Path) -> None:
+    emulator = genstudio_emulator
+    async with emulator.client() as client:
+        finished = await client.run(T2I)
+        emulator.pause()
+        queued, other = await client.submit(T2I), await client.submit(T2I)
+    env = command_env(emulator, dev_mode=False)
+    before = emulator.stats.task_info_requests
+    plain = await genstudio("cancel", finished.prompt_id, queued.prompt_id, cwd=tmp_path, env=env)
+    assert emulator.stats.task_info_requests == before + 1  # one status request for every id
+    assert plain.returncode == 1
+    assert plain.stderr == f"genstudio: error: {finished.prompt_id} already succeeded: not cancelled\n"
+    assert plain.stdout == f"cancelled {queued.prompt_id}\n"
+    assert emulator.stats.cancels == 1
+    assert (emulator.task_info(finished.prompt_id) or {}).get("status") == 3
+    assert (emulator.task_info(queued.prompt_id) or {}).get("status") == 4
+
+    as_json = await genstudio("cancel", queued.prompt_id, other.prompt_id, "--json", cwd=tmp_path, env=env)
+    assert as_json.returncode == 1
+    assert as_json.json() == [
+        {"prompt_id": queued.prompt_id, "cancelled": False, "status": "failed",
+         "error": "already failed or cancelled: not cancelled"},
+        {"prompt_id": other.prompt_id, "cancelled": True},
+    ]
+    assert emulator.stats.cancels == 2
+
+
+async def test_cancel_goes_on_when_the_status_cannot_be_asked(genstudio_emulator: Emulator, tmp_path: Path) -> None:
+    genstudio_emulator.pause()
+    async with genstudio_emulator.client() as client:
+        queued = await client.submit(T2I)
+    status_refused = Faults(http_error_rate=1.0, http_error_status=501, endpoints=frozenset({"task_info"}))
+    genstudio_emulator.set_faults(status_refused)
+    env = command_env(genstudio_emulator, dev_mode=False)
+    done = await genstudio("cancel", queued.prompt_id, cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"cancelled {queued.prompt_id}\n"
+    [note] = done.stderr.splitlines()
+    assert note.startswith("genstudio: cannot ask the tasks' status first (HTTP 501")
+    assert note.endswith("cancelling them anyway")
+    assert (genstudio_emulator.task_info(queued.prompt_id) or {}).get("status") == 4
+
+
 async def test_the_key_errors_and_exit_codes(genstudio_emulator: Emulator, tmp_path: Path) -> None:
     emulator = genstudio_emulator
     with socket.socket() as closed:  # a port nothing listens on
@@ -114,6 +157,41 @@ async def test_the_key_errors_and_exit_codes(genstudio_emulator: Emulator, tmp_p
     for finished in (no_key, wrong_key, flag_key, unreachable, bad_workflow, batch_refused):
         no_crash(finished.stderr)
     assert emulator.stats.submits == 0
+
+
+async def test_a_connection_error_names_the_base_url_it_tried(tmp_path: Path) -> None:
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        dead_url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    env = {**command_env(dev_mode=False), "GENSTUDIO_API_KEY": KEY}
+    unreachable, with_password, batch_unreachable = await asyncio.gather(
+        genstudio("status", "cft-x", "--base-url", dead_url, cwd=tmp_path, env=env),
+        genstudio("status", "cft-x", "--base-url", dead_url.replace("//", "//me:hunter2@"), cwd=tmp_path, env=env),
+        genstudio("batch", str(write_one_job(tmp_path)), "--base-url", dead_url, cwd=tmp_path, env=env),
+    )
+    assert unreachable.returncode == 3
+    assert one_error_line(unreachable.stderr).startswith(f"cannot reach the service: {dead_url}: ")
+    assert with_password.returncode == 3 and "hunter2" not in with_password.stderr  # only where it went
+    assert one_error_line(with_password.stderr).startswith(f"cannot reach the service: {dead_url}: ")
+    assert batch_unreachable.returncode == 1
+    assert re.search(rf"FAILED job-\w+: cannot reach the service: {re.escape(dead_url)}: ", batch_unreachable.stdout)
+    for finished in (unreachable, with_password, batch_unreachable):
+        no_crash(finished.stderr)
+
+
+async def test_a_refused_key_given_with_the_flag_is_said_to_come_from_the_flag(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    refused = await genstudio(
+        "status", "cft-x", "--api-key", "sk-wrong-987654321", "--base-url", genstudio_emulator.base_url,
+        cwd=tmp_path, env=command_env(dev_mode=False),
+    )
+    assert refused.returncode == 3
+    warning, error = refused.stderr.splitlines()
+    assert warning.startswith("genstudio: warning: --api-key puts the key in the process list")
+    assert error.startswith("genstudio: error: HTTP 401") and error.endswith("(check the key given with --api-key)")
+    assert "sk-wrong-987654321" not in refused.stderr
+    no_crash(refused.stderr)
 
 
 def write_one_job(directory: Path) -> Path:

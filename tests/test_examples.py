@@ -20,6 +20,7 @@ import pytest
 
 from genstudio_async import ApiWorkflow, WorkflowSpec
 from genstudio_async.emulator import Emulator, Faults, builtin_workflows
+from tests.cli_support import default_sigint, spawn
 from tests.support import PNG_SIGNATURE, eventually, no_crash, png_size, tiny_png
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -29,7 +30,7 @@ def run_example(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess
     env = {key: value for key, value in os.environ.items() if not key.startswith("GENSTUDIO_")}
     return subprocess.run(
         [sys.executable, str(EXAMPLES / name), *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False,
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False, preexec_fn=default_sigint,
     )
 
 
@@ -80,17 +81,8 @@ async def started(
     emulator: Emulator, name: str, *args: str, cwd: Path
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """The example running against ``emulator``; killed (if still running) and reaped when the block ends."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, str(EXAMPLES / name), *args,
-        cwd=cwd, env=example_env(emulator),
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-    try:
+    async with spawn(sys.executable, str(EXAMPLES / name), *args, cwd=cwd, env=example_env(emulator)) as process:
         yield process
-    finally:
-        if process.returncode is None:
-            process.kill()
-        await process.communicate()
 
 
 async def finish(process: asyncio.subprocess.Process) -> Finished:
@@ -123,6 +115,25 @@ def pngs_under(directory: Path) -> list[Path]:
     for path in found:
         assert path.read_bytes().startswith(PNG_SIGNATURE), f"{path} is not a PNG"
     return found
+
+
+# --- every example ---------------------------------------------------------------------------------------------------
+
+
+async def test_every_example_answers_help_and_runs_nothing(genstudio_emulator: Emulator, tmp_path: Path) -> None:
+    names = sorted(path.name for path in EXAMPLES.glob("*.py") if not path.name.startswith("_"))
+    assert "quickstart.py" in names and len(names) >= 6
+    folders = {name: tmp_path / name.removesuffix(".py") for name in names}
+    for folder in folders.values():
+        folder.mkdir()
+    done = await asyncio.gather(
+        *(run_against(genstudio_emulator, name, "--help", cwd=folders[name]) for name in names)
+    )
+    for name, finished in zip(names, done, strict=True):
+        assert finished.returncode == 0, (name, finished.stderr)
+        assert finished.stdout.startswith(f"usage: {name}"), (name, finished.stdout)
+        assert list(folders[name].iterdir()) == [], name  # no output folder named "--help", nothing written
+    assert sum(genstudio_emulator.stats.requests.values()) == 0  # nothing was sent
 
 
 # --- text_to_image.py ----------------------------------------------------------------------------------------------
@@ -313,6 +324,9 @@ async def test_web_app_relays_live_progress_and_serves_the_image(
             refused = await browser.post("/generate", json={"prompt": "   "})
             assert refused.status_code == 400 and "type a prompt" in refused.json()["error"]
 
+            # Queued until the page is listening: a task that finished before the stream opened would show no
+            # "running" (on a busy machine it does), and the test must not depend on how fast the machine is.
+            genstudio_emulator.pause()
             started_task = await browser.post("/generate", json={"prompt": "a red fox in fresh snow"})
             assert started_task.status_code == 202, started_task.text
             task = started_task.json()
@@ -322,6 +336,7 @@ async def test_web_app_relays_live_progress_and_serves_the_image(
                 assert stream.headers["content-type"].startswith("text/event-stream")
                 async for event in server_sent_events(stream):
                     received.append(event)
+                    genstudio_emulator.resume()  # the first snapshot came through: the relay is live
                     if event[0] in ("done", "failed"):
                         break
             kinds = [kind for kind, _ in received]

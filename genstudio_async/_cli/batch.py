@@ -41,7 +41,7 @@ from .._exceptions import (
     TaskError,
 )
 from ..types import Submission
-from .client import make_client
+from .client import make_client, service_of
 from .console import Console
 from .display import BatchProgress
 from .errors import CLIError, ExitCode, describe_error
@@ -220,6 +220,7 @@ class Batch:
         outcome = self.outcomes[job.name]
         submission = self.resumable(job)
         resumed = submission is not None
+        service = service_of(self.args)  # where submit and wait go (a download goes to the storage host)
         try:
             if submission is None:
                 self.display.started(job.name, "submitting")
@@ -231,6 +232,7 @@ class Batch:
             progress = functools.partial(self.display.update, job.name)
             result = await client.wait(submission, timeout=self.args.timeout, on_progress=progress)
             self.display.downloading(job.name)
+            service = None  # a connection error from here on is the storage host's, not the service's
             paths = await client.download(result, self.output / job.folder)
             await asyncio.shield(self._keep(self._record_download(job, outcome, submission, paths)))
         except GenStudioError as error:
@@ -238,7 +240,7 @@ class Batch:
                 self._fatal = error  # the key is refused: every other job would fail the same way
                 self._stop()
             task_failed = isinstance(error, TaskError) or (resumed and isinstance(error, NotFoundError))
-            message = describe_error(error)
+            message = describe_error(error, service)
             if resumed and isinstance(error, NotFoundError):
                 message += " (the task in the journal is unknown to the service: --retry-failed submits it again)"
             elif isinstance(error, APIConnectionError) and error.request_sent and outcome.prompt_id is None:
@@ -250,7 +252,7 @@ class Batch:
             submission = await client.submit(job.workflow_id, job.prompt)
         except GenStudioError as error:
             # Recorded here too: after a Ctrl-C no worker awaits this any more, and the summary must say it.
-            outcome.error = describe_error(error)
+            outcome.error = describe_error(error, service_of(self.args))
             if isinstance(error, APIConnectionError) and error.request_sent:
                 outcome.state = UNANSWERED
             raise

@@ -11,11 +11,14 @@ import argparse
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING, Any
 
 from .. import _constants as C
-from .._client import AsyncGenStudio
-from .console import Console
-from .errors import CLIError, ExitCode
+from .console import Console, printable
+from .errors import KEY_FROM_FLAG, CLIError, ExitCode, Service
+
+if TYPE_CHECKING:  # imported when a client is made: building the parser must not import httpx or pydantic
+    from .._client import AsyncGenStudio
 
 API_KEY_WARNING = (
     "--api-key puts the key in the process list, where other users of this machine can see it; "
@@ -50,19 +53,35 @@ def add_debug_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup
     )
 
 
+class PrintableFormatter(logging.Formatter):
+    """Log lines as the terminal should show them: a message that quotes a server (a frame, an ``errMsg``) has
+    its control characters and line breaks escaped (``printable``); a traceback keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return printable(super().formatException(ei), newlines=True)
+
+
 def enable_debug_logging() -> None:
     """The SDK's log at DEBUG on stderr (it redacts keys and tokens itself)."""
     logger = logging.getLogger("genstudio_async")
     if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+        handler.setFormatter(PrintableFormatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.DEBUG)
 
 
 def make_client(args: argparse.Namespace, console: Console) -> AsyncGenStudio:
-    """An ``AsyncGenStudio`` for ``args`` (``--api-key``, ``--base-url``, ``--no-websocket``, ``--poll-interval``)."""
+    """An ``AsyncGenStudio`` for ``args`` (``--api-key``, ``--base-url``, ``--no-websocket``, ``--poll-interval``).
+
+    Records what it talks to as ``args.service`` (a ``Service``: the base URL, where the key came from), for
+    the command's error messages.
+    """
     api_key: str | None = getattr(args, "api_key", None)
+    key_source = KEY_FROM_FLAG if api_key is not None else C.ENV_API_KEY
     if api_key is not None:
         console.warn(API_KEY_WARNING)
     else:
@@ -70,9 +89,19 @@ def make_client(args: argparse.Namespace, console: Console) -> AsyncGenStudio:
     if not api_key or not api_key.strip():
         raise CLIError(f"no API key: set {C.ENV_API_KEY} (or pass --api-key)", ExitCode.USAGE)
     poll_interval: float | None = getattr(args, "poll_interval", None)
-    return AsyncGenStudio(
+    from .._client import AsyncGenStudio
+
+    client = AsyncGenStudio(
         api_key,
         base_url=getattr(args, "base_url", None),
         use_websocket=not getattr(args, "no_websocket", False),
         poll_interval=C.DEFAULT_POLL_INTERVAL if poll_interval is None else poll_interval,
     )
+    args.service = Service(client.base_url, key_source)
+    return client
+
+
+def service_of(args: argparse.Namespace) -> Service | None:
+    """The ``Service`` ``make_client`` recorded on ``args``, if it got that far."""
+    service = getattr(args, "service", None)
+    return service if isinstance(service, Service) else None

@@ -4,12 +4,18 @@ Results and progress go to stdout, errors and warnings to stderr. Progress bars 
 (the ``cli`` extra) when stdout is a terminal (or ``FORCE_COLOR`` is set); otherwise every update is a plain line,
 readable in a log file or a CI console. rich is imported only when it is about to draw: a missing rich means
 plain lines and one note saying how to get the bars.
+
+Whatever is written goes through ``printable`` first: the command shows text from the service (an ``errMsg``,
+an error's ``msg``, ids), and a terminal acts on some characters instead of showing them (ESC starts a sequence
+that can retitle the window, clear the screen or move the cursor to overwrite a line). Those are shown escaped
+(``\x1b``), never acted on, never silently dropped. ``--json`` output escapes them as JSON (``\u009b``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
@@ -18,6 +24,44 @@ if TYPE_CHECKING:
     from rich.console import Console as RichConsole
 
 RICH_MISSING = "progress bars and tables need rich: pip install 'genstudio-async[cli]' (showing plain lines)"
+
+# What a terminal may act on instead of showing: the C0 controls (ESC, BEL, CR, backspace...), DEL, the C1
+# controls (U+009B is a CSI on some terminals), the line and paragraph separators, and Unicode's Bidi_Control
+# characters (embeddings, overrides, isolates and marks: they reorder what is shown, "Trojan Source").
+_BIDI_AND_SEPARATORS = "\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_CONTROLS = re.compile(f"[\x00-\x09\x0b-\x1f\x7f-\x9f{_BIDI_AND_SEPARATORS}]")
+_CONTROLS_AND_NEWLINE = re.compile(f"[\x00-\x1f\x7f-\x9f{_BIDI_AND_SEPARATORS}]")
+# In JSON, json.dumps escapes the C0 controls itself; these it leaves raw with ensure_ascii=False.
+_JSON_RAW_CONTROLS = re.compile(f"[\x7f-\x9f{_BIDI_AND_SEPARATORS}]")
+
+
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    character = match.group()
+    if character in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[character]
+    code = ord(character)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def printable(text: str, *, newlines: bool = False) -> str:
+    """``text`` with every character a terminal would act on shown escaped: ``\\x1b``, ``\\x9b``, ``\\u202e``.
+
+    ``newlines``: keep line breaks (the command's own multi-line messages); else ``\\n`` is escaped too, so
+    text from a server cannot start a line of its own that looks like the command's.
+    """
+    return (_CONTROLS if newlines else _CONTROLS_AND_NEWLINE).sub(_escape, text)
+
+
+def json_text(document: Any) -> str:
+    """``document`` as indented JSON, with the controls ``json.dumps`` leaves raw escaped as ``\\uXXXX``.
+
+    Outside strings JSON is ASCII, so every such character is inside a string, where the escape means the same.
+    """
+    text = json.dumps(document, ensure_ascii=False, indent=2)
+    return _JSON_RAW_CONTROLS.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 
 def stdout_is_terminal() -> bool:
@@ -46,7 +90,7 @@ class Console:
             except ImportError:
                 self.note(RICH_MISSING)
             else:
-                self._rich = RichConsole(file=self.out, highlight=False)
+                self._rich = RichConsole(file=self.out, highlight=False, emoji=False)
                 self.pretty = True
 
     @property
@@ -57,27 +101,27 @@ class Console:
 
     # --- writing -------------------------------------------------------------------------------------------
     def line(self, text: str = "") -> None:
-        """One line of normal output on stdout (not shown with ``--json``)."""
+        """One line of normal output on stdout (not shown with ``--json``); a line break in it is escaped."""
         if self.quiet:
             return
         if self._rich is not None:
-            self._rich.print(text, markup=False, highlight=False, soft_wrap=True)
+            self._rich.print(printable(text), markup=False, highlight=False, soft_wrap=True)
         else:
-            _write(self.out, text)
+            _write(self.out, printable(text))
 
     def json(self, document: Any) -> None:
         """The one JSON document of ``--json``, on stdout."""
-        _write(self.out, json.dumps(document, ensure_ascii=False, indent=2))
+        _write(self.out, json_text(document))
 
     def note(self, text: str) -> None:
         """Something the user should know, on stderr (shown even with ``--json``)."""
-        _write(self.err, f"genstudio: {text}")
+        _write(self.err, printable(f"genstudio: {text}", newlines=True))
 
     def warn(self, text: str) -> None:
-        _write(self.err, f"genstudio: warning: {text}")
+        _write(self.err, printable(f"genstudio: warning: {text}", newlines=True))
 
     def error(self, text: str) -> None:
-        _write(self.err, f"genstudio: error: {text}")
+        _write(self.err, printable(f"genstudio: error: {text}", newlines=True))
 
     # --- tables --------------------------------------------------------------------------------------------
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None) -> None:
@@ -90,11 +134,12 @@ class Console:
 
             table = Table(*headers, title=title, title_justify="left", show_lines=False)
             for row in rows:
-                table.add_row(*(Text(cell) for cell in row))  # Text: a "[x]" in a job name is not markup
+                table.add_row(*(Text(printable(cell)) for cell in row))  # Text: a "[x]" in a job name is not markup
             self._rich.print(table)
             return
         if title:
             _write(self.out, title)
+        rows = [[printable(cell) for cell in row] for row in rows]
         widths = [len(header) for header in headers]
         for row in rows:
             widths = [max(width, len(cell)) for width, cell in zip(widths, row, strict=True)]

@@ -1,7 +1,8 @@
 """Live progress: of one task (``run``, ``demo``) and of a batch (one row per running job, an overall bar).
 
 Each display has a rich form (drawn when the console is pretty) and a plain form that prints a line when
-something changes: readable in a log file, and what the tests read. With ``--json`` nothing is shown.
+something changes: readable in a log file, and what the tests read. With ``--json`` nothing is shown. Every text
+shown goes through ``console.printable`` (the plain form through the ``Console`` itself).
 """
 
 from __future__ import annotations
@@ -11,17 +12,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..types import TaskInfo, TaskStatus
-from .console import Console
+from .console import Console, printable
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
 
 def _escaped(text: str) -> str:
-    """``text`` safe to show in a rich column that reads markup (job names and errors may hold brackets)."""
+    """``text`` safe to show in a rich column that reads markup: no control characters (``printable``), and
+    brackets shown as brackets (job names and errors may hold ``[red]`` or ``[link=...]``)."""
     from rich.markup import escape
 
-    return escape(text)
+    return escape(printable(text))
 
 
 def describe(info: TaskInfo) -> str:
@@ -127,7 +129,7 @@ class BatchProgress:
     def say(self, text: str) -> None:
         """A line of its own, above the bars when they are drawn."""
         if self._progress is not None:
-            self._progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+            self._progress.console.print(printable(text), markup=False, highlight=False, soft_wrap=True)
         else:
             self._console.line(text)
 

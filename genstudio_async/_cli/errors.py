@@ -6,7 +6,9 @@ task failed" from "the flags were wrong" from "the service could not be reached"
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import IntEnum
+from urllib.parse import urlsplit, urlunsplit
 
 from .._constants import ENV_API_KEY
 from .._exceptions import (
@@ -27,7 +29,7 @@ class ExitCode(IntEnum):
     """What ``genstudio`` returns to the shell."""
 
     OK = 0
-    FAILED = 1  # a task or job failed, was cancelled, denied or timed out; a status asked for an unknown task
+    FAILED = 1  # a task or job failed, was cancelled, denied or timed out; an unknown task; cancel: already ended
     USAGE = 2  # bad flags or input: a prompt that does not fit, a missing file, no API key
     API = 3  # the service refused a request (auth, HTTP error, business error) or could not be reached
     INTERRUPTED = 130  # Ctrl-C (SIGINT); SIGTERM gives 143
@@ -38,7 +40,8 @@ EXIT_CODES_HELP = """\
 exit codes:
   0    success
   1    a task or job failed, was cancelled or denied, or timed out (it goes on: see 'genstudio status');
-       'status' was asked about an unknown task; the emulator could not start
+       'status' was asked about an unknown task; 'cancel' found a task already ended; the emulator could
+       not start
   2    usage or invalid input: bad flags, a prompt that does not fit its spec (every problem is listed and
        nothing is sent), a missing file, no API key
   3    the service refused a request (authentication, HTTP or business error) or could not be reached
@@ -53,6 +56,29 @@ class CLIError(Exception):
         super().__init__(message)
         self.message = message
         self.code = code
+
+
+KEY_FROM_FLAG = "--api-key"
+
+
+@dataclass(frozen=True)
+class Service:
+    """What a command talks to, for its error messages: the base URL its requests go to, and where its API key
+    came from (``--api-key`` or the ``GENSTUDIO_API_KEY`` variable). ``make_client`` records it."""
+
+    base_url: str
+    key_source: str = ENV_API_KEY
+
+    @property
+    def shown_url(self) -> str:
+        """The base URL without any user:password, query or fragment (only where the requests went)."""
+        parts = urlsplit(self.base_url)
+        return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, "", ""))
+
+    @property
+    def key_hint(self) -> str:
+        """Where to look when the key is refused."""
+        return "the key given with --api-key" if self.key_source == KEY_FROM_FLAG else self.key_source
 
 
 def exit_code_for(error: BaseException) -> ExitCode:
@@ -70,8 +96,12 @@ def exit_code_for(error: BaseException) -> ExitCode:
     return ExitCode.FAILED
 
 
-def describe_error(error: BaseException) -> str:
-    """The error as the user should read it: one line, or a header and one line per problem of a prompt."""
+def describe_error(error: BaseException, service: Service | None = None) -> str:
+    """The error as the user should read it: one line, or a header and one line per problem of a prompt.
+
+    ``service``: what the request that failed was sent to (leave it out for a download, which goes to the
+    storage host of a signed URL): a connection error names its base URL, a refused key where it came from.
+    """
     if isinstance(error, PromptValidationError) and error.problems:
         count = len(error.problems)
         lines = [f"the prompt has {count} problem{'s' if count != 1 else ''}; nothing was sent:"]
@@ -83,9 +113,10 @@ def describe_error(error: BaseException) -> str:
         return f"{one_line(str(error))} (the task goes on: 'genstudio status {error.prompt_id}')"
     text = one_line(str(error)) or type(error).__name__
     if isinstance(error, APIConnectionError):
-        return f"cannot reach the service: {text}"
+        where = f"{service.shown_url}: " if service else ""
+        return f"cannot reach the service: {where}{text}"
     if isinstance(error, AuthenticationError):
-        return f"{text} (check {ENV_API_KEY})"
+        return f"{text} (check {service.key_hint if service else ENV_API_KEY})"
     return text
 
 

@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .. import _constants as C
+from .._files import _safe_component
 from .._prompt import prompt_shape_problems
 from .errors import CLIError, ExitCode
 
-_UNSAFE = re.compile(r"[^\w.\-]+")
 _KNOWN_KEYS = frozenset({"id", "workflow_id", "prompt"})
 _PROBLEMS_SHOWN = 20
 
@@ -50,7 +49,9 @@ class Job:
 
 
 def job_folder(name: str) -> str:
-    return _UNSAFE.sub("_", name).strip("._") or "job"
+    """The job's folder under ``--out``: its name with anything but letters, digits, ``.``, ``-`` and ``_``
+    replaced (the same rule as every other name the SDK puts on disk)."""
+    return _safe_component(name, "job")
 
 
 def load_jobs(path: Path) -> list[Job]:

@@ -1,10 +1,13 @@
 """``--prompt FILE``, ``--set NODE.INPUT=VALUE`` and ``--image NODE=PATH`` into one prompt, checked in full.
 
-NODE is a node id, a ``class_type`` or a title (``PromptBuilder`` resolves it against the spec); without a spec
-it is taken as a node id. VALUE is typed by the spec when one is given (INT → int, FLOAT → float, BOOLEAN →
-true/false, anything else a string); without a spec a JSON literal (``42``, ``1.5``, ``true``, ``"text"``) is
-parsed and anything else is a string. A value that does not convert is left as the string given, so the spec's
-check reports it with what is allowed. Every problem is collected and raised at once, before anything is sent.
+The spec is ``--spec FILE``, or for one of the docs' example workflows (``genstudio_async.workflows``) its
+built-in spec. NODE is a node id, a ``class_type`` or a title (``PromptBuilder`` resolves it against the spec);
+without a spec it must be a node id (digits): a name is refused, saying it needs ``--spec``. VALUE is typed by
+the spec when there is one (INT → int, FLOAT → float, BOOLEAN → true/false, anything else a string; a JSON
+string literal, ``"a fox"``, is that string); without a spec a JSON literal (``42``, ``1.5``, ``true``,
+``"text"``) is parsed and anything else is a string. A value that does not convert is left as the string given,
+so the spec's check reports it with what is allowed. Every problem is collected and raised at once, before
+anything is sent.
 """
 
 from __future__ import annotations
@@ -15,12 +18,14 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._exceptions import InvalidInputError, PromptProblem, PromptValidationError
 from .._prompt import prompt_shape_problems
-from ..workflow import PromptBuilder, WorkflowSpec
 from .errors import CLIError, ExitCode
+
+if TYPE_CHECKING:  # imported where used: the parser needs parse_set and parse_image only
+    from ..workflow import WorkflowSpec
 
 IMAGE_INPUT = "image"
 _TRUE = frozenset({"true", "1", "yes", "on"})
@@ -72,9 +77,14 @@ def load_prompt_file(source: str | None) -> dict[str, Any] | None:
     return data
 
 
-def load_spec(source: str | None) -> WorkflowSpec | None:
+def load_spec(source: str | None, workflow_id: str | None = None) -> WorkflowSpec | None:
+    """The spec in ``--spec FILE``; without one, the built-in spec of ``workflow_id`` if it has one."""
     if source is None:
-        return None
+        from ..workflows import builtin_spec
+
+        return builtin_spec(workflow_id) if workflow_id is not None else None
+    from ..workflow import WorkflowSpec
+
     try:
         return WorkflowSpec.load(Path(source))
     except InvalidInputError as exc:
@@ -90,6 +100,13 @@ def typed_value(raw: str, kind: str | None, *, have_spec: bool, choices: Sequenc
         except ValueError:
             return raw
     text = raw.strip()
+    if text.startswith('"'):  # a JSON string literal, as a shell user may quote it: the string it spells
+        try:
+            decoded = json.loads(text)
+        except ValueError:
+            decoded = None
+        if isinstance(decoded, str):
+            raw = text = decoded
     for choice in choices:
         if not isinstance(choice, bool | dict | list) and choice is not None and str(choice) in (raw, text):
             return choice
@@ -109,6 +126,26 @@ def typed_value(raw: str, kind: str | None, *, have_spec: bool, choices: Sequenc
     return raw
 
 
+def is_node_id(node: str) -> bool:
+    """True for a node id (ComfyUI numbers its nodes: ASCII digits), False for a name (a class_type, a title)."""
+    return node.isascii() and node.isdigit()
+
+
+def _id_order(node_id: str) -> tuple[int, str]:
+    return (int(node_id), node_id) if is_node_id(node_id) else (-1, node_id)
+
+
+def name_needs_spec(assignment: Assignment, known_ids: Sequence[str]) -> PromptProblem:
+    """The problem of a node named (not numbered) for a workflow without a spec: only a spec maps names to ids."""
+    problem = (
+        "not a node id, and a name (a class_type or a title) needs --spec SPEC.json, the workflow's parameter "
+        "spec ('入参范围'), to find its id"
+    )
+    if known_ids:
+        problem += f"; this prompt's node ids: {', '.join(known_ids)}"
+    return PromptProblem(node_id=assignment.node, input=assignment.input, problem=problem)
+
+
 def build_prompt(
     base: dict[str, Any] | None,
     sets: Sequence[Assignment],
@@ -125,9 +162,16 @@ def build_prompt(
     }
     if not sets and not images:
         return prompt or None
+    from ..workflow import PromptBuilder
+
     builder = PromptBuilder(spec=spec)
     problems: list[PromptProblem] = []
-    for assignment, is_image in [(item, False) for item in sets] + [(item, True) for item in images]:
+    assignments = [(item, False) for item in sets] + [(item, True) for item in images]
+    known_ids = sorted({*prompt, *(item.node for item, _ in assignments if is_node_id(item.node))}, key=_id_order)
+    for assignment, is_image in assignments:
+        if spec is None and not is_node_id(assignment.node):
+            problems.append(name_needs_spec(assignment, known_ids))
+            continue
         try:
             node_id = builder.node_id(assignment.node) if spec is not None else assignment.node
         except InvalidInputError as exc:

@@ -2,8 +2,9 @@
 
 The prompt is built from ``--prompt``, ``--set`` and ``--image`` and checked in full before anything is sent
 (see ``prompt``). Images given with ``--image`` are uploaded at submit time. Files are saved under ``--out``
-(default ``genstudio-output/<prompt_id>/``) as ``<node id>/<file name>``. ``--json`` prints one JSON object
-(``prompt_id``, ``status``, ``files``, ``paths``) and nothing else on stdout, also when the task fails.
+(default ``genstudio-output/<prompt_id>/``, the id made a safe folder name: ``task_folder``) as
+``<node id>/<file name>``. ``--json`` prints one JSON object (``prompt_id``, ``status``, ``files``, ``paths``)
+and nothing else on stdout, also when the task fails.
 Ctrl-C leaves the task running on the service and says how to follow or cancel it.
 """
 
@@ -11,17 +12,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 from pathlib import Path
 from typing import Any
 
 from .. import _constants as C
 from .._exceptions import GenStudioError, TaskCancelledError, TaskError, TaskPermissionError, TaskTimeoutError
+from .._files import _safe_component
 from ..types import Submission, TaskResult
-from .client import make_client
+from .client import make_client, service_of
 from .console import Console
 from .display import TaskProgress
-from .errors import CLIError, ExitCode, describe_error, exit_code_for
+from .errors import CLIError, ExitCode, Service, describe_error, exit_code_for
 from .prompt import build_prompt, load_prompt_file, load_spec
+
+
+def task_folder(prompt_id: str) -> str:
+    """The folder ``run`` saves a task's files in by default, under ``CLI_RUN_OUTPUT_DIR``: named from the
+    server's ``prompt_id``, which may be anything (``../../x``, ``/etc``): made a safe single name, of bounded
+    length, so nothing the server sends places a file outside the output folder."""
+    name = _safe_component(prompt_id, "task")
+    if len(name.encode()) <= C.CLI_TASK_FOLDER_MAX_BYTES:
+        return name
+    digest = hashlib.sha256(prompt_id.encode()).hexdigest()[:8]
+    head = name.encode()[: C.CLI_TASK_FOLDER_MAX_BYTES - len(digest) - 1].decode(errors="ignore")
+    return f"{head}-{digest}"
 
 
 def status_word(error: BaseException | None) -> str:
@@ -38,9 +53,13 @@ def status_word(error: BaseException | None) -> str:
 
 
 def result_document(
-    prompt_id: str, result: TaskResult | None, paths: list[Path], error: BaseException | None
+    prompt_id: str,
+    result: TaskResult | None,
+    paths: list[Path],
+    error: BaseException | None,
+    service: Service | None = None,
 ) -> dict[str, Any]:
-    """The ``--json`` object of a finished run."""
+    """The ``--json`` object of a finished run (``service``: where the failed request went, as for the error line)."""
     document: dict[str, Any] = {
         "prompt_id": prompt_id,
         "status": status_word(error),
@@ -48,7 +67,7 @@ def result_document(
         "paths": [str(path) for path in paths],
     }
     if error is not None:
-        document["error"] = describe_error(error)
+        document["error"] = describe_error(error, service)
     return document
 
 
@@ -58,7 +77,7 @@ def prepare(args: argparse.Namespace) -> None:
     and refuse an ``--out`` that cannot be a directory, before a task is paid for."""
     if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
         raise CLIError(f"--out {args.out!r} exists and is not a directory", ExitCode.USAGE)
-    args.loaded_spec = load_spec(args.spec)
+    args.loaded_spec = load_spec(args.spec, args.workflow_id)
     args.built_prompt = build_prompt(load_prompt_file(args.prompt), args.set, args.image, args.loaded_spec)
 
 
@@ -77,9 +96,9 @@ async def run_command(args: argparse.Namespace, console: Console) -> int:
                     result = await client.wait(submission, timeout=args.timeout, on_progress=progress.update)
             except (TaskError, TaskTimeoutError) as error:
                 if args.json:
-                    console.json(result_document(submission.prompt_id, None, [], error))
+                    console.json(result_document(submission.prompt_id, None, [], error, service_of(args)))
                 raise
-            directory = Path(args.out) if args.out else Path(C.CLI_RUN_OUTPUT_DIR) / submission.prompt_id
+            directory = Path(args.out) if args.out else Path(C.CLI_RUN_OUTPUT_DIR) / task_folder(submission.prompt_id)
             try:
                 paths = await client.download(result, directory)
             except GenStudioError as error:

@@ -8,8 +8,8 @@ from typing import Any
 
 from .._exceptions import GenStudioError
 from .._redact import redact_shapes
-from ..types import TaskInfo
-from .client import make_client
+from ..types import TaskInfo, TaskStatus
+from .client import make_client, service_of
 from .console import Console
 from .display import describe
 from .errors import ExitCode, describe_error, exit_code_for
@@ -62,19 +62,51 @@ async def status_command(args: argparse.Namespace, console: Console) -> int:
     return ExitCode.FAILED if missing else ExitCode.OK
 
 
+# How a task that has already ended ended, for "already ...: not cancelled".
+_ENDED = {
+    TaskStatus.SUCCEEDED: "succeeded",
+    TaskStatus.FAILED: "failed or cancelled",  # the service's 4 means both
+    TaskStatus.PERMISSION_DENIED: "ended (permission denied)",
+}
+
+
+def ended_as(info: TaskInfo) -> str:
+    """How a terminal task ended, in a word or two."""
+    return _ENDED.get(info.status, f"ended ({info.status.name.lower()})")
+
+
 async def cancel_command(args: argparse.Namespace, console: Console) -> int:
-    """Ask the service to cancel each task; report each. The exit code is the worst of them."""
+    """Cancel each task that has not ended, after asking their status in one request; report each. A task
+    already ended is not cancelled (the service would answer as if it had been) and exits 1. If the status
+    cannot be asked, each task is sent its cancel anyway (and the reason is noted). The exit code is the worst
+    of them."""
     code = ExitCode.OK
     outcomes: list[dict[str, Any]] = []
+    asked = list(dict.fromkeys(prompt_id.strip() for prompt_id in args.prompt_ids))
     async with make_client(args, console) as client:
-        for prompt_id in dict.fromkeys(prompt_id.strip() for prompt_id in args.prompt_ids):
+        try:
+            found = {info.prompt_id: info for info in await client.get_tasks(asked)}
+        except GenStudioError as error:
+            console.note(f"cannot ask the tasks' status first ({describe_error(error, service_of(args))}): "
+                         "cancelling them anyway")
+            found = {}
+        for prompt_id in asked:
+            shown = redact_shapes(prompt_id)
+            info = found.get(prompt_id)
+            if info is not None and info.is_terminal:  # unknown ones are asked anyway: the service says why not
+                code = max(code, ExitCode.FAILED)
+                message = f"already {ended_as(info)}: not cancelled"
+                status = info.status.name.lower()
+                outcomes.append({"prompt_id": shown, "cancelled": False, "status": status, "error": message})
+                console.error(f"{shown} {message}")
+                continue
             try:
                 await client.cancel(prompt_id)
             except GenStudioError as error:
                 code = max(code, exit_code_for(error))
-                shown = redact_shapes(prompt_id)
-                outcomes.append({"prompt_id": shown, "cancelled": False, "error": describe_error(error)})
-                console.error(f"cannot cancel {shown}: {describe_error(error)}")
+                message = describe_error(error, service_of(args))
+                outcomes.append({"prompt_id": shown, "cancelled": False, "error": message})
+                console.error(f"cannot cancel {shown}: {message}")
             else:
                 outcomes.append({"prompt_id": prompt_id, "cancelled": True})
                 console.line(f"cancelled {prompt_id}")

@@ -1,12 +1,10 @@
 """The workflows an emulator knows: the built-in examples from the service's docs plus any a user registers.
 
-The built-in specs are package data (``genstudio_async/emulator/workflows/<workflow_id>.json``), in the
-"入参范围" format of the service's tutorial:
-
-- ``wf-c73diz7kadp6ffgn``: the API guide's text-to-image example (its checkpoint list accepts both the bare and
-  the ``common/sd1.5/`` spelling, since the guide's curl body uses the bare one);
-- ``wf-c73epllu4i3bxvzr``: the guide's image-to-image example (``LoadImage`` node ``"10"``);
-- ``wf-c72qozydy6suxesa``: the tutorial's text-to-image workflow, spec copied verbatim.
+The built-in specs ship with the SDK (``genstudio_async/workflows/<workflow_id>.json``, read by
+``genstudio_async.workflows``; the ``genstudio`` command uses them too), in the "入参范围" format of the
+service's tutorial: the API guide's text-to-image (``wf-c73diz7kadp6ffgn``) and image-to-image
+(``wf-c73epllu4i3bxvzr``, ``LoadImage`` node ``"10"``) examples and the tutorial's workflow
+(``wf-c72qozydy6suxesa``).
 
 Each has a ``SaveImage`` output node ``"9"``. Prompts are checked by ``WorkflowSpec.problems`` (the SDK's own
 validation) plus one check only a server can make: an IMAGE input must name an image uploaded to this
@@ -17,12 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from .._constants import EMULATOR_DEFAULT_IMAGE_SIZE, EMULATOR_DEFAULT_OUTPUT_NODE, EMULATOR_MAX_BATCH_SIZE
 from .._exceptions import PromptProblem
 from ..workflow import SpecSource, WorkflowSpec
+from ..workflows import builtin_specs
 from ._png import clamp_side
 
 _OUTPUT_CLASS_TYPES = frozenset({"SaveImage"})
@@ -30,13 +28,8 @@ _SEED_INPUTS = ("seed", "noise_seed")
 
 
 def builtin_workflows() -> dict[str, WorkflowSpec]:
-    """The built-in example workflows, by id (read from the package's ``workflows/*.json``)."""
-    folder = resources.files("genstudio_async").joinpath("emulator", "workflows")
-    found: dict[str, WorkflowSpec] = {}
-    for entry in sorted(folder.iterdir(), key=lambda item: item.name):
-        if entry.name.endswith(".json"):
-            found[entry.name.removesuffix(".json")] = WorkflowSpec.from_json(entry.read_text(encoding="utf-8"))
-    return found
+    """The built-in example workflows, by id (the specs the SDK ships: ``genstudio_async.workflows``)."""
+    return builtin_specs()
 
 
 @dataclass(frozen=True)

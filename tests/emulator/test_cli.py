@@ -19,6 +19,7 @@ import pytest
 
 from genstudio_async import _constants as C
 from genstudio_async.cli import build_parser, main
+from tests.cli_support import default_sigint
 
 FIRST_LINE = re.compile(r"^GenStudio emulator listening on http://127\.0\.0\.1:(\d+)\n$")
 BLOCK_STARLETTE = "import sys; sys.modules['starlette'] = None; "
@@ -36,7 +37,8 @@ class Running:
 async def emulator_process(*argv: str) -> AsyncIterator[Running]:
     """Start an emulator command, read its first line, and make sure it is gone afterwards."""
     process = await asyncio.create_subprocess_exec(
-        *argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "0"}
+        *argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "0"},
+        preexec_fn=default_sigint,
     )
     try:
         assert process.stdout is not None
@@ -97,7 +99,9 @@ async def test_genstudio_emulator_stops_cleanly_on_sigterm() -> None:
 
 
 async def run_to_end(*argv: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(*argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = await asyncio.create_subprocess_exec(
+        *argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=default_sigint
+    )
     stdout, stderr = await asyncio.wait_for(process.communicate(), 20)
     assert process.returncode is not None
     return process.returncode, stdout.decode(), stderr.decode()

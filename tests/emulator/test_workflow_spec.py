@@ -11,7 +11,7 @@ import pytest
 from genstudio_async import InvalidInputError, PromptProblem, PromptValidationError
 from genstudio_async.workflow import WorkflowSpec
 
-SPECS = Path(__file__).resolve().parents[2] / "genstudio_async" / "emulator" / "workflows"
+SPECS = Path(__file__).resolve().parents[2] / "genstudio_async" / "workflows"
 TUTORIAL_SPEC = SPECS / "wf-c72qozydy6suxesa.json"
 I2I_SPEC = SPECS / "wf-c73epllu4i3bxvzr.json"
 
