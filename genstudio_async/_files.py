@@ -20,7 +20,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, TypeAlias
+from typing import IO, Any, TypeAlias, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import anyio
@@ -36,6 +36,8 @@ from ._prompt import LocalImage, is_local_image
 from .types import TaskInfo, TaskResult
 
 log = logging.getLogger("genstudio_async")
+
+_T = TypeVar("_T")
 
 UploadSource: TypeAlias = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
 """What ``upload_image`` accepts: a path, raw bytes, or a binary file object opened for reading."""
@@ -265,7 +267,7 @@ async def download_result(
 
     async def fetch(item: PlannedFile) -> Path:
         async with limit:
-            return await _download_one(item, http=http, refresher=refresher, policy=policy)
+            return await _in_scoped_task(lambda: _download_one(item, http=http, refresher=refresher, policy=policy))
 
     outcomes = await asyncio.gather(*(fetch(item) for item in planned), return_exceptions=True)
     paths: list[Path] = []
@@ -319,6 +321,32 @@ async def _download_one(
             interruptions += 1
 
 
+async def _in_scoped_task(work: Callable[[], Awaitable[_T]]) -> _T:
+    """``await work()``, run in a child task that only anyio cancels, so that clean-up shields hold.
+
+    httpcore and anyio guard their clean-up with shielded cancel scopes (httpcore closing the pool's surplus or
+    dropped connections, anyio closing a file in a worker thread), but asyncio's own ``Task.cancel()`` goes
+    through such a shield: a download cancelled while one of them ran left sockets and the part file open
+    (``ResourceWarning: unclosed transport``, ``unclosed file``). Here the caller's cancellation becomes a
+    cancel of the child's scope, which anyio delivers only outside shielded scopes; the caller's
+    ``CancelledError`` goes on once the child has finished cleaning up.
+    """
+    outcome: list[_T] = []
+    failure: list[Exception] = []
+
+    async def child() -> None:
+        try:
+            outcome.append(await work())
+        except Exception as error:  # noqa: BLE001 - re-raised by the caller as it is, not in an ExceptionGroup
+            failure.append(error)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(child)
+    if failure:
+        raise failure[0]
+    return outcome[0]
+
+
 async def _open_for_writing(path: anyio.Path) -> AsyncFile[bytes]:
     """``path`` opened for writing in a worker thread. A cancel while the thread opens it does not lose the
     handle: the open is shielded, and what it opened is closed before the cancellation goes on."""
@@ -326,7 +354,8 @@ async def _open_for_writing(path: anyio.Path) -> AsyncFile[bytes]:
     try:
         return await asyncio.shield(opening)
     except asyncio.CancelledError:
-        with contextlib.suppress(OSError):
+        # Shielded: under anyio a cancelled scope cancels every await in it, this one too.
+        with anyio.CancelScope(shield=True), contextlib.suppress(OSError):
             opened = await opening
             await opened.aclose()
         raise

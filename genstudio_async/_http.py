@@ -256,7 +256,9 @@ class HTTPCore:
         except httpx.HTTPError as exc:
             raise APIConnectionError(f"download failed: {self._redact(str(exc)) or type(exc).__name__}") from exc
         finally:
-            await response.aclose()
+            # Shielded, so that a cancel delivered by anyio (downloads run under it) cannot cut the close short.
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
 
     async def _send(
         self, build: Any, *, idempotent: bool, stream: bool, label: str
@@ -311,7 +313,8 @@ class HTTPCore:
                     # The body of an error answer broke off: the status code alone has to do.
                     log.debug("%s: the error body could not be read: %s", label, type(exc).__name__)
                 finally:
-                    await response.aclose()
+                    with anyio.CancelScope(shield=True):
+                        await response.aclose()
             retry_after = parse_retry_after(response.headers)
             retry = should_retry(
                 attempt=attempt, policy=policy, idempotent=idempotent, status_code=response.status_code

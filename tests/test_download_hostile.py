@@ -1,0 +1,238 @@
+"""Downloads from hostile or broken storage servers: tiny raw HTTP servers of our own on 127.0.0.1 port 0.
+
+Each server here writes its answers byte by byte (asyncio.start_server), so a test can drip, never end, lie
+about sizes or close connections exactly when it wants. Everything is closed when a test ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import os
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+import respx
+
+from genstudio_async import AsyncGenStudio, TaskResult
+from tests.support import PNG_SIGNATURE
+
+API_KEY = "sk-hostile-test-2b7e151628aed2a6"
+PAYLOAD = PNG_SIGNATURE + b"\x00" * 1000
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, bytes], Awaitable[bool]]
+"""Answers one request (its head in bytes); returns whether the connection may serve another one."""
+
+
+def ok_head(length: int | None, content_type: str = "image/png", extra: str = "") -> bytes:
+    sized = f"Content-Length: {length}\r\n" if length is not None else ""
+    return f"HTTP/1.1 200 OK\r\nContent-Type: {content_type}\r\n{sized}{extra}\r\n".encode()
+
+
+class RawServer:
+    """An HTTP/1.1 server on 127.0.0.1 whose ``handler`` writes each answer itself."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.requests: list[bytes] = []
+        self.writers: list[asyncio.StreamWriter] = []
+        self.handlers_done = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._no_connections = asyncio.Event()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def origin(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    def url(self, name: str, query: str = "Expires=9999999999&OSSAccessKeyId=LTAI5t&Signature=ab%2Bcd%3D") -> str:
+        return f"{self.origin}/te-1%2Fcft-1%2F{name}" + (f"?{query}" if query else "")
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._no_connections.clear()
+        self.writers.append(writer)
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                self.requests.append(head)
+                if not await self.handler(reader, writer, head):
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+            self.handlers_done += 1
+            self._tasks.discard(task)
+            if not self._tasks:
+                self._no_connections.set()
+
+    async def hang_up(self) -> None:
+        """Close the server's side of every connection, and wait until each is closed."""
+        for writer in self.writers:
+            writer.close()
+        await self._no_connections.wait()
+
+    async def __aenter__(self) -> RawServer:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self.writers:
+            writer.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._server.wait_closed()
+
+
+@contextlib.asynccontextmanager
+async def raw_server(handler: Handler) -> AsyncIterator[RawServer]:
+    async with RawServer(handler) as server:
+        yield server
+
+
+@contextlib.contextmanager
+def resource_warnings() -> Iterator[list[warnings.WarningMessage]]:
+    """The ResourceWarnings (unclosed sockets, files) raised inside the block, garbage collection included."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        found: list[warnings.WarningMessage] = []
+        try:
+            yield found
+        finally:
+            gc.collect()
+            found.extend(w for w in caught if issubclass(w.category, ResourceWarning))
+
+
+def result_of(*urls: str, node_id: str = "9") -> TaskResult:
+    return TaskResult(prompt_id="cft-1", files={node_id: list(urls)})
+
+
+async def outcome_of(task: asyncio.Task[list[Path]]) -> str:
+    """How ``task`` ended. Waited for, not awaited: an exception raised here would keep the task, its traceback
+    and every object in its frames alive (a cycle through the task that Python 3.11's gc cannot see)."""
+    await asyncio.wait([task])
+    if task.cancelled():
+        return "cancelled"
+    error = task.exception()
+    return "done" if error is None else type(error).__name__
+
+
+def files_in(directory: Path) -> list[Path]:
+    return [path for path in directory.rglob("*") if path.is_file()]
+
+
+def part_files_in(directory: Path) -> list[Path]:
+    return [path for path in directory.rglob("*") if path.name.endswith(".part")]
+
+
+# --- cancellation ---------------------------------------------------------------------------------------------
+
+
+class _CancelOnPoolClose(logging.Handler):
+    """Cancels ``victim`` the moment httpcore starts closing a pooled connection (its DEBUG trace says so)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.victim: asyncio.Task[list[Path]] | None = None
+        self.fired = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.victim is not None and not self.fired and record.getMessage().startswith("close.started"):
+            self.fired = True
+            self.victim.cancel()
+
+
+async def test_cancelling_a_download_while_the_pool_closes_dead_connections_closes_them_all(
+    tmp_path: Path,
+) -> None:
+    # Eight downloads leave eight keep-alive connections in the pool; the storage then closes its side of each.
+    # The next download's request makes the pool close all eight, and the download is cancelled right then: a
+    # cancel landing inside httpcore's shielded clean-up must not leave the other seven sockets open.
+    connections = 8
+    everyone_asked = asyncio.Event()
+
+    async def answer_then_hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> bool:
+        if len(server.requests) >= connections:
+            everyone_asked.set()
+        await everyone_asked.wait()  # so that every download has its own connection
+        writer.write(ok_head(len(PAYLOAD)) + PAYLOAD)
+        await writer.drain()
+        return True  # keep-alive: the client pools the connection
+
+    closer = _CancelOnPoolClose()
+    pool_logger = logging.getLogger("httpcore.connection")
+    with resource_warnings() as leaked:
+        async with (
+            raw_server(answer_then_hang_up) as server,
+            AsyncGenStudio(API_KEY, base_url=server.origin) as client,  # the SDK's own pool
+        ):
+            await asyncio.gather(
+                *(client.download(result_of(server.url(f"{i}.png")), tmp_path / str(i)) for i in range(8))
+            )
+            await server.hang_up()  # the storage closes its side: each pooled socket is now dead
+            pool_logger.addHandler(closer)
+            level = pool_logger.level
+            pool_logger.setLevel(logging.DEBUG)
+            try:
+                closer.victim = asyncio.create_task(client.download(result_of(server.url("v.png")), tmp_path / "v"))
+                cancelled = await outcome_of(closer.victim) == "cancelled"
+            finally:
+                closer.victim = None
+                pool_logger.removeHandler(closer)
+                pool_logger.setLevel(level)
+    assert closer.fired and cancelled  # the cancel did land while the pool was closing connections
+    assert [str(warning.message) for warning in leaked] == []
+    assert not (tmp_path / "v").exists() or files_in(tmp_path / "v") == []
+
+
+STORAGE_URL = "https://bucket.oss.test/te-1%2Fcft-1%2Fimage.png?Expires=9999999999&Signature=ab%2Bcd%3D"
+
+
+@pytest.mark.parametrize("loop_turns", range(8))
+async def test_a_cancel_just_after_the_data_reached_the_disk_leaves_no_open_file(
+    api: respx.MockRouter,
+    client: AsyncGenStudio,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    loop_turns: int,
+) -> None:
+    # The download is cancelled a few turns of the event loop after its fsync: while the part file is being
+    # closed, renamed or removed. Wherever that lands, nothing may stay open or half-written.
+    api.get(STORAGE_URL).respond(200, content=PAYLOAD, headers={"Content-Type": "image/png"})
+    loop = asyncio.get_running_loop()
+    victims: list[asyncio.Task[list[Path]]] = []
+    real_fsync = os.fsync
+
+    def fsync_then_cancel(fd: int) -> None:
+        real_fsync(fd)
+
+        def countdown(turns: int) -> None:
+            if turns:
+                loop.call_soon(countdown, turns - 1)
+            else:
+                victims[0].cancel()
+
+        loop.call_soon_threadsafe(countdown, loop_turns)
+
+    monkeypatch.setattr(os, "fsync", fsync_then_cancel)
+    with resource_warnings() as leaked:
+        victims.append(asyncio.create_task(client.download(result_of(STORAGE_URL), tmp_path)))
+        outcome = await outcome_of(victims[0])
+        victims.clear()
+    assert outcome in ("cancelled", "done")
+    assert [str(warning.message) for warning in leaked] == []
+    assert all(path.read_bytes() == PAYLOAD for path in files_in(tmp_path))  # the whole file, or none
+    assert part_files_in(tmp_path) == []
