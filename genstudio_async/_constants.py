@@ -85,6 +85,19 @@ DEFAULT_URL_EXPIRE_PERIOD: Final = 600
 RESULT_RETENTION_SECONDS: Final = 3 * 24 * 3600
 DEFAULT_DOWNLOAD_CONCURRENCY: Final = 4
 DOWNLOAD_CHUNK_SIZE: Final = 64 * 1024
+# Query parameters that sign a result URL rather than name its object (compared case-insensitively): OSS
+# signature V1 and V4, and S3-style ``X-Amz-*``. Every other parameter, ``x-oss-process`` among them, is part
+# of what the URL names: ``get?id=1`` and ``get?id=2`` are two objects.
+SIGNED_URL_PARAMS: Final = frozenset(
+    {
+        "expires", "ossaccesskeyid", "signature", "security-token",
+        "x-oss-signature-version", "x-oss-credential", "x-oss-date", "x-oss-expires", "x-oss-signature",
+        "x-oss-additional-headers", "x-oss-security-token",
+    }
+)
+SIGNED_URL_PARAM_PREFIXES: Final = ("x-amz-",)
+# An error message shows at most this many characters of a result URL, and never its (signed) query.
+SHOWN_URL_CHARS: Final = 120
 
 # --- batches -----------------------------------------------------------------------------------------------
 DEFAULT_RUN_MANY_CONCURRENCY: Final = 8

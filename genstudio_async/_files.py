@@ -30,7 +30,13 @@ from anyio import AsyncFile
 
 from . import _constants as C
 from . import _http
-from ._exceptions import APIConnectionError, APIStatusError, GenStudioError, InvalidInputError
+from ._exceptions import (
+    APIConnectionError,
+    APIStatusError,
+    GenStudioError,
+    InvalidInputError,
+    InvalidResponseError,
+)
 from ._http import HTTPCore, RetryPolicy, retry_delay
 from ._prompt import LocalImage, is_local_image
 from .types import TaskInfo, TaskResult
@@ -165,9 +171,24 @@ class PlannedFile:
 
 
 def object_key(url: str) -> str:
-    """The part of a signed URL that names the object, without the signature: stable across refreshes."""
-    parts = urlsplit(url)
-    return f"{parts.netloc}{parts.path}"
+    """What a result URL names: host, path and query without the signature parameters. Stable across refreshes.
+
+    Only ``C.SIGNED_URL_PARAMS`` (and ``X-Amz-*``) are dropped: any other parameter may select the object (a
+    query-addressed store's ``?id=1``, OSS's ``x-oss-process``) and so is kept, raw (never decoded) and sorted.
+    A URL that does not parse is its own key (the download reports it; the progress stream only compares keys).
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    identity = sorted(pair for pair in parts.query.split("&") if pair and not _is_signature_param(pair))
+    key = f"{parts.netloc.lower()}{parts.path}"
+    return f"{key}?{'&'.join(identity)}" if identity else key
+
+
+def _is_signature_param(pair: str) -> bool:
+    name = unquote(pair.partition("=")[0]).lower()  # the name only, for comparing: the URL is never decoded
+    return name in C.SIGNED_URL_PARAMS or name.startswith(C.SIGNED_URL_PARAM_PREFIXES)
 
 
 def _safe_component(text: str, fallback: str) -> str:
@@ -180,8 +201,42 @@ def local_file_name(url: str, fallback: str) -> str:
 
     The key is percent-decoded here only to name the local file; the URL itself is never decoded.
     """
-    key = unquote(urlsplit(url).path)
+    try:
+        key = unquote(urlsplit(url).path)
+    except ValueError:  # not a URL: the download reports it, under the fallback name
+        return fallback
     return _safe_component(key.rsplit("/", 1)[-1], fallback)
+
+
+def shown_url(url: str) -> str:
+    """``url`` as an error message may show it: without its query (which holds the signature), cut short."""
+    head, mark, _query = url.partition("?")
+    head = head.partition("#")[0]
+    text = head[: C.SHOWN_URL_CHARS] + ("…" if len(head) > C.SHOWN_URL_CHARS else "")
+    return repr(text + ("?…" if mark else ""))
+
+
+def check_result_url(url: str, what: str) -> None:
+    """Raise ``InvalidResponseError`` when the service's URL for ``what`` cannot be fetched as it stands."""
+    problem = None
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+        if parts.scheme.lower() not in ("http", "https"):
+            problem = f"the scheme is {parts.scheme!r}, not http or https" if parts.scheme else "it has no scheme"
+        elif not parts.hostname:
+            problem = "it names no host"
+        else:
+            httpx.URL(url)
+    except (ValueError, httpx.InvalidURL) as exc:
+        problem = str(exc) or type(exc).__name__
+        query = url.partition("?")[2]
+        if query:
+            problem = problem.replace(query, "…")
+    if problem is not None:
+        raise InvalidResponseError(
+            f"download of {what}: the service's URL {shown_url(url)} cannot be used: {problem[:200]}"
+        )
 
 
 def plan_downloads(result: TaskResult, directory: Path) -> list[PlannedFile]:
@@ -216,7 +271,10 @@ def plan_downloads(result: TaskResult, directory: Path) -> list[PlannedFile]:
 
 def url_expired(url: str, *, margin: float = 5.0) -> bool:
     """True when the signed URL's ``Expires`` (Unix seconds) is already, or nearly, past."""
-    values = parse_qs(urlsplit(url).query).get("Expires")
+    try:
+        values = parse_qs(urlsplit(url).query).get("Expires")
+    except ValueError:  # not a URL: check_result_url says why
+        return False
     if not values:
         return False
     try:
@@ -362,6 +420,7 @@ async def _open_for_writing(path: anyio.Path) -> AsyncFile[bytes]:
 
 
 async def _stream_to_file(http: HTTPCore, url: str, target: Path) -> None:
+    check_result_url(url, f"{target.parent.name}/{target.name}")
     folder = anyio.Path(target.parent)
     await folder.mkdir(parents=True, exist_ok=True)
     partial = anyio.Path(target.with_name(f".{target.name}.{secrets.token_hex(4)}.part"))

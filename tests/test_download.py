@@ -9,7 +9,8 @@ import httpx
 import pytest
 import respx
 
-from genstudio_async import APIConnectionError, AsyncGenStudio, NotFoundError, TaskResult
+from genstudio_async import APIConnectionError, AsyncGenStudio, InvalidResponseError, NotFoundError, TaskResult
+from genstudio_async._files import object_key
 from genstudio_async.emulator import Emulator
 from tests.support import PNG_SIGNATURE, png_size
 
@@ -148,3 +149,97 @@ async def test_cancelling_a_download_while_its_file_opens_leaves_no_open_file(
         await download
     assert len(opened) == 1 and opened[0].wrapped.closed  # the handle opened after the cancel was closed
     assert files_in(tmp_path) == []  # and the .part file removed
+
+
+# --- which object a URL names -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "same"),
+    [
+        # OSS V1 and S3-style signatures differ on every answer: the object does not
+        (STORAGE_URL, STORAGE_URL.replace("Expires=9999999999&Signature=ab%2Bcd%3D", "Expires=1&Signature=zz"), True),
+        (
+            "https://s3.test/b/x.png?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date=20260101T000000Z&X-Amz-Signature=aa",
+            "https://s3.test/b/x.png?x-amz-date=20260102T000000Z&X-Amz-Signature=bb&X-Amz-Security-Token=t",
+            True,
+        ),
+        ("https://oss.test/x.png?security-token=a&OSSAccessKeyId=k", "https://oss.test/x.png", True),
+        # a query-addressed store: the query names the object
+        ("https://store.test/get?id=1&Expires=1&Signature=a", "https://store.test/get?id=2&Signature=a", False),
+        # an image post-process command makes another object; unknown parameters count too
+        ("https://oss.test/x.png?x-oss-process=image/resize,w_64", "https://oss.test/x.png?Signature=a", False),
+        ("https://oss.test/x.png?v=2&Signature=a", "https://oss.test/x.png?v=3&Signature=b", False),
+        ("https://oss.test/x.png?a=1&b=2", "https://oss.test/x.png?b=2&a=1", True),
+    ],
+)
+def test_object_key_names_the_object_without_its_signature(first: str, second: str, same: bool) -> None:
+    assert (object_key(first) == object_key(second)) is same
+    assert "Signature" not in object_key(first) and "X-Amz" not in object_key(first)
+
+
+def test_object_key_of_a_url_that_does_not_parse_is_not_an_error() -> None:
+    # The progress stream compares the keys of every snapshot: a broken URL in one must not crash it.
+    assert object_key("http://[::1/x.png?Signature=a") == object_key("http://[::1/x.png?Signature=a")
+    assert object_key("http://[::1/x.png") != object_key("http://[::2/x.png")
+
+
+async def test_objects_that_differ_only_in_their_query_are_all_saved(
+    api: respx.MockRouter, client: AsyncGenStudio, tmp_path: Path
+) -> None:
+    first = "https://store.test/get?id=1&Expires=9999999999&Signature=a%2Bb"
+    second = "https://store.test/get?id=2&Expires=9999999999&Signature=c%2Bd"
+    api.get(first).respond(200, content=b"first object")
+    api.get(second).respond(200, content=b"second object")
+    paths = await client.download(TaskResult(prompt_id="cft-1", files={"9": [first, second]}), tmp_path)
+    assert sorted(path.read_bytes() for path in paths) == [b"first object", b"second object"]
+    assert len(set(paths)) == 2
+
+
+async def test_each_query_addressed_object_gets_its_own_fresh_url(
+    api: respx.MockRouter, client: AsyncGenStudio, tmp_path: Path
+) -> None:
+    stale = ["https://store.test/get?id=1&Expires=9999999999&Signature=old1",
+             "https://store.test/get?id=2&Expires=9999999999&Signature=old2"]
+    fresh = [url.replace("old", "new") for url in stale]
+    for url in stale:
+        api.get(url).respond(403, content=b"<Error><Code>AccessDenied</Code></Error>")
+    api.get(fresh[0]).respond(200, content=b"one")
+    api.get(fresh[1]).respond(200, content=b"two")
+    api.post("/api/maas/comfy_task_api/get_task_info").respond(
+        json={"code": 0, "msg": "Success", "data": {"comfy_task_info": [
+            {"comfy_task_id": "cft-1", "status": 3, "files": {"9": fresh}}
+        ]}}
+    )
+    paths = await client.download(TaskResult(prompt_id="cft-1", files={"9": stale}), tmp_path)
+    assert [path.read_bytes() for path in paths] == [b"one", b"two"]
+
+
+async def test_a_result_url_that_does_not_parse_is_an_invalid_response(
+    api: respx.MockRouter, client: AsyncGenStudio, tmp_path: Path
+) -> None:
+    broken = "http://[::1/te-1%2Fimage.png?Expires=9999999999&OSSAccessKeyId=LTAI5t&Signature=SeCrEt%2BSiG%3D"
+    api.get(STORAGE_URL).respond(200, content=PNG_SIGNATURE + b"fine")
+    with pytest.raises(InvalidResponseError, match="cannot be used") as raised:
+        await client.download(TaskResult(prompt_id="cft-1", files={"9": [broken, STORAGE_URL]}), tmp_path)
+    assert "SeCrEt" not in str(raised.value) and "Signature" not in str(raised.value)
+    assert "[::1" in str(raised.value)  # it says which URL
+    assert [path.read_bytes() for path in files_in(tmp_path)] == [PNG_SIGNATURE + b"fine"]  # the others finish
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://oss.test/x.png?Signature=a",
+        "https:///x.png",
+        "http://oss.test:99999/x.png",
+        "http://oss.test:port/x.png",
+        "not a url at all",
+    ],
+)
+async def test_other_unusable_result_urls_are_invalid_responses(
+    client: AsyncGenStudio, tmp_path: Path, url: str
+) -> None:
+    with pytest.raises(InvalidResponseError, match="cannot be used"):
+        await client.download(TaskResult(prompt_id="cft-1", files={"9": [url]}), tmp_path)
+    assert files_in(tmp_path) == []
