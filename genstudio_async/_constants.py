@@ -98,6 +98,12 @@ SIGNED_URL_PARAMS: Final = frozenset(
 SIGNED_URL_PARAM_PREFIXES: Final = ("x-amz-",)
 # An error message shows at most this many characters of a result URL, and never its (signed) query.
 SHOWN_URL_CHARS: Final = 120
+# Longest file or folder name a download makes, in UTF-8 bytes: NAME_MAX (255) less the 15 bytes that the
+# temporary ".<name>.<8 hex>.part" file adds. A longer name from the service is cut (keeping an extension of
+# at most DOWNLOAD_MAX_EXTENSION_BYTES) and tagged "~" + DOWNLOAD_NAME_HASH_CHARS hex digits of its hash.
+DOWNLOAD_MAX_NAME_BYTES: Final = 240
+DOWNLOAD_MAX_EXTENSION_BYTES: Final = 16
+DOWNLOAD_NAME_HASH_CHARS: Final = 10
 
 # --- batches -----------------------------------------------------------------------------------------------
 DEFAULT_RUN_MANY_CONCURRENCY: Final = 8

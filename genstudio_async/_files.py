@@ -157,6 +157,8 @@ class ImageUploader:
 FetchTask = Callable[[str], Awaitable[TaskInfo]]
 
 _UNSAFE_NAME_CHARS = re.compile(r"[^\w.\-]+")
+# Names Windows gives to devices, with or without an extension: "CON", "nul.txt", "COM1.png".
+_WINDOWS_DEVICE_NAME = re.compile(r"(?i)(con|prn|aux|nul|com[0-9¹²³]|lpt[0-9¹²³])(\..*)?")
 FINAL_FILES_DIRECTORY = "final"
 """Where a ``final_files`` URL that no ``files`` node lists is saved (``directory/final/<name>``)."""
 
@@ -192,8 +194,64 @@ def _is_signature_param(pair: str) -> bool:
 
 
 def _safe_component(text: str, fallback: str) -> str:
-    cleaned = _UNSAFE_NAME_CHARS.sub("_", text).strip("._")
-    return cleaned or fallback
+    """``text`` (a node id or a file name from the service) as one local name that is safe everywhere.
+
+    Only letters, digits, ``_``, ``.`` and ``-`` are kept (a separator, NUL, a control or Windows-reserved
+    character becomes ``_``); leading and trailing dots and underscores go, so no name is ``.``, ``..``, hidden or
+    empty (``fallback`` then); a Windows device name gets a ``_`` in front; and the result fits ``fit_name``.
+    """
+    cleaned = _UNSAFE_NAME_CHARS.sub("_", text).strip("._") or fallback
+    if _WINDOWS_DEVICE_NAME.fullmatch(cleaned):
+        cleaned = f"_{cleaned}"
+    return fit_name(cleaned)
+
+
+def _split_extension(name: str) -> tuple[str, str]:
+    """``(stem, ".ext")``, or ``(name, "")`` when there is no short extension to keep."""
+    stem, dot, extension = name.rpartition(".")
+    if dot and stem and 0 < len(extension.encode()) <= C.DOWNLOAD_MAX_EXTENSION_BYTES:
+        return stem, f".{extension}"
+    return name, ""
+
+
+def fit_name(name: str) -> str:
+    """``name``, or when it is longer than ``C.DOWNLOAD_MAX_NAME_BYTES`` UTF-8 bytes, a shortened form of it.
+
+    A long name keeps its extension, is cut on a character boundary (never inside a UTF-8 sequence), and ends
+    with ``~`` and a short hash of the whole name, so two long names that share a beginning stay apart.
+    """
+    encoded = name.encode()
+    if len(encoded) <= C.DOWNLOAD_MAX_NAME_BYTES:
+        return name
+    stem, extension = _split_extension(name)
+    tag = "~" + hashlib.sha256(encoded).hexdigest()[: C.DOWNLOAD_NAME_HASH_CHARS]
+    room = C.DOWNLOAD_MAX_NAME_BYTES - len(tag) - len(extension.encode())
+    return stem.encode()[:room].decode("utf-8", "ignore") + tag + extension
+
+
+def numbered_name(name: str, number: int) -> str:
+    """The ``number``-th alternative to ``name``: ``x.png`` → ``x-1.png``, still within the length limit."""
+    stem, extension = _split_extension(name)
+    return fit_name(f"{stem}-{number}{extension}")
+
+
+def check_contained(directory: Path, target: Path) -> None:
+    """The last guard: ``target`` lands inside ``directory``, whatever the name rules made of the service's names.
+
+    The folder is resolved (``..``, symlinks) and must be ``directory`` or below it; the name must be one plain
+    component. Blocking (it asks the file system): call it in a worker thread.
+    """
+    name = target.name
+    plain = name not in ("", ".", "..") and "\0" not in name and os.sep not in name
+    if os.altsep:
+        plain = plain and os.altsep not in name
+    root = directory.resolve()
+    folder = target.parent.resolve()
+    if not plain or not folder.is_relative_to(root):
+        raise InvalidResponseError(
+            f"download: refusing to write {str(target)!r}: it would land outside {str(directory)!r} "
+            f"(in {str(folder)!r})"
+        )
 
 
 def local_file_name(url: str, fallback: str) -> str:
@@ -243,7 +301,7 @@ def plan_downloads(result: TaskResult, directory: Path) -> list[PlannedFile]:
     """Every file of ``result`` and its target ``directory/<node_id>/<name>``; each object once."""
     planned: list[PlannedFile] = []
     seen_keys: set[str] = set()
-    taken: set[Path] = set()
+    taken: set[str] = set()  # case-folded: "A.png" and "a.png" are one file on macOS and Windows
 
     def add(node_id: str, url: str) -> None:
         key = object_key(url)
@@ -254,11 +312,10 @@ def plan_downloads(result: TaskResult, directory: Path) -> list[PlannedFile]:
         name = local_file_name(url, f"file-{len(planned) + 1}")
         target = folder / name
         counter = 1
-        while target in taken:
-            stem, dot, suffix = name.rpartition(".")
-            target = folder / (f"{stem}-{counter}.{suffix}" if dot else f"{name}-{counter}")
+        while str(target).casefold() in taken:
+            target = folder / numbered_name(name, counter)
             counter += 1
-        taken.add(target)
+        taken.add(str(target).casefold())
         planned.append(PlannedFile(node_id=node_id, url=url, target=target))
 
     for node_id, urls in result.files.items():
@@ -319,13 +376,16 @@ async def download_result(
     Each file is complete or absent: if any file fails, the others still finish, then the first error is raised.
     """
     policy = retry_policy or RetryPolicy()
-    planned = plan_downloads(result, Path(directory))
+    root = Path(directory)
+    planned = plan_downloads(result, root)
     refresher = _UrlRefresher(result.prompt_id, fetch_task)
     limit = asyncio.Semaphore(concurrency)
 
     async def fetch(item: PlannedFile) -> Path:
         async with limit:
-            return await _in_scoped_task(lambda: _download_one(item, http=http, refresher=refresher, policy=policy))
+            return await _in_scoped_task(
+                lambda: _download_one(item, root, http=http, refresher=refresher, policy=policy)
+            )
 
     outcomes = await asyncio.gather(*(fetch(item) for item in planned), return_exceptions=True)
     paths: list[Path] = []
@@ -350,7 +410,7 @@ async def download_result(
 
 
 async def _download_one(
-    item: PlannedFile, *, http: HTTPCore, refresher: _UrlRefresher, policy: RetryPolicy
+    item: PlannedFile, directory: Path, *, http: HTTPCore, refresher: _UrlRefresher, policy: RetryPolicy
 ) -> Path:
     url = item.url
     refreshed = False
@@ -360,7 +420,7 @@ async def _download_one(
         refreshed = True
     while True:
         try:
-            await _stream_to_file(http, url, item.target)
+            await _stream_to_file(http, url, directory, item.target)
             return item.target
         except APIStatusError as error:
             # OSS answers 403 for an expired or otherwise refused signature: mint a fresh URL once.
@@ -419,8 +479,9 @@ async def _open_for_writing(path: anyio.Path) -> AsyncFile[bytes]:
         raise
 
 
-async def _stream_to_file(http: HTTPCore, url: str, target: Path) -> None:
+async def _stream_to_file(http: HTTPCore, url: str, directory: Path, target: Path) -> None:
     check_result_url(url, f"{target.parent.name}/{target.name}")
+    await anyio.to_thread.run_sync(check_contained, directory, target)
     folder = anyio.Path(target.parent)
     await folder.mkdir(parents=True, exist_ok=True)
     partial = anyio.Path(target.with_name(f".{target.name}.{secrets.token_hex(4)}.part"))

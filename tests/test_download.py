@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
 import respx
 
-from genstudio_async import APIConnectionError, AsyncGenStudio, InvalidResponseError, NotFoundError, TaskResult
-from genstudio_async._files import object_key
+from genstudio_async import (
+    APIConnectionError,
+    AsyncGenStudio,
+    InvalidResponseError,
+    NotFoundError,
+    TaskResult,
+    _files,
+)
+from genstudio_async._files import fit_name, object_key
 from genstudio_async.emulator import Emulator
 from tests.support import PNG_SIGNATURE, png_size
 
@@ -243,3 +252,103 @@ async def test_other_unusable_result_urls_are_invalid_responses(
     with pytest.raises(InvalidResponseError, match="cannot be used"):
         await client.download(TaskResult(prompt_id="cft-1", files={"9": [url]}), tmp_path)
     assert files_in(tmp_path) == []
+
+
+# --- local names: long, hostile, contained -------------------------------------------------------------------
+
+NAME_MAX = 255
+
+
+def storage_url(name: str) -> str:
+    return f"https://bucket.oss.test/te-1%2Fcft-1%2F{quote(name, safe='')}?Expires=9999999999&Signature=ab%2Bcd%3D"
+
+
+def test_a_long_name_is_cut_on_a_character_boundary_keeping_its_extension() -> None:
+    cjk = "狐" * 90 + ".png"  # 274 UTF-8 bytes
+    fitted = fit_name(cjk)
+    assert len(fitted.encode()) <= NAME_MAX - len(".") - len(".0123abcd.part")  # its part file fits too
+    assert fitted.endswith(".png") and fitted.startswith("狐" * 60)
+    assert fitted.encode().decode("utf-8") == fitted  # no split character
+    assert fit_name("a" * 300 + "x.png") != fit_name("a" * 300 + "y.png")  # same beginning, kept apart
+    assert fit_name("short.png") == "short.png"
+
+
+async def test_legal_long_names_from_the_service_are_downloaded(
+    api: respx.MockRouter, client: AsyncGenStudio, tmp_path: Path
+) -> None:
+    names = ["a" * 246 + ".png", "a" * 240 + "bbbbbb.png", "狐" * 90 + ".png", "b" * 250]
+    urls = [storage_url(name) for name in names]
+    for index, url in enumerate(urls):
+        api.get(url).respond(200, content=PNG_SIGNATURE + bytes([index]))
+    node_id = "n" * 300
+    paths = await client.download(TaskResult(prompt_id="cft-1", files={node_id: urls}), tmp_path)
+    assert [path.read_bytes()[-1] for path in paths] == [0, 1, 2, 3]  # each file, and each in its own place
+    assert len({path.name for path in paths}) == 4
+    for path in paths:
+        assert all(len(part.encode()) <= NAME_MAX for part in path.relative_to(tmp_path).parts)
+    assert [path.suffix for path in paths] == [".png", ".png", ".png", ""]
+    assert paths[2].name.startswith("狐" * 60)
+
+
+HOSTILE_NODE_IDS = [
+    "..", "../..", "/abs", "a/../../b", "\x00", ".", "...", "   ", ". .", "CON", "nul.txt", "a\\..\\..\\b",
+    "C:evil", "\u202eevil", "~", "$HOME",
+]
+HOSTILE_FILE_NAMES = [
+    "..", "../../escape.png", "/etc/passwd", "\x00.png", "...", "   ", "CON.png", "aux", "a\\..\\b.png",
+    "lpt1", ".hidden.png", "x.png.", "x.png ",
+]
+
+
+@pytest.mark.parametrize("node_id", HOSTILE_NODE_IDS)
+async def test_no_node_id_places_a_file_outside_the_folder(
+    api: respx.MockRouter, client: AsyncGenStudio, tmp_path: Path, node_id: str
+) -> None:
+    api.get(STORAGE_URL).respond(200, content=PNG_SIGNATURE)
+    out = tmp_path / "out"
+    paths = await client.download(TaskResult(prompt_id="cft-1", files={node_id: [STORAGE_URL]}), out)
+    assert_safely_inside(out, paths, tmp_path)
+
+
+@pytest.mark.parametrize("name", HOSTILE_FILE_NAMES)
+async def test_no_file_name_places_a_file_outside_the_folder(
+    api: respx.MockRouter, client: AsyncGenStudio, tmp_path: Path, name: str
+) -> None:
+    url = storage_url(name)
+    api.get(url).respond(200, content=PNG_SIGNATURE)
+    out = tmp_path / "out"
+    paths = await client.download(TaskResult(prompt_id="cft-1", files={"9": [url]}), out)
+    assert_safely_inside(out, paths, tmp_path)
+
+
+def assert_safely_inside(out: Path, paths: list[Path], scratch: Path) -> None:
+    assert len(paths) == 1 and paths[0].read_bytes() == PNG_SIGNATURE
+    assert [path for path in scratch.iterdir() if path != out] == []  # nothing next to the folder
+    for part in paths[0].relative_to(out).parts:
+        assert part.strip(". ") == part and not part.startswith("~")  # no ".", "..", hidden or trailing dot
+        assert not re.fullmatch(r"(?i)(con|prn|aux|nul|com\d|lpt\d)(\..*)?", part)  # no Windows device name
+        assert re.fullmatch(r"[\w.\-]+", part)
+
+
+async def test_the_last_guard_holds_even_when_the_name_rules_let_a_path_through(
+    api: respx.MockRouter, client: AsyncGenStudio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_files, "_safe_component", lambda text, fallback: text)  # a name rule gone wrong
+    api.get(STORAGE_URL).respond(200, content=PNG_SIGNATURE)
+    out = tmp_path / "out"
+    with pytest.raises(InvalidResponseError, match="outside"):
+        await client.download(TaskResult(prompt_id="cft-1", files={"../escaped": [STORAGE_URL]}), out)
+    assert files_in(tmp_path) == []
+
+
+async def test_a_symlinked_node_folder_pointing_elsewhere_is_not_written_through(
+    api: respx.MockRouter, client: AsyncGenStudio, tmp_path: Path
+) -> None:
+    api.get(STORAGE_URL).respond(200, content=PNG_SIGNATURE)
+    elsewhere, out = tmp_path / "elsewhere", tmp_path / "out"
+    elsewhere.mkdir()
+    out.mkdir()
+    (out / "9").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(InvalidResponseError, match="outside"):
+        await client.download(_result(), out)
+    assert list(elsewhere.iterdir()) == []
