@@ -104,6 +104,9 @@ SHOWN_URL_CHARS: Final = 120
 DOWNLOAD_MAX_NAME_BYTES: Final = 240
 DOWNLOAD_MAX_EXTENSION_BYTES: Final = 16
 DOWNLOAD_NAME_HASH_CHARS: Final = 10
+# A download never replaces a different file that is already at its path: it takes the first free name of
+# "x-1.png" ... "x-<this many>.png" instead.
+DOWNLOAD_MAX_NUMBERED_NAMES: Final = 1000
 
 # --- batches -----------------------------------------------------------------------------------------------
 DEFAULT_RUN_MANY_CONCURRENCY: Final = 8

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import logging
 import mimetypes
 import os
 import re
 import secrets
+import stat
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -362,6 +364,18 @@ class _UrlRefresher:
         return self._fresh.get(object_key(url))
 
 
+@dataclass
+class _Download:
+    """What the files of one ``download_result`` call share."""
+
+    http: HTTPCore
+    directory: Path
+    refresher: _UrlRefresher
+    policy: RetryPolicy
+    # Case-folded paths that files of this call were planned to or did take: no other file of it may take them.
+    claimed: set[str]
+
+
 async def download_result(
     result: TaskResult,
     directory: str | os.PathLike[str],
@@ -374,18 +388,24 @@ async def download_result(
     """Download every file of ``result`` under ``directory``; the paths, in the order of ``plan_downloads``.
 
     Each file is complete or absent: if any file fails, the others still finish, then the first error is raised.
+    A file already at a target path is never replaced: if it holds the same bytes it is kept and its path
+    returned (downloading the same result twice is a no-op); if not, the download is saved next to it under the
+    first free numbered name (``x-1.png``, ``x-2.png``...), and the path returned says which.
     """
-    policy = retry_policy or RetryPolicy()
     root = Path(directory)
     planned = plan_downloads(result, root)
-    refresher = _UrlRefresher(result.prompt_id, fetch_task)
+    job = _Download(
+        http=http,
+        directory=root,
+        refresher=_UrlRefresher(result.prompt_id, fetch_task),
+        policy=retry_policy or RetryPolicy(),
+        claimed={str(item.target).casefold() for item in planned},
+    )
     limit = asyncio.Semaphore(concurrency)
 
     async def fetch(item: PlannedFile) -> Path:
         async with limit:
-            return await _in_scoped_task(
-                lambda: _download_one(item, root, http=http, refresher=refresher, policy=policy)
-            )
+            return await _in_scoped_task(lambda: _download_one(item, job))
 
     outcomes = await asyncio.gather(*(fetch(item) for item in planned), return_exceptions=True)
     paths: list[Path] = []
@@ -409,33 +429,30 @@ async def download_result(
     return paths
 
 
-async def _download_one(
-    item: PlannedFile, directory: Path, *, http: HTTPCore, refresher: _UrlRefresher, policy: RetryPolicy
-) -> Path:
+async def _download_one(item: PlannedFile, job: _Download) -> Path:
     url = item.url
     refreshed = False
     interruptions = 0
     if url_expired(url):
-        url = await refresher.fresh_url(url) or url
+        url = await job.refresher.fresh_url(url) or url
         refreshed = True
     while True:
         try:
-            await _stream_to_file(http, url, directory, item.target)
-            return item.target
+            return await _stream_to_file(job, url, item.target)
         except APIStatusError as error:
             # OSS answers 403 for an expired or otherwise refused signature: mint a fresh URL once.
             if error.status_code != 403 or refreshed:
                 raise
-            fresh = await refresher.fresh_url(url)
+            fresh = await job.refresher.fresh_url(url)
             refreshed = True
             if fresh is None:
                 raise
             log.debug("download: signed URL refused (403); retrying with a fresh one")
             url = fresh
         except _BodyInterrupted as interrupted:
-            if interruptions >= policy.max_retries:
+            if interruptions >= job.policy.max_retries:
                 raise APIConnectionError(f"download interrupted {interruptions + 1} times: {interrupted}") from None
-            await _http.sleep(retry_delay(interruptions, policy))
+            await _http.sleep(retry_delay(interruptions, job.policy))
             interruptions += 1
 
 
@@ -479,15 +496,16 @@ async def _open_for_writing(path: anyio.Path) -> AsyncFile[bytes]:
         raise
 
 
-async def _stream_to_file(http: HTTPCore, url: str, directory: Path, target: Path) -> None:
+async def _stream_to_file(job: _Download, url: str, target: Path) -> Path:
+    """Fetch ``url`` into a part file next to ``target``, then give it its final name; that name's path."""
     check_result_url(url, f"{target.parent.name}/{target.name}")
-    await anyio.to_thread.run_sync(check_contained, directory, target)
+    await anyio.to_thread.run_sync(check_contained, job.directory, target)
     folder = anyio.Path(target.parent)
     await folder.mkdir(parents=True, exist_ok=True)
     partial = anyio.Path(target.with_name(f".{target.name}.{secrets.token_hex(4)}.part"))
     try:
         async with (
-            http.stream_get(url, timeout=C.DEFAULT_DOWNLOAD_TIMEOUT) as response,
+            job.http.stream_get(url, timeout=C.DEFAULT_DOWNLOAD_TIMEOUT) as response,
             await _open_for_writing(partial) as file,
         ):
             try:
@@ -497,7 +515,70 @@ async def _stream_to_file(http: HTTPCore, url: str, directory: Path, target: Pat
                 raise _BodyInterrupted(type(exc).__name__) from None
             await file.flush()
             await anyio.to_thread.run_sync(os.fsync, file.wrapped.fileno())
-        await partial.replace(target)
+        return await _place(Path(partial), target, job.claimed)
     finally:
         with anyio.CancelScope(shield=True):
             await partial.unlink(missing_ok=True)
+
+
+async def _place(partial: Path, target: Path, claimed: set[str]) -> Path:
+    """Give the finished ``partial`` its name: ``target``, else the first free ``numbered_name`` of it.
+
+    A file already at a name is never replaced. One with the same bytes is the same object: it is kept and its
+    path returned. Numbered names that another file of the same call holds (``claimed``) are skipped.
+    """
+    for number in range(C.DOWNLOAD_MAX_NUMBERED_NAMES + 1):
+        candidate = target if number == 0 else target.with_name(numbered_name(target.name, number))
+        key = str(candidate).casefold()
+        if number:
+            if key in claimed:
+                continue
+            claimed.add(key)  # before the thread runs: two files of this call never race for one name
+        if await anyio.to_thread.run_sync(_link_or_match, partial, candidate):
+            return candidate
+        if number:
+            claimed.discard(key)
+        log.debug("download: %s already holds another file; trying the next name", candidate.name)
+    raise GenStudioError(
+        f"download: {target.name!r} and {C.DOWNLOAD_MAX_NUMBERED_NAMES} numbered names after it are all taken "
+        f"in {str(target.parent)!r} by other files"
+    )
+
+
+# errno values of a file system that cannot make hard links (FAT and exFAT say EPERM, some shares ENOTSUP).
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK})
+
+
+def _link_or_match(partial: Path, candidate: Path) -> bool:
+    """Whether ``candidate`` now holds ``partial``'s bytes: linked there (atomically, never over a file that is
+    there already), or already there. Blocking: runs in a worker thread."""
+    try:
+        os.link(partial, candidate)
+        return True
+    except FileExistsError:
+        return _same_bytes(partial, candidate)
+    except OSError as error:
+        if error.errno not in _NO_HARD_LINKS:
+            raise
+    # No hard links here: a rename, unless something is in the way (a file made in between would be replaced).
+    if os.path.lexists(candidate):
+        return _same_bytes(partial, candidate)
+    os.rename(partial, candidate)
+    return True
+
+
+def _same_bytes(partial: Path, existing: Path) -> bool:
+    """Whether ``existing`` is a regular file (not a link, not a folder) holding exactly ``partial``'s bytes."""
+    try:
+        found = os.lstat(existing)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISREG(found.st_mode) or found.st_size != os.stat(partial).st_size:
+        return False
+    with open(partial, "rb") as ours, open(existing, "rb") as theirs:
+        while True:
+            block = ours.read(C.DOWNLOAD_CHUNK_SIZE)
+            if block != theirs.read(C.DOWNLOAD_CHUNK_SIZE):
+                return False
+            if not block:
+                return True

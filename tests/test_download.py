@@ -352,3 +352,61 @@ async def test_a_symlinked_node_folder_pointing_elsewhere_is_not_written_through
     with pytest.raises(InvalidResponseError, match="outside"):
         await client.download(_result(), out)
     assert list(elsewhere.iterdir()) == []
+
+
+# --- a file already at the target ------------------------------------------------------------------------------
+
+
+async def test_a_different_file_at_the_target_is_kept_and_the_download_saved_next_to_it(
+    api: respx.MockRouter, client: AsyncGenStudio, tmp_path: Path
+) -> None:
+    api.get(STORAGE_URL).respond(200, content=PNG_SIGNATURE + b"downloaded")
+    (tmp_path / "9").mkdir()
+    (tmp_path / "9" / "image.png").write_bytes(b"the user's own picture")
+    paths = await client.download(_result(), tmp_path)
+    assert paths == [tmp_path / "9" / "image-1.png"]
+    assert paths[0].read_bytes() == PNG_SIGNATURE + b"downloaded"
+    assert (tmp_path / "9" / "image.png").read_bytes() == b"the user's own picture"
+
+
+async def test_downloading_the_same_result_again_changes_nothing(
+    api: respx.MockRouter, client: AsyncGenStudio, tmp_path: Path
+) -> None:
+    api.get(STORAGE_URL).respond(200, content=PNG_SIGNATURE + b"same")
+    first = await client.download(_result(), tmp_path)
+    before = {path: path.stat().st_ino for path in files_in(tmp_path)}
+    second = await client.download(_result(), tmp_path)
+    assert second == first == [tmp_path / "9" / "image.png"]
+    assert {path: path.stat().st_ino for path in files_in(tmp_path)} == before  # kept, not rewritten
+
+
+async def test_a_link_or_folder_at_the_target_is_neither_followed_nor_replaced(
+    api: respx.MockRouter, client: AsyncGenStudio, tmp_path: Path
+) -> None:
+    payload = PNG_SIGNATURE + b"downloaded"
+    api.get(STORAGE_URL).respond(200, content=payload)
+    out, outside = tmp_path / "out", tmp_path / "outside.png"
+    outside.write_bytes(payload)  # even the same bytes: a link is not the object
+    (out / "9").mkdir(parents=True)
+    (out / "9" / "image.png").symlink_to(outside)
+    (out / "9" / "image-1.png").mkdir()
+    paths = await client.download(_result(), out)
+    assert paths == [out / "9" / "image-2.png"] and paths[0].read_bytes() == payload
+    assert (out / "9" / "image.png").is_symlink() and (out / "9" / "image-1.png").is_dir()
+    assert outside.read_bytes() == payload
+
+
+async def test_files_of_one_call_never_take_each_others_names(
+    api: respx.MockRouter, client: AsyncGenStudio, tmp_path: Path
+) -> None:
+    urls = [storage_url("x.png").replace("cft-1", f"cft-{i}") for i in range(3)]  # three objects named x.png
+    for index, url in enumerate(urls):
+        api.get(url).respond(200, content=bytes([index]) * 3)
+    (tmp_path / "9").mkdir()
+    (tmp_path / "9" / "x.png").write_bytes(b"mine")
+    paths = await client.download(TaskResult(prompt_id="cft-1", files={"9": urls}), tmp_path)
+    assert len(set(paths)) == 3 and (tmp_path / "9" / "x.png") not in paths
+    assert sorted(path.read_bytes() for path in paths) == [b"\x00" * 3, b"\x01" * 3, b"\x02" * 3]
+    assert (tmp_path / "9" / "x.png").read_bytes() == b"mine"
+    again = await client.download(TaskResult(prompt_id="cft-1", files={"9": urls}), tmp_path)
+    assert sorted(again) == sorted(paths)  # and a rerun finds each of them again
