@@ -107,6 +107,8 @@ DOWNLOAD_NAME_HASH_CHARS: Final = 10
 # A download never replaces a different file that is already at its path: it takes the first free name of
 # "x-1.png" ... "x-<this many>.png" instead.
 DOWNLOAD_MAX_NUMBERED_NAMES: Final = 1000
+# How many fresh part-file names a download tries when another process's clean-up keeps taking them.
+DOWNLOAD_PART_FILE_ATTEMPTS: Final = 3
 
 # --- batches -----------------------------------------------------------------------------------------------
 DEFAULT_RUN_MANY_CONCURRENCY: Final = 8

@@ -25,6 +25,11 @@ from pathlib import Path
 from typing import IO, Any, TypeAlias, TypeVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so part files are neither locked nor cleaned up
+    fcntl = None  # type: ignore[assignment]
+
 import anyio
 import anyio.to_thread
 import httpx
@@ -247,12 +252,18 @@ def check_contained(directory: Path, target: Path) -> None:
     plain = name not in ("", ".", "..") and "\0" not in name and os.sep not in name
     if os.altsep:
         plain = plain and os.altsep not in name
-    root = directory.resolve()
-    folder = target.parent.resolve()
-    if not plain or not folder.is_relative_to(root):
+    if not plain:
+        raise InvalidResponseError(f"download: refusing to write {str(target)!r}: {name!r} is not a plain name")
+    check_folder_contained(directory, target.parent)
+
+
+def check_folder_contained(directory: Path, folder: Path) -> None:
+    """``folder``, resolved, is ``directory`` or inside it; else ``InvalidResponseError``. Blocking."""
+    resolved = folder.resolve()
+    if not resolved.is_relative_to(directory.resolve()):
         raise InvalidResponseError(
-            f"download: refusing to write {str(target)!r}: it would land outside {str(directory)!r} "
-            f"(in {str(folder)!r})"
+            f"download: refusing to write in {str(folder)!r}: it lies outside {str(directory)!r} "
+            f"(it resolves to {str(resolved)!r})"
         )
 
 
@@ -388,6 +399,7 @@ async def download_result(
     """Download every file of ``result`` under ``directory``; the paths, in the order of ``plan_downloads``.
 
     Each file is complete or absent: if any file fails, the others still finish, then the first error is raised.
+    Part files that crashed downloads left in those folders (nobody holds their lock) are removed first.
     A file already at a target path is never replaced: if it holds the same bytes it is kept and its path
     returned (downloading the same result twice is a no-op); if not, the download is saved next to it under the
     first free numbered name (``x-1.png``, ``x-2.png``...), and the path returned says which.
@@ -401,6 +413,10 @@ async def download_result(
         policy=retry_policy or RetryPolicy(),
         claimed={str(item.target).casefold() for item in planned},
     )
+    for folder in dict.fromkeys(item.target.parent for item in planned):
+        removed = await anyio.to_thread.run_sync(remove_stale_part_files, root, folder)
+        if removed:
+            log.debug("download: removed %d part file(s) that crashed downloads left in %s", removed, folder)
     limit = asyncio.Semaphore(concurrency)
 
     async def fetch(item: PlannedFile) -> Path:
@@ -500,25 +516,116 @@ async def _stream_to_file(job: _Download, url: str, target: Path) -> Path:
     """Fetch ``url`` into a part file next to ``target``, then give it its final name; that name's path."""
     check_result_url(url, f"{target.parent.name}/{target.name}")
     await anyio.to_thread.run_sync(check_contained, job.directory, target)
-    folder = anyio.Path(target.parent)
-    await folder.mkdir(parents=True, exist_ok=True)
-    partial = anyio.Path(target.with_name(f".{target.name}.{secrets.token_hex(4)}.part"))
-    try:
-        async with (
-            job.http.stream_get(url, timeout=C.DEFAULT_DOWNLOAD_TIMEOUT) as response,
-            await _open_for_writing(partial) as file,
-        ):
-            try:
-                async for chunk in response.aiter_bytes(C.DOWNLOAD_CHUNK_SIZE):
-                    await file.write(chunk)
-            except httpx.HTTPError as exc:
-                raise _BodyInterrupted(type(exc).__name__) from None
-            await file.flush()
-            await anyio.to_thread.run_sync(os.fsync, file.wrapped.fileno())
-        return await _place(Path(partial), target, job.claimed)
-    finally:
+    await anyio.Path(target.parent).mkdir(parents=True, exist_ok=True)
+    async with job.http.stream_get(url, timeout=C.DEFAULT_DOWNLOAD_TIMEOUT) as response:
+        partial, file = await _open_part_file(target)
+        try:
+            async with file:  # closed on every path, and only after the part file is gone: it stays locked
+                try:
+                    async for chunk in response.aiter_bytes(C.DOWNLOAD_CHUNK_SIZE):
+                        await file.write(chunk)
+                except httpx.HTTPError as exc:
+                    raise _BodyInterrupted(type(exc).__name__) from None
+                await file.flush()
+                await anyio.to_thread.run_sync(os.fsync, file.wrapped.fileno())
+                placed = await _place(partial, target, job.claimed)
+                await anyio.Path(partial).unlink(missing_ok=True)
+                return placed
+        finally:
+            with anyio.CancelScope(shield=True):
+                await anyio.Path(partial).unlink(missing_ok=True)
+
+
+# --- part files ----------------------------------------------------------------------------------------------
+#
+# A download is written to ".<name>.<8 hex>.part" next to its target, and holds an exclusive flock on it for as
+# long as the file exists. The kernel drops the lock when the process dies, however it dies: a part file that
+# nobody holds was left by a crash (kill -9, a power cut), and the next download into that folder removes it.
+
+_PART_FILE_NAME = re.compile(r"\..+\.[0-9a-f]{8}\.part")
+
+
+def part_file_name(name: str) -> str:
+    """A fresh name for the part file of ``name`` (``fit_name`` leaves room for what is added here)."""
+    return f".{name}.{secrets.token_hex(4)}.part"
+
+
+async def _open_part_file(target: Path) -> tuple[Path, AsyncFile[bytes]]:
+    """A new part file next to ``target``, open for writing and locked. The caller closes it."""
+    for _attempt in range(C.DOWNLOAD_PART_FILE_ATTEMPTS):
+        partial = target.with_name(part_file_name(target.name))
+        try:
+            file = await _open_for_writing(anyio.Path(partial))
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await anyio.Path(partial).unlink(missing_ok=True)
+            raise
+        try:
+            locked = await anyio.to_thread.run_sync(_lock_part_file, file.wrapped.fileno(), partial)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await file.aclose()
+                await anyio.Path(partial).unlink(missing_ok=True)
+            raise
+        if locked:
+            return partial, file
+        # A clean-up of another process took it for a stale one in the instant before the lock: start afresh.
         with anyio.CancelScope(shield=True):
-            await partial.unlink(missing_ok=True)
+            await file.aclose()
+        log.debug("download: part file %s was taken by a clean-up; making another", partial.name)
+    raise GenStudioError(f"download: cannot keep a part file in {str(target.parent)!r}: something removes them")
+
+
+def _lock_part_file(descriptor: int, partial: Path) -> bool:
+    """Lock our new part file; ``False`` if a clean-up holds it or already removed it. Blocking (a thread)."""
+    if fcntl is None:  # no flock on this platform (Windows): nothing removes part files there either
+        return True
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError as error:  # a file system without locks (some network shares): the clean-up skips it too
+        log.debug("download: cannot lock %s (%s); writing it unlocked", partial.name, error)
+        return True
+    try:
+        # Still the file at that name? A clean-up that locked it first has unlinked it by the time we get here.
+        return os.path.samestat(os.fstat(descriptor), os.stat(partial))
+    except FileNotFoundError:
+        return False
+
+
+def remove_stale_part_files(directory: Path, folder: Path) -> int:
+    """Remove the part files in ``folder`` that no download holds; how many. Blocking: runs in a worker thread.
+
+    Only regular files named like our part files are looked at, and one is removed only when its lock can be
+    taken (no live download has it) and it is still the same file once locked. ``folder`` must lie inside
+    ``directory`` (``check_contained``) before anything in it is touched.
+    """
+    if fcntl is None:
+        return 0
+    check_folder_contained(directory, folder)
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return 0
+    removed = 0
+    for entry in entries:
+        if not _PART_FILE_NAME.fullmatch(entry.name) or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            descriptor = os.open(entry.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if os.path.samestat(os.fstat(descriptor), os.lstat(entry.path)):
+                os.unlink(entry.path)
+                removed += 1
+        except OSError as error:  # BlockingIOError: a download is writing it
+            log.debug("download: kept part file %s (%s)", entry.name, type(error).__name__)
+        finally:
+            os.close(descriptor)
+    return removed
 
 
 async def _place(partial: Path, target: Path, claimed: set[str]) -> Path:

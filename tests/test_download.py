@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -410,3 +411,58 @@ async def test_files_of_one_call_never_take_each_others_names(
     assert (tmp_path / "9" / "x.png").read_bytes() == b"mine"
     again = await client.download(TaskResult(prompt_id="cft-1", files={"9": urls}), tmp_path)
     assert sorted(again) == sorted(paths)  # and a rerun finds each of them again
+
+
+# --- part files a crash left behind -------------------------------------------------------------------------
+
+
+async def test_stale_part_files_are_removed_and_nothing_else_is(
+    api: respx.MockRouter, client: AsyncGenStudio, tmp_path: Path
+) -> None:
+    fcntl = pytest.importorskip("fcntl")
+    api.get(STORAGE_URL).respond(200, content=PNG_SIGNATURE)
+    folder = tmp_path / "9"
+    folder.mkdir()
+    stale = [folder / ".image.png.0123abcd.part", folder / ".other.webp.ffffffff.part"]  # a crash's leftovers
+    live = folder / ".image.png.89abcdef.part"  # another download, still writing
+    kept = [folder / name for name in ("notes.part", ".image.png.part", ".x.0123ABCD.part", "x.0123abcd.part")]
+    for path in (*stale, live, *kept):
+        path.write_bytes(b"partial")
+    (folder / ".dir.png.0123abcd.part").mkdir()
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"not yours")
+    (folder / ".link.png.0123abcd.part").symlink_to(outside)
+    with live.open("rb") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a live download holds its part file
+        paths = await client.download(_result(), tmp_path)
+    assert paths == [folder / "image.png"]
+    assert not any(path.exists() for path in stale)
+    assert live.exists() and all(path.read_bytes() == b"partial" for path in kept)
+    assert (folder / ".dir.png.0123abcd.part").is_dir() and (folder / ".link.png.0123abcd.part").is_symlink()
+    assert outside.read_bytes() == b"not yours"
+
+
+async def test_a_live_download_keeps_its_part_file_from_another_downloads_clean_up(
+    api: respx.MockRouter, client: AsyncGenStudio, tmp_path: Path
+) -> None:
+    pytest.importorskip("fcntl")
+    other = STORAGE_URL.replace("image.png", "other.png")
+    started, release = asyncio.Event(), asyncio.Event()
+
+    class _Waits(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield PNG_SIGNATURE
+            started.set()
+            await release.wait()  # its part file exists and is being written
+            yield b"rest"
+
+    api.get(STORAGE_URL).mock(return_value=httpx.Response(200, stream=_Waits()))
+    api.get(other).respond(200, content=b"other")
+    slow = asyncio.create_task(client.download(_result(), tmp_path))
+    await started.wait()
+    assert len(leftovers(tmp_path)) == 1
+    await client.download(TaskResult(prompt_id="cft-1", files={"9": [other]}), tmp_path)  # cleans the folder
+    assert len(leftovers(tmp_path)) == 1  # the live part file survived it
+    release.set()
+    assert [path.read_bytes() for path in await slow] == [PNG_SIGNATURE + b"rest"]
+    assert leftovers(tmp_path) == []

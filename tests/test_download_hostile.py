@@ -11,6 +11,7 @@ import contextlib
 import gc
 import logging
 import os
+import sys
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -18,8 +19,9 @@ from pathlib import Path
 import pytest
 import respx
 
+import genstudio_async
 from genstudio_async import AsyncGenStudio, TaskResult
-from tests.support import PNG_SIGNATURE
+from tests.support import PNG_SIGNATURE, eventually
 
 API_KEY = "sk-hostile-test-2b7e151628aed2a6"
 PAYLOAD = PNG_SIGNATURE + b"\x00" * 1000
@@ -236,3 +238,55 @@ async def test_a_cancel_just_after_the_data_reached_the_disk_leaves_no_open_file
     assert [str(warning.message) for warning in leaked] == []
     assert all(path.read_bytes() == PAYLOAD for path in files_in(tmp_path))  # the whole file, or none
     assert part_files_in(tmp_path) == []
+
+
+# --- a crash in the middle of a download -----------------------------------------------------------------------
+
+_DOWNLOAD_IN_A_CHILD = """
+import asyncio, sys
+from genstudio_async import AsyncGenStudio, TaskResult
+
+async def main() -> None:
+    async with AsyncGenStudio("sk-child-process-key", base_url=sys.argv[1]) as client:
+        await client.download(TaskResult(prompt_id="cft-1", files={"9": [sys.argv[2]]}), sys.argv[3])
+
+asyncio.run(main())
+"""
+
+
+async def test_a_rerun_removes_the_part_file_a_killed_download_left(tmp_path: Path) -> None:
+    pytest.importorskip("fcntl")
+    body = PNG_SIGNATURE + b"\x01" * 50_000
+    first_half_sent = asyncio.Event()
+
+    async def halfway_then_whole(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> bool:
+        if len(server.requests) == 1:  # the download that gets killed: half the body, then nothing
+            writer.write(ok_head(len(body)) + body[:20_000])
+            await writer.drain()
+            first_half_sent.set()
+            await asyncio.Event().wait()
+        writer.write(ok_head(len(body)) + body)
+        await writer.drain()
+        return True
+
+    out = tmp_path / "out"
+    async with raw_server(halfway_then_whole) as server:
+        url = server.url("image.png")
+        code_root = Path(genstudio_async.__file__).parents[1]  # the child runs this same code
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _DOWNLOAD_IN_A_CHILD, server.origin, url, str(out),
+            env={**os.environ, "PYTHONPATH": str(code_root)},
+        )
+        try:
+            await first_half_sent.wait()
+            await eventually(lambda: part_files_in(out) != [], what="the child's part file")
+        finally:
+            child.kill()  # SIGKILL: no clean-up of any kind runs in the child
+            await child.wait()
+        left = part_files_in(out)
+        assert len(left) == 1  # what a crash leaves
+
+        async with AsyncGenStudio(API_KEY, base_url=server.origin) as client:
+            paths = await client.download(result_of(url), out)
+    assert [path.read_bytes() for path in paths] == [body]
+    assert part_files_in(out) == []
