@@ -109,6 +109,8 @@ DOWNLOAD_NAME_HASH_CHARS: Final = 10
 DOWNLOAD_MAX_NUMBERED_NAMES: Final = 1000
 # How many fresh part-file names a download tries when another process's clean-up keeps taking them.
 DOWNLOAD_PART_FILE_ATTEMPTS: Final = 3
+# How many first bytes of a downloaded body are looked at to tell an HTML/XML/JSON page from the file expected.
+DOWNLOAD_SNIFF_BYTES: Final = 512
 
 # --- batches -----------------------------------------------------------------------------------------------
 DEFAULT_RUN_MANY_CONCURRENCY: Final = 8

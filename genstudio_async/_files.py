@@ -40,9 +40,11 @@ from . import _http
 from ._exceptions import (
     APIConnectionError,
     APIStatusError,
+    APITimeoutError,
     GenStudioError,
     InvalidInputError,
     InvalidResponseError,
+    ResponseTooLargeError,
 )
 from ._http import HTTPCore, RetryPolicy, retry_delay
 from ._prompt import LocalImage, is_local_image
@@ -383,6 +385,8 @@ class _Download:
     directory: Path
     refresher: _UrlRefresher
     policy: RetryPolicy
+    max_bytes: int | None
+    deadline: float | None
     # Case-folded paths that files of this call were planned to or did take: no other file of it may take them.
     claimed: set[str]
 
@@ -395,15 +399,24 @@ async def download_result(
     fetch_task: FetchTask,
     concurrency: int = C.DEFAULT_DOWNLOAD_CONCURRENCY,
     retry_policy: RetryPolicy | None = None,
+    max_bytes: int | None = C.DEFAULT_MAX_DOWNLOAD_BYTES,
+    deadline: float | None = C.DEFAULT_DOWNLOAD_DEADLINE,
 ) -> list[Path]:
     """Download every file of ``result`` under ``directory``; the paths, in the order of ``plan_downloads``.
 
     Each file is complete or absent: if any file fails, the others still finish, then the first error is raised.
+    A file larger than ``max_bytes`` (announced, or as it arrives, decoded) is ``ResponseTooLargeError``; one
+    whose whole transfer, retries included, takes more than ``deadline`` seconds is ``APITimeoutError``
+    (``None``: no limit). An HTML, XML or JSON page where a media file was expected is ``InvalidResponseError``.
     Part files that crashed downloads left in those folders (nobody holds their lock) are removed first.
     A file already at a target path is never replaced: if it holds the same bytes it is kept and its path
     returned (downloading the same result twice is a no-op); if not, the download is saved next to it under the
     first free numbered name (``x-1.png``, ``x-2.png``...), and the path returned says which.
     """
+    if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1):
+        raise InvalidInputError(f"download: max_bytes must be a positive whole number of bytes, got {max_bytes!r}")
+    if deadline is not None and not deadline > 0:  # also NaN
+        raise InvalidInputError(f"download: deadline must be > 0 seconds, got {deadline!r}")
     root = Path(directory)
     planned = plan_downloads(result, root)
     job = _Download(
@@ -411,6 +424,8 @@ async def download_result(
         directory=root,
         refresher=_UrlRefresher(result.prompt_id, fetch_task),
         policy=retry_policy or RetryPolicy(),
+        max_bytes=max_bytes,
+        deadline=deadline,
         claimed={str(item.target).casefold() for item in planned},
     )
     for folder in dict.fromkeys(item.target.parent for item in planned):
@@ -421,7 +436,7 @@ async def download_result(
 
     async def fetch(item: PlannedFile) -> Path:
         async with limit:
-            return await _in_scoped_task(lambda: _download_one(item, job))
+            return await _in_scoped_task(lambda: _download_in_time(item, job))
 
     outcomes = await asyncio.gather(*(fetch(item) for item in planned), return_exceptions=True)
     paths: list[Path] = []
@@ -443,6 +458,20 @@ async def download_result(
             raise GenStudioError(f"download: cannot write under {os.fspath(directory)!r}: {first}") from first
         raise APIConnectionError(f"download failed: {type(first).__name__}: {first}") from first
     return paths
+
+
+async def _download_in_time(item: PlannedFile, job: _Download) -> Path:
+    """``_download_one``, cut off after ``job.deadline`` seconds: httpx's timeouts bound each read, not a body."""
+    with anyio.move_on_after(job.deadline):
+        return await _download_one(item, job)
+    raise APITimeoutError(
+        f"download of {_shown_target(item.target)} did not finish within {job.deadline:g} s, its deadline "
+        "(the client's download_timeout argument); nothing was saved"
+    )
+
+
+def _shown_target(target: Path) -> str:
+    return f"{target.parent.name}/{target.name}"
 
 
 async def _download_one(item: PlannedFile, job: _Download) -> Path:
@@ -514,18 +543,22 @@ async def _open_for_writing(path: anyio.Path) -> AsyncFile[bytes]:
 
 async def _stream_to_file(job: _Download, url: str, target: Path) -> Path:
     """Fetch ``url`` into a part file next to ``target``, then give it its final name; that name's path."""
-    check_result_url(url, f"{target.parent.name}/{target.name}")
+    what = _shown_target(target)
+    check_result_url(url, what)
     await anyio.to_thread.run_sync(check_contained, job.directory, target)
     await anyio.Path(target.parent).mkdir(parents=True, exist_ok=True)
     async with job.http.stream_get(url, timeout=C.DEFAULT_DOWNLOAD_TIMEOUT) as response:
+        body = _BodyCheck(what, response, max_bytes=job.max_bytes)
         partial, file = await _open_part_file(target)
         try:
             async with file:  # closed on every path, and only after the part file is gone: it stays locked
                 try:
                     async for chunk in response.aiter_bytes(C.DOWNLOAD_CHUNK_SIZE):
+                        body.feed(chunk)
                         await file.write(chunk)
                 except httpx.HTTPError as exc:
                     raise _BodyInterrupted(type(exc).__name__) from None
+                body.finish()
                 await file.flush()
                 await anyio.to_thread.run_sync(os.fsync, file.wrapped.fileno())
                 placed = await _place(partial, target, job.claimed)
@@ -534,6 +567,112 @@ async def _stream_to_file(job: _Download, url: str, target: Path) -> Path:
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.Path(partial).unlink(missing_ok=True)
+
+
+# --- what a body may be --------------------------------------------------------------------------------------
+
+# The types of a file's name, from Python's own table (not the system's, so every machine decides alike) and
+# the result types it lacks.
+_FILE_TYPES = mimetypes.MimeTypes(filenames=())
+for _extension, _media_type in {
+    ".webp": "image/webp", ".exr": "image/x-exr", ".flac": "audio/flac", ".ogg": "audio/ogg", ".m4a": "audio/mp4",
+    ".mkv": "video/x-matroska", ".glb": "model/gltf-binary", ".gltf": "model/gltf+json", ".obj": "model/obj",
+    ".stl": "model/stl", ".ply": "model/ply", ".fbx": "model/fbx", ".md": "text/markdown",
+}.items():
+    _FILE_TYPES.add_type(_media_type, _extension)
+
+_MEDIA = frozenset({"image", "video", "audio", "model", "font"})
+
+
+def _page_kind(media_type: str) -> str | None:
+    """``"html"``, ``"xml"`` or ``"json"`` for the types an error or sign-in page comes as, else ``None``."""
+    if media_type in ("text/html", "application/xhtml+xml"):
+        return "html"
+    if media_type in ("text/xml", "application/xml") or media_type.endswith("+xml"):
+        return "xml"
+    if media_type in ("application/json", "text/json") or media_type.endswith("+json"):
+        return "json"
+    return None
+
+
+def _body_kind(head: bytes) -> str | None:
+    """What the first bytes of a body read like: ``"html"``, ``"xml"``, ``"json"`` or ``None`` (anything else)."""
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n").lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<head", b"<body")):
+        return "html"
+    if re.match(rb"<[?!a-z]", text):
+        return "xml"
+    if re.match(rb"\{\s*(\"|\})", text):
+        return "json"
+    return None
+
+
+def _refused_kinds(expected: str | None) -> frozenset[str]:
+    """The page kinds that cannot be a file whose name says it is of type ``expected``."""
+    if expected is None:  # no telling from the name; but no result file is a web page
+        return frozenset({"html"})
+    kind = _page_kind(expected)
+    if kind is not None or expected.startswith("text/"):
+        return frozenset({"html", "xml", "json"} - {kind}) if kind in ("xml", "json") else frozenset()
+    if expected.partition("/")[0] in _MEDIA:
+        return frozenset({"html", "xml", "json"})
+    return frozenset({"html"})
+
+
+class _BodyCheck:
+    """Checks one answer as it arrives: its announced and actual size against the cap, and that it is not an
+    HTML, XML or JSON page (a captive portal, an error page) where a media file was expected."""
+
+    def __init__(self, what: str, response: httpx.Response, *, max_bytes: int | None) -> None:
+        self._what = what
+        self._max_bytes = max_bytes
+        self._received = 0
+        self._head = b""
+        self._expected = _FILE_TYPES.guess_type(what, strict=False)[0]
+        self._refused = _refused_kinds(self._expected)
+        self._status = response.status_code
+        announced = response.headers.get("content-length", "")
+        size = int(announced) if announced.isascii() and announced.isdigit() else None  # h11 vetted the syntax
+        if max_bytes is not None and size is not None and size > max_bytes:
+            raise self._too_large(f"; the storage announced {size:,} bytes")
+        content_type = response.headers.get("content-type", "").partition(";")[0].strip().lower()
+        kind = _page_kind(content_type)
+        if kind in self._refused and content_type != self._expected:
+            raise self._not_the_file(f"Content-Type {content_type[:80]!r}")
+
+    def feed(self, chunk: bytes) -> None:
+        self._received += len(chunk)
+        if self._max_bytes is not None and self._received > self._max_bytes:
+            raise self._too_large("")
+        if self._refused and len(self._head) < C.DOWNLOAD_SNIFF_BYTES:
+            self._head += chunk[: C.DOWNLOAD_SNIFF_BYTES - len(self._head)]
+            if len(self._head) >= C.DOWNLOAD_SNIFF_BYTES:
+                self._sniff()
+
+    def finish(self) -> None:
+        if len(self._head) < C.DOWNLOAD_SNIFF_BYTES:
+            self._sniff()
+
+    def _sniff(self) -> None:
+        kind = _body_kind(self._head)
+        if kind in self._refused:
+            raise self._not_the_file(f"a body that reads like {kind.upper()}")
+
+    def _too_large(self, detail: str) -> ResponseTooLargeError:
+        assert self._max_bytes is not None
+        return ResponseTooLargeError(
+            f"download of {self._what}: the file is larger than {self._max_bytes:,} bytes, the limit (the "
+            f"client's max_download_bytes argument){detail}; nothing was saved",
+            limit=self._max_bytes,
+            what=self._what,
+        )
+
+    def _not_the_file(self, found: str) -> InvalidResponseError:
+        expected = f"a {self._expected} file" if self._expected else "a result file"
+        return InvalidResponseError(
+            f"download of {self._what}: the storage answered HTTP {self._status} with {found} where {expected} "
+            "was expected (an error or sign-in page?); nothing was saved"
+        )
 
 
 # --- part files ----------------------------------------------------------------------------------------------

@@ -241,7 +241,8 @@ class HTTPCore:
             request = self._http.build_request(
                 "GET",
                 httpx.URL(url),
-                headers={"User-Agent": f"{C.USER_AGENT}/{__version__}"},
+                # The stored bytes as they are: Content-Length is then the file's real size, checked up front.
+                headers={"User-Agent": f"{C.USER_AGENT}/{__version__}", "Accept-Encoding": "identity"},
                 timeout=self._timeout if timeout is None else timeout,
             )
             # An injected http_client may carry default headers: the storage host never gets a credential.

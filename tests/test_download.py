@@ -466,3 +466,61 @@ async def test_a_live_download_keeps_its_part_file_from_another_downloads_clean_
     release.set()
     assert [path.read_bytes() for path in await slow] == [PNG_SIGNATURE + b"rest"]
     assert leftovers(tmp_path) == []
+
+
+# --- an error page where a file was expected ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("text/html; charset=utf-8", b"<html><body>Please sign in to the Wi-Fi</body></html>"),
+        ("application/json", b'{"code": "AccessDenied", "message": "expired"}'),
+        ("application/xml", b'<?xml version="1.0"?><Error><Code>AccessDenied</Code></Error>'),
+        ("application/xhtml+xml", b"<html/>"),
+        (None, b"\xef\xbb\xbf\n  <!DOCTYPE html><title>Gateway</title>"),  # what the body says, when the type is silent
+        ("image/png", b"<html><body>Sign in</body></html>"),  # or lies
+        ("application/octet-stream", b'{"error": "not found"}'),
+    ],
+)
+async def test_an_error_page_where_an_image_was_expected_is_an_invalid_response(
+    api: respx.MockRouter, client: AsyncGenStudio, tmp_path: Path, content_type: str | None, body: bytes
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    api.get(STORAGE_URL).respond(200, content=body, headers=headers)
+    with pytest.raises(InvalidResponseError, match="image/png") as raised:
+        await client.download(_result(), tmp_path)
+    assert "9/image.png" in str(raised.value) and "nothing was saved" in str(raised.value)
+    assert files_in(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "content_type", "body"),
+    [
+        ("result.json", "application/json", b'{"caption": "a red fox"}'),
+        ("vector.svg", "image/svg+xml", b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg"/>'),
+        ("notes.txt", "text/plain", b"<b>bold</b> is fine in a text file"),
+        ("scene.gltf", "model/gltf+json", b'{"asset": {"version": "2.0"}}'),
+        ("page.html", "text/html", b"<html></html>"),
+        ("data", "application/json", b'{"id": 1}'),  # no extension: only a web page is ruled out
+        ("image.png", "application/octet-stream", PNG_SIGNATURE + b"{<html>"),
+        ("image.png", "text/plain", PNG_SIGNATURE),  # a storage that mislabels its images still works
+    ],
+)
+async def test_files_that_are_text_or_markup_by_their_name_are_saved(
+    api: respx.MockRouter, client: AsyncGenStudio, tmp_path: Path, name: str, content_type: str, body: bytes
+) -> None:
+    url = storage_url(name)
+    api.get(url).respond(200, content=body, headers={"Content-Type": content_type})
+    paths = await client.download(TaskResult(prompt_id="cft-1", files={"9": [url]}), tmp_path)
+    assert [path.read_bytes() for path in paths] == [body]
+
+
+async def test_a_web_page_for_a_file_without_an_extension_is_refused_too(
+    api: respx.MockRouter, client: AsyncGenStudio, tmp_path: Path
+) -> None:
+    url = "https://store.test/get?id=1&Expires=9999999999&Signature=a%2Bb"
+    api.get(url).respond(200, content=b"<!doctype html><p>Captive portal</p>", headers={"Content-Type": "text/html"})
+    with pytest.raises(InvalidResponseError, match="text/html"):
+        await client.download(TaskResult(prompt_id="cft-1", files={"9": [url]}), tmp_path)
+    assert files_in(tmp_path) == []

@@ -13,14 +13,27 @@ import logging
 import os
 import sys
 import warnings
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import respx
 
 import genstudio_async
-from genstudio_async import AsyncGenStudio, TaskResult
+from genstudio_async import (
+    APITimeoutError,
+    AsyncGenStudio,
+    InvalidInputError,
+    ResponseTooLargeError,
+    TaskInfo,
+    TaskResult,
+)
+from genstudio_async._files import download_result
+from genstudio_async._http import HTTPCore, RetryPolicy
+from genstudio_async._redact import Redactor
 from tests.support import PNG_SIGNATURE, eventually
 
 API_KEY = "sk-hostile-test-2b7e151628aed2a6"
@@ -290,3 +303,124 @@ async def test_a_rerun_removes_the_part_file_a_killed_download_left(tmp_path: Pa
             paths = await client.download(result_of(url), out)
     assert [path.read_bytes() for path in paths] == [body]
     assert part_files_in(out) == []
+
+
+# --- size caps and deadlines ------------------------------------------------------------------------------------
+
+CAP = 256 * 1024
+
+
+async def download_with_limits(server: RawServer, directory: Path, **limits: Any) -> list[Path]:
+    """``download_result`` as ``client.download`` calls it, with the caps passed straight in."""
+    async with httpx.AsyncClient() as http_client:
+        core = HTTPCore(
+            api_key=API_KEY,
+            base_url=server.origin,
+            http_client=http_client,
+            timeout=httpx.Timeout(5.0),
+            retry_policy=RetryPolicy(),
+            redactor=Redactor([API_KEY]),
+        )
+
+        async def no_refresh(prompt_id: str) -> TaskInfo:
+            raise AssertionError("no URL needed refreshing")
+
+        limits.setdefault("deadline", 5.0)  # a failure bound: every case here ends long before it
+        return await download_result(
+            result_of(server.url("image.png")), directory, http=core, fetch_task=no_refresh, **limits
+        )
+
+
+async def test_a_file_announced_over_the_cap_is_refused_before_its_body_is_read(tmp_path: Path) -> None:
+    async def announce_a_terabyte(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> bool:
+        writer.write(ok_head(10**12) + PAYLOAD)
+        await writer.drain()
+        await asyncio.Event().wait()  # the rest never comes: only an up-front refusal ends this quickly
+        return False
+
+    async with raw_server(announce_a_terabyte) as server:
+        with pytest.raises(ResponseTooLargeError) as raised:
+            await download_with_limits(server, tmp_path, max_bytes=CAP)
+    assert raised.value.limit == CAP and raised.value.what == "9/image.png"
+    assert "262,144 bytes" in str(raised.value) and "max_download_bytes" in str(raised.value)
+    assert "1,000,000,000,000" in str(raised.value)  # what the storage claimed
+    assert files_in(tmp_path) == []
+
+
+@pytest.mark.parametrize("framing", ["until-close", "chunked"])
+async def test_an_endless_body_is_cut_off_at_the_cap(tmp_path: Path, framing: str) -> None:
+    block = PNG_SIGNATURE + b"\x00" * (64 * 1024 - len(PNG_SIGNATURE))
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> bool:
+        chunked = framing == "chunked"
+        writer.write(ok_head(None, extra="Transfer-Encoding: chunked\r\n" if chunked else "Connection: close\r\n"))
+        while True:  # until the client hangs up
+            writer.write(b"%x\r\n%s\r\n" % (len(block), block) if chunked else block)
+            await writer.drain()
+
+    async with raw_server(endless) as server:
+        with pytest.raises(ResponseTooLargeError, match="max_download_bytes") as raised:
+            await download_with_limits(server, tmp_path, max_bytes=CAP)
+    assert raised.value.limit == CAP
+    assert files_in(tmp_path) == []
+
+
+async def test_a_gzip_bomb_is_measured_by_what_it_inflates_to(tmp_path: Path) -> None:
+    squeezer = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip
+    bomb = squeezer.compress(PNG_SIGNATURE) + b"".join(squeezer.compress(bytes(1 << 20)) for _ in range(16))
+    bomb += squeezer.flush()
+    assert len(bomb) < CAP < 16 << 20  # small on the wire, 16 MiB on disk
+
+    async def gzip_bomb(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> bool:
+        writer.write(ok_head(len(bomb), extra="Content-Encoding: gzip\r\n") + bomb)
+        await writer.drain()
+        return True
+
+    async with raw_server(gzip_bomb) as server:
+        with pytest.raises(ResponseTooLargeError):
+            await download_with_limits(server, tmp_path, max_bytes=CAP)
+    assert b"accept-encoding: identity" in server.requests[0].lower()  # the stored bytes were asked for
+    assert files_in(tmp_path) == []
+
+
+async def test_a_dripping_body_is_cut_off_at_the_deadline(tmp_path: Path) -> None:
+    async def drip(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> bool:
+        writer.write(ok_head(len(PAYLOAD)))
+        for byte in PAYLOAD:  # one byte at a time, each well within httpx's read timeout
+            writer.write(bytes([byte]))
+            await writer.drain()
+            await asyncio.sleep(0.01)
+        return True
+
+    async with raw_server(drip) as server:
+        with pytest.raises(APITimeoutError, match="download_timeout") as raised:
+            await download_with_limits(server, tmp_path, deadline=0.2)
+    assert "0.2 s" in str(raised.value) and "9/image.png" in str(raised.value)
+    assert len(server.requests) == 1  # cut off, not retried
+    assert files_in(tmp_path) == []
+
+
+async def test_a_file_at_the_cap_within_the_deadline_is_saved(tmp_path: Path) -> None:
+    exact = PNG_SIGNATURE + b"\x02" * (CAP - len(PNG_SIGNATURE))
+
+    async def whole(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> bool:
+        writer.write(ok_head(len(exact)) + exact)
+        await writer.drain()
+        return True
+
+    async with raw_server(whole) as server:
+        paths = await download_with_limits(server, tmp_path, max_bytes=CAP, deadline=5.0)
+    assert [path.read_bytes() for path in paths] == [exact]
+
+
+@pytest.mark.parametrize(
+    "limits", [{"max_bytes": 0}, {"max_bytes": -1}, {"max_bytes": True}, {"max_bytes": 1.5}, {"deadline": 0},
+               {"deadline": -1.0}, {"deadline": float("nan")}],
+)
+async def test_limits_that_make_no_sense_are_refused(tmp_path: Path, limits: dict[str, Any]) -> None:
+    async def never(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> bool:
+        raise AssertionError("nothing may be fetched")
+
+    async with raw_server(never) as server:
+        with pytest.raises(InvalidInputError):
+            await download_with_limits(server, tmp_path, **limits)
