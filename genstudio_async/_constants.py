@@ -51,6 +51,8 @@ HTTP_MAX_KEEPALIVE: Final = 20
 DEFAULT_MAX_RESPONSE_BYTES: Final = 16 * 1024 * 1024
 # A downloaded result file larger than this is refused and nothing is left on disk.
 DEFAULT_MAX_DOWNLOAD_BYTES: Final = 512 * 1024 * 1024
+# Of a storage host's error answer (403, 404, 5xx) only this much body is read, for the error's message.
+MAX_STORAGE_ERROR_BODY_BYTES: Final = 64 * 1024
 
 # --- retries -----------------------------------------------------------------------------------------------
 DEFAULT_MAX_RETRIES: Final = 2

@@ -168,6 +168,34 @@ def _text_or_empty(response: httpx.Response) -> str:
         return ""
 
 
+async def _error_answer(response: httpx.Response, label: str) -> httpx.Response:
+    """A streamed error answer, closed, as a response holding no more than the first bytes of its body.
+
+    Storage is not trusted to end an error body: only ``C.MAX_STORAGE_ERROR_BODY_BYTES`` (decoded) are read, enough
+    for the message and the status error built from it.
+    """
+    body = b""
+    try:
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) >= C.MAX_STORAGE_ERROR_BODY_BYTES:
+                log.debug("%s: read only the first %d bytes of the error body", label, len(body))
+                break
+    except httpx.HTTPError as exc:
+        # The body of an error answer broke off: what arrived, or the status code alone, has to do.
+        log.debug("%s: the error body could not be read: %s", label, type(exc).__name__)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await response.aclose()
+    framing = {"content-encoding", "content-length", "transfer-encoding"}  # they describe the wire, not ``body``
+    return httpx.Response(
+        response.status_code,
+        headers=[(name, value) for name, value in response.headers.multi_items() if name.lower() not in framing],
+        content=body[: C.MAX_STORAGE_ERROR_BODY_BYTES],
+        request=response.request,
+    )
+
+
 class HTTPCore:
     """Sends requests with retries and turns every outcome into data or one of the SDK's errors."""
 
@@ -308,14 +336,7 @@ class HTTPCore:
                 return response
 
             if stream:
-                try:
-                    await response.aread()
-                except httpx.HTTPError as exc:
-                    # The body of an error answer broke off: the status code alone has to do.
-                    log.debug("%s: the error body could not be read: %s", label, type(exc).__name__)
-                finally:
-                    with anyio.CancelScope(shield=True):
-                        await response.aclose()
+                response = await _error_answer(response, label)
             retry_after = parse_retry_after(response.headers)
             retry = should_retry(
                 attempt=attempt, policy=policy, idempotent=idempotent, status_code=response.status_code

@@ -26,6 +26,7 @@ import genstudio_async
 from genstudio_async import (
     APITimeoutError,
     AsyncGenStudio,
+    InternalServerError,
     InvalidInputError,
     ResponseTooLargeError,
     TaskInfo,
@@ -424,3 +425,22 @@ async def test_limits_that_make_no_sense_are_refused(tmp_path: Path, limits: dic
     async with raw_server(never) as server:
         with pytest.raises(InvalidInputError):
             await download_with_limits(server, tmp_path, **limits)
+
+
+async def test_an_endless_error_body_is_not_read_to_its_end(tmp_path: Path) -> None:
+    async def fail_forever(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> bool:
+        writer.write(b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n")
+        while True:  # an error page that never ends, at a pace a failing test survives
+            writer.write(b"x" * 65536)
+            await writer.drain()
+            await asyncio.sleep(0.001)
+
+    async with (
+        raw_server(fail_forever) as server,
+        AsyncGenStudio(API_KEY, base_url=server.origin, max_retries=1) as client,
+        asyncio.timeout(3),  # a failure bound: the old code read the body until this fired
+    ):
+        with pytest.raises(InternalServerError, match="xxxx") as raised:
+            await client.download(result_of(server.url("image.png")), tmp_path)
+    assert raised.value.status_code == 500 and len(server.requests) == 2  # retried once, as a 500 is
+    assert files_in(tmp_path) == []
