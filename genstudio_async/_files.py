@@ -261,8 +261,11 @@ def check_contained(directory: Path, target: Path) -> None:
 
 def check_folder_contained(directory: Path, folder: Path) -> None:
     """``folder``, resolved, is ``directory`` or inside it; else ``InvalidResponseError``. Blocking."""
-    resolved = folder.resolve()
-    if not resolved.is_relative_to(directory.resolve()):
+    try:
+        resolved, root = folder.resolve(), directory.resolve()
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop (Python 3.11)
+        raise GenStudioError(f"download: cannot resolve {str(folder)!r}: {exc}") from exc
+    if not resolved.is_relative_to(root):
         raise InvalidResponseError(
             f"download: refusing to write in {str(folder)!r}: it lies outside {str(directory)!r} "
             f"(it resolves to {str(resolved)!r})"
@@ -307,9 +310,8 @@ def check_result_url(url: str, what: str) -> None:
         if query:
             problem = problem.replace(query, "…")
     if problem is not None:
-        raise InvalidResponseError(
-            f"download of {what}: the service's URL {shown_url(url)} cannot be used: {problem[:200]}"
-        )
+        shown = "".join(char if char.isprintable() else ascii(char)[1:-1] for char in problem[:200])
+        raise InvalidResponseError(f"download of {what}: the service's URL {shown_url(url)} cannot be used: {shown}")
 
 
 def plan_downloads(result: TaskResult, directory: Path) -> list[PlannedFile]:
@@ -744,16 +746,20 @@ def remove_stale_part_files(directory: Path, folder: Path) -> int:
         return 0
     check_folder_contained(directory, folder)
     try:
-        entries = list(os.scandir(folder))
+        entries = [entry for entry in os.scandir(folder) if _PART_FILE_NAME.fullmatch(entry.name)]
     except FileNotFoundError:
+        return 0
+    except OSError as error:  # unreadable: the download itself will say what is wrong with the folder
+        log.debug("download: cannot look for stale part files in %s: %s", folder, error)
         return 0
     removed = 0
     for entry in entries:
-        if not _PART_FILE_NAME.fullmatch(entry.name) or not entry.is_file(follow_symlinks=False):
-            continue
         try:
+            if not entry.is_file(follow_symlinks=False):
+                continue
             descriptor = os.open(entry.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-        except OSError:
+        except OSError as error:
+            log.debug("download: kept part file %s (%s)", entry.name, type(error).__name__)
             continue
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -15,6 +15,7 @@ import respx
 from genstudio_async import (
     APIConnectionError,
     AsyncGenStudio,
+    GenStudioError,
     InvalidResponseError,
     NotFoundError,
     TaskResult,
@@ -524,3 +525,17 @@ async def test_a_web_page_for_a_file_without_an_extension_is_refused_too(
     with pytest.raises(InvalidResponseError, match="text/html"):
         await client.download(TaskResult(prompt_id="cft-1", files={"9": [url]}), tmp_path)
     assert files_in(tmp_path) == []
+
+
+async def test_what_a_broken_url_says_reaches_the_terminal_escaped(client: AsyncGenStudio, tmp_path: Path) -> None:
+    url = "http://oss.test:\x1b[2J\x1b]0;pwned\x07/x.png?Signature=SeCrEt"
+    with pytest.raises(InvalidResponseError, match="cannot be used") as raised:
+        await client.download(TaskResult(prompt_id="cft-1", files={"9": [url]}), tmp_path)
+    assert "\x1b" not in str(raised.value) and "\x07" not in str(raised.value)
+    assert "SeCrEt" not in str(raised.value)
+
+
+async def test_a_node_folder_that_is_a_symlink_loop_is_our_error(client: AsyncGenStudio, tmp_path: Path) -> None:
+    (tmp_path / "9").symlink_to(tmp_path / "9")
+    with pytest.raises(GenStudioError, match="9"):
+        await client.download(_result(), tmp_path)
