@@ -1,9 +1,14 @@
 """Files in and out: reading an image to upload, and downloading results from signed URLs.
 
 Nothing here blocks the event loop: paths are read through ``anyio.Path``, file objects and writes in worker
-threads. Downloads are streamed to a temporary file in the target directory, flushed to disk and renamed into
-place, so a reader never sees half a file. Signed URLs are used exactly as the service sent them (decoding
-``%2B`` into ``+`` would break the signature) and never carry the API key.
+threads. Downloads are streamed to a locked temporary file in the target directory, flushed to disk and linked
+into place, so a reader never sees half a file and a file already there is never replaced. Signed URLs are used
+exactly as the service sent them (decoding ``%2B`` into ``+`` would break the signature) and never carry the API
+key.
+
+Storage is not trusted: every name it gives is made safe and kept inside the caller's folder, and every body is
+checked as it arrives (size cap, deadline, an error page where an image was expected). Each file's transfer runs
+under anyio's cancellation (``_in_scoped_task``), so a cancel never cuts the clean-up of sockets and files short.
 """
 
 from __future__ import annotations
