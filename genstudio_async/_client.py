@@ -365,6 +365,8 @@ class AsyncGenStudio:
             http=self._http,
             fetch_task=self.get_task,
             retry_policy=RetryPolicy(max_retries=self.max_retries),
+            max_bytes=self.max_download_bytes,
+            deadline=self.download_timeout,
         )
 
     def _result_of(self, info: TaskInfo) -> TaskResult:

@@ -51,6 +51,8 @@ HTTP_MAX_KEEPALIVE: Final = 20
 DEFAULT_MAX_RESPONSE_BYTES: Final = 16 * 1024 * 1024
 # A downloaded result file larger than this is refused and nothing is left on disk.
 DEFAULT_MAX_DOWNLOAD_BYTES: Final = 512 * 1024 * 1024
+# Of a storage host's error answer (403, 404, 5xx) only this much body is read, for the error's message.
+MAX_STORAGE_ERROR_BODY_BYTES: Final = 64 * 1024
 
 # --- retries -----------------------------------------------------------------------------------------------
 DEFAULT_MAX_RETRIES: Final = 2
@@ -91,6 +93,32 @@ DEFAULT_URL_EXPIRE_PERIOD: Final = 600
 RESULT_RETENTION_SECONDS: Final = 3 * 24 * 3600
 DEFAULT_DOWNLOAD_CONCURRENCY: Final = 4
 DOWNLOAD_CHUNK_SIZE: Final = 64 * 1024
+# Query parameters that sign a result URL rather than name its object (compared case-insensitively): OSS
+# signature V1 and V4, and S3-style ``X-Amz-*``. Every other parameter, ``x-oss-process`` among them, is part
+# of what the URL names: ``get?id=1`` and ``get?id=2`` are two objects.
+SIGNED_URL_PARAMS: Final = frozenset(
+    {
+        "expires", "ossaccesskeyid", "signature", "security-token",
+        "x-oss-signature-version", "x-oss-credential", "x-oss-date", "x-oss-expires", "x-oss-signature",
+        "x-oss-additional-headers", "x-oss-security-token",
+    }
+)
+SIGNED_URL_PARAM_PREFIXES: Final = ("x-amz-",)
+# An error message shows at most this many characters of a result URL, and never its (signed) query.
+SHOWN_URL_CHARS: Final = 120
+# Longest file or folder name a download makes, in UTF-8 bytes: NAME_MAX (255) less the 15 bytes that the
+# temporary ".<name>.<8 hex>.part" file adds. A longer name from the service is cut (keeping an extension of
+# at most DOWNLOAD_MAX_EXTENSION_BYTES) and tagged "~" + DOWNLOAD_NAME_HASH_CHARS hex digits of its hash.
+DOWNLOAD_MAX_NAME_BYTES: Final = 240
+DOWNLOAD_MAX_EXTENSION_BYTES: Final = 16
+DOWNLOAD_NAME_HASH_CHARS: Final = 10
+# A download never replaces a different file that is already at its path: it takes the first free name of
+# "x-1.png" ... "x-<this many>.png" instead.
+DOWNLOAD_MAX_NUMBERED_NAMES: Final = 1000
+# How many fresh part-file names a download tries when another process's clean-up keeps taking them.
+DOWNLOAD_PART_FILE_ATTEMPTS: Final = 3
+# How many first bytes of a downloaded body are looked at to tell an HTML/XML/JSON page from the file expected.
+DOWNLOAD_SNIFF_BYTES: Final = 512
 
 # --- batches -----------------------------------------------------------------------------------------------
 DEFAULT_RUN_MANY_CONCURRENCY: Final = 8

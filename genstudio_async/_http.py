@@ -327,7 +327,8 @@ class HTTPCore:
             request = self._http.build_request(
                 "GET",
                 httpx.URL(url),
-                headers={"User-Agent": f"{C.USER_AGENT}/{__version__}"},
+                # The stored bytes as they are: Content-Length is then the file's real size, checked up front.
+                headers={"User-Agent": f"{C.USER_AGENT}/{__version__}", "Accept-Encoding": "identity"},
                 timeout=self._timeout if timeout is None else timeout,
             )
             # An injected http_client may carry default headers: the storage host never gets a credential.
@@ -341,17 +342,7 @@ class HTTPCore:
             response = await self._http.send(request, stream=True, auth=None)
             if response.is_success:
                 return response
-            try:
-                content = await read_capped(
-                    response, self._max_response_bytes, what=label, setting="max_response_bytes"
-                )
-            except (httpx.HTTPError, ResponseTooLargeError) as exc:
-                # The body of an error answer broke off or is absurd: the status code alone has to do.
-                log.debug("%s: the error body could not be read: %s", label, type(exc).__name__)
-                content = b""
-            finally:
-                await response.aclose()
-            return _answer(response, content)
+            return await _error_answer(response, label)
 
         response = await self._send(build, attempt, idempotent=True, label=label)
         assert isinstance(response, httpx.Response)
@@ -362,7 +353,9 @@ class HTTPCore:
         except httpx.HTTPError as exc:
             raise APIConnectionError(f"download failed: {self._redact(str(exc)) or type(exc).__name__}") from exc
         finally:
-            await response.aclose()
+            # Shielded, so that a cancel delivered by anyio (downloads run under it) cannot cut the close short.
+            with anyio.CancelScope(shield=True):
+                await response.aclose()
 
     async def storage_put(self, url: str, content: bytes, *, content_type: str) -> None:
         """PUT ``content`` to a pre-signed storage URL, used exactly as given, with no credential.
@@ -513,6 +506,28 @@ class HTTPCore:
                 body=scrubbed,
             )
         return body.get("data")
+
+
+async def _error_answer(response: httpx.Response, label: str) -> Answer:
+    """A streamed error answer, closed, holding no more than the first bytes of its body.
+
+    Storage is not trusted to end an error body: only ``C.MAX_STORAGE_ERROR_BODY_BYTES`` (decoded) are read, enough
+    for the message and the status error built from it.
+    """
+    body = b""
+    try:
+        async for chunk in response.aiter_bytes():
+            body += chunk
+            if len(body) >= C.MAX_STORAGE_ERROR_BODY_BYTES:
+                log.debug("%s: read only the first %d bytes of the error body", label, len(body))
+                break
+    except httpx.HTTPError as exc:
+        # The body of an error answer broke off: what arrived, or the status code alone, has to do.
+        log.debug("%s: the error body could not be read: %s", label, type(exc).__name__)
+    finally:
+        with anyio.CancelScope(shield=True):
+            await response.aclose()
+    return _answer(response, body[: C.MAX_STORAGE_ERROR_BODY_BYTES])
 
 
 def _answer(response: httpx.Response, content: bytes) -> Answer:
