@@ -19,16 +19,22 @@ from .types import JobOutcome, Submission, TaskResult
 
 log = logging.getLogger("genstudio_async")
 
-Job = tuple[str, Mapping[str, Any] | None]
-Submit = Callable[[str, Mapping[str, Any] | None], Awaitable[Submission]]
+WorkflowId = str | int
+"""A workflow's id: GenStudio's are strings (``wf-…``), GPUGeek's integers (a string of digits works too)."""
+Job = tuple[WorkflowId, Mapping[str, Any] | None]
+Submit = Callable[[WorkflowId, Mapping[str, Any] | None], Awaitable[Submission]]
 Wait = Callable[[int, Submission], Awaitable[TaskResult]]
 Cancel = Callable[[Submission], Awaitable[None]]
 
 
+def _is_workflow_id(value: Any) -> bool:
+    return isinstance(value, str | int) and not isinstance(value, bool)
+
+
 def _as_job(job: Any) -> Job:
-    if isinstance(job, str):
+    if _is_workflow_id(job):
         return (job, None)
-    if isinstance(job, tuple | list) and len(job) == 2 and isinstance(job[0], str):
+    if isinstance(job, tuple | list) and len(job) == 2 and _is_workflow_id(job[0]):
         return (job[0], job[1])
     raise InvalidInputError(f"a job must be a (workflow_id, prompt) pair, got {job!r}")
 

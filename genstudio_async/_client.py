@@ -1,31 +1,31 @@
-"""``AsyncGenStudio``: the public methods. It wires the parts together; the parts live in their own modules."""
+"""``AsyncGenStudio`` and ``AsyncGPUGeek``: the public methods, one service-neutral set for both services.
+
+The methods wire the parts together; the parts live in their own modules, and each service's wire in its module
+of ``_services``. A client class is the engine plus a service and that service's constructor arguments.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import inspect
-import logging
 import os
-import sys
-import warnings
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeAlias, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, ClassVar, Self, TypeAlias
 
 import httpx
-from pydantic import ValidationError
 
 from . import _constants as C
-from ._batch import Job, run_many
+from ._batch import Job, WorkflowId, run_many
+from ._config import Settings, resolve
 from ._exceptions import (
     APIError,
     APIStatusError,
     ConfigurationError,
     InvalidInputError,
-    InvalidResponseError,
     NotFoundError,
     TaskCancelledError,
     TaskFailedError,
@@ -33,15 +33,15 @@ from ._exceptions import (
     TaskTimeoutError,
 )
 from ._files import ImageUploader, UploadSource, download_result, read_upload
-from ._http import HTTPCore, RetryPolicy, log
+from ._http import HTTPCore, RetryPolicy
+from ._logs import configure_from_env, log
 from ._poller import TaskPoller
-from ._prompt import normalise_prompt
 from ._redact import Redactor, mask
+from ._services import GenStudio, GPUGeek, Service, TaskQuery
+from ._services.genstudio import progress_ws_url
 from ._stream import SocketCloser, StreamSettings, TaskStream, resolve_ws_proxy
 from .types import ImagePostProcess, JobOutcome, ProgressEvent, Submission, TaskInfo, TaskResult, TaskStatus
 from .workflow import WorkflowSpec
-
-TaskInfoT = TypeVar("TaskInfoT", bound=TaskInfo)
 
 TaskRef: TypeAlias = Submission | str
 """A task, named by the ``Submission`` that ``submit`` returned or by its ``prompt_id``."""
@@ -53,62 +53,25 @@ JobProgressCallback: TypeAlias = Callable[[int, ProgressEvent], Awaitable[None] 
 """``run_many``'s ``on_progress``: called with the job's index and each of its events; sync or async."""
 
 
-class AsyncGenStudio:
-    """An asyncio client for GenStudio's hosted ComfyUI workflow API.
+class _AsyncClient:
+    """The public methods, the same for every service; a subclass names its service and its own arguments.
 
-    Use it as ``async with AsyncGenStudio() as client: ...`` (or call ``aclose()``). The API key comes from the
-    ``api_key`` argument or ``GENSTUDIO_API_KEY``; the base URL from ``base_url``, ``GENSTUDIO_BASE_URL`` or the
-    public service; the WebSocket URL from ``ws_url``, ``GENSTUDIO_WS_URL`` or the base URL (https→wss).
-    An ``http_client`` passed in is used as it is and left open; one the client made itself is closed.
+    It wires the parts (request loop, service wire, poller, stream, uploads, downloads, batches) and holds
+    none of their logic. Use it as ``async with`` (or call ``aclose()``); an ``http_client`` passed in is used as
+    it is and left open, one the client made itself is closed.
     """
 
-    def __init__(
-        self,
-        api_key: str | None = None,
-        *,
-        base_url: str | None = None,
-        ws_url: str | None = None,
-        timeout: float | httpx.Timeout = C.DEFAULT_TIMEOUT,
-        max_retries: int = C.DEFAULT_MAX_RETRIES,
-        poll_interval: float = C.DEFAULT_POLL_INTERVAL,
-        stream_idle_timeout: float = C.DEFAULT_STREAM_IDLE_TIMEOUT,
-        use_websocket: bool = True,
-        http_client: httpx.AsyncClient | None = None,
-        max_response_bytes: int = C.DEFAULT_MAX_RESPONSE_BYTES,
-        max_download_bytes: int = C.DEFAULT_MAX_DOWNLOAD_BYTES,
-        download_timeout: float = C.DEFAULT_DOWNLOAD_DEADLINE,
-    ) -> None:
-        configure_logging_from_env()
-        from_env = api_key is None
-        api_key = api_key if api_key is not None else os.environ.get(C.ENV_API_KEY)
-        if not api_key or not api_key.strip():
-            raise ConfigurationError(
-                f"no API key: pass api_key=... or set the {C.ENV_API_KEY} environment variable"
-            )
-        _check_api_key(api_key.strip(), C.ENV_API_KEY if from_env else "api_key")
-        for name, limit in (("max_response_bytes", max_response_bytes), ("max_download_bytes", max_download_bytes)):
-            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-                raise ConfigurationError(f"{name} must be a positive int of bytes, got {limit!r}")
-        if not download_timeout > 0:  # also NaN
-            raise ConfigurationError(f"download_timeout must be > 0 seconds, got {download_timeout}")
-        if max_retries < 0:
-            raise ConfigurationError(f"max_retries must be >= 0, got {max_retries}")
-        if not poll_interval > 0:  # also NaN
-            raise ConfigurationError(f"poll_interval must be > 0 seconds, got {poll_interval}")
-        if not stream_idle_timeout > 0:  # also NaN
-            raise ConfigurationError(f"stream_idle_timeout must be > 0 seconds, got {stream_idle_timeout}")
+    _service_type: ClassVar[type[Service]]
 
-        self._api_key = api_key.strip()
-        self.base_url = _http_url(base_url or os.environ.get(C.ENV_BASE_URL) or C.DEFAULT_BASE_URL, "base_url")
-        self.ws_url = _progress_ws_url(ws_url or os.environ.get(C.ENV_WS_URL), self.base_url)
-        self.poll_interval = float(poll_interval)
-        self.stream_idle_timeout = float(stream_idle_timeout)
-        self.use_websocket = use_websocket
-        self.max_retries = max_retries
-        self.max_download_bytes = max_download_bytes
-        self.download_timeout = float(download_timeout)
-
-        self._timeout = timeout if isinstance(timeout, httpx.Timeout) else _default_timeout(timeout)
+    def __init__(self, settings: Settings, http_client: httpx.AsyncClient | None) -> None:
+        self._settings = settings
+        self._api_key = settings.api_key
+        self.base_url = settings.base_url
+        self.poll_interval = settings.poll_interval
+        self.max_retries = settings.max_retries
+        self.max_download_bytes = settings.max_download_bytes
+        self.download_timeout = settings.download_timeout
+        self._timeout = settings.timeout
         self._owns_http_client = http_client is None
         try:
             self._http_client = http_client or httpx.AsyncClient(
@@ -126,27 +89,31 @@ class AsyncGenStudio:
             base_url=self.base_url,
             http_client=self._http_client,
             timeout=self._timeout,
-            retry_policy=RetryPolicy(max_retries=max_retries),
+            retry_policy=RetryPolicy(max_retries=settings.max_retries),
             redactor=self._redact,
-            max_response_bytes=max_response_bytes,
+            max_response_bytes=settings.max_response_bytes,
+            message_fields=self._service_type.message_fields,
+            client_name=self._service_type.client_name,
         )
-        # prompt_ids this client asked to cancel: status 4 for them is a cancellation, not a failure.
+        self._service = self._service_type(self._http, self._redact)
+        # prompt_ids this client asked to cancel: a failure status for them is a cancellation (GenStudio's 4).
         self._cancelled: set[str] = set()
-        self._poller = TaskPoller(self._poll_tasks, interval=self.poll_interval)
+        batch = self._service_type.status_batch_size
+        self._poller = TaskPoller(self._poll_tasks, interval=self.poll_interval, chunk_size=batch, spread=batch == 1)
         self._images = ImageUploader(self._upload_content)
+        socket = self._service.progress_socket(settings.ws_url) if settings.use_websocket else None
         self._stream_settings = StreamSettings(
-            ws_url=self.ws_url,
-            use_websocket=use_websocket,
-            idle_timeout=self.stream_idle_timeout,
+            socket=socket,
+            idle_timeout=settings.stream_idle_timeout,
             fetch_task=self.get_task,
             poller=self._poller,
             sockets=SocketCloser(),
-            ws_proxy=resolve_ws_proxy(self.ws_url) if use_websocket else None,
+            ws_proxy=resolve_ws_proxy(socket.ws_url) if socket is not None else None,
         )
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"AsyncGenStudio(base_url={self.base_url!r}, api_key={mask(self._api_key)!r})"
+        return f"{type(self).__name__}(base_url={self.base_url!r}, api_key={mask(self._api_key)!r})"
 
     async def __aenter__(self) -> Self:
         return self
@@ -173,38 +140,26 @@ class AsyncGenStudio:
 
     async def submit(
         self,
-        workflow_id: str,
+        workflow_id: WorkflowId,
         prompt: Mapping[str, Any] | None = None,
         *,
         spec: WorkflowSpec | None = None,
     ) -> Submission:
-        """Queue a task of ``workflow_id`` with the input overrides ``prompt``; returns its ``Submission``.
+        """Queue a task of ``workflow_id`` with ``prompt``; returns its ``Submission``.
 
-        ``prompt`` is ``{node_id: {"inputs": {name: value}}}`` (only what changes). It is checked before anything
-        is sent: its shape always, and against ``spec`` (the workflow's "入参范围") when given, every problem
-        listed in one ``PromptValidationError``. A ``pathlib.Path`` or ``LocalImage`` value (for a ``LoadImage``
-        input) is uploaded first and replaced by its ``image_id``; the same bytes are uploaded once per client.
-        A submit that may have reached the server is never sent twice.
+        ``prompt`` is checked before anything is sent, once: its shape (GenStudio: the input overrides
+        ``{node_id: {"inputs": {...}}}``; GPUGeek: the whole API-format workflow), and against ``spec`` (the
+        workflow's "入参范围") when given, every problem listed in one ``PromptValidationError``. A
+        ``pathlib.Path`` or ``LocalImage`` value (for a ``LoadImage`` input) is uploaded first and replaced by
+        what the service calls it; the same bytes are uploaded once per client. A submit that may have reached
+        the server is never sent twice.
         """
-        if not isinstance(workflow_id, str) or not workflow_id.strip():
-            raise InvalidInputError(f"workflow_id must be a non-empty string, got {workflow_id!r}")
-        body: dict[str, Any] = {"workflow_id": workflow_id.strip()}
-        overrides = normalise_prompt(prompt)
-        if spec is not None:
-            spec.validate(overrides)
-        if overrides is not None:
-            body["prompt"] = await self._images.substitute(overrides)
-        data = await self._http.call("POST", C.SUBMIT_PATH, json=body, idempotent=False)
-        try:
-            submission = Submission.model_validate(data)
-        except ValidationError as exc:
-            raise InvalidResponseError(
-                f"submit answered without a prompt_id and prompt_token ({exc.error_count()} problems)"
-            ) from None
-        if submission.prompt_token is None:
-            raise InvalidResponseError("submit answered without a prompt_token")
-        self._redact.add(submission.prompt_token)
-        log.debug("submitted %s as %s", workflow_id, submission.prompt_id)
+        wire_id = self._service.workflow_id(workflow_id)
+        checked = self._service.check_prompt(prompt, spec)
+        if checked is not None:
+            checked = await self._images.substitute(checked)
+        submission = await self._service.submit(wire_id, checked)
+        log.debug("submitted %s as %s", wire_id, submission.prompt_id)
         return submission
 
     async def get_tasks(
@@ -214,21 +169,15 @@ class AsyncGenStudio:
         url_expire_period: int | None = None,
         image_post_process: ImagePostProcess | Mapping[str, Any] | None = None,
     ) -> list[TaskInfo]:
-        """The state of many tasks in one request, in the order asked. Ids the service does not know are left
-        out. ``url_expire_period`` (seconds) sets how long the returned file URLs stay valid (service default
-        600); ``image_post_process`` asks OSS to convert the images (format, quality)."""
+        """The state of many tasks, in the order asked; ids the service does not know are left out.
+
+        GenStudio answers them in one request; ``url_expire_period`` (seconds) sets how long the returned file
+        URLs stay valid (service default 600), ``image_post_process`` asks OSS to convert the images. GPUGeek has
+        neither, and answers one task per request (a few in flight at once).
+        """
         ids = _task_ids(prompt_ids)
-        body: dict[str, Any] = {"comfy_task_ids": ids}
-        if url_expire_period is not None:
-            if isinstance(url_expire_period, bool) or not isinstance(url_expire_period, int) or url_expire_period < 1:
-                raise InvalidInputError(
-                    f"url_expire_period must be a positive int of seconds, got {url_expire_period!r}"
-                )
-            body["url_expire_period"] = url_expire_period
-        if image_post_process is not None:
-            body["image_post_process_cmd"] = _post_process_command(image_post_process)
-        data = await self._http.call("POST", C.TASK_INFO_PATH, json=body, idempotent=True)
-        return [redact_info(info, self._redact) for info in _parse_task_infos(data, ids)]
+        query = TaskQuery(url_expire_period=url_expire_period, image_post_process=image_post_process)
+        return await self._service.get_tasks(ids, query)
 
     async def get_task(
         self,
@@ -247,14 +196,14 @@ class AsyncGenStudio:
         return infos[0]
 
     async def cancel(self, task: TaskRef) -> None:
-        """Ask the service to cancel ``task``. Its status becomes 4; ``wait`` then raises ``TaskCancelledError``.
+        """Ask the service to cancel ``task``; ``wait`` then raises ``TaskCancelledError``.
 
-        The request body is ``{CANCEL_BODY_FIELD: prompt_id}`` (see the README: the service docs do not name it).
+        (GenStudio's docs do not name the cancel body's field: see ``CANCEL_BODY_FIELD`` and the README.)
         """
         prompt_id = task_id(task)
         self._cancelled.add(prompt_id)
         try:
-            await self._http.call("POST", C.CANCEL_PATH, json={C.CANCEL_BODY_FIELD: prompt_id}, idempotent=True)
+            await self._service.cancel(prompt_id)
         except (APIError, APIStatusError):
             # The service answered and refused (a business error or an HTTP error status): not cancelled by us.
             self._cancelled.discard(prompt_id)
@@ -269,9 +218,10 @@ class AsyncGenStudio:
     def stream(self, task: TaskRef) -> TaskStream:
         """Progress events of ``task`` until its terminal event, which comes last.
 
-        WebSocket first (it needs the ``Submission``'s token; a bare prompt_id is polled), reconnecting and
-        reconciling gaps over HTTP, then the shared poller. Use ``async for``; wrap in ``async with`` to close
-        the socket the moment you leave early.
+        On a service with a push stream (GenStudio), WebSocket first (it needs the ``Submission``'s token; a bare
+        prompt_id is polled), reconnecting and reconciling gaps over HTTP, then the shared poller; elsewhere
+        (GPUGeek) the shared poller. Use ``async for``; wrap in ``async with`` to close the socket the moment you
+        leave early.
         """
         if isinstance(task, Submission):
             return TaskStream(self._stream_settings, task.prompt_id, task.prompt_token)
@@ -286,9 +236,10 @@ class AsyncGenStudio:
     ) -> TaskResult:
         """Follow ``task`` to its end and return its ``TaskResult``.
 
-        Raises ``TaskFailedError`` (status 4, with the server's ``errMsg``), ``TaskCancelledError`` (status 4
-        after this client cancelled it), ``TaskPermissionError`` (5) or ``TaskTimeoutError`` when ``timeout``
-        seconds pass first (the task itself goes on; cancel it if you no longer want it).
+        Raises ``TaskFailedError`` (with the server's error message), ``TaskCancelledError`` (cancelled: by
+        anyone on GPUGeek; on GenStudio, which reports a cancel as a failure, by this client),
+        ``TaskPermissionError`` (GenStudio's 5) or ``TaskTimeoutError`` when ``timeout`` seconds pass first (the
+        task itself goes on; cancel it if you no longer want it).
         """
         if timeout is not None and timeout <= 0:
             raise InvalidInputError(f"timeout must be > 0 seconds, got {timeout}")
@@ -303,12 +254,11 @@ class AsyncGenStudio:
         except TimeoutError:
             if not deadline.expired():
                 raise  # a TimeoutError of the caller's own on_progress, not ours
-            last = events.last_event
             raise TaskTimeoutError(
                 f"task {events.prompt_id} did not finish within {timeout} s",
                 prompt_id=events.prompt_id,
                 timeout=timeout or 0.0,
-                last_info=redact_info(last, self._redact) if last is not None else None,
+                last_info=events.last_event,
             ) from None
         final = events.last_event
         assert final is not None and final.is_terminal
@@ -316,7 +266,7 @@ class AsyncGenStudio:
 
     async def run(
         self,
-        workflow_id: str,
+        workflow_id: WorkflowId,
         prompt: Mapping[str, Any] | None = None,
         *,
         spec: WorkflowSpec | None = None,
@@ -342,7 +292,7 @@ class AsyncGenStudio:
         ``spec`` validates every prompt (a bad one is that job's ``PromptValidationError``); ``on_progress``
         gets ``(job_index, event)`` for every event of every job."""
 
-        async def submit(workflow_id: str, prompt: Mapping[str, Any] | None) -> Submission:
+        async def submit(workflow_id: WorkflowId, prompt: Mapping[str, Any] | None) -> Submission:
             return await self.submit(workflow_id, prompt, spec=spec)
 
         async def wait_for(index: int, submission: Submission) -> TaskResult:
@@ -355,7 +305,7 @@ class AsyncGenStudio:
         """Save every file of ``result`` as ``directory/<node_id>/<file name>`` and return the paths.
 
         Streamed through a temporary file and an atomic rename; transient errors retried; a signed URL that has
-        expired is refreshed through ``get_task_info``. The storage host never receives the API key.
+        expired is refreshed by asking for the task again. The storage host never receives the API key.
         """
         if isinstance(result, TaskInfo):
             result = TaskResult.from_info(result)
@@ -373,37 +323,116 @@ class AsyncGenStudio:
         """The result of a terminal snapshot, or the ``TaskError`` it stands for."""
         if info.status is TaskStatus.SUCCEEDED:
             return TaskResult.from_info(info)
-        info = redact_info(info, self._redact)
         if info.status is TaskStatus.PERMISSION_DENIED:
             raise TaskPermissionError(f"task {info.prompt_id}: permission denied (status 5)", info)
-        if info.prompt_id in self._cancelled:
+        if info.status is TaskStatus.CANCELLED or info.prompt_id in self._cancelled:
             raise TaskCancelledError(f"task {info.prompt_id} was cancelled", info)
         reason = info.error_message or "no error message given"
         raise TaskFailedError(f"task {info.prompt_id} failed: {reason}", info)
 
     async def _poll_tasks(self, prompt_ids: Sequence[str]) -> list[TaskInfo]:
-        return await self.get_tasks(list(prompt_ids))
+        return await self._service.get_tasks(list(prompt_ids), TaskQuery())
 
     # --- files -------------------------------------------------------------------------------------------
 
     async def upload_image(self, file: UploadSource, *, filename: str | None = None) -> str:
-        """Upload an image (a path, ``bytes`` or a binary file object) and return its ``image_id``, the value
-        to give a ``LoadImage`` / ``LoadImageMask`` input."""
+        """Upload an image (a path, ``bytes`` or a binary file object) and return the value to give a
+        ``LoadImage`` / ``LoadImageMask`` input: GenStudio's ``image_id``, GPUGeek's committed URL."""
         return await self._upload_content(file, filename)
 
     async def _upload_content(self, file: UploadSource, filename: str | None) -> str:
         name, content, content_type = await read_upload(file, filename)
-        data = await self._http.call(
-            "POST",
-            C.UPLOAD_PATH,
-            files={C.UPLOAD_FIELD: (name, content, content_type)},
-            idempotent=False,
-            timeout=self._http.upload_timeout,
+        return await self._service.upload(name, content, content_type)
+
+
+class AsyncGenStudio(_AsyncClient):
+    """An asyncio client for GenStudio's hosted ComfyUI workflow API (HTTP + a progress WebSocket).
+
+    The API key comes from ``api_key`` or ``GENSTUDIO_API_KEY``; the base URL from ``base_url``,
+    ``GENSTUDIO_BASE_URL`` or the public service; the WebSocket URL from ``ws_url``, ``GENSTUDIO_WS_URL`` or the
+    base URL (https→wss). Each attempt of a request is bounded as a whole by ``timeout`` and its answer by
+    ``max_response_bytes``; each downloaded file by ``download_timeout`` and ``max_download_bytes``.
+    """
+
+    _service_type = GenStudio
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        ws_url: str | None = None,
+        timeout: float | httpx.Timeout = C.DEFAULT_TIMEOUT,
+        max_retries: int = C.DEFAULT_MAX_RETRIES,
+        poll_interval: float = C.DEFAULT_POLL_INTERVAL,
+        stream_idle_timeout: float = C.DEFAULT_STREAM_IDLE_TIMEOUT,
+        use_websocket: bool = True,
+        http_client: httpx.AsyncClient | None = None,
+        max_response_bytes: int = C.DEFAULT_MAX_RESPONSE_BYTES,
+        max_download_bytes: int = C.DEFAULT_MAX_DOWNLOAD_BYTES,
+        download_timeout: float = C.DEFAULT_DOWNLOAD_DEADLINE,
+    ) -> None:
+        configure_from_env()
+        settings = resolve(
+            GenStudio.environment,
+            GenStudio.default_base_url,
+            api_key=api_key,
+            base_url=base_url,
+            ws_url=ws_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            poll_interval=poll_interval,
+            stream_idle_timeout=stream_idle_timeout,
+            use_websocket=use_websocket,
+            max_response_bytes=max_response_bytes,
+            max_download_bytes=max_download_bytes,
+            download_timeout=download_timeout,
         )
-        image_id = data.get("image_id") if isinstance(data, Mapping) else None
-        if not isinstance(image_id, str) or not image_id:
-            raise InvalidResponseError("upload answered without an image_id")
-        return image_id
+        self.ws_url = progress_ws_url(settings.ws_url, settings.base_url)
+        super().__init__(dataclasses.replace(settings, ws_url=self.ws_url), http_client)
+        self.stream_idle_timeout = settings.stream_idle_timeout
+        self.use_websocket = use_websocket
+
+
+class AsyncGPUGeek(_AsyncClient):
+    """An asyncio client for GPUGeek's hosted ComfyUI workflow API (HTTP only: progress is polled).
+
+    Every method of ``AsyncGenStudio``, with the same names, arguments and results. ``workflow_id`` is an int (or
+    a string of digits); ``prompt`` is the whole API-format workflow (``ApiWorkflow.load(...).builder()``
+    builds one). The API key comes from ``api_key`` or ``GPUGEEK_API_KEY``; the base URL from ``base_url``,
+    ``GPUGEEK_BASE_URL`` or the public service. The shared poller asks each task in flight about once per
+    ``poll_interval``, a few requests at a time, spread over the interval.
+    """
+
+    _service_type = GPUGeek
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        *,
+        base_url: str | None = None,
+        timeout: float | httpx.Timeout = C.DEFAULT_TIMEOUT,
+        max_retries: int = C.DEFAULT_MAX_RETRIES,
+        poll_interval: float = C.DEFAULT_POLL_INTERVAL,
+        http_client: httpx.AsyncClient | None = None,
+        max_response_bytes: int = C.DEFAULT_MAX_RESPONSE_BYTES,
+        max_download_bytes: int = C.DEFAULT_MAX_DOWNLOAD_BYTES,
+        download_timeout: float = C.DEFAULT_DOWNLOAD_DEADLINE,
+    ) -> None:
+        configure_from_env()
+        settings = resolve(
+            GPUGeek.environment,
+            GPUGeek.default_base_url,
+            api_key=api_key,
+            base_url=base_url,
+            timeout=timeout,
+            max_retries=max_retries,
+            poll_interval=poll_interval,
+            max_response_bytes=max_response_bytes,
+            max_download_bytes=max_download_bytes,
+            download_timeout=download_timeout,
+        )
+        super().__init__(settings, http_client)
 
 
 # --- helpers of the public methods -----------------------------------------------------------------------
@@ -416,28 +445,6 @@ def task_id(task: TaskRef) -> str:
     if isinstance(task, str) and task.strip():
         return task.strip()
     raise InvalidInputError(f"expected a Submission or a non-empty prompt_id string, got {task!r}")
-
-
-def redact_info(info: TaskInfoT, redact: Redactor) -> TaskInfoT:
-    """``info`` with known secrets masked in its free text (a server may echo the key or a token in ``errMsg``)."""
-    if not info.error_message:
-        return info
-    cleaned = redact(info.error_message)
-    return info if cleaned == info.error_message else info.model_copy(update={"error_message": cleaned})
-
-
-def _check_api_key(api_key: str, source: str) -> None:
-    """Refuse a key that cannot travel in an HTTP header. h11 would quote it whole in the error it raises (and so
-    in every traceback and log line), so the key itself is never shown here: only where the bad character is."""
-    for position, char in enumerate(api_key):
-        if not "\x21" <= char <= "\x7e":
-            kind = "a line break" if char in "\r\n" else "a space" if char.isspace() else (
-                "a control character" if ord(char) < 0x20 or ord(char) == 0x7F else "a non-ASCII character"
-            )
-            raise ConfigurationError(
-                f"the API key ({source}) holds {kind} at position {position + 1} of {len(api_key)}: a key is "
-                "printable ASCII without spaces (was it pasted with a line break?)"
-            )
 
 
 def _task_ids(tasks: Iterable[TaskRef] | TaskRef) -> list[str]:
@@ -455,96 +462,3 @@ def _task_ids(tasks: Iterable[TaskRef] | TaskRef) -> list[str]:
     if not ids:
         raise InvalidInputError("get_tasks needs at least one prompt_id")
     return ids
-
-
-def _post_process_command(value: ImagePostProcess | Mapping[str, Any]) -> dict[str, Any]:
-    if isinstance(value, ImagePostProcess):
-        return value.to_wire()
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise InvalidInputError(f"image_post_process must be an ImagePostProcess or a dict, got {type(value).__name__}")
-
-
-def _parse_task_infos(data: Any, asked: list[str]) -> list[TaskInfo]:
-    items = data.get("comfy_task_info") if isinstance(data, Mapping) else None
-    if items is None:
-        items = []
-    if isinstance(items, Mapping):
-        items = [items]
-    if not isinstance(items, list):
-        raise InvalidResponseError("get_task_info answered without a comfy_task_info list")
-    by_id: dict[str, TaskInfo] = {}
-    for item in items:
-        try:
-            info = TaskInfo.model_validate(item)
-        except ValidationError:
-            raise InvalidResponseError(
-                "get_task_info answered with a task entry that has no comfy_task_id"
-            ) from None
-        by_id[info.prompt_id] = info
-    return [by_id[prompt_id] for prompt_id in asked if prompt_id in by_id]
-
-
-def _default_timeout(seconds: float) -> httpx.Timeout:
-    if not seconds > 0:  # also NaN
-        raise ConfigurationError(f"timeout must be > 0 seconds, got {seconds}")
-    return httpx.Timeout(seconds, connect=min(seconds, C.DEFAULT_CONNECT_TIMEOUT))
-
-
-def _http_url(url: str, name: str) -> str:
-    try:
-        parts = urlsplit(url.strip())
-        parts.port  # noqa: B018 - raises ValueError for a port that is not a number from 0 to 65535
-    except ValueError as exc:  # also "Invalid IPv6 URL"
-        raise ConfigurationError(f"{name} is not a valid URL ({exc}): {url!r}") from None
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ConfigurationError(f"{name} must be an http:// or https:// URL, got {url!r}")
-    return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
-
-
-def _progress_ws_url(ws_url: str | None, base_url: str) -> str:
-    """The full progress-stream endpoint; a ``ws_url`` without the endpoint path gets it appended."""
-    if ws_url is None:
-        parts = urlsplit(base_url)
-        scheme = "wss" if parts.scheme == "https" else "ws"
-        return urlunsplit((scheme, parts.netloc, parts.path + C.PROGRESS_WS_PATH, "", ""))
-    try:
-        parts = urlsplit(ws_url.strip())
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError as exc:
-        raise ConfigurationError(f"ws_url is not a valid URL ({exc}): {ws_url!r}") from None
-    if parts.scheme not in ("ws", "wss") or not parts.netloc:
-        raise ConfigurationError(f"ws_url must be a ws:// or wss:// URL, got {ws_url!r}")
-    path = parts.path.rstrip("/")
-    if not path.endswith(C.PROGRESS_WS_PATH):
-        path += C.PROGRESS_WS_PATH
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
-
-
-_logging_configured = False
-_LOG_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING, "WARN": logging.WARNING,
-               "ERROR": logging.ERROR, "CRITICAL": logging.CRITICAL}
-
-
-def configure_logging_from_env() -> None:
-    """Honour ``GENSTUDIO_LOG=debug|info|warning``: send the SDK's log to stderr at that level (once)."""
-    global _logging_configured
-    if _logging_configured:
-        return
-    _logging_configured = True
-    level_name = os.environ.get(C.ENV_LOG, "").strip().upper()
-    if not level_name:
-        return
-    level = _LOG_LEVELS.get(level_name)
-    if level is None:
-        warnings.warn(
-            f"{C.ENV_LOG}={os.environ.get(C.ENV_LOG)!r} is not a log level: use one of "
-            f"{', '.join(name.lower() for name in _LOG_LEVELS)}; the SDK's log stays off",
-            RuntimeWarning,
-            stacklevel=3,
-        )
-        return
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    log.addHandler(handler)
-    log.setLevel(level)

@@ -69,6 +69,8 @@ DEFAULT_POLL_INTERVAL: Final = 1.0
 DEFAULT_STREAM_IDLE_TIMEOUT: Final = 30.0
 # How many ids one ``get_task_info`` call of the shared poller asks for.
 POLL_CHUNK_SIZE: Final = 50
+# How many of the shared poller's requests are in flight at once (their starts spread over the interval).
+POLL_MAX_IN_FLIGHT: Final = 8
 # A task the service keeps leaving out of ``get_task_info`` answers this many polls in a row is not found.
 POLL_MISSING_LIMIT: Final = 5
 WS_MAX_RECONNECTS: Final = 3

@@ -230,6 +230,30 @@ def overall_deadline(timeout: httpx.Timeout | float | None) -> float | None:
     return max(parts) if parts else None
 
 
+class RateGate:
+    """One pace for all of a client's requests: a rate limit (429) answered to any of them holds back every
+    request not yet sent, honouring ``Retry-After``, so a thousand tasks answer one limit with one pause rather
+    than a thousand separate retries. It only ever delays a request; it never sends one again."""
+
+    def __init__(self) -> None:
+        self._resume_at = 0.0
+        self.holds = 0  # how many rate limits were met (for tests and benchmarks)
+
+    def hold(self, seconds: float) -> float:
+        """Hold requests back for ``seconds`` from now (a later, longer hold wins); when the hold ends."""
+        self.holds += 1
+        self._resume_at = max(self._resume_at, time.monotonic() + max(seconds, 0.0))
+        return self._resume_at
+
+    async def wait(self, *, unless_until: float = 0.0) -> None:
+        """Wait out the current hold, unless it ends by ``unless_until`` (the caller slept through it already)."""
+        if self._resume_at <= unless_until:
+            return
+        delay = self._resume_at - time.monotonic()
+        if delay > 0:
+            await sleep(delay)
+
+
 class HTTPCore:
     """Sends requests with retries and turns every outcome into data or one of the SDK's errors.
 
@@ -249,6 +273,7 @@ class HTTPCore:
         redactor: Redactor,
         max_response_bytes: int = C.DEFAULT_MAX_RESPONSE_BYTES,
         message_fields: tuple[str, ...] = ("msg", "message"),
+        client_name: str = "AsyncGenStudio",
     ) -> None:
         self._api_key = api_key
         self._base_url = base_url.rstrip("/")
@@ -257,7 +282,9 @@ class HTTPCore:
         self._retry_policy = retry_policy
         self._redact = redactor
         self._max_response_bytes = max_response_bytes
+        self.rate_gate = RateGate()
         self._message_fields = message_fields
+        self._client_name = client_name
         # An upload carries an image: a longer per-read timeout than the small JSON calls.
         self.upload_timeout = httpx.Timeout(
             max(timeout.read or 0.0, C.DEFAULT_UPLOAD_TIMEOUT), connect=timeout.connect
@@ -411,9 +438,11 @@ class HTTPCore:
         """Run ``attempt`` on a fresh request until it answers 2xx, retrying what ``should_retry`` allows."""
         policy = self._retry_policy
         attempt_number = 0
+        held_until = 0.0  # the hold this request itself set and has already slept through
         while True:
+            await self.rate_gate.wait(unless_until=held_until)
             if self._http.is_closed:
-                raise GenStudioError("the client is closed: create a new AsyncGenStudio")
+                raise GenStudioError(f"the client is closed: create a new {self._client_name}")
             try:
                 request = build()
             except httpx.InvalidURL as exc:
@@ -459,9 +488,12 @@ class HTTPCore:
                 "%s -> %d in %.1f ms (attempt %d)%s",
                 label, outcome.status_code, elapsed_ms, attempt_number + 1, "; retrying" if retry else "",
             )
+            delay = retry_delay(attempt_number, policy, retry_after)
+            if outcome.status_code == 429:
+                held_until = self.rate_gate.hold(min(delay, policy.max_retry_after))  # every request slows down
             if not retry:
                 raise self._status_error(outcome, retry_after)
-            await sleep(retry_delay(attempt_number, policy, retry_after))
+            await sleep(delay)
             attempt_number += 1
 
     def _connection_error(self, exc: Exception, label: str) -> APIConnectionError:

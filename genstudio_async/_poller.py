@@ -1,8 +1,13 @@
-"""The shared, batched poller: one per client, however many tasks are waiting.
+"""The shared poller: one per client, however many tasks are waiting.
 
-Every task in polling mode is asked for in one ``get_task_info`` call per ``poll_interval`` (in chunks of
-``POLL_CHUNK_SIZE`` ids), and each waiter is handed its own latest snapshot. Waiters join and leave freely;
-the background task runs only while somebody is waiting, so nothing outlives the last waiter.
+Every task in polling mode is asked for once per ``poll_interval``: batched where the service allows (GenStudio:
+50 ids per ``get_task_info``, the chunks of a round in flight together), one request per task where it does not
+(GPUGeek: the requests of a round start spread evenly over the interval, so a thousand tasks never make a burst
+of a thousand requests at one instant). At most ``POLL_MAX_IN_FLIGHT`` requests are in flight; a round that
+takes longer than the interval makes the next one start at once, never overlap. Each waiter is handed its own
+latest snapshot. Waiters join and leave freely; the background task runs only while somebody is waiting, so
+nothing outlives the last waiter. A rate limit (429) seen by any request holds back the whole client's requests
+(``_http.RateGate``), this poller's too.
 """
 
 from __future__ import annotations
@@ -76,10 +81,14 @@ class TaskPoller:
         interval: float,
         chunk_size: int = C.POLL_CHUNK_SIZE,
         missing_limit: int = C.POLL_MISSING_LIMIT,
+        max_in_flight: int = C.POLL_MAX_IN_FLIGHT,
+        spread: bool = False,
     ) -> None:
         self._fetch = fetch
+        self._spread = spread
         self._interval = interval
         self._chunk_size = chunk_size
+        self._slots = asyncio.Semaphore(max_in_flight)
         self._missing_limit = missing_limit
         self._waiters: dict[str, set[PollWaiter]] = {}
         self._runner: asyncio.Task[None] | None = None
@@ -137,15 +146,33 @@ class TaskPoller:
         try:
             while self._waiters:
                 started = loop.time()
-                ids = list(self._waiters)
-                chunks = [ids[i : i + self._chunk_size] for i in range(0, len(ids), self._chunk_size)]
-                await asyncio.gather(*(self._poll_chunk(chunk) for chunk in chunks))
+                await self._poll_round(started)
                 await asyncio.sleep(max(self._interval - (loop.time() - started), 0.0))
         except Exception as error:  # a dead poller must not leave its waiters hanging for ever
             log.debug("the poller stopped on an unexpected error", exc_info=True)
             failure = GenStudioError(f"polling stopped on an unexpected error: {type(error).__name__}")
             failure.__cause__ = error
             self._fail_all(failure)
+
+    async def _poll_round(self, started: float) -> None:
+        """Ask once for every task being polled: in chunks of ``chunk_size`` ids, at most ``max_in_flight`` at a
+        time; with ``spread``, their starts spread evenly over the interval (no burst at one instant)."""
+        loop = asyncio.get_running_loop()
+        ids = list(self._waiters)
+        chunks = [ids[i : i + self._chunk_size] for i in range(0, len(ids), self._chunk_size)]
+        spacing = self._interval / len(chunks) if self._spread else 0.0
+        async with asyncio.TaskGroup() as group:
+            for number, chunk in enumerate(chunks):
+                if number:
+                    await asyncio.sleep(max(started + number * spacing - loop.time(), 0.0))
+                await self._slots.acquire()
+                group.create_task(self._poll_in_slot(chunk))
+
+    async def _poll_in_slot(self, ids: list[str]) -> None:
+        try:
+            await self._poll_chunk(ids)
+        finally:
+            self._slots.release()
 
     async def _poll_chunk(self, ids: list[str]) -> None:
         try:

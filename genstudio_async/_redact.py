@@ -7,7 +7,6 @@ one) first.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
@@ -83,30 +82,3 @@ class Redactor:
 
 redact_shapes = Redactor()
 """Redacts the shapes of secrets (JWTs, bearer values, ``authorization=`` parameters) in any text."""
-
-
-class RedactingFilter(logging.Filter):
-    """A logging filter that masks secret-shaped text (JWTs, bearer values, ``authorization=``) in each record.
-
-    For loggers the SDK does not write itself: websockets logs the handshake line ``GET …?authorization=<token>``
-    at DEBUG, and uvicorn (in the emulator) logs the same path in its access log.
-    """
-
-    def __init__(self, redactor: Redactor | None = None) -> None:
-        super().__init__()
-        self.redactor = redactor or redact_shapes
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg, record.args = self.redactor(record.getMessage()), None
-        return True
-
-
-def redact_logger(logger: logging.Logger, redactor: Redactor | None = None) -> logging.Logger:
-    """``logger`` with a ``RedactingFilter`` on it (added once; a later ``redactor`` replaces the first)."""
-    for existing in logger.filters:
-        if isinstance(existing, RedactingFilter):
-            if redactor is not None:
-                existing.redactor = redactor
-            return logger
-    logger.addFilter(RedactingFilter(redactor))
-    return logger

@@ -20,17 +20,13 @@ async context manager. The rules it keeps (DESIGN.md, "How the progress stream b
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Literal, Self
-from urllib.parse import quote
 
-from pydantic import ValidationError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidProxy, InvalidStatus, WebSocketException
 from websockets.protocol import State
@@ -40,14 +36,14 @@ from . import _http
 from ._exceptions import GenStudioError
 from ._files import object_key
 from ._http import RetryPolicy, retry_delay
+from ._logs import log, redact_logger
 from ._poller import TaskPoller
-from ._redact import mask, redact_logger
+from ._redact import mask
+from ._services import ProgressSocket
 from .types import ProgressEvent, TaskInfo, TaskStatus, token_expires_at
 
-log = logging.getLogger("genstudio_async")
-
 # The logger handed to websockets, which logs the handshake line with the token: records are masked first.
-_ws_log = redact_logger(logging.getLogger("genstudio_async.websocket"))
+_ws_log = redact_logger(log.getChild("websocket"))
 
 FetchTask = Callable[[str], Awaitable[TaskInfo]]
 Source = Literal["websocket", "poll"]
@@ -65,6 +61,7 @@ _STATUS_RANK = {
     TaskStatus.SUCCEEDED: 3,
     TaskStatus.FAILED: 3,
     TaskStatus.PERMISSION_DENIED: 3,
+    TaskStatus.CANCELLED: 3,
 }
 
 
@@ -72,8 +69,8 @@ _STATUS_RANK = {
 class StreamSettings:
     """What a stream needs from its client."""
 
-    ws_url: str
-    use_websocket: bool
+    socket: ProgressSocket | None
+    """The service's push stream (``None``: the service has none, or the client was told not to use it)."""
     idle_timeout: float
     fetch_task: FetchTask
     poller: TaskPoller
@@ -271,7 +268,8 @@ class _StreamCore:
 
     async def _sources(self) -> AsyncGenerator[ProgressEvent, None]:
         settings = self._settings
-        if settings.use_websocket and self.token and not _token_expired(self.token):
+        socket = settings.socket
+        if socket is not None and self.token and not _token_expired(self.token):
             loop = asyncio.get_running_loop()
             reconnects = 0
             while True:
@@ -306,7 +304,7 @@ class _StreamCore:
                     break
                 await _http.sleep(retry_delay(reconnects, _RECONNECT_POLICY))
                 reconnects += 1
-        elif settings.use_websocket and self.token:
+        elif socket is not None and self.token:
             log.debug("stream %s: the prompt token has expired; polling", self.prompt_id)
 
         async with settings.poller.watch(self.prompt_id) as waiter:
@@ -345,8 +343,8 @@ class _StreamCore:
                 self._settings.sockets.drop(handshake)
 
     async def _open_socket(self) -> ClientConnection:
-        assert self.token is not None
-        url = f"{self._settings.ws_url}?{C.PROGRESS_WS_TOKEN_PARAM}={quote(self.token, safe='')}"
+        assert self.token is not None and self._settings.socket is not None
+        url = self._settings.socket.url(self.token)
         try:
             return await connect(
                 url,
@@ -439,13 +437,15 @@ class _StreamCore:
 
     async def _next_snapshot(self, socket: ClientConnection) -> ProgressEvent:
         """The next frame that is a snapshot of this task; junk frames are skipped."""
+        frames = self._settings.socket
+        assert frames is not None
         while True:
             try:
                 frame = await socket.recv()
             except ConnectionClosed as closed:
                 code = closed.rcvd.code if closed.rcvd is not None else 1006
                 raise _SocketGap(f"socket closed with code {code}") from None
-            event = self._parse_frame(frame)
+            event = frames.parse_frame(frame, self.prompt_id)
             if event is not None:
                 return event
 
@@ -466,28 +466,6 @@ class _StreamCore:
             log.debug("stream %s: reconciling over HTTP failed: %s", self.prompt_id, exc)
             return None
         return _as_event(info, "poll")
-
-    def _parse_frame(self, frame: str | bytes) -> ProgressEvent | None:
-        try:
-            message = json.loads(frame)
-        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; RecursionError: absurd nesting
-            log.debug("stream %s: skipped a frame that is not JSON (%d bytes)", self.prompt_id, len(frame))
-            return None
-        info = message.get("comfy_task_info") if isinstance(message, Mapping) else None
-        if not isinstance(info, Mapping):
-            log.debug("stream %s: skipped a frame without comfy_task_info", self.prompt_id)
-            return None
-        fields: dict[str, Any] = dict(info)
-        fields.setdefault("comfy_task_id", self.prompt_id)
-        try:
-            event = ProgressEvent.model_validate({**fields, "source": "websocket"})
-        except ValidationError:
-            log.debug("stream %s: skipped a malformed snapshot", self.prompt_id)
-            return None
-        if event.prompt_id != self.prompt_id:
-            log.debug("stream %s: skipped a snapshot of another task", self.prompt_id)
-            return None
-        return event
 
 
 def _as_event(info: TaskInfo, source: Source) -> ProgressEvent:

@@ -305,7 +305,7 @@ class JobOutcome:
     """One finished job of ``run_many``: its position in the input, the job, and a result or an error."""
 
     index: int
-    job: tuple[str, Mapping[str, Any] | None]
+    job: tuple[str | int, Mapping[str, Any] | None]
     result: TaskResult | None = None
     error: BaseException | None = None
 

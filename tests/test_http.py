@@ -663,3 +663,36 @@ async def test_an_answer_within_the_cap_and_deadline_is_read_as_before() -> None
 def test_a_size_cap_must_be_a_positive_number_of_bytes(value: Any) -> None:
     with pytest.raises(ConfigurationError, match="max_response_bytes"):
         AsyncGenStudio("sk-cap-key-0123456789", base_url="https://genstudio.test", max_response_bytes=value)
+
+
+# --- one pace for the whole client: a rate limit seen by one request holds back the others -----------------
+
+
+async def test_a_rate_limit_answered_to_one_request_holds_back_the_next_ones(
+    api: respx.MockRouter, client: AsyncGenStudio, sleeps: list[float]
+) -> None:
+    answers = [
+        httpx.Response(429, headers={"Retry-After": "2"}, json={"code": 429, "msg": "slow down"}),
+        httpx.Response(200, json={"code": 0, "data": {"comfy_task_info": []}}),
+        httpx.Response(200, json={"code": 0, "data": {"comfy_task_info": []}}),
+        httpx.Response(200, json={"code": 0, "data": SUBMITTED["data"]}),
+    ]
+    route = api.post(C.TASK_INFO_PATH).mock(side_effect=answers[:3])
+    submits = api.post(C.SUBMIT_PATH).mock(side_effect=answers[3:])
+    assert await client.get_tasks(["cft-1"]) == []  # its own 429, then its retry: one sleep of 2 s
+    assert sleeps == [2.0]
+    # Requests sent after it wait out the same hold (the fake sleep lets no time pass), submits included.
+    assert await client.get_tasks(["cft-2"]) == []
+    await client.submit("wf-1")
+    assert len(sleeps) == 3 and sleeps[1:] == pytest.approx([2.0, 2.0], abs=0.5)
+    assert route.call_count == 3 and submits.call_count == 1  # delayed, never sent twice
+    assert client._http.rate_gate.holds == 1
+
+
+async def test_without_a_rate_limit_nothing_waits(
+    api: respx.MockRouter, client: AsyncGenStudio, sleeps: list[float]
+) -> None:
+    api.post(C.TASK_INFO_PATH).respond(json={"code": 0, "data": {"comfy_task_info": []}})
+    for _ in range(3):
+        await client.get_tasks(["cft-1"])
+    assert sleeps == []

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from typing import TYPE_CHECKING, Any
 
 from .. import _constants as C
@@ -65,13 +64,10 @@ class PrintableFormatter(logging.Formatter):
 
 
 def enable_debug_logging() -> None:
-    """The SDK's log at DEBUG on stderr (it redacts keys and tokens itself)."""
-    logger = logging.getLogger("genstudio_async")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(PrintableFormatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.DEBUG)
+    """The SDK's log at DEBUG on stderr (it redacts keys and tokens itself), escaped for the terminal."""
+    from .._logs import FORMAT, enable_stderr
+
+    enable_stderr(logging.DEBUG, PrintableFormatter(FORMAT))
 
 
 def make_client(args: argparse.Namespace, console: Console) -> AsyncGenStudio:

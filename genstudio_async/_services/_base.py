@@ -55,6 +55,9 @@ class TaskQuery:
 class ProgressSocket(ABC):
     """A service's push stream of progress: the URL a task's socket opens, and what its frames mean."""
 
+    ws_url: str
+    """The endpoint, without a token (the proxy settings are read for it)."""
+
     @abstractmethod
     def url(self, prompt_token: str) -> str:
         """The WebSocket URL for the task whose token this is (the token is a credential: never log it)."""

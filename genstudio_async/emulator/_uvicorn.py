@@ -18,7 +18,8 @@ from typing import Any
 
 import uvicorn
 
-from .._redact import Redactor, redact_logger
+from .._logs import redact_logger
+from .._redact import Redactor
 
 
 class EmbeddedServer(uvicorn.Server):
