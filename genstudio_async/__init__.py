@@ -9,7 +9,7 @@ async with AsyncGenStudio() as client:                 # api_key from GENSTUDIO_
 ```
 
 The public names are loaded on first use (PEP 562): ``import genstudio_async`` alone imports neither httpx nor
-pydantic, so the ``genstudio`` command answers ``--version`` and ``--help`` without them. Each public object's
+pydantic, so the ``genstudio`` command answers ``--version`` and ``--help`` without them. Each public exception's
 ``__module__`` is ``"genstudio_async"``, so a traceback says ``genstudio_async.TaskFailedError``.
 """
 
@@ -156,11 +156,14 @@ if not TYPE_CHECKING:  # hidden from type checkers, which would otherwise accept
 
 
 def _adopt_loaded_names() -> None:
-    """Set ``__module__`` to this package on every public object whose module is loaded by now (as httpx's
-    ``__init__`` does for all of its names), so reprs and tracebacks show the public path."""
+    """Set ``__module__`` to this package on every public exception whose module is loaded by now (as httpx's
+    ``__init__`` does), so a traceback says ``genstudio_async.TaskFailedError``. Only exceptions (and the
+    ``TaskStatus`` enum, which repr shows): models and dataclasses resolve their string annotations in the
+    module ``__module__`` names, which ``typing.get_type_hints`` and pydantic need to stay their own."""
     for name, module_name in _EXPORTS.items():
         module = sys.modules.get(f"{__name__}{module_name}")
         if module is not None:
             value = getattr(module, name)
-            if value.__module__ != __name__:
+            adopt = isinstance(value, type) and (issubclass(value, BaseException) or name == "TaskStatus")
+            if adopt and value.__module__ != __name__:
                 value.__module__ = __name__

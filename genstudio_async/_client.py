@@ -224,6 +224,7 @@ class _AsyncClient:
         leave early.
         """
         if isinstance(task, Submission):
+            self._redact.add(task.prompt_token)  # rebuilt elsewhere (a journal, a queue): masked here too
             return TaskStream(self._stream_settings, task.prompt_id, task.prompt_token)
         return TaskStream(self._stream_settings, task_id(task), None)
 

@@ -63,6 +63,18 @@ class GenStudioError(Exception):
         super().__init__(message)
         self.message = message
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickle by state: subclasses take keyword-only arguments that Exception's default reduce cannot replay
+        # (a process pool or multiprocessing queue sends a worker's error back this way).
+        return (_rebuild, (type(self), self.args, dict(vars(self))))
+
+
+def _rebuild(cls: type[GenStudioError], args: tuple[Any, ...], state: dict[str, Any]) -> GenStudioError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 class ConfigurationError(GenStudioError, ValueError):
     """The client cannot be built as asked: no API key, a URL that is not http(s), and so on."""

@@ -13,9 +13,10 @@ import logging
 import os
 import sys
 import warnings
-from typing import Final
+from typing import Any, Final
 
 from ._redact import Redactor, redact_shapes
+from ._text import printable
 
 ENV_LOG: Final = "GENSTUDIO_LOG"
 
@@ -34,20 +35,28 @@ FORMAT: Final = "%(asctime)s %(name)s %(levelname)s %(message)s"
 _configured_from_env = False
 
 
+class PrintableFormatter(logging.Formatter):
+    """Log lines as a terminal should show them: a message that quotes a server (a frame, an ``errMsg``, a
+    traceid) has its control characters and line breaks escaped (``printable``); a traceback keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return printable(super().formatMessage(record))
+
+    def formatException(self, ei: Any) -> str:
+        return printable(super().formatException(ei), newlines=True)
+
+
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """The one handler ``enable_stderr`` adds (told apart from the application's own)."""
 
 
-def enable_stderr(level: int, formatter: logging.Formatter | None = None) -> None:
-    """Send the SDK's log to stderr at ``level``: one handler however often this is called (``formatter``, if
-    given, replaces its format)."""
-    handler = next((h for h in log.handlers if isinstance(h, _StderrHandler)), None)
-    if handler is None:
+def enable_stderr(level: int) -> None:
+    """Send the SDK's log to stderr at ``level``, escaped for the terminal: one handler however often this is
+    called (``GENSTUDIO_LOG`` and the CLI's ``--debug`` share it)."""
+    if not any(isinstance(handler, _StderrHandler) for handler in log.handlers):
         handler = _StderrHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter(FORMAT))
+        handler.setFormatter(PrintableFormatter(FORMAT))
         log.addHandler(handler)
-    if formatter is not None:
-        handler.setFormatter(formatter)
     log.setLevel(level)
 
 

@@ -488,10 +488,10 @@ def _report(error: Exception, *, debug: bool, secrets: Sequence[str] = (), servi
     """
     import traceback
 
-    from ._cli.console import printable
     from ._cli.errors import CLIError, describe_error, exit_code_for
     from ._exceptions import GenStudioError
     from ._redact import Redactor
+    from ._text import printable
 
     redactor = Redactor(secrets)
 

@@ -70,21 +70,11 @@ class TaskStatus(IntEnum):
 
     @classmethod
     def parse(cls, value: Any) -> TaskStatus:
-        """The status for a wire value; anything unrecognised is ``UNKNOWN`` rather than an error."""
-        if isinstance(value, TaskStatus):
-            return value
-        if isinstance(value, bool):
-            return cls.UNKNOWN
-        try:
-            number = int(value)
-        except (TypeError, ValueError):
-            return cls.UNKNOWN
-        try:
-            return cls(number)
-        except ValueError:
-            return cls.UNKNOWN
+        """The status for one of this SDK's numbers (GenStudio's); anything else is ``UNKNOWN``, never an error."""
+        return cls.from_wire(value, _BY_NUMBER)
 
 
+_BY_NUMBER: Mapping[int, TaskStatus] = {status.value: status for status in TaskStatus}
 _TERMINAL_STATUSES = frozenset(
     {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.PERMISSION_DENIED, TaskStatus.CANCELLED}
 )
@@ -101,8 +91,17 @@ class Submission(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    prompt_id: str = Field(min_length=1)
+    prompt_id: str = Field(min_length=1, max_length=256)
     prompt_token: str | None = Field(default=None, min_length=1)
+
+    @field_validator("prompt_id")
+    @classmethod
+    def _plain_id(cls, value: str) -> str:
+        # An id names a folder, a journal line and a terminal line: a server's id with a line break, a control
+        # character or a space in it is refused rather than carried anywhere.
+        if any(char.isspace() or not char.isprintable() for char in value):
+            raise ValueError("a prompt_id holds no spaces, line breaks or control characters")
+        return value
 
     def __repr_args__(self) -> Any:
         yield "prompt_id", self.prompt_id

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from genstudio_async._cli.client import PrintableFormatter
-from genstudio_async._cli.console import Console, json_text, printable
+from genstudio_async._cli.console import Console, json_text
+from genstudio_async._logs import PrintableFormatter
+from genstudio_async._text import printable
 from genstudio_async.emulator import Emulator, Faults
 from tests.cli_support import T2I, Answer, command_env, fake_service, genstudio, one_error_line
 

@@ -169,7 +169,7 @@ async def test_timeout_and_ctrl_c_leave_the_task_running(genstudio_emulator: Emu
     assert all((genstudio_emulator.task_info(task) or {}).get("status") == 1 for task in (first, second))
 
 
-@pytest.mark.parametrize("hostile_id", ["../../x", "ABSOLUTE", "..", "x/../../../y", "a" * 5000])
+@pytest.mark.parametrize("hostile_id", ["../../x", "ABSOLUTE", "..", "x/../../../y", "a" * 250])  # longer ids: refused
 async def test_a_prompt_id_never_places_a_file_outside_the_output_folder(tmp_path: Path, hostile_id: str) -> None:
     """The default folder is genstudio-output/<prompt_id>/: the id comes from the server and may be a path."""
     work = tmp_path / "work"

@@ -270,3 +270,13 @@ def test_without_rich_a_terminal_gets_plain_lines_and_a_note(monkeypatch: pytest
         progress.update(info(2, 30))
     console.table(["job", "state"], [["a", "done"]])
     assert out.getvalue().splitlines() == ["  queued: position 1 of 2", "  running:  30%", "job  state", "a    done"]
+
+
+async def test_a_malformed_key_from_the_environment_is_named_by_its_variable(tmp_path: Path) -> None:
+    env = {**command_env(dev_mode=False), "GENSTUDIO_API_KEY": "sk-pasted\twith-a-tab-0123", "GENSTUDIO_BASE_URL":
+           "http://127.0.0.1:9"}
+    result = await genstudio("status", "cft-x", cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    line = one_error_line(result.stderr)
+    assert "GENSTUDIO_API_KEY" in line and "position 10" in line
+    assert "with-a-tab" not in result.stderr

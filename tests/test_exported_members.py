@@ -32,14 +32,38 @@ def test_all_is_sorted_and_every_name_is_importable() -> None:
     assert set(public) <= set(dir(genstudio_async))
 
 
-def test_every_public_object_says_it_lives_in_the_package() -> None:
+def test_every_public_error_says_it_lives_in_the_package() -> None:
     for name in genstudio_async.__all__:
-        if name == "__version__":
-            continue
         value = getattr(genstudio_async, name)
-        assert value.__module__ == "genstudio_async", name
+        if isinstance(value, type) and issubclass(value, BaseException):
+            assert value.__module__ == "genstudio_async", name
     error = genstudio_async.TaskFailedError
     assert f"{error.__module__}.{error.__qualname__}" == "genstudio_async.TaskFailedError"  # as a traceback shows
+
+
+def test_every_public_class_keeps_resolvable_type_hints() -> None:
+    import typing
+
+    for name in genstudio_async.__all__:
+        value = getattr(genstudio_async, name)
+        if isinstance(value, type):
+            typing.get_type_hints(value)  # raises NameError when __module__ points at the wrong namespace
+
+
+def test_every_public_error_survives_pickling() -> None:
+    import pickle
+
+    from genstudio_async import APIError, APITimeoutError, NotFoundError, PromptProblem, PromptValidationError
+
+    errors: list[BaseException] = [
+        APIError("refused", code=7, traceid="tr-1", body={"code": 7}),
+        NotFoundError("gone", status_code=404, code=404),
+        APITimeoutError("slow", request_sent=False),
+        PromptValidationError([PromptProblem("6", "text", "too long")]),
+    ]
+    for error in errors:
+        copy = pickle.loads(pickle.dumps(error))  # a process pool sends a worker's error back this way
+        assert type(copy) is type(error) and str(copy) == str(error) and vars(copy) == vars(error)
 
 
 def test_type_checkers_see_the_names_the_package_exports() -> None:

@@ -34,8 +34,9 @@ from .support import tiny_png
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 _MARKER = re.compile(r"<!--\s*readme:\s*(run python|run pytest|run shell|not run:\s*\S.*?)\s*-->")
-_FENCE = re.compile(r"^```(\w*)\s*$")
-_CODE_LANGUAGES = frozenset({"python", "bash", "sh", "shell"})
+# Any fence CommonMark knows: three or more backticks or tildes, indented up to three spaces, any info string.
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})\s*([^`\s]*)")
+_RUNNERS = {"run python": {"python", "py"}, "run pytest": {"python", "py"}, "run shell": {"bash", "sh", "shell"}}
 _FILE_SECTION = re.compile(r"^# (\S+\.py)\b.*$", re.MULTILINE)
 
 
@@ -66,23 +67,46 @@ def readme_blocks(text: str) -> list[Block]:
         while above >= 0 and not lines[above].strip():
             above -= 1
         marker = _MARKER.search(lines[above]) if above >= 0 else None
+        opening = fence.group(1)
         index += 1
         body: list[str] = []
-        while index < len(lines) and not lines[index].startswith("```"):
+        while index < len(lines) and not lines[index].lstrip(" ").startswith(opening):
             body.append(lines[index])
             index += 1
         index += 1
-        blocks.append(Block(start + 1, fence.group(1), marker.group(1) if marker else None, "\n".join(body) + "\n"))
+        blocks.append(Block(start + 1, fence.group(2), marker.group(1) if marker else None, "\n".join(body) + "\n"))
     return blocks
 
 
-BLOCKS = [block for block in readme_blocks(README.read_text(encoding="utf-8")) if block.language in _CODE_LANGUAGES]
+BLOCKS = readme_blocks(README.read_text(encoding="utf-8"))
 
 
-def test_every_code_block_says_how_it_is_run() -> None:
+def test_every_block_says_how_it_is_run() -> None:
     unmarked = [block.name for block in BLOCKS if block.how is None]
-    assert not unmarked, f"code blocks without a '<!-- readme: ... -->' marker: {unmarked}"
+    assert not unmarked, f"fenced blocks without a '<!-- readme: ... -->' marker: {unmarked}"
+    misfit = [block.name for block in BLOCKS if block.how in _RUNNERS and block.language not in _RUNNERS[block.how]]
+    assert not misfit, f"blocks whose language their marker cannot run: {misfit}"
     assert any(block.how == "run python" for block in BLOCKS)
+
+
+def test_the_block_finder_sees_every_fence() -> None:
+    text = "\n".join(
+        [
+            "<!-- readme: run python -->",
+            "```py",
+            "print(1)",
+            "```",
+            "- a list item:",
+            "  ~~~console",
+            "  $ genstudio demo",
+            "  ~~~",
+            "```",
+            "a diagram",
+            "```",
+        ]
+    )
+    found = readme_blocks(text)
+    assert [(block.language, block.how) for block in found] == [("py", "run python"), ("console", None), ("", None)]
 
 
 def _project(folder: Path) -> Path:

@@ -225,3 +225,27 @@ def test_absurdly_nested_frames_are_skipped() -> None:
 
     socket = GenStudioSocket("wss://genstudio.test/api/maas/comfy_task_ws_api/get_task_progress", Redactor())
     assert socket.parse_frame("[" * 100_000 + "]" * 100_000, "cft-1") is None
+
+
+async def test_a_status_no_integer_can_hold_is_unknown_not_a_raw_error(
+    api: respx.MockRouter, client: AsyncGenStudio
+) -> None:
+    api.post("/api/maas/comfy_task_api/get_task_info").respond(
+        content=b'{"code": 0, "data": {"comfy_task_info": [{"comfy_task_id": "cft-1", "status": 1e400}]}}',
+        headers={"content-type": "application/json"},
+    )
+    info = await client.get_task("cft-1")
+    assert info.status is TaskStatus.UNKNOWN and not info.is_terminal
+
+
+@pytest.mark.parametrize("prompt_id", ["cft-1\ngenstudio: all tasks succeeded", "cft 1", "cft-\x1b[2J", "x" * 300])
+async def test_a_prompt_id_that_could_forge_a_line_or_path_is_refused(
+    api: respx.MockRouter, client: AsyncGenStudio, prompt_id: str
+) -> None:
+    from genstudio_async import InvalidResponseError
+
+    api.post("/api/maas/comfy_task_api/prompt").respond(
+        json={"code": 0, "data": {"prompt_id": prompt_id, "prompt_token": "tok-1"}}
+    )
+    with pytest.raises(InvalidResponseError, match="prompt_id"):
+        await client.submit("wf-1")

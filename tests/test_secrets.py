@@ -317,3 +317,53 @@ async def test_a_key_from_the_environment_that_cannot_be_a_header_names_the_vari
     monkeypatch.setenv(C.ENV_API_KEY, "sk-pasted-with\na-newline")
     with pytest.raises(ConfigurationError, match=C.ENV_API_KEY):
         AsyncGenStudio(base_url="https://genstudio.test")
+
+
+_ECHO_KEY = "sk-emulator-key-for-the-echo-test-0123456789"
+
+
+@pytest.mark.genstudio_emulator(api_key=_ECHO_KEY)
+async def test_a_key_echoed_in_a_socket_frame_is_masked_in_every_event(genstudio_emulator: Any) -> None:
+    from genstudio_async import TaskFailedError
+    from genstudio_async.emulator import Faults
+
+    key = _ECHO_KEY
+    genstudio_emulator.set_faults(Faults(fail_tasks=f"invalid credential {key}"))
+    async with genstudio_emulator.client() as client:
+        sub = await client.submit("wf-c73diz7kadp6ffgn")
+        events = [event async for event in client.stream(sub)]
+        with pytest.raises(TaskFailedError) as caught:
+            await client.wait(sub)
+    assert any(event.source == "websocket" for event in events)
+    assert events[-1].error_message is not None and "invalid credential" in events[-1].error_message
+    for text in [*(event.model_dump_json() for event in events), *texts_of(caught.value)]:
+        assert_no_secret(text, key)
+
+
+async def test_extra_fields_of_a_task_are_masked_too(
+    api: respx.MockRouter, client: AsyncGenStudio, api_key: str
+) -> None:
+    entry = {"comfy_task_id": "cft-1", "status": 2, "detail": f"request had Authorization: {api_key}",
+             "nested": {"seen": [api_key]}, "count": 3}
+    api.post(C.TASK_INFO_PATH).respond(json={"code": 0, "data": {"comfy_task_info": [entry]}})
+    info = await client.get_task("cft-1")
+    assert info.model_extra is not None and info.model_extra["count"] == 3
+    assert_no_secret(repr(info.model_extra) + info.model_dump_json(), api_key)
+    assert "request had Authorization" in info.model_extra["detail"]
+
+
+async def test_a_token_of_a_rebuilt_submission_is_masked_when_the_server_echoes_it(
+    api: respx.MockRouter, make_client: Callable[..., AsyncGenStudio]
+) -> None:
+    from genstudio_async import TaskFailedError
+
+    opaque = "opaque-token-ZYXWVUT987654321"  # not JWT-shaped: only knowing it lets it be masked
+    rebuilt = Submission(prompt_id="cft-1", prompt_token=opaque)  # as a batch resumes it from its journal
+    failed = {"comfy_task_id": "cft-1", "status": 4, "errMsg": f"token {opaque} rejected"}
+    api.post(C.TASK_INFO_PATH).respond(json={"code": 0, "data": {"comfy_task_info": [failed]}})
+    client = make_client(use_websocket=False, poll_interval=0.01)
+    with pytest.raises(TaskFailedError) as caught:
+        await client.wait(rebuilt)
+    for text in texts_of(caught.value):
+        assert_no_secret(text, opaque)
+    assert "rejected" in str(caught.value)

@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .. import _constants as C
-from .console import Console, printable
+from .console import Console
 from .errors import KEY_FROM_FLAG, CLIError, ExitCode, Service
 
 if TYPE_CHECKING:  # imported when a client is made: building the parser must not import httpx or pydantic
@@ -52,22 +52,11 @@ def add_debug_argument(parser: argparse.ArgumentParser | argparse._ArgumentGroup
     )
 
 
-class PrintableFormatter(logging.Formatter):
-    """Log lines as the terminal should show them: a message that quotes a server (a frame, an ``errMsg``) has
-    its control characters and line breaks escaped (``printable``); a traceback keeps its lines."""
-
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        return printable(super().formatMessage(record))
-
-    def formatException(self, ei: Any) -> str:
-        return printable(super().formatException(ei), newlines=True)
-
-
 def enable_debug_logging() -> None:
     """The SDK's log at DEBUG on stderr (it redacts keys and tokens itself), escaped for the terminal."""
-    from .._logs import FORMAT, enable_stderr
+    from .._logs import enable_stderr
 
-    enable_stderr(logging.DEBUG, PrintableFormatter(FORMAT))
+    enable_stderr(logging.DEBUG)
 
 
 def make_client(args: argparse.Namespace, console: Console) -> AsyncGenStudio:
@@ -88,7 +77,7 @@ def make_client(args: argparse.Namespace, console: Console) -> AsyncGenStudio:
     from .._client import AsyncGenStudio
 
     client = AsyncGenStudio(
-        api_key,
+        api_key if key_source == KEY_FROM_FLAG else None,  # from the environment: errors name the variable
         base_url=getattr(args, "base_url", None),
         use_websocket=not getattr(args, "no_websocket", False),
         poll_interval=C.DEFAULT_POLL_INTERVAL if poll_interval is None else poll_interval,

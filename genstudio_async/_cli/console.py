@@ -20,39 +20,15 @@ import sys
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
 
+from .._text import BIDI_AND_SEPARATORS, printable
+
 if TYPE_CHECKING:
     from rich.console import Console as RichConsole
 
 RICH_MISSING = "progress bars and tables need rich: pip install 'genstudio-async[cli]' (showing plain lines)"
 
-# What a terminal may act on instead of showing: the C0 controls (ESC, BEL, CR, backspace...), DEL, the C1
-# controls (U+009B is a CSI on some terminals), the line and paragraph separators, and Unicode's Bidi_Control
-# characters (embeddings, overrides, isolates and marks: they reorder what is shown, "Trojan Source").
-_BIDI_AND_SEPARATORS = "\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
-_CONTROLS = re.compile(f"[\x00-\x09\x0b-\x1f\x7f-\x9f{_BIDI_AND_SEPARATORS}]")
-_CONTROLS_AND_NEWLINE = re.compile(f"[\x00-\x1f\x7f-\x9f{_BIDI_AND_SEPARATORS}]")
 # In JSON, json.dumps escapes the C0 controls itself; these it leaves raw with ensure_ascii=False.
-_JSON_RAW_CONTROLS = re.compile(f"[\x7f-\x9f{_BIDI_AND_SEPARATORS}]")
-
-
-_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escape(match: re.Match[str]) -> str:
-    character = match.group()
-    if character in _SHORT_ESCAPES:
-        return _SHORT_ESCAPES[character]
-    code = ord(character)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def printable(text: str, *, newlines: bool = False) -> str:
-    """``text`` with every character a terminal would act on shown escaped: ``\\x1b``, ``\\x9b``, ``\\u202e``.
-
-    ``newlines``: keep line breaks (the command's own multi-line messages); else ``\\n`` is escaped too, so
-    text from a server cannot start a line of its own that looks like the command's.
-    """
-    return (_CONTROLS if newlines else _CONTROLS_AND_NEWLINE).sub(_escape, text)
+_JSON_RAW_CONTROLS = re.compile(f"[\x7f-\x9f{BIDI_AND_SEPARATORS}]")
 
 
 def json_text(document: Any) -> str:

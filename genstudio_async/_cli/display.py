@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .._text import printable
 from ..types import TaskInfo, TaskStatus
-from .console import Console, printable
+from .console import Console
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID

@@ -23,12 +23,32 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._exceptions import InvalidInputError, PromptValidationError
+from .._redact import Redactor
 from ..types import ImagePostProcess, ProgressEvent, Submission, TaskInfo
 
 if TYPE_CHECKING:
     from .._http import HTTPCore
-    from .._redact import Redactor
     from ..workflow import WorkflowSpec
+
+
+def wire_fields(raw: Mapping[str, Any], names: Mapping[str, str], redact: Redactor | None) -> dict[str, Any]:
+    """A wire task object's fields under ``TaskInfo``'s names (``names``: wire name → ours).
+
+    Fields the SDK has no name for are kept under their own (``model_extra``), unless theirs is one of our own
+    fields. A server may echo a secret anywhere: the free text (``error_message``) and every extra field are
+    masked with ``redact``.
+    """
+    fields: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = names.get(key)
+        if name is not None:
+            fields[name] = value
+        elif key not in TaskInfo.model_fields:
+            fields[key] = redact.scrub(value) if redact is not None and not isinstance(value, int | float) else value
+    message = fields.get("error_message")
+    if redact is not None and isinstance(message, str) and message:
+        fields["error_message"] = redact(message)
+    return fields
 
 
 @dataclass(frozen=True)

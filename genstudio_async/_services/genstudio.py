@@ -28,7 +28,7 @@ from .._exceptions import ConfigurationError, InvalidInputError, InvalidResponse
 from .._prompt import copy_overrides, prompt_shape_problems
 from .._redact import Redactor
 from ..types import ImagePostProcess, ProgressEvent, Submission, TaskInfo, TaskStatus
-from ._base import Environment, ProgressSocket, Service, TaskQuery
+from ._base import Environment, ProgressSocket, Service, TaskQuery, wire_fields
 
 log = logging.getLogger("genstudio_async")
 
@@ -81,17 +81,8 @@ def status_of(value: Any) -> TaskStatus:
 
 def task_fields(raw: Mapping[str, Any], redact: Redactor | None = None) -> dict[str, Any]:
     """A wire task entry as ``TaskInfo`` keyword values (unknown wire fields kept under their own names)."""
-    fields: dict[str, Any] = {}
-    for key, value in raw.items():
-        name = _FIELDS.get(key)
-        if name is not None:
-            fields[name] = value
-        elif key not in TaskInfo.model_fields:  # an extra may not pass for one of our own fields
-            fields[key] = value
+    fields = wire_fields(raw, _FIELDS, redact)
     fields["status"] = status_of(raw.get("status"))
-    message = fields.get("error_message")
-    if redact is not None and isinstance(message, str) and message:
-        fields["error_message"] = redact(message)
     return fields
 
 

@@ -36,7 +36,7 @@ from .._exceptions import InvalidInputError, InvalidResponseError, NotFoundError
 from .._prompt import copy_workflow, workflow_shape_problems
 from .._redact import Redactor
 from ..types import Submission, TaskInfo, TaskStatus
-from ._base import Environment, Service, TaskQuery
+from ._base import Environment, Service, TaskQuery, wire_fields
 
 DEFAULT_BASE_URL: Final = "https://comfyapi.gpugeek.com"
 ENVIRONMENT: Final = Environment(api_key="GPUGEEK_API_KEY", base_url="GPUGEEK_BASE_URL")
@@ -122,13 +122,7 @@ def parse_task_info(raw: Any, redact: Redactor | None = None) -> TaskInfo:
     if prompt_id is None:
         raise InvalidResponseError("the task answer has no prompt_id")
     assert isinstance(raw, Mapping)
-    fields: dict[str, Any] = {}
-    for key, value in raw.items():
-        name = _FIELDS.get(key)
-        if name is not None:
-            fields[name] = value
-        elif key not in TaskInfo.model_fields:
-            fields[key] = value
+    fields = wire_fields(raw, _FIELDS, redact)
     status = status_of(raw.get("status"))
     fields.update(
         prompt_id=prompt_id,
@@ -140,9 +134,6 @@ def parse_task_info(raw: Any, redact: Redactor | None = None) -> TaskInfo:
         created_at=_created_at(raw.get("created_at")),
         workflow_id=_identifier(raw.get("workflow_id")),
     )
-    message = fields.get("error_message")
-    if redact is not None and isinstance(message, str) and message:
-        fields["error_message"] = redact(message)
     try:
         return TaskInfo.model_validate(fields)
     except ValidationError:
@@ -209,8 +200,8 @@ class GPUGeek(Service):
         body = {"workflow_id": workflow_id, "task_type": TASK_TYPE, "prompt": prompt}
         data = await self.http.call("POST", SUBMIT_PATH, json=body, idempotent=False)
         prompt_id = _identifier(data.get("prompt_id")) if isinstance(data, Mapping) else None
-        if prompt_id is None:
-            raise InvalidResponseError("submit answered without a prompt_id")
+        if prompt_id is None or not prompt_id.isascii() or not prompt_id.isdigit():
+            raise InvalidResponseError("submit answered without a prompt_id of digits")
         return Submission(prompt_id=prompt_id)
 
     async def get_tasks(self, prompt_ids: Sequence[str], query: TaskQuery) -> list[TaskInfo]:
