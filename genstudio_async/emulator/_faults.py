@@ -9,8 +9,10 @@ The same names work on the command line (``--fault NAME=VALUE``, or ``--fault WO
 over HTTP (``POST /_emulator/faults``), see ``Faults.from_assignments`` and ``Faults.from_mapping``.
 
 A workflow's faults, when set, replace the emulator-wide ones for that workflow's submits, tasks and
-progress sockets. ``get_task_info``, ``cancel`` and ``upload`` are not tied to one workflow and always use
-the emulator-wide faults.
+progress sockets. Status requests, ``cancel`` and uploads are not tied to one workflow and always use the
+emulator-wide faults.
+
+A service refuses the faults that mean nothing to it, see ``FaultController(check=...)``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import dataclasses
 import math
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,6 +114,11 @@ class Faults:
     def applies_to(self, endpoint: str) -> bool:
         """Whether the HTTP faults cover ``endpoint``."""
         return not self.endpoints or endpoint in self.endpoints
+
+    def changed(self) -> list[str]:
+        """The names of the faults that are on (that differ from their default)."""
+        default = Faults()
+        return [name for name in self.names() if getattr(self, name) != getattr(default, name)]
 
     def as_dict(self) -> dict[str, Any]:
         """The faults as JSON-ready values (``endpoints`` as a sorted list)."""
@@ -246,10 +253,20 @@ class HttpFault:
     retry_after: int | None = None
 
 
-class FaultController:
-    """The faults in force, emulator-wide and per workflow, and the per-request draws made from them."""
+def _accept(faults: Faults) -> None:
+    """The default ``check``: every fault is understood."""
 
-    def __init__(self, faults: Faults | None = None) -> None:
+
+class FaultController:
+    """The faults in force, emulator-wide and per workflow, and the per-request draws made from them.
+
+    ``check`` sees every ``Faults`` before it is put in force and raises ``FaultError`` for one the service does
+    not understand, so a fault that could never fire is refused rather than silently ignored.
+    """
+
+    def __init__(self, faults: Faults | None = None, *, check: Callable[[Faults], None] = _accept) -> None:
+        self._check = check
+        check(faults or Faults())
         self._wide = _scope(faults or Faults())
         self._per_workflow: dict[str, _Scope] = {}
 
@@ -264,6 +281,7 @@ class FaultController:
 
     def set(self, faults: Faults) -> None:
         """Replace the emulator-wide faults (the random sequence and the bucket start afresh)."""
+        self._check(faults)
         self._wide = _scope(faults)
 
     def set_for_workflow(self, workflow_id: str, faults: Faults | None) -> None:
@@ -271,6 +289,7 @@ class FaultController:
         if faults is None:
             self._per_workflow.pop(workflow_id, None)
         else:
+            self._check(faults)
             self._per_workflow[workflow_id] = _scope(faults)
 
     def clear(self) -> None:

@@ -77,7 +77,7 @@ async def _serve(args: argparse.Namespace, faults: Faults, per_workflow: dict[st
             _say(f"  progress WebSocket  {emu.ws_url}{PROGRESS_WS_PATH}?authorization=<prompt_token>")
             _say(f"  result storage      {emu.storage_url}")
             _say(f"  API key             {_shown_key(emu.api_key)}")
-            _say(f"  workflows           {', '.join(emu.workflow_ids) or '(none)'}")
+            _say(f"  workflows           {', '.join(map(str, emu.workflow_ids)) or '(none)'}")
             _say(f"  admin               {emu.base_url}{EMULATOR_ADMIN_PATH_PREFIX}/stats (same key)")
             _say("Press Ctrl-C to stop.")
             await stop.wait()

@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .._constants import EMULATOR_OSS_BUCKET
-from ._service import EmulatorService
+from ._core import EmulatorCore
 from ._signing import SignatureRejected
 
 
@@ -46,7 +46,7 @@ def oss_error(status_code: int, code: str, message: str, *, host: str) -> Respon
     )
 
 
-def build_storage_app(service: EmulatorService) -> Starlette:
+def build_storage_app(service: EmulatorCore) -> Starlette:
     """The Starlette app of the storage origin."""
 
     async def get_object(request: Request) -> Response:
