@@ -2,7 +2,7 @@
 
 Every API call needs ``Authorization: Bearer <api_key>`` (else HTTP 401 with the service's envelope). A body
 that is not JSON gets HTTP 400; a request the service refuses gets its ``BusinessError``'s status (HTTP 200
-with ``code != 0`` unless it says otherwise). HTTP faults (delay, 429, 5xx) are applied
+with ``code != 0`` unless it says otherwise). HTTP faults (delay, 429, 5xx, an nginx HTML page) are applied
 after authentication, before the request is served. ``build_api_app`` adds the admin routes (``_admin``) and
 the error handlers every origin has; a service layer gives its own routes.
 
@@ -29,7 +29,7 @@ from ._admin import AdminEndpoints
 from ._auth import MALFORMED, TOO_LARGE, bearer_matches, json_body
 from ._core import BusinessError, EmulatorCore
 from ._faults import HttpFault
-from ._wire import CODE_BAD_REQUEST, CODE_PAYLOAD_TOO_LARGE, CODE_RATE_LIMITED, CODE_UNAUTHORIZED
+from ._wire import CODE_BAD_REQUEST, CODE_PAYLOAD_TOO_LARGE, CODE_RATE_LIMITED, CODE_UNAUTHORIZED, html_error_page
 
 log = logging.getLogger("genstudio_async")
 
@@ -84,6 +84,8 @@ class Endpoints:
                 status_code=429,
                 headers=retry_after(fault),
             )
+        if fault.html:
+            return html_error_page(fault.status)
         message = "internal server error (injected by the emulator)"
         return envelope.error(fault.status, message, status_code=fault.status)
 

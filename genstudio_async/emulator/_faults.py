@@ -56,6 +56,8 @@ class Faults:
 
     - ``http_error_rate``: probability (0..1) that a request is answered ``http_error_status`` instead.
     - ``http_error_status``: the 5xx status of those answers (default 500).
+    - ``http_error_html``: those answers are the HTML page of an nginx in front of the service
+      (``Content-Type: text/html``), not an envelope.
     - ``rate_limit``: requests per second allowed by a token bucket of ``rate_limit_burst`` tokens; over it,
       429 with ``Retry-After``.
     - ``delay``: seconds to wait before answering.
@@ -79,6 +81,7 @@ class Faults:
     ws_skip_initial: bool = False
     http_error_rate: float = 0.0
     http_error_status: int = 500
+    http_error_html: bool = False
     endpoints: frozenset[str] = field(default_factory=frozenset)
     rate_limit: float | None = None
     rate_limit_burst: int = 1
@@ -167,6 +170,7 @@ _FIELD_KINDS: dict[str, str] = {
     "ws_skip_initial": "bool",
     "http_error_rate": "float",
     "http_error_status": "int",
+    "http_error_html": "bool",
     "endpoints": "set",
     "rate_limit": "float?",
     "rate_limit_burst": "int",
@@ -246,11 +250,13 @@ def _scope(faults: Faults) -> _Scope:
 
 @dataclass(frozen=True)
 class HttpFault:
-    """What to do to one HTTP request: wait ``delay`` s, then answer ``status`` (if set) instead of serving it."""
+    """What to do to one HTTP request: wait ``delay`` s, then answer ``status`` (if set) instead of serving it,
+    as an HTML page when ``html``."""
 
     delay: float = 0.0
     status: int | None = None
     retry_after: int | None = None
+    html: bool = False
 
 
 def _accept(faults: Faults) -> None:
@@ -312,7 +318,7 @@ class FaultController:
             if wait is not None:
                 return HttpFault(delay=faults.delay, status=429, retry_after=max(1, math.ceil(wait)))
         if faults.http_error_rate > 0 and scope.rng.random() < faults.http_error_rate:
-            return HttpFault(delay=faults.delay, status=faults.http_error_status)
+            return HttpFault(delay=faults.delay, status=faults.http_error_status, html=faults.http_error_html)
         return HttpFault(delay=faults.delay)
 
     def _scope_for(self, workflow_id: str | None) -> _Scope:

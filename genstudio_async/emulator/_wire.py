@@ -1,4 +1,4 @@
-"""JSON as the real services write it, and their response envelopes.
+"""JSON as the real services write it, their response envelopes, and the HTML page of a proxy in front of them.
 
 The service's encoder escapes ``&`` (and ``<``, ``>``) inside strings as ``\\u0026`` (``\\u003c``, ``\\u003e``),
 so a signed URL arrives as ``...png?Expires=1\\u0026OSSAccessKeyId=...``. A JSON parser turns it back into
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 from starlette.responses import Response
@@ -103,3 +104,16 @@ GENSTUDIO_ENVELOPE = Envelope(message_field="msg", success_message="Success", tr
 ok = GENSTUDIO_ENVELOPE.ok
 error = GENSTUDIO_ENVELOPE.error
 error_envelope = GENSTUDIO_ENVELOPE.error_payload
+
+
+def html_error_page(status_code: int, headers: dict[str, str] | None = None) -> Response:
+    """The page nginx answers with when what is behind it fails: ``text/html``, no envelope (``http_error_html``)."""
+    try:
+        title = f"{status_code} {HTTPStatus(status_code).phrase}"
+    except ValueError:
+        title = str(status_code)
+    page = (
+        f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n"
+        "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+    )
+    return Response(content=page.encode("ascii"), status_code=status_code, media_type="text/html", headers=headers)
