@@ -22,13 +22,8 @@ from ._service import EmulatorService
 from ._wire import CODE_BAD_REQUEST, CODE_INVALID_PARAMETER, CODE_PAYLOAD_TOO_LARGE, error
 
 
-class ApiEndpoints(Endpoints):
+class ApiEndpoints(Endpoints[EmulatorService]):
     """GenStudio's request handlers, bound to one service."""
-
-    service: EmulatorService
-
-    def __init__(self, service: EmulatorService) -> None:
-        super().__init__(service)
 
     async def submit(self, request: Request) -> Response:
         return await self.serve_json(request, "submit", self.service.submit)

@@ -15,13 +15,15 @@ import secrets
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from enum import IntEnum
+from typing import Any, ClassVar, Generic, TypeVar
 
 from starlette.types import ASGIApp
 
 from .._constants import EMULATOR_OSS_ACCESS_KEY_ID, EMULATOR_OSS_BUCKET, EMULATOR_SIGNATURE_PLUS_SEARCH
 from .._exceptions import PromptProblem
 from ._clock import EmulatorClock
+from ._defaults import QUOTED_CHARS
 from ._faults import FaultController, FaultError, Faults
 from ._objects import ObjectStore
 from ._plan import RenderPlan
@@ -43,11 +45,53 @@ class BusinessError(Exception):
         self.status_code = status_code
 
 
+def type_name(value: object) -> str:
+    """A JSON value's type as a message names it (``null`` for ``None``)."""
+    return "null" if value is None else type(value).__name__
+
+
+def quoted(text: str) -> str:
+    """A client's id or name as a refusal quotes it: escaped, and cut to ``QUOTED_CHARS``."""
+    return repr(text[:QUOTED_CHARS])
+
+
 def prompt_refusal(head: str, problems: Iterable[PromptProblem]) -> BusinessError:
     """The refusal of a prompt with ``problems``: every problem in the message, and each as data."""
     found = list(problems)
     message = f"{head}: " + "; ".join(str(problem) for problem in found)
     return BusinessError(CODE_INVALID_PROMPT, message, {"problems": [dataclasses.asdict(p) for p in found]})
+
+
+def number_states(numbers: type[IntEnum], **others: IntEnum) -> Mapping[TaskState, int]:
+    """A service's numbering of the states: each state by the ``numbers`` member of its own name, and the
+    states it has no member for (or numbers otherwise) by ``others``, ``CANCELLED=Status.FAILED``."""
+    return {state: others[state.name] if state.name in others else numbers[state.name] for state in TaskState}
+
+
+Key = TypeVar("Key")
+Workflow = TypeVar("Workflow")
+
+
+class Registry(Generic[Key, Workflow]):
+    """A service's workflows by id, in the order they were registered (a layer adds how one is read)."""
+
+    def __init__(self) -> None:
+        self._workflows: dict[Key, Workflow] = {}
+
+    def add(self, workflow_id: Key, workflow: Workflow) -> Workflow:
+        """Add or replace a workflow."""
+        self._workflows[workflow_id] = workflow
+        return workflow
+
+    def get(self, workflow_id: Key) -> Workflow | None:
+        return self._workflows.get(workflow_id)
+
+    def require(self, workflow_id: Key) -> Workflow:
+        """The workflow; ``KeyError`` if there is none."""
+        return self._workflows[workflow_id]
+
+    def ids(self) -> list[Key]:
+        return list(self._workflows)
 
 
 @dataclass(frozen=True)
@@ -81,8 +125,10 @@ class EmulatorCore(ABC):
     workflow_field: ClassVar[str]
     #: Faults that mean nothing to this service: setting one is refused, with the reason.
     unsupported_faults: ClassVar[Mapping[str, str]] = {}
-    #: Whether it pushes progress over a WebSocket on the API origin (GenStudio) or is only polled.
+    #: Whether it pushes progress over a WebSocket on the API origin (GenStudio) or is only polled (GPUGeek).
     push_stream: ClassVar[bool] = False
+    #: Whether result URLs keep the object key's slashes (GPUGeek's ``/comfy/…``) or escape them (OSS's ``%2F``).
+    url_keeps_slashes: ClassVar[bool] = False
 
     def __init__(self, settings: ServiceSettings, *, faults: Faults | None = None) -> None:
         self.settings = settings
@@ -110,6 +156,7 @@ class EmulatorCore(ABC):
             bucket=EMULATOR_OSS_BUCKET,
             storage_origin=origin,
             plus_search=EMULATOR_SIGNATURE_PLUS_SEARCH,
+            keep_slashes=self.url_keeps_slashes,
         )
 
     # --- what a service layer provides ---------------------------------------------------------------------
@@ -142,9 +189,14 @@ class EmulatorCore(ABC):
     def workflow(self, workflow_id: Any) -> Any:
         """A registered workflow; ``KeyError`` if there is none."""
 
+    @property
     @abstractmethod
+    def workflows(self) -> Registry[Any, Any]:
+        """The registered workflows."""
+
     def workflow_ids(self) -> list[Any]:
         """The ids of the registered workflows, in the service's own type."""
+        return self.workflows.ids()
 
     # --- shared behaviour ----------------------------------------------------------------------------------
     def check_faults(self, faults: Faults) -> None:
@@ -160,7 +212,7 @@ class EmulatorCore(ABC):
 
     def status_of(self, task: Task) -> int:
         """The service's number for the task's state."""
-        return self.statuses[task.state]
+        return int(self.statuses[task.state])
 
     def stamped(self, task: Task, snapshot: dict[str, Any]) -> dict[str, Any]:
         """``snapshot`` with the change stamp when ``stamp_snapshots`` is on (see ``_state``)."""

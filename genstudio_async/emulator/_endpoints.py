@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -56,10 +56,13 @@ def retry_after(fault: HttpFault) -> dict[str, str] | None:
     return {"Retry-After": str(fault.retry_after or 1)} if fault.status == 429 else None
 
 
-class Endpoints:
+Service = TypeVar("Service", bound=EmulatorCore)
+
+
+class Endpoints(Generic[Service]):
     """The pieces of an API origin's request handlers, bound to one service."""
 
-    def __init__(self, service: EmulatorCore) -> None:
+    def __init__(self, service: Service) -> None:
         self.service = service
 
     def refuse_key(self, request: Request) -> Response | None:

@@ -12,7 +12,8 @@ A workflow's faults, when set, replace the emulator-wide ones for that workflow'
 progress sockets. Status requests, ``cancel`` and uploads are not tied to one workflow and always use the
 emulator-wide faults.
 
-A service refuses the faults that mean nothing to it, see ``FaultController(check=...)``.
+Both services take the same ``Faults``; each refuses the ones that mean nothing to it (GPUGeek has no WebSocket,
+no permission denial and no tutorial; GenStudio no pre-signed upload), see ``FaultController(check=...)``.
 """
 
 from __future__ import annotations
@@ -25,8 +26,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Endpoint names used by ``Faults.endpoints`` and the per-endpoint request counters.
-ENDPOINTS = frozenset({"submit", "task_info", "cancel", "upload"})
+#: Endpoint names used by ``Faults.endpoints`` and the per-endpoint request counters, of either service:
+#: GenStudio's ``submit``, ``task_info``, ``cancel``, ``upload``; GPUGeek's ``submit``, ``task``, ``cancel``,
+#: ``presign``, ``commit``, ``upload_put`` (the PUT to the object store); and ``storage`` (result downloads).
+ENDPOINTS = frozenset({"submit", "task_info", "cancel", "upload", "task", "presign", "commit", "upload_put", "storage"})
+#: Endpoints of the storage origin: HTTP faults reach them only when ``endpoints`` names them.
+STORAGE_ENDPOINTS = frozenset({"upload_put", "storage"})
+#: The values ``presign_field`` may take: the one field a pre-signed upload answer then carries.
+PRESIGN_FIELDS = ("signed_url", "signedUrl")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -52,7 +59,8 @@ class Faults:
     - ``ws_skip_initial``: send nothing on connect, only on the task's next change (the docs do not promise a
       snapshot on connect; a socket opened after the task ended then gets no frame at all).
 
-    HTTP API (scoped to ``endpoints``; empty means submit, task_info, cancel and upload):
+    HTTP (scoped to ``endpoints``; empty means every API endpoint of the service, not the storage origin's
+    ``storage`` and ``upload_put``, which are reached only when named):
 
     - ``http_error_rate``: probability (0..1) that a request is answered ``http_error_status`` instead.
     - ``http_error_status``: the 5xx status of those answers (default 500).
@@ -70,6 +78,11 @@ class Faults:
     - ``tutorial_shapes``: snapshots shaped like the tutorial's examples rather than the API guide's: a queued
       task has no ``progress_num``; a succeeded one has ``files`` as ``{node_id: "url"}`` (one bare URL per
       node) and neither ``final_files`` nor ``progress_num``.
+
+    GPUGeek uploads:
+
+    - ``presign_field``: a pre-signed upload answer carries only this field, ``signed_url`` (the doc's table)
+      or ``signedUrl`` (the doc's sample), instead of both.
     """
 
     ws_refuse_status: int | None = None
@@ -90,6 +103,7 @@ class Faults:
     fail_tasks: str | None = None
     deny_tasks: bool = False
     tutorial_shapes: bool = False
+    presign_field: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.endpoints, frozenset):
@@ -113,10 +127,14 @@ class Faults:
             raise FaultError(f"rate_limit_burst must be 1 or more, got {self.rate_limit_burst}")
         if self.delay < 0 or not math.isfinite(self.delay):
             raise FaultError(f"delay must be 0 or more seconds, got {self.delay}")
+        if self.presign_field is not None and self.presign_field not in PRESIGN_FIELDS:
+            raise FaultError(f"presign_field must be one of {', '.join(PRESIGN_FIELDS)}, got {self.presign_field!r}")
 
     def applies_to(self, endpoint: str) -> bool:
         """Whether the HTTP faults cover ``endpoint``."""
-        return not self.endpoints or endpoint in self.endpoints
+        if self.endpoints:
+            return endpoint in self.endpoints
+        return endpoint not in STORAGE_ENDPOINTS
 
     def changed(self) -> list[str]:
         """The names of the faults that are on (that differ from their default)."""
@@ -179,6 +197,7 @@ _FIELD_KINDS: dict[str, str] = {
     "fail_tasks": "str?",
     "deny_tasks": "bool",
     "tutorial_shapes": "bool",
+    "presign_field": "str?",
 }
 
 

@@ -9,9 +9,12 @@ client that would send its API key to the storage host, or assume results live o
         emu.ws_url       # "ws://127.0.0.1:PORT"
         emu.storage_url  # "http://127.0.0.1:OTHER_PORT"
 
-The service layer (``_service`` for GenStudio) sits on a neutral core (queue, workers, clock, faults, counters,
-object store, signer); what it adds is the wire: routes, bodies, envelopes, status numbers, snapshots and the
-workflow registry.
+    async with Emulator(service="gpugeek") as emu:  # GPUGeek's API on the same core: no WebSocket
+        ...
+
+Both services share the core (queue, workers, clock, faults, counters, object store, signer); what differs is
+the service layer (``_service`` for GenStudio, ``_gpugeek`` for GPUGeek): routes, bodies, envelopes, status
+numbers, snapshots and workflow registry.
 
 Both servers are uvicorn servers run in-process on the current event loop (see ``_uvicorn``); uvicorn is
 kept away from the process's signal handlers and logging configuration.
@@ -23,7 +26,7 @@ import asyncio
 import dataclasses
 from collections.abc import Collection, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, cast
+from typing import TYPE_CHECKING, Any, Generic, cast, overload
 
 from typing_extensions import TypeVar
 
@@ -42,10 +45,11 @@ from .._constants import (
     PROGRESS_WS_TOKEN_PARAM,
     RESULT_RETENTION_SECONDS,
 )
-from ..workflow import SpecSource, WorkflowSpec
+from ..workflow import ApiWorkflow, SpecSource, WorkflowSpec
 from ._core import EmulatorCore, ServiceSettings
-from ._defaults import DEFAULT_SERVICE, SERVICE_GENSTUDIO
+from ._defaults import DEFAULT_SERVICE, SERVICE_GENSTUDIO, SERVICE_GPUGEEK
 from ._faults import Faults
+from ._gpugeek import GPUGeekService
 from ._service import EmulatorService
 from ._state import EmulatorError
 from ._stats import EmulatorStats
@@ -56,10 +60,10 @@ if TYPE_CHECKING:
     from .._client import AsyncGenStudio
 
 #: The services an emulator can play, by the name ``Emulator(service=...)`` takes.
-SERVICES: Mapping[str, type[EmulatorCore]] = {SERVICE_GENSTUDIO: EmulatorService}
+SERVICES: Mapping[str, type[EmulatorCore]] = {SERVICE_GENSTUDIO: EmulatorService, SERVICE_GPUGEEK: GPUGeekService}
 
 #: The service layer behind an ``Emulator`` (what ``emu.service`` is): GenStudio's unless annotated otherwise,
-#: ``emu: Emulator[OtherService] = Emulator(service="other")``.
+#: ``emu: Emulator[GPUGeekService] = Emulator(service="gpugeek")``.
 ServiceT = TypeVar("ServiceT", bound=EmulatorCore, default=EmulatorService)
 
 
@@ -70,12 +74,12 @@ def _origin(scheme: str, host: str, port: int) -> str:
 
 
 class Emulator(Generic[ServiceT]):
-    """A local GenStudio service: real HTTP, WebSocket and signed-URL storage on loopback, with faults.
+    """A local GenStudio (or GPUGeek) service: real HTTP, WebSocket and signed-URL storage on loopback, with faults.
 
     Parameters (every default lives in ``genstudio_async._constants`` or ``genstudio_async.emulator._defaults``):
 
     - ``api_key``: the bearer key every HTTP call must carry.
-    - ``service``: ``"genstudio"`` (the default, and for now the only one).
+    - ``service``: ``"genstudio"`` (the default) or ``"gpugeek"``.
     - ``host``/``port``: the API origin; the default port 0 picks a free one (read it back from ``base_url``).
     - ``storage_host``/``storage_port``: the storage origin (defaults: the same host, another free port).
     - ``workers``: how many tasks run at once; ``steps`` and ``step_seconds``: how a task advances.
@@ -84,8 +88,8 @@ class Emulator(Generic[ServiceT]):
       every snapshot, HTTP and WebSocket, and ``"_emulator_serialised_ns"`` to WebSocket frames; off by default
       so the wire stays the service's (for benchmarks).
     - ``faults``: emulator-wide ``Faults`` (a fault the service cannot apply is refused with ``FaultError``);
-      ``workflows``: extra workflows ``{"wf-…": spec}``; ``builtin_workflows``: whether to register the docs'
-      example workflows.
+      ``workflows``: extra workflows, GenStudio's ``{"wf-…": spec}`` or GPUGeek's ``{integer id: API-format
+      workflow}``; ``builtin_workflows``: whether to register the docs' example workflows.
     """
 
     def __init__(
@@ -103,7 +107,7 @@ class Emulator(Generic[ServiceT]):
         token_ttl: float = EMULATOR_TOKEN_TTL_SECONDS,
         retention: float = RESULT_RETENTION_SECONDS,
         faults: Faults | None = None,
-        workflows: Mapping[str, WorkflowSpec | SpecSource] | None = None,
+        workflows: Mapping[str, WorkflowSpec | SpecSource] | Mapping[int, ApiWorkflow | SpecSource] | None = None,
         builtin_workflows: bool = True,
         queue_notify_interval: float = EMULATOR_QUEUE_NOTIFY_INTERVAL,
         max_upload_bytes: int = EMULATOR_MAX_UPLOAD_BYTES,
@@ -341,28 +345,56 @@ class Emulator(Generic[ServiceT]):
         self._service.faults.clear()
 
     # --- workflows -------------------------------------------------------------------------------------------
+    @overload
     def register_workflow(
         self, workflow_id: str, spec: WorkflowSpec | SpecSource, *, output_nodes: Collection[str] | None = None
-    ) -> WorkflowSpec:
-        """Add (or replace) a workflow from a spec, a dict, a JSON text or a file path; ``output_nodes``: the ids
-        of its output nodes, as ``files`` keys them (default: its SaveImage nodes, else ``"9"``)."""
+    ) -> WorkflowSpec: ...
+    @overload
+    def register_workflow(self, workflow_id: int, spec: ApiWorkflow | SpecSource) -> ApiWorkflow: ...
+    def register_workflow(
+        self,
+        workflow_id: str | int,
+        spec: WorkflowSpec | ApiWorkflow | SpecSource,
+        *,
+        output_nodes: Collection[str] | None = None,
+    ) -> WorkflowSpec | ApiWorkflow:
+        """Add (or replace) a workflow.
+
+        GenStudio: a string id and a spec, a dict, a JSON text or a file path; ``output_nodes``: the ids of its
+        output nodes, as ``files`` keys them (default: its SaveImage nodes, else ``"9"``). GPUGeek: an integer
+        id and an API-format workflow (an ``ApiWorkflow``, a dict, a JSON text or a file path); its outputs are
+        the SaveImage/PreviewImage nodes of each workflow submitted.
+        """
         nodes = tuple(output_nodes) if output_nodes is not None else None
-        registered: WorkflowSpec = self._service.register_workflow(workflow_id, spec, output_nodes=nodes)
+        registered: WorkflowSpec | ApiWorkflow = self._service.register_workflow(workflow_id, spec, output_nodes=nodes)
         return registered
 
-    def workflow(self, workflow_id: str) -> WorkflowSpec:
-        """A registered workflow's spec."""
-        registered: WorkflowSpec = self._service.workflow(workflow_id)
+    @overload
+    def workflow(self, workflow_id: str) -> WorkflowSpec: ...
+    @overload
+    def workflow(self, workflow_id: int) -> ApiWorkflow: ...
+    def workflow(self, workflow_id: str | int) -> WorkflowSpec | ApiWorkflow:
+        """A registered workflow: GenStudio's spec by its string id, GPUGeek's ``ApiWorkflow`` by its integer id."""
+        registered: WorkflowSpec | ApiWorkflow = self._service.workflow(workflow_id)
         return registered
 
     @property
-    def workflow_ids(self) -> list[str]:
-        ids: list[str] = self._service.workflow_ids()
+    def workflow_ids(self) -> list[str] | list[int]:
+        """The registered workflows' ids (GenStudio's strings, GPUGeek's integers)."""
+        ids: list[str] | list[int] = self._service.workflow_ids()
         return ids
 
     # --- clients ---------------------------------------------------------------------------------------------
     def client(self, **kwargs: Any) -> AsyncGenStudio:
-        """An ``AsyncGenStudio`` pointed at this emulator: ``AsyncGenStudio(api_key=…, base_url=…, **kwargs)``."""
+        """A client pointed at this emulator: ``AsyncGenStudio(api_key=…, base_url=…, **kwargs)``, or for GPUGeek
+        ``AsyncGPUGeek(api_key=…, base_url=…, **kwargs)``."""
+        if isinstance(self._service, GPUGeekService):
+            try:
+                from .._client import AsyncGPUGeek  # type: ignore[attr-defined, unused-ignore]
+            except ImportError:
+                raise EmulatorError("this version of genstudio_async has no AsyncGPUGeek client yet") from None
+            gpugeek: AsyncGenStudio = AsyncGPUGeek(api_key=self.api_key, base_url=self.base_url, **kwargs)
+            return gpugeek
         from .._client import AsyncGenStudio
 
         return AsyncGenStudio(api_key=self.api_key, base_url=self.base_url, **kwargs)

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp
 
 from .._constants import CANCEL_BODY_FIELD, DEFAULT_URL_EXPIRE_PERIOD, EMULATOR_TENANT_ID, EMULATOR_TOKEN_ISSUER
 from ..workflow import SpecSource, WorkflowSpec
-from ._core import BusinessError, EmulatorCore, ServiceSettings, prompt_refusal
+from ._core import BusinessError, EmulatorCore, ServiceSettings, number_states, prompt_refusal, type_name
 from ._faults import Faults
 from ._jwt import TokenError, TokenSigner
 from ._objects import random_id
@@ -54,10 +54,6 @@ _BUILTIN_CACHE: dict[str, WorkflowSpec] = {}
 
 #: Formats ``image_post_process_cmd.format`` may name (those of OSS's format conversion).
 IMAGE_FORMATS = frozenset({"jpg", "jpeg", "png", "webp", "bmp", "gif", "tiff", "heic", "avif"})
-
-
-def _type_name(value: object) -> str:
-    return "null" if value is None else type(value).__name__
 
 
 def _is_int(value: object) -> bool:
@@ -102,23 +98,20 @@ class EmulatorService(EmulatorCore):
     """A GenStudio emulator's state and the operations of its API."""
 
     name = "GenStudio"
-    statuses: ClassVar[Mapping[TaskState, int]] = {
-        TaskState.QUEUED: Status.QUEUED,
-        TaskState.RUNNING: Status.RUNNING,
-        TaskState.SUCCEEDED: Status.SUCCEEDED,
-        TaskState.FAILED: Status.FAILED,
-        TaskState.CANCELLED: Status.FAILED,  # the service reports a cancelled task as failed
-        TaskState.DENIED: Status.PERMISSION_DENIED,
-    }
+    # The service reports a cancelled task as failed (4).
+    statuses = number_states(Status, CANCELLED=Status.FAILED, DENIED=Status.PERMISSION_DENIED)
     error_field = "errMsg"
     envelope = GENSTUDIO_ENVELOPE
-    endpoints = frozenset({"submit", "task_info", "cancel", "upload"})
+    endpoints = frozenset({"submit", "task_info", "cancel", "upload", "storage"})
     workflow_field = "spec"
     push_stream = True
+    unsupported_faults: ClassVar[Mapping[str, str]] = {
+        "presign_field": "its uploads go to upload/image, with no pre-signed URL",
+    }
 
     def __init__(self, settings: ServiceSettings, *, faults: Faults | None = None) -> None:
         super().__init__(settings, faults=faults)
-        self.workflows = WorkflowRegistry()
+        self._workflows = WorkflowRegistry()
         self.tokens = TokenSigner(secrets.token_bytes(32), issuer=EMULATOR_TOKEN_ISSUER)
 
     @staticmethod
@@ -131,6 +124,10 @@ class EmulatorService(EmulatorCore):
         return ApiApp(self, connections)
 
     # --- workflows -------------------------------------------------------------------------------------------
+    @property
+    def workflows(self) -> WorkflowRegistry:
+        return self._workflows
+
     def workflow_key(self, workflow_id: object) -> str | None:
         return workflow_id if isinstance(workflow_id, str) else None
 
@@ -146,13 +143,7 @@ class EmulatorService(EmulatorCore):
             self.workflows.register(workflow_id, spec)
 
     def workflow(self, workflow_id: str) -> WorkflowSpec:
-        registered = self.workflows.get(workflow_id)
-        if registered is None:
-            raise KeyError(workflow_id)
-        return registered.spec
-
-    def workflow_ids(self) -> list[str]:
-        return self.workflows.ids()
+        return self.workflows.require(workflow_id).spec
 
     # --- what clients see ----------------------------------------------------------------------------------
     def snapshot(
@@ -233,12 +224,12 @@ class EmulatorService(EmulatorCore):
         task_ids = body.get("comfy_task_ids")
         if not isinstance(task_ids, list):
             raise BusinessError(
-                CODE_INVALID_PARAMETER, f"comfy_task_ids must be a list of task ids, got {_type_name(task_ids)}"
+                CODE_INVALID_PARAMETER, f"comfy_task_ids must be a list of task ids, got {type_name(task_ids)}"
             )
         for index, task_id in enumerate(task_ids):
             if not isinstance(task_id, str):
                 raise BusinessError(
-                    CODE_INVALID_PARAMETER, f"comfy_task_ids[{index}] must be a string, got {_type_name(task_id)}"
+                    CODE_INVALID_PARAMETER, f"comfy_task_ids[{index}] must be a string, got {type_name(task_id)}"
                 )
         expire_period = body.get("url_expire_period", None)
         if expire_period is None:

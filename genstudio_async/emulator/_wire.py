@@ -98,6 +98,7 @@ class Envelope:
 
 
 GENSTUDIO_ENVELOPE = Envelope(message_field="msg", success_message="Success", traceid_on_success=False)
+GPUGEEK_ENVELOPE = Envelope(message_field="message", success_message="success", traceid_on_success=True)
 
 
 #: GenStudio's envelope, as plain functions (its layer's modules and the progress socket's refusals use them).

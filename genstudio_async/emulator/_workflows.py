@@ -21,6 +21,7 @@ from .._constants import EMULATOR_DEFAULT_OUTPUT_NODE
 from .._exceptions import PromptProblem
 from ..workflow import SpecSource, WorkflowSpec
 from ..workflows import builtin_specs
+from ._core import Registry
 from ._plan import RenderPlan, RunNode, plan_run
 
 _OUTPUT_CLASS_TYPES = frozenset({"SaveImage"})
@@ -54,11 +55,8 @@ class RegisteredWorkflow:
         return cls(workflow_id=workflow_id, spec=spec, output_nodes=tuple(output_nodes))
 
 
-class WorkflowRegistry:
-    """Workflows by id."""
-
-    def __init__(self) -> None:
-        self._workflows: dict[str, RegisteredWorkflow] = {}
+class WorkflowRegistry(Registry[str, RegisteredWorkflow]):
+    """GenStudio's workflows by string id."""
 
     def register(
         self, workflow_id: str, spec: WorkflowSpec | SpecSource, *, output_nodes: tuple[str, ...] | None = None
@@ -67,15 +65,7 @@ class WorkflowRegistry:
         if not isinstance(workflow_id, str) or not workflow_id.strip():
             raise ValueError("a workflow id must be a non-empty string")
         loaded = spec if isinstance(spec, WorkflowSpec) else WorkflowSpec.load(spec)
-        registered = RegisteredWorkflow.build(workflow_id, loaded, output_nodes)
-        self._workflows[workflow_id] = registered
-        return registered
-
-    def get(self, workflow_id: str) -> RegisteredWorkflow | None:
-        return self._workflows.get(workflow_id)
-
-    def ids(self) -> list[str]:
-        return list(self._workflows)
+        return self.add(workflow_id, RegisteredWorkflow.build(workflow_id, loaded, output_nodes))
 
 
 def image_problems(
