@@ -177,6 +177,10 @@ class EmulatorCore(ABC):
     def workflow_key(self, workflow_id: object) -> str | None:
         """The key a workflow id has in the registry and in per-workflow faults; ``None`` if it is no id."""
 
+    def parse_workflow_id(self, text: str) -> Any:
+        """A workflow id typed on a command line, in the service's own type (``ValueError`` if it is none)."""
+        return text
+
     @abstractmethod
     def register_workflow(self, workflow_id: Any, source: Any, *, output_nodes: tuple[str, ...] | None = None) -> Any:
         """Add or replace a workflow; ``InvalidInputError``/``ValueError`` for one that cannot be read."""

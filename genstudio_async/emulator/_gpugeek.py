@@ -117,6 +117,11 @@ class GPUGeekService(EmulatorCore):
     def workflow_key(self, workflow_id: object) -> str | None:
         return str(workflow_id) if is_workflow_id(workflow_id) else None
 
+    def parse_workflow_id(self, text: str) -> int:
+        if not (text.isascii() and text.isdigit()):
+            raise ValueError(f"a GPUGeek workflow id is an integer, got {text!r}")
+        return int(text)
+
     def register_workflow(
         self, workflow_id: int, source: ApiWorkflow | SpecSource, *, output_nodes: tuple[str, ...] | None = None
     ) -> ApiWorkflow:
