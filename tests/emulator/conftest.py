@@ -28,6 +28,12 @@ def genstudio_emulator_options() -> dict[str, Any]:
     return {"steps": 3, "step_seconds": 0.01}
 
 
+@pytest.fixture
+def gpugeek_emulator_options() -> dict[str, Any]:
+    """The same fast tasks for the GPUGeek emulator, with a key of GPUGeek's own shape."""
+    return {"api_key": "gk-test-key", "steps": 3, "step_seconds": 0.01}
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "genstudio_emulator(**options): Emulator keyword arguments")
 

@@ -50,11 +50,9 @@ def export(name: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def gpu() -> AsyncIterator[GPUGeekEmulator]:
-    """A running GPUGeek emulator with fast tasks."""
-    emulator: GPUGeekEmulator = Emulator(service="gpugeek", api_key="gk-test-key", steps=3, step_seconds=0.01)
-    async with emulator:
-        yield emulator
+def gpu(gpugeek_emulator: GPUGeekEmulator) -> GPUGeekEmulator:
+    """A running GPUGeek emulator with fast tasks: the public plugin's ``gpugeek_emulator`` (see conftest)."""
+    return gpugeek_emulator
 
 
 @pytest.fixture
