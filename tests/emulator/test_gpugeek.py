@@ -29,6 +29,7 @@ from genstudio_async.emulator import (
 )
 from genstudio_async.emulator._defaults import GPUGEEK_PRESIGN_TTL_SECONDS
 from genstudio_async.emulator._gpugeek import GPUGeekService
+from genstudio_async.emulator._gpugeek_workflows import builtin_gpugeek_workflows
 from genstudio_async.emulator._png import render_image
 from genstudio_async.workflow import ApiWorkflow
 from tests.support import decode_png, eventually
@@ -45,8 +46,14 @@ GPUGeekEmulator = Emulator[GPUGeekService]
 
 
 def export(name: str) -> dict[str, Any]:
-    workflow: dict[str, Any] = json.loads((EXPORTS / f"{name}_workflow_api.json").read_text(encoding="utf-8"))
-    return workflow
+    """A fresh copy of a built-in export: ``t2i`` or ``i2i``."""
+    return builtin_gpugeek_workflows()[{"t2i": T2I, "i2i": I2I}[name]]
+
+
+def test_the_builtin_workflows_are_the_docs_exports() -> None:
+    for name, workflow_id in (("t2i", T2I), ("i2i", I2I)):
+        shipped = json.loads((EXPORTS / f"{name}_workflow_api.json").read_text(encoding="utf-8"))
+        assert builtin_gpugeek_workflows()[workflow_id] == shipped
 
 
 @pytest.fixture
