@@ -71,6 +71,13 @@ def _port(text: str) -> int:
 
 def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
     """The emulator's flags (shared by ``genstudio emulator`` and ``python -m genstudio_async.emulator``)."""
+    parser.add_argument(
+        "--service",
+        default="genstudio",
+        choices=["genstudio", "gpugeek"],  # the names Emulator(service=...) takes; checked there too
+        help="which service to emulate: GenStudio (HTTP + progress WebSocket) or GPUGeek (/api/v1/..., polled; "
+        "its first line then reads 'GPUGeek emulator listening on ...') (default: %(default)s)",
+    )
     parser.add_argument("--host", default=EMULATOR_DEFAULT_HOST, help="address to listen on (default: %(default)s)")
     parser.add_argument(
         "--port", type=_port, default=EMULATOR_DEFAULT_PORT, help="API port; 0 picks a free one (default: %(default)s)"
@@ -110,7 +117,8 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="ID=SPEC.json",
-        help="register a workflow from a parameter-spec file ('入参范围' JSON); repeatable",
+        help="register a workflow from a parameter-spec file ('入参范围' JSON); with --service gpugeek, an integer "
+        "ID and a ComfyUI API-format export; repeatable",
     )
     parser.add_argument(
         "--no-builtin-workflows", action="store_true", help="do not register the docs' example workflows"
@@ -123,7 +131,8 @@ def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
         help=(
             "inject a fault, for every workflow or one; repeatable. Names: ws_refuse_status, ws_drop_after, "
             "ws_silent, ws_close_after, ws_junk, ws_linger, ws_skip_initial, http_error_rate, http_error_status, "
-            "endpoints, rate_limit, rate_limit_burst, delay, seed, fail_tasks, deny_tasks, tutorial_shapes"
+            "http_error_html, endpoints, rate_limit, rate_limit_burst, delay, seed, fail_tasks, deny_tasks, "
+            "tutorial_shapes, presign_field (GPUGeek has no ws_*, deny_tasks or tutorial_shapes)"
         ),
     )
     parser.add_argument(

@@ -9,8 +9,11 @@ The same names work on the command line (``--fault NAME=VALUE``, or ``--fault WO
 over HTTP (``POST /_emulator/faults``), see ``Faults.from_assignments`` and ``Faults.from_mapping``.
 
 A workflow's faults, when set, replace the emulator-wide ones for that workflow's submits, tasks and
-progress sockets. ``get_task_info``, ``cancel`` and ``upload`` are not tied to one workflow and always use
-the emulator-wide faults.
+progress sockets. Status requests, ``cancel`` and uploads are not tied to one workflow and always use the
+emulator-wide faults.
+
+Both services take the same ``Faults``; each refuses the ones that mean nothing to it (GPUGeek has no WebSocket,
+no permission denial and no tutorial; GenStudio no pre-signed upload), see ``FaultController(check=...)``.
 """
 
 from __future__ import annotations
@@ -19,12 +22,18 @@ import dataclasses
 import math
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-#: Endpoint names used by ``Faults.endpoints`` and the per-endpoint request counters.
-ENDPOINTS = frozenset({"submit", "task_info", "cancel", "upload"})
+#: Endpoint names used by ``Faults.endpoints`` and the per-endpoint request counters, of either service:
+#: GenStudio's ``submit``, ``task_info``, ``cancel``, ``upload``; GPUGeek's ``submit``, ``task``, ``cancel``,
+#: ``presign``, ``commit``, ``upload_put`` (the PUT to the object store); and ``storage`` (result downloads).
+ENDPOINTS = frozenset({"submit", "task_info", "cancel", "upload", "task", "presign", "commit", "upload_put", "storage"})
+#: Endpoints of the storage origin: HTTP faults reach them only when ``endpoints`` names them.
+STORAGE_ENDPOINTS = frozenset({"upload_put", "storage"})
+#: The values ``presign_field`` may take: the one field a pre-signed upload answer then carries.
+PRESIGN_FIELDS = ("signed_url", "signedUrl")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -50,10 +59,13 @@ class Faults:
     - ``ws_skip_initial``: send nothing on connect, only on the task's next change (the docs do not promise a
       snapshot on connect; a socket opened after the task ended then gets no frame at all).
 
-    HTTP API (scoped to ``endpoints``; empty means submit, task_info, cancel and upload):
+    HTTP (scoped to ``endpoints``; empty means every API endpoint of the service, not the storage origin's
+    ``storage`` and ``upload_put``, which are reached only when named):
 
     - ``http_error_rate``: probability (0..1) that a request is answered ``http_error_status`` instead.
     - ``http_error_status``: the 5xx status of those answers (default 500).
+    - ``http_error_html``: those answers are the HTML page of an nginx in front of the service
+      (``Content-Type: text/html``), not an envelope.
     - ``rate_limit``: requests per second allowed by a token bucket of ``rate_limit_burst`` tokens; over it,
       429 with ``Retry-After``.
     - ``delay``: seconds to wait before answering.
@@ -66,6 +78,11 @@ class Faults:
     - ``tutorial_shapes``: snapshots shaped like the tutorial's examples rather than the API guide's: a queued
       task has no ``progress_num``; a succeeded one has ``files`` as ``{node_id: "url"}`` (one bare URL per
       node) and neither ``final_files`` nor ``progress_num``.
+
+    GPUGeek uploads:
+
+    - ``presign_field``: a pre-signed upload answer carries only this field, ``signed_url`` (the doc's table)
+      or ``signedUrl`` (the doc's sample), instead of both.
     """
 
     ws_refuse_status: int | None = None
@@ -77,6 +94,7 @@ class Faults:
     ws_skip_initial: bool = False
     http_error_rate: float = 0.0
     http_error_status: int = 500
+    http_error_html: bool = False
     endpoints: frozenset[str] = field(default_factory=frozenset)
     rate_limit: float | None = None
     rate_limit_burst: int = 1
@@ -85,6 +103,7 @@ class Faults:
     fail_tasks: str | None = None
     deny_tasks: bool = False
     tutorial_shapes: bool = False
+    presign_field: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.endpoints, frozenset):
@@ -108,10 +127,19 @@ class Faults:
             raise FaultError(f"rate_limit_burst must be 1 or more, got {self.rate_limit_burst}")
         if self.delay < 0 or not math.isfinite(self.delay):
             raise FaultError(f"delay must be 0 or more seconds, got {self.delay}")
+        if self.presign_field is not None and self.presign_field not in PRESIGN_FIELDS:
+            raise FaultError(f"presign_field must be one of {', '.join(PRESIGN_FIELDS)}, got {self.presign_field!r}")
 
     def applies_to(self, endpoint: str) -> bool:
         """Whether the HTTP faults cover ``endpoint``."""
-        return not self.endpoints or endpoint in self.endpoints
+        if self.endpoints:
+            return endpoint in self.endpoints
+        return endpoint not in STORAGE_ENDPOINTS
+
+    def changed(self) -> list[str]:
+        """The names of the faults that are on (that differ from their default)."""
+        default = Faults()
+        return [name for name in self.names() if getattr(self, name) != getattr(default, name)]
 
     def as_dict(self) -> dict[str, Any]:
         """The faults as JSON-ready values (``endpoints`` as a sorted list)."""
@@ -160,6 +188,7 @@ _FIELD_KINDS: dict[str, str] = {
     "ws_skip_initial": "bool",
     "http_error_rate": "float",
     "http_error_status": "int",
+    "http_error_html": "bool",
     "endpoints": "set",
     "rate_limit": "float?",
     "rate_limit_burst": "int",
@@ -168,6 +197,7 @@ _FIELD_KINDS: dict[str, str] = {
     "fail_tasks": "str?",
     "deny_tasks": "bool",
     "tutorial_shapes": "bool",
+    "presign_field": "str?",
 }
 
 
@@ -239,17 +269,29 @@ def _scope(faults: Faults) -> _Scope:
 
 @dataclass(frozen=True)
 class HttpFault:
-    """What to do to one HTTP request: wait ``delay`` s, then answer ``status`` (if set) instead of serving it."""
+    """What to do to one HTTP request: wait ``delay`` s, then answer ``status`` (if set) instead of serving it,
+    as an HTML page when ``html``."""
 
     delay: float = 0.0
     status: int | None = None
     retry_after: int | None = None
+    html: bool = False
+
+
+def _accept(faults: Faults) -> None:
+    """The default ``check``: every fault is understood."""
 
 
 class FaultController:
-    """The faults in force, emulator-wide and per workflow, and the per-request draws made from them."""
+    """The faults in force, emulator-wide and per workflow, and the per-request draws made from them.
 
-    def __init__(self, faults: Faults | None = None) -> None:
+    ``check`` sees every ``Faults`` before it is put in force and raises ``FaultError`` for one the service does
+    not understand, so a fault that could never fire is refused rather than silently ignored.
+    """
+
+    def __init__(self, faults: Faults | None = None, *, check: Callable[[Faults], None] = _accept) -> None:
+        self._check = check
+        check(faults or Faults())
         self._wide = _scope(faults or Faults())
         self._per_workflow: dict[str, _Scope] = {}
 
@@ -264,6 +306,7 @@ class FaultController:
 
     def set(self, faults: Faults) -> None:
         """Replace the emulator-wide faults (the random sequence and the bucket start afresh)."""
+        self._check(faults)
         self._wide = _scope(faults)
 
     def set_for_workflow(self, workflow_id: str, faults: Faults | None) -> None:
@@ -271,6 +314,7 @@ class FaultController:
         if faults is None:
             self._per_workflow.pop(workflow_id, None)
         else:
+            self._check(faults)
             self._per_workflow[workflow_id] = _scope(faults)
 
     def clear(self) -> None:
@@ -293,7 +337,7 @@ class FaultController:
             if wait is not None:
                 return HttpFault(delay=faults.delay, status=429, retry_after=max(1, math.ceil(wait)))
         if faults.http_error_rate > 0 and scope.rng.random() < faults.http_error_rate:
-            return HttpFault(delay=faults.delay, status=faults.http_error_status)
+            return HttpFault(delay=faults.delay, status=faults.http_error_status, html=faults.http_error_html)
         return HttpFault(delay=faults.delay)
 
     def _scope_for(self, workflow_id: str | None) -> _Scope:

@@ -1,5 +1,8 @@
 """What the emulator stores: uploaded images, and the result objects its storage origin serves.
 
+Uploads are kept by id: GenStudio's ``image_id`` (``upload/image`` makes one up), or, for GPUGeek, the object
+key a pre-signed PUT wrote (``comfy/input/<name>``), which counts as an upload once it is committed.
+
 Result images are not drawn when a task finishes but on their first download (in a worker thread), and a
 few recent ones are kept in memory (``EMULATOR_RENDER_CACHE_SIZE``). An object older than the retention
 period (3 days by default, judged on the emulator clock) is gone: the storage answers 404.
@@ -30,7 +33,7 @@ def random_id(length: int = 16) -> str:
 
 @dataclass(frozen=True)
 class UploadedImage:
-    """An image received by ``upload/image``."""
+    """An image received by GenStudio's ``upload/image`` or a GPUGeek pre-signed PUT."""
 
     image_id: str
     data: bytes
@@ -39,6 +42,7 @@ class UploadedImage:
     size: tuple[int, int] | None
     is_image: bool = True
     created_at: float = 0.0
+    committed: bool = True  # a GPUGeek PUT is an upload only once committed
 
 
 @dataclass(frozen=True)
@@ -90,18 +94,41 @@ class ObjectStore:
     ) -> UploadedImage:
         """Store an upload; its id keeps the original extension (or one guessed from the bytes)."""
         image_id = f"{EMULATOR_TENANT_ID}/{EMULATOR_ACCOUNT_ID}/sui-{random_id()}{_extension(filename, data)}"
+        return self._store(image_id, data, filename=filename, content_type=content_type, now=now, committed=True)
+
+    def put_upload(self, key: str, data: bytes, *, content_type: str | None, now: float) -> UploadedImage:
+        """Store what a pre-signed PUT sent to ``key`` (replacing what was there), not yet committed."""
+        return self._store(key, data, filename=key.rsplit("/", 1)[-1], content_type=content_type, now=now,
+                           committed=False)
+
+    def commit(self, key: str) -> bool:
+        """Mark the object a PUT wrote at ``key`` as an upload; ``False`` if nothing was PUT there."""
+        upload = self._uploads.get(key)
+        if upload is None:
+            return False
+        if not upload.committed:
+            self._uploads[key] = dataclasses.replace(upload, committed=True)
+        return True
+
+    def _store(
+        self, image_id: str, data: bytes, *, filename: str | None, content_type: str | None, now: float,
+        committed: bool,
+    ) -> UploadedImage:
         upload = UploadedImage(
             image_id=image_id, data=data, filename=filename, content_type=content_type, size=png_size(data),
-            is_image=looks_like_image(data), created_at=now,
+            is_image=looks_like_image(data), created_at=now, committed=committed,
         )
         self._uploads[image_id] = upload
         return upload
 
     def upload(self, image_id: str) -> UploadedImage | None:
+        """The upload with this id, committed or not."""
         return self._uploads.get(image_id)
 
     def has_upload(self, image_id: str) -> bool:
-        return image_id in self._uploads
+        """Whether ``image_id`` names an upload a prompt may use (a GPUGeek one once committed)."""
+        upload = self._uploads.get(image_id)
+        return upload is not None and upload.committed
 
     def is_unreadable_upload(self, image_id: str) -> bool:
         """Whether ``image_id`` names an upload whose bytes are not an image (``LoadImage`` would fail on it)."""

@@ -1,9 +1,9 @@
-"""The progress WebSocket: ``PROGRESS_WS_PATH?authorization=<prompt_token>``, on the API's own port.
+"""GenStudio's progress WebSocket: ``PROGRESS_WS_PATH?authorization=<prompt_token>``, on the API's own port.
 
 On connect the handler checks the token (a forged, malformed or expired one, or one for an unknown task, is
 refused with an HTTP 401 answer to the handshake, through ASGI's ``websocket.http.response`` extension),
 pushes the task's full snapshot ``{"comfy_task_info": {...}}`` at once, then a new one on every change, and
-after a terminal status pushes it and closes with 1000. Frames come from ``TaskStore.frame``, serialised once
+after a terminal status pushes it and closes with 1000. Frames come from ``EmulatorService.frame``, serialised once
 per change whatever the number of sockets; a socket that falls behind skips to the latest snapshot.
 
 The WebSocket faults of ``Faults`` (refuse, drop, silent, early close, junk) are applied here.
@@ -74,9 +74,9 @@ class ProgressSocket:
             await websocket.close()
 
     async def _stream(self, websocket: WebSocket, task: Task, faults: Faults, scope: Scope, send: Send) -> None:
-        store = self._service.tasks
-        stats = self._service.stats
-        with store.watch(task) as watcher:
+        service = self._service
+        stats = service.stats
+        with service.tasks.watch(task) as watcher:
             disconnected = asyncio.Event()
             receiver = asyncio.create_task(_drain(websocket, watcher, disconnected))
             try:
@@ -91,10 +91,10 @@ class ProgressSocket:
                     return
                 snapshots_sent = 0
                 junk_sent = 0
-                last_frame: str | None = store.frame(task) if faults.ws_skip_initial else None
+                last_frame: str | None = service.frame(task) if faults.ws_skip_initial else None
                 while not disconnected.is_set():
                     watcher.changed.clear()
-                    frame = store.frame(task)
+                    frame = service.frame(task)
                     terminal = task.is_terminal
                     if frame != last_frame:
                         if faults.ws_junk:

@@ -1,8 +1,9 @@
 """Running the emulator from a shell until Ctrl-C or SIGTERM (``genstudio emulator``, ``python -m …``).
 
-The first line on stdout is exactly ``GenStudio emulator listening on http://HOST:PORT`` (the real port when
-``--port 0``), flushed at once, so a script can start the emulator and read where it is. SIGINT and SIGTERM
-stop it cleanly with exit code 0; bad flags exit with 2, a port that cannot be bound with 1.
+The first line on stdout is exactly ``GenStudio emulator listening on http://HOST:PORT`` (``GPUGeek emulator
+listening on …`` with ``--service gpugeek``; the real port when ``--port 0``), flushed at once, so a script can
+start the emulator and read where it is. SIGINT and SIGTERM stop it cleanly with exit code 0; bad flags exit
+with 2, a port that cannot be bound with 1.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from typing import TextIO
 
 from .._constants import EMULATOR_ADMIN_PATH_PREFIX, EMULATOR_DEFAULT_API_KEY, PROGRESS_WS_PATH, SECRET_VISIBLE_PREFIX
 from .._exceptions import InvalidInputError
-from ..workflow import WorkflowSpec
-from ._faults import FaultError, Faults
+from ._faults import Faults
 from ._server import Emulator
 
 
@@ -29,33 +29,20 @@ def _say(line: str, *, stream: TextIO | None = None) -> None:
     out.flush()
 
 
-def _workflow_arguments(values: list[str]) -> dict[str, WorkflowSpec]:
-    workflows: dict[str, WorkflowSpec] = {}
-    for value in values:
-        workflow_id, sep, path = value.partition("=")
-        if not sep or not workflow_id.strip() or not path.strip():
-            raise InvalidInputError(f"--workflow takes ID=SPEC.json, got {value!r}")
-        workflows[workflow_id.strip()] = WorkflowSpec.from_file(path.strip())
-    return workflows
+def _workflow_argument(value: str) -> tuple[str, str]:
+    workflow_id, sep, path = value.partition("=")
+    if not sep or not workflow_id.strip() or not path.strip():
+        raise InvalidInputError(f"--workflow takes ID=FILE.json, got {value!r}")
+    return workflow_id.strip(), path.strip()
 
 
-def _shown_key(api_key: str) -> str:
-    if api_key == EMULATOR_DEFAULT_API_KEY:
-        return api_key
-    return api_key[:SECRET_VISIBLE_PREFIX] + "… (as given by --api-key)"
-
-
-async def _serve(args: argparse.Namespace, faults: Faults, per_workflow: dict[str, Faults],
-                 workflows: dict[str, WorkflowSpec]) -> int:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    handled: list[signal.Signals] = []
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(signum, stop.set)
-            handled.append(signum)
-    emulator = Emulator(
+def _emulator(args: argparse.Namespace) -> Emulator:
+    """The emulator the flags describe, its workflows and faults in place (``ValueError``/``InvalidInputError``
+    for a flag it cannot take)."""
+    faults, per_workflow = Faults.from_assignments(args.fault)
+    emulator: Emulator = Emulator(
         args.api_key,
+        service=args.service,
         host=args.host,
         port=args.port,
         storage_port=args.storage_port,
@@ -65,40 +52,61 @@ async def _serve(args: argparse.Namespace, faults: Faults, per_workflow: dict[st
         token_ttl=args.token_ttl,
         retention=args.retention,
         faults=faults,
-        workflows=workflows,
         builtin_workflows=not args.no_builtin_workflows,
         stamp_snapshots=args.stamp_snapshots,
     )
+    layer = emulator.service
+    for value in args.workflow:
+        workflow_id, path = _workflow_argument(value)
+        layer.register_workflow(layer.parse_workflow_id(workflow_id), path)
+    for workflow_id, workflow_faults in per_workflow.items():
+        emulator.set_workflow_faults(layer.parse_workflow_id(workflow_id), workflow_faults)
+    return emulator
+
+
+def _shown_key(api_key: str) -> str:
+    if api_key == EMULATOR_DEFAULT_API_KEY:
+        return api_key
+    return api_key[:SECRET_VISIBLE_PREFIX] + "… (as given by --api-key)"
+
+
+async def _serve(emulator: Emulator) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    handled: list[signal.Signals] = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signum, stop.set)
+            handled.append(signum)
+    name = emulator.service_name
     try:
         async with emulator as emu:
-            for workflow_id, workflow_faults in per_workflow.items():
-                emu.set_workflow_faults(workflow_id, workflow_faults)
-            _say(f"GenStudio emulator listening on {emu.base_url}")
-            _say(f"  progress WebSocket  {emu.ws_url}{PROGRESS_WS_PATH}?authorization=<prompt_token>")
+            _say(f"{name} emulator listening on {emu.base_url}")
+            if emu.service.push_stream:
+                _say(f"  progress WebSocket  {emu.ws_url}{PROGRESS_WS_PATH}?authorization=<prompt_token>")
             _say(f"  result storage      {emu.storage_url}")
             _say(f"  API key             {_shown_key(emu.api_key)}")
-            _say(f"  workflows           {', '.join(emu.workflow_ids) or '(none)'}")
+            _say(f"  workflows           {', '.join(map(str, emu.workflow_ids)) or '(none)'}")
             _say(f"  admin               {emu.base_url}{EMULATOR_ADMIN_PATH_PREFIX}/stats (same key)")
             _say("Press Ctrl-C to stop.")
             await stop.wait()
     finally:
         for signum in handled:
             loop.remove_signal_handler(signum)
-    _say("GenStudio emulator stopped.")
+    _say(f"{name} emulator stopped.")
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the emulator described by parsed ``args`` (see ``genstudio_async.cli.add_emulator_arguments``)."""
     try:
-        faults, per_workflow = Faults.from_assignments(args.fault)
-        workflows = _workflow_arguments(args.workflow)
-    except (FaultError, InvalidInputError) as exc:
+        emulator = _emulator(args)
+    except (ValueError, InvalidInputError) as exc:  # FaultError is a ValueError
         _say(f"error: {exc}", stream=sys.stderr)
         return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
-        return asyncio.run(_serve(args, faults, per_workflow, workflows))
+        return asyncio.run(_serve(emulator))
     except OSError as exc:
         _say(f"error: cannot listen on {args.host}:{args.port}: {exc}", stream=sys.stderr)
         return 1

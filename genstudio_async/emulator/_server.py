@@ -1,13 +1,20 @@
-"""``Emulator``: a running local GenStudio, as an async context manager.
+"""``Emulator``: a running local GenStudio or GPUGeek, as an async context manager.
 
-It listens on two loopback ports: the API origin (HTTP endpoints and the progress WebSocket, on the same
-port as the real service) and the storage origin (signed result URLs), so a client that would send its API
-key to the storage host, or assume results live on the API host, is caught::
+It listens on two loopback ports: the API origin (HTTP endpoints, and GenStudio's progress WebSocket on the
+same port as the real service) and the storage origin (signed result URLs; GPUGeek's pre-signed uploads), so a
+client that would send its API key to the storage host, or assume results live on the API host, is caught::
 
     async with Emulator(api_key="sk-emulator", workers=2) as emu:
         emu.base_url     # "http://127.0.0.1:PORT"
         emu.ws_url       # "ws://127.0.0.1:PORT"
         emu.storage_url  # "http://127.0.0.1:OTHER_PORT"
+
+    async with Emulator(service="gpugeek") as emu:  # GPUGeek's API on the same core: no WebSocket
+        ...
+
+Both services share the core (queue, workers, clock, faults, counters, object store, signer); what differs is
+the service layer (``_service`` for GenStudio, ``_gpugeek`` for GPUGeek): routes, bodies, envelopes, status
+numbers, snapshots and workflow registry.
 
 Both servers are uvicorn servers run in-process on the current event loop (see ``_uvicorn``); uvicorn is
 kept away from the process's signal handlers and logging configuration.
@@ -19,7 +26,9 @@ import asyncio
 import dataclasses
 from collections.abc import Collection, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, cast, overload
+
+from typing_extensions import TypeVar
 
 from .._constants import (
     EMULATOR_DEFAULT_API_KEY,
@@ -36,18 +45,26 @@ from .._constants import (
     PROGRESS_WS_TOKEN_PARAM,
     RESULT_RETENTION_SECONDS,
 )
-from ..workflow import SpecSource, WorkflowSpec
-from ._api import ApiApp
+from ..workflow import ApiWorkflow, SpecSource, WorkflowSpec
+from ._core import EmulatorCore, ServiceSettings
+from ._defaults import DEFAULT_SERVICE, SERVICE_GENSTUDIO, SERVICE_GPUGEEK
 from ._faults import Faults
-from ._service import EmulatorService, ServiceSettings
+from ._gpugeek import GPUGeekService
+from ._service import EmulatorService
 from ._state import EmulatorError
 from ._stats import EmulatorStats
 from ._storage import build_storage_app
 from ._uvicorn import EmbeddedServer, bind_socket, make_server
-from ._workflows import builtin_workflows
 
 if TYPE_CHECKING:
     from .._client import AsyncGenStudio
+
+#: The services an emulator can play, by the name ``Emulator(service=...)`` takes.
+SERVICES: Mapping[str, type[EmulatorCore]] = {SERVICE_GENSTUDIO: EmulatorService, SERVICE_GPUGEEK: GPUGeekService}
+
+#: The service layer behind an ``Emulator`` (what ``emu.service`` is): GenStudio's unless annotated otherwise,
+#: ``emu: Emulator[GPUGeekService] = Emulator(service="gpugeek")``.
+ServiceT = TypeVar("ServiceT", bound=EmulatorCore, default=EmulatorService)
 
 
 def _origin(scheme: str, host: str, port: int) -> str:
@@ -56,12 +73,13 @@ def _origin(scheme: str, host: str, port: int) -> str:
     return f"{scheme}://{shown}:{port}"
 
 
-class Emulator:
-    """A local GenStudio service: real HTTP, WebSocket and signed-URL storage on loopback, with faults.
+class Emulator(Generic[ServiceT]):
+    """A local GenStudio (or GPUGeek) service: real HTTP, WebSocket and signed-URL storage on loopback, with faults.
 
-    Parameters (every default lives in ``genstudio_async._constants``):
+    Parameters (every default lives in ``genstudio_async._constants`` or ``genstudio_async.emulator._defaults``):
 
     - ``api_key``: the bearer key every HTTP call must carry.
+    - ``service``: ``"genstudio"`` (the default) or ``"gpugeek"``.
     - ``host``/``port``: the API origin; the default port 0 picks a free one (read it back from ``base_url``).
     - ``storage_host``/``storage_port``: the storage origin (defaults: the same host, another free port).
     - ``workers``: how many tasks run at once; ``steps`` and ``step_seconds``: how a task advances.
@@ -69,14 +87,16 @@ class Emulator:
     - ``stamp_snapshots``: add ``"_emulator_changed_ns"`` (``time.monotonic_ns()`` of the task's last change) to
       every snapshot, HTTP and WebSocket, and ``"_emulator_serialised_ns"`` to WebSocket frames; off by default
       so the wire stays the service's (for benchmarks).
-    - ``faults``: emulator-wide ``Faults``; ``workflows``: extra workflows ``{id: spec}``;
-      ``builtin_workflows``: whether to register the docs' example workflows.
+    - ``faults``: emulator-wide ``Faults`` (a fault the service cannot apply is refused with ``FaultError``);
+      ``workflows``: extra workflows, GenStudio's ``{"wf-…": spec}`` or GPUGeek's ``{integer id: API-format
+      workflow}``; ``builtin_workflows``: whether to register the docs' example workflows.
     """
 
     def __init__(
         self,
         api_key: str = EMULATOR_DEFAULT_API_KEY,
         *,
+        service: str = DEFAULT_SERVICE,
         host: str = EMULATOR_DEFAULT_HOST,
         port: int = 0,
         storage_host: str | None = None,
@@ -87,7 +107,7 @@ class Emulator:
         token_ttl: float = EMULATOR_TOKEN_TTL_SECONDS,
         retention: float = RESULT_RETENTION_SECONDS,
         faults: Faults | None = None,
-        workflows: Mapping[str, WorkflowSpec | SpecSource] | None = None,
+        workflows: Mapping[str, WorkflowSpec | SpecSource] | Mapping[int, ApiWorkflow | SpecSource] | None = None,
         builtin_workflows: bool = True,
         queue_notify_interval: float = EMULATOR_QUEUE_NOTIFY_INTERVAL,
         max_upload_bytes: int = EMULATOR_MAX_UPLOAD_BYTES,
@@ -96,12 +116,15 @@ class Emulator:
     ) -> None:
         if not api_key:
             raise ValueError("the emulator needs a non-empty api_key")
+        layer = SERVICES.get(service)
+        if layer is None:
+            raise ValueError(f"unknown service {service!r}; the emulator plays {', '.join(SERVICES)}")
         self._host = host
         self._port = port
         self._storage_host = storage_host or host
         self._storage_port = storage_port
         self._shutdown_timeout = shutdown_timeout
-        self._service = EmulatorService(
+        self._service: ServiceT = cast("type[ServiceT]", layer)(
             ServiceSettings(
                 api_key=api_key,
                 workers=workers,
@@ -116,17 +139,16 @@ class Emulator:
             faults=faults,
         )
         if builtin_workflows:
-            for workflow_id, spec in _builtin_specs().items():
-                self._service.workflows.register(workflow_id, spec)
+            self._service.register_builtin_workflows()
         for workflow_id, source in (workflows or {}).items():
-            self._service.workflows.register(workflow_id, source)
+            self._service.register_workflow(workflow_id, source)
         self._servers: list[EmbeddedServer] = []
         self._serve_tasks: list[asyncio.Task[None]] = []
         self._base_url: str | None = None
         self._storage_url: str | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------------------
-    async def __aenter__(self) -> Emulator:
+    async def __aenter__(self) -> Emulator[ServiceT]:
         await self.start()
         return self
 
@@ -154,7 +176,9 @@ class Emulator:
         self._service.tasks.start()
         secrets = (self.api_key,)
         api_server = make_server(
-            ApiApp(self._service, self._api_connections), shutdown_timeout=self._shutdown_timeout, secrets=secrets
+            self._service.build_api_app(self._api_connections),
+            shutdown_timeout=self._shutdown_timeout,
+            secrets=secrets,
         )
         storage_server = make_server(
             build_storage_app(self._service), shutdown_timeout=self._shutdown_timeout, secrets=secrets
@@ -190,7 +214,12 @@ class Emulator:
     def _api_connections(self) -> Collection[Any]:
         return self._servers[0].server_state.connections if self._servers else ()
 
-    # --- where it is -----------------------------------------------------------------------------------------
+    # --- what and where it is -----------------------------------------------------------------------------------
+    @property
+    def service_name(self) -> str:
+        """The service it plays, as the service calls itself: ``"GenStudio"`` or ``"GPUGeek"``."""
+        return self._service.name
+
     @property
     def api_key(self) -> str:
         """The key every HTTP call must carry as ``Authorization: Bearer <api_key>``."""
@@ -205,7 +234,10 @@ class Emulator:
 
     @property
     def ws_url(self) -> str:
-        """The WebSocket origin of the API, e.g. ``ws://127.0.0.1:8188`` (same port as ``base_url``)."""
+        """The WebSocket origin of the API, e.g. ``ws://127.0.0.1:8188`` (same port as ``base_url``); GenStudio's
+        only (``EmulatorError`` on GPUGeek, which has no WebSocket)."""
+        if not self._service.push_stream:
+            raise EmulatorError(f"the {self._service.name} emulator has no WebSocket: progress is polled")
         return "ws" + self.base_url.removeprefix("http")
 
     @property
@@ -226,14 +258,16 @@ class Emulator:
         return self._service.stats
 
     @property
-    def service(self) -> EmulatorService:
-        """The state behind the servers, for tests that need to look deeper."""
+    def service(self) -> ServiceT:
+        """The state behind the servers, for tests that need to look deeper: the core's ``tasks``, ``objects``,
+        ``clock``, ``signer`` and the service layer's own parts (GenStudio's ``EmulatorService`` with its
+        ``tokens``, or ``GPUGeekService``)."""
         return self._service
 
-    def task_info(self, task_id: str) -> dict[str, Any] | None:
-        """A task's snapshot as ``get_task_info`` would give it, or ``None`` if unknown."""
-        task = self._service.tasks.get(task_id)
-        return self._service.tasks.info(task) if task is not None else None
+    def task_info(self, task_id: str | int) -> dict[str, Any] | None:
+        """A task's snapshot as the service's status request would give it, or ``None`` if unknown."""
+        task = self._service.tasks.get(str(task_id))
+        return self._service.snapshot(task) if task is not None else None
 
     def task_ids(self) -> list[str]:
         """Every task id submitted so far, oldest first."""
@@ -241,18 +275,18 @@ class Emulator:
 
     async def wait_status(
         self,
-        task_id: str,
+        task_id: str | int,
         status: int | Collection[int],
         *,
         timeout: float = EMULATOR_WAIT_STATUS_TIMEOUT,
     ) -> dict[str, Any]:
-        """Wait until a task has ``status`` (or one of several); return its snapshot.
+        """Wait until a task has ``status`` (or one of several), in the service's numbering; return its snapshot.
 
         Raises ``EmulatorError`` if the task is unknown or ends with another status, ``TimeoutError`` if
         ``timeout`` seconds pass first.
         """
         statuses = [status] if isinstance(status, int) else list(status)
-        return await self._service.tasks.wait_status(task_id, statuses, timeout=timeout)
+        return await self._service.wait_status(str(task_id), statuses, timeout=timeout)
 
     # --- control -----------------------------------------------------------------------------------------------
     @property
@@ -289,16 +323,21 @@ class Emulator:
         self._service.faults.set(new)
         return new
 
-    def set_workflow_faults(self, workflow_id: str, faults: Faults | None = None, /, **changes: Any) -> Faults | None:
+    def set_workflow_faults(
+        self, workflow_id: str | int, faults: Faults | None = None, /, **changes: Any
+    ) -> Faults | None:
         """Give one workflow its own faults (they replace the emulator-wide ones for it).
 
         With neither ``faults`` nor ``changes`` the workflow goes back to the emulator-wide faults.
         """
+        key = self._service.workflow_key(workflow_id)
+        if key is None:
+            raise ValueError(f"{workflow_id!r} is not a {self._service.name} workflow id")
         if faults is None and not changes:
-            self._service.faults.set_for_workflow(workflow_id, None)
+            self._service.faults.set_for_workflow(key, None)
             return None
         new = dataclasses.replace(faults or Faults(), **changes)
-        self._service.faults.set_for_workflow(workflow_id, new)
+        self._service.faults.set_for_workflow(key, new)
         return new
 
     def clear_faults(self) -> None:
@@ -306,41 +345,60 @@ class Emulator:
         self._service.faults.clear()
 
     # --- workflows -------------------------------------------------------------------------------------------
+    @overload
     def register_workflow(
         self, workflow_id: str, spec: WorkflowSpec | SpecSource, *, output_nodes: Collection[str] | None = None
-    ) -> WorkflowSpec:
-        """Add (or replace) a workflow from a spec, a dict, a JSON text or a file path; ``output_nodes``: the ids
-        of its output nodes, as ``files`` keys them (default: its SaveImage nodes, else ``"9"``)."""
-        nodes = tuple(output_nodes) if output_nodes is not None else None
-        return self._service.workflows.register(workflow_id, spec, output_nodes=nodes).spec
+    ) -> WorkflowSpec: ...
+    @overload
+    def register_workflow(self, workflow_id: int, spec: ApiWorkflow | SpecSource) -> ApiWorkflow: ...
+    def register_workflow(
+        self,
+        workflow_id: str | int,
+        spec: WorkflowSpec | ApiWorkflow | SpecSource,
+        *,
+        output_nodes: Collection[str] | None = None,
+    ) -> WorkflowSpec | ApiWorkflow:
+        """Add (or replace) a workflow.
 
-    def workflow(self, workflow_id: str) -> WorkflowSpec:
-        """A registered workflow's spec."""
-        registered = self._service.workflows.get(workflow_id)
-        if registered is None:
-            raise KeyError(workflow_id)
-        return registered.spec
+        GenStudio: a string id and a spec, a dict, a JSON text or a file path; ``output_nodes``: the ids of its
+        output nodes, as ``files`` keys them (default: its SaveImage nodes, else ``"9"``). GPUGeek: an integer
+        id and an API-format workflow (an ``ApiWorkflow``, a dict, a JSON text or a file path); its outputs are
+        the SaveImage/PreviewImage nodes of each workflow submitted.
+        """
+        nodes = tuple(output_nodes) if output_nodes is not None else None
+        registered: WorkflowSpec | ApiWorkflow = self._service.register_workflow(workflow_id, spec, output_nodes=nodes)
+        return registered
+
+    @overload
+    def workflow(self, workflow_id: str) -> WorkflowSpec: ...
+    @overload
+    def workflow(self, workflow_id: int) -> ApiWorkflow: ...
+    def workflow(self, workflow_id: str | int) -> WorkflowSpec | ApiWorkflow:
+        """A registered workflow: GenStudio's spec by its string id, GPUGeek's ``ApiWorkflow`` by its integer id."""
+        registered: WorkflowSpec | ApiWorkflow = self._service.workflow(workflow_id)
+        return registered
 
     @property
-    def workflow_ids(self) -> list[str]:
-        return self._service.workflows.ids()
+    def workflow_ids(self) -> list[str] | list[int]:
+        """The registered workflows' ids (GenStudio's strings, GPUGeek's integers)."""
+        ids: list[str] | list[int] = self._service.workflow_ids()
+        return ids
 
     # --- clients ---------------------------------------------------------------------------------------------
     def client(self, **kwargs: Any) -> AsyncGenStudio:
-        """An ``AsyncGenStudio`` pointed at this emulator: ``AsyncGenStudio(api_key=…, base_url=…, **kwargs)``."""
+        """A client pointed at this emulator: ``AsyncGenStudio(api_key=…, base_url=…, **kwargs)``, or for GPUGeek
+        ``AsyncGPUGeek(api_key=…, base_url=…, **kwargs)``."""
+        if isinstance(self._service, GPUGeekService):
+            try:
+                from .._client import AsyncGPUGeek  # type: ignore[attr-defined, unused-ignore]
+            except ImportError:
+                raise EmulatorError("this version of genstudio_async has no AsyncGPUGeek client yet") from None
+            gpugeek: AsyncGenStudio = AsyncGPUGeek(api_key=self.api_key, base_url=self.base_url, **kwargs)
+            return gpugeek
         from .._client import AsyncGenStudio
 
         return AsyncGenStudio(api_key=self.api_key, base_url=self.base_url, **kwargs)
 
     def __repr__(self) -> str:
         where = self._base_url or "not started"
-        return f"<Emulator {where} workers={self._service.settings.workers}>"
-
-
-_BUILTIN_CACHE: dict[str, WorkflowSpec] = {}
-
-
-def _builtin_specs() -> dict[str, WorkflowSpec]:
-    if not _BUILTIN_CACHE:
-        _BUILTIN_CACHE.update(builtin_workflows())
-    return dict(_BUILTIN_CACHE)
+        return f"<Emulator {where} service={self._service.name} workers={self._service.settings.workers}>"

@@ -1,73 +1,59 @@
-"""The emulator's behaviour, apart from HTTP: submit, get_task_info, cancel, upload, and token checks.
+"""GenStudio's layer: its statuses, snapshots, request handlers (submit, get_task_info, cancel, upload), prompt
+tokens and workflow registry, on the shared core (``_core``).
 
-``EmulatorService`` owns the state (tasks, objects, workflows, faults, stats, clock) and answers requests
-given as parsed bodies; the web layers (``_api``, ``_progress``, ``_storage``) only translate to and from HTTP.
-A request the service refuses raises ``BusinessError``, which becomes ``{"code": != 0, "msg": …}`` with HTTP 200.
+``EmulatorService`` answers requests given as parsed bodies; its web layers (``_api``, ``_progress``) only
+translate to and from HTTP. A request it refuses raises ``BusinessError``, which becomes
+``{"code": != 0, "msg": …}`` with HTTP 200.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import secrets
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+import time
+from collections.abc import Callable, Iterable, Mapping
+from enum import IntEnum
+from typing import Any, ClassVar
 
-from .._constants import (
-    CANCEL_BODY_FIELD,
-    DEFAULT_URL_EXPIRE_PERIOD,
-    EMULATOR_OSS_ACCESS_KEY_ID,
-    EMULATOR_OSS_BUCKET,
-    EMULATOR_SIGNATURE_PLUS_SEARCH,
-    EMULATOR_TENANT_ID,
-    EMULATOR_TOKEN_ISSUER,
-)
-from ._clock import EmulatorClock
-from ._faults import FaultController, Faults
+from starlette.types import ASGIApp
+
+from .._constants import CANCEL_BODY_FIELD, DEFAULT_URL_EXPIRE_PERIOD, EMULATOR_TENANT_ID, EMULATOR_TOKEN_ISSUER
+from ..workflow import SpecSource, WorkflowSpec
+from ._core import BusinessError, EmulatorCore, ServiceSettings, number_states, prompt_refusal, type_name
+from ._faults import Faults
 from ._jwt import TokenError, TokenSigner
-from ._objects import ObjectStore
-from ._signing import UrlSigner
-from ._state import Task, TaskStore
-from ._stats import EmulatorStats
-from ._wire import (
-    CODE_INVALID_PARAMETER,
-    CODE_INVALID_PROMPT,
-    CODE_TASK_NOT_FOUND,
-    CODE_WORKFLOW_NOT_FOUND,
+from ._objects import random_id
+from ._state import SERIALISED_STAMP_FIELD, Task, TaskState
+from ._wire import CODE_INVALID_PARAMETER, CODE_TASK_NOT_FOUND, CODE_WORKFLOW_NOT_FOUND, GENSTUDIO_ENVELOPE
+from ._workflows import (
+    WorkflowRegistry,
+    builtin_workflows,
+    image_problems,
+    merge_prompt,
+    plan_render,
+    unreadable_images,
 )
-from ._workflows import WorkflowRegistry, image_problems, merge_prompt, plan_render, unreadable_images
+
+__all__ = ["BusinessError", "EmulatorService", "ServiceSettings", "Status"]
+
+
+class Status(IntEnum):
+    """GenStudio's task statuses."""
+
+    QUEUED = 1
+    RUNNING = 2
+    SUCCEEDED = 3
+    FAILED = 4
+    PERMISSION_DENIED = 5
+
+
+#: ``Faults.tutorial_shapes``, as the flag a task keeps from its submit.
+TUTORIAL_SHAPES = "tutorial_shapes"
+
+# The built-in specs, read once per process (specs are immutable; each emulator registers the same objects).
+_BUILTIN_CACHE: dict[str, WorkflowSpec] = {}
 
 #: Formats ``image_post_process_cmd.format`` may name (those of OSS's format conversion).
 IMAGE_FORMATS = frozenset({"jpg", "jpeg", "png", "webp", "bmp", "gif", "tiff", "heic", "avif"})
-
-
-class BusinessError(Exception):
-    """A refused request: ``code`` (not 0), a ``msg`` naming the field or id, and optional ``data``."""
-
-    def __init__(self, code: int, msg: str, data: Any = None) -> None:
-        super().__init__(msg)
-        self.code = code
-        self.msg = msg
-        self.data = data
-
-
-@dataclass(frozen=True)
-class ServiceSettings:
-    """What the service needs to know about timing and limits."""
-
-    api_key: str
-    workers: int
-    steps: int
-    step_seconds: float
-    token_ttl: float
-    retention: float
-    queue_notify_interval: float
-    max_upload_bytes: int
-    stamp_snapshots: bool = False
-
-
-def _type_name(value: object) -> str:
-    return "null" if value is None else type(value).__name__
 
 
 def _is_int(value: object) -> bool:
@@ -108,39 +94,95 @@ def parse_process_command(command: object) -> str | None:
     return "/".join(parts) if len(parts) > 1 else None
 
 
-class EmulatorService:
-    """The state of one emulator and the operations of its API."""
+class EmulatorService(EmulatorCore):
+    """A GenStudio emulator's state and the operations of its API."""
+
+    name = "GenStudio"
+    # The service reports a cancelled task as failed (4).
+    statuses = number_states(Status, CANCELLED=Status.FAILED, DENIED=Status.PERMISSION_DENIED)
+    error_field = "errMsg"
+    envelope = GENSTUDIO_ENVELOPE
+    endpoints = frozenset({"submit", "task_info", "cancel", "upload", "storage"})
+    workflow_field = "spec"
+    push_stream = True
+    unsupported_faults: ClassVar[Mapping[str, str]] = {
+        "presign_field": "its uploads go to upload/image, with no pre-signed URL",
+    }
 
     def __init__(self, settings: ServiceSettings, *, faults: Faults | None = None) -> None:
-        self.settings = settings
-        self.clock = EmulatorClock()
-        self.stats = EmulatorStats()
-        self.faults = FaultController(faults)
-        self.workflows = WorkflowRegistry()
-        self.objects = ObjectStore(retention_seconds=settings.retention)
-        self.tasks = TaskStore(
-            clock=self.clock,
-            objects=self.objects,
-            workers=settings.workers,
-            steps=settings.steps,
-            step_seconds=settings.step_seconds,
-            queue_notify_interval=settings.queue_notify_interval,
-            stamp_snapshots=settings.stamp_snapshots,
-        )
+        super().__init__(settings, faults=faults)
+        self._workflows = WorkflowRegistry()
         self.tokens = TokenSigner(secrets.token_bytes(32), issuer=EMULATOR_TOKEN_ISSUER)
-        self._url_secret = secrets.token_bytes(32)
-        self.signer: UrlSigner | None = None
 
-    def set_storage_origin(self, origin: str) -> None:
-        """Where result URLs point (known once the storage port is bound)."""
-        self.signer = UrlSigner(
-            self._url_secret,
-            access_key_id=EMULATOR_OSS_ACCESS_KEY_ID,
-            bucket=EMULATOR_OSS_BUCKET,
-            storage_origin=origin,
-            plus_search=EMULATOR_SIGNATURE_PLUS_SEARCH,
-        )
-        self.tasks.signer = self.signer
+    @staticmethod
+    def new_task_id() -> str:
+        return f"cft-{random_id()}"
+
+    def build_api_app(self, connections: Callable[[], Iterable[Any]]) -> ASGIApp:
+        from ._api import ApiApp
+
+        return ApiApp(self, connections)
+
+    # --- workflows -------------------------------------------------------------------------------------------
+    @property
+    def workflows(self) -> WorkflowRegistry:
+        return self._workflows
+
+    def workflow_key(self, workflow_id: object) -> str | None:
+        return workflow_id if isinstance(workflow_id, str) else None
+
+    def register_workflow(
+        self, workflow_id: str, source: WorkflowSpec | SpecSource, *, output_nodes: tuple[str, ...] | None = None
+    ) -> WorkflowSpec:
+        return self.workflows.register(workflow_id, source, output_nodes=output_nodes).spec
+
+    def register_builtin_workflows(self) -> None:
+        if not _BUILTIN_CACHE:
+            _BUILTIN_CACHE.update(builtin_workflows())
+        for workflow_id, spec in _BUILTIN_CACHE.items():
+            self.workflows.register(workflow_id, spec)
+
+    def workflow(self, workflow_id: str) -> WorkflowSpec:
+        return self.workflows.require(workflow_id).spec
+
+    # --- what clients see ----------------------------------------------------------------------------------
+    def snapshot(
+        self, task: Task, *, expire_period: int = DEFAULT_URL_EXPIRE_PERIOD, process: str | None = None
+    ) -> dict[str, Any]:
+        """The task as ``get_task_info`` reports it, with freshly signed result URLs."""
+        tasks = self.tasks
+        status = self.status_of(task)
+        info: dict[str, Any] = self.stamped(task, {
+            "comfy_task_id": task.task_id,
+            "status": status,
+            "queue_size": tasks.queue_size_for(task),
+            "current_position": tasks.position(task),
+            "errMsg": task.error_message,
+        })
+        tutorial_shapes = TUTORIAL_SHAPES in task.flags
+        if task.state is TaskState.QUEUED:
+            info["files"] = "None"
+            if not tutorial_shapes:
+                info["progress_num"] = 0
+            return info
+        files = self.signed_results(task, expire_period=expire_period, process=process)
+        if task.state is TaskState.SUCCEEDED and tutorial_shapes:
+            info["files"] = {node_id: urls[0] for node_id, urls in files.items() if urls}
+            return info
+        info["files"] = files
+        info["final_files"] = [url for urls in files.values() for url in urls]
+        info["progress_num"] = task.progress
+        return info
+
+    def frame(self, task: Task) -> str:
+        """The progress WebSocket's frame for the task's current state (serialised once per change)."""
+        return self.tasks.frame(task, self._frame_payload)
+
+    def _frame_payload(self, task: Task) -> dict[str, Any]:
+        info = self.snapshot(task)
+        if self.settings.stamp_snapshots:
+            info[SERIALISED_STAMP_FIELD] = time.monotonic_ns()
+        return {"comfy_task_info": info}
 
     # --- the API ---------------------------------------------------------------------------------------------
     def submit(self, body: object) -> dict[str, str]:
@@ -158,26 +200,21 @@ class EmulatorService:
         if isinstance(prompt, Mapping):
             problems += image_problems(workflow.spec, prompt, self.objects.has_upload)
         if problems:
-            message = f"prompt does not fit workflow {workflow_id}: " + "; ".join(str(p) for p in problems)
-            data = {"problems": [dataclasses.asdict(problem) for problem in problems]}
-            raise BusinessError(CODE_INVALID_PROMPT, message, data)
+            raise prompt_refusal(f"prompt does not fit workflow {workflow_id}", problems)
         inputs = merge_prompt(workflow.spec, prompt if isinstance(prompt, Mapping) else None)
-        plan = plan_render(workflow, inputs, self.objects.upload_size)
         faults = self.faults.for_workflow(workflow_id)
-        fail_message = faults.fail_tasks
-        unreadable = unreadable_images(workflow.spec, inputs, self.objects.is_unreadable_upload)
-        if fail_message is None and unreadable:  # ComfyUI's LoadImage (PIL) cannot open it: the run fails
-            fail_message = f"LoadImage: cannot identify image file {unreadable[0]!r}"
-        task = self.tasks.create(
-            workflow_id=workflow_id, plan=plan, fail_message=fail_message, deny=faults.deny_tasks,
-            tutorial_shapes=faults.tutorial_shapes,
+        task = self.queue_task(
+            workflow_id,
+            plan_render(workflow, inputs, self.objects.upload_size),
+            unreadable_images=unreadable_images(workflow.spec, inputs, self.objects.is_unreadable_upload),
+            deny=faults.deny_tasks,
+            flags=frozenset({TUTORIAL_SHAPES}) if faults.tutorial_shapes else frozenset(),
         )
         token = self.tokens.mint(
             tenant_id=EMULATOR_TENANT_ID,
             task_id=task.task_id,
             expires_at=int(self.clock.now() + self.settings.token_ttl),
         )
-        self.stats.submits += 1
         return {"prompt_id": task.task_id, "prompt_token": token}
 
     def task_info(self, body: object) -> dict[str, list[dict[str, Any]]]:
@@ -187,12 +224,12 @@ class EmulatorService:
         task_ids = body.get("comfy_task_ids")
         if not isinstance(task_ids, list):
             raise BusinessError(
-                CODE_INVALID_PARAMETER, f"comfy_task_ids must be a list of task ids, got {_type_name(task_ids)}"
+                CODE_INVALID_PARAMETER, f"comfy_task_ids must be a list of task ids, got {type_name(task_ids)}"
             )
         for index, task_id in enumerate(task_ids):
             if not isinstance(task_id, str):
                 raise BusinessError(
-                    CODE_INVALID_PARAMETER, f"comfy_task_ids[{index}] must be a string, got {_type_name(task_id)}"
+                    CODE_INVALID_PARAMETER, f"comfy_task_ids[{index}] must be a string, got {type_name(task_id)}"
                 )
         expire_period = body.get("url_expire_period", None)
         if expire_period is None:
@@ -208,7 +245,7 @@ class EmulatorService:
         for task_id in dict.fromkeys(task_ids):
             task = self.tasks.get(task_id)
             if task is not None:
-                found.append(self.tasks.info(task, expire_period=expire_period, process=process))
+                found.append(self.snapshot(task, expire_period=expire_period, process=process))
         return {"comfy_task_info": found}
 
     def cancel(self, body: object) -> dict[str, Any]:
@@ -221,8 +258,7 @@ class EmulatorService:
         task = self.tasks.get(task_id)
         if task is None:
             raise BusinessError(CODE_TASK_NOT_FOUND, f"{CANCEL_BODY_FIELD} {task_id!r} not found")
-        self.tasks.cancel(task)
-        self.stats.cancels += 1
+        self.cancel_task(task)
         return {}
 
     def upload(self, data: bytes, *, filename: str | None, content_type: str | None) -> dict[str, str]:

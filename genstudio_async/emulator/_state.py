@@ -1,14 +1,17 @@
-"""Tasks and the simulated queue: a FIFO of queued tasks, a pool of workers, and change notification.
+"""Tasks and the simulated queue, the same for every service: a FIFO of queued tasks, a pool of workers, and
+change notification.
 
-A submitted task is queued (status 1) with a 1-based ``current_position``; a free worker takes the oldest,
-runs it (status 2) through ``steps`` progress steps of ``step_seconds`` each, and finishes it: succeeded (3)
-with result files, failed (4) if a fault says so, or left alone if it was cancelled (4) meanwhile.
-``pause()`` stops workers from taking or advancing tasks until ``resume()``.
+A task's ``state`` is a neutral ``TaskState``; each service layer numbers the states its own way (GenStudio
+reports a cancel as 4 and a denial as 5, GPUGeek a cancel as 5) and shapes its own snapshots. A submitted task
+is queued with a 1-based position; a free worker takes the oldest, runs it through ``steps`` progress steps of
+``step_seconds`` each, and finishes it: succeeded with result files, failed if a fault says so, or left alone if
+it was cancelled meanwhile. ``pause()`` stops workers from taking or advancing tasks until ``resume()``. When a
+task was submitted, started and finished is kept on the emulator clock (GPUGeek reports the durations).
 
 Anyone may ``watch`` a task (a progress WebSocket, ``wait_status``): a ``Watcher``'s event is set on every
 change. A change of the queue (a task joins or leaves it) alters the position of every queued task, so
 those notifications are coalesced: at most one round per ``queue_notify_interval``, and only for watched
-tasks. A WebSocket frame is serialised once per change of a task (``frame``), however many sockets watch it.
+tasks. ``frame`` serialises a snapshot once per change of a task, however many sockets watch it.
 
 With ``stamp_snapshots`` (off by default, so the wire stays the service's), every snapshot, HTTP and WebSocket
 alike, carries an extra field ``"_emulator_changed_ns"``: ``time.monotonic_ns()`` when the task's state last
@@ -26,30 +29,30 @@ import contextlib
 import dataclasses
 import time
 from collections import deque
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
-from enum import IntEnum
+from enum import Enum
 from typing import Any
 
-from .._constants import DEFAULT_URL_EXPIRE_PERIOD
 from ._clock import EmulatorClock
-from ._objects import ObjectStore, random_id
-from ._signing import UrlSigner
+from ._objects import ObjectStore
+from ._plan import RenderPlan
 from ._wire import dumps
-from ._workflows import RenderPlan
 
 
-class Status(IntEnum):
-    """The service's task statuses."""
+class TaskState(Enum):
+    """Where a task is, whatever service reports it (each numbers these its own way)."""
 
-    QUEUED = 1
-    RUNNING = 2
-    SUCCEEDED = 3
-    FAILED = 4
-    PERMISSION_DENIED = 5
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    DENIED = "denied"  # refused at once (GenStudio's "permission denied")
 
 
-TERMINAL_STATUSES = frozenset({Status.SUCCEEDED, Status.FAILED, Status.PERMISSION_DENIED})
+TERMINAL_STATES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED, TaskState.DENIED})
+ACTIVE_STATES = frozenset({TaskState.QUEUED, TaskState.RUNNING})
 
 #: The extra snapshot fields written when ``stamp_snapshots`` is on (see the module docstring).
 STAMP_FIELD = "_emulator_changed_ns"
@@ -75,10 +78,10 @@ class Task:
     """A task as the emulator keeps it."""
 
     task_id: str
-    workflow_id: str
+    workflow_id: str  # the service's workflow id, as a string (GPUGeek's integers in decimal)
     plan: RenderPlan
     fail_message: str | None
-    status: Status = Status.QUEUED
+    state: TaskState = TaskState.QUEUED
     progress: int = 0
     error_message: str = ""
     queue_seq: int = 0
@@ -88,12 +91,14 @@ class Task:
     frame_key: tuple[int, int] | None = None
     frame_text: str = ""
     changed_ns: int = 0  # time.monotonic_ns() of the last change of state
-    finished_at: float | None = None  # emulator-clock time it reached a terminal status
-    tutorial_shapes: bool = False  # snapshots shaped like the tutorial's examples (see Faults.tutorial_shapes)
+    submitted_at: float = 0.0  # emulator-clock time it was submitted
+    started_at: float | None = None  # emulator-clock time a worker took it
+    finished_at: float | None = None  # emulator-clock time it reached a terminal state
+    flags: frozenset[str] = frozenset()  # how a service layer was told to shape this task's snapshots
 
     @property
     def is_terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
+        return self.state in TERMINAL_STATES
 
 
 class TaskStore:
@@ -108,7 +113,7 @@ class TaskStore:
         steps: int,
         step_seconds: float,
         queue_notify_interval: float,
-        stamp_snapshots: bool = False,
+        new_task_id: Callable[[], str],
     ) -> None:
         if workers < 1:
             raise ValueError("an emulator needs at least one worker")
@@ -118,8 +123,7 @@ class TaskStore:
         self._steps = steps
         self._step_seconds = step_seconds
         self._queue_notify_interval = queue_notify_interval
-        self.stamp_snapshots = stamp_snapshots
-        self.signer: UrlSigner | None = None
+        self._new_task_id = new_task_id
         self._tasks: dict[str, Task] = {}
         self._queued_seqs: list[int] = []
         self._queued_by_seq: dict[int, Task] = {}
@@ -188,20 +192,21 @@ class TaskStore:
 
     # --- tasks ---------------------------------------------------------------------------------------------
     def create(
-        self, *, workflow_id: str, plan: RenderPlan, fail_message: str | None, deny: bool, tutorial_shapes: bool = False
+        self, *, workflow_id: str, plan: RenderPlan, fail_message: str | None, deny: bool = False,
+        flags: frozenset[str] = frozenset(),
     ) -> Task:
-        """A new task: queued, or at once status 5 when ``deny``."""
-        task_id = f"cft-{random_id()}"
+        """A new task with a fresh id: queued, or at once denied when ``deny``."""
+        task_id = self._new_task_id()
         while task_id in self._tasks:
-            task_id = f"cft-{random_id()}"
+            task_id = self._new_task_id()
         task = Task(
             task_id=task_id, workflow_id=workflow_id, plan=plan, fail_message=fail_message,
-            changed_ns=time.monotonic_ns(), tutorial_shapes=tutorial_shapes,
+            changed_ns=time.monotonic_ns(), submitted_at=self._clock.now(), flags=flags,
         )
         self._tasks[task_id] = task
         self._release_expired()
         if deny:
-            task.status = Status.PERMISSION_DENIED
+            task.state = TaskState.DENIED
             self._finish(task)
             return task
         self._next_seq += 1
@@ -219,12 +224,12 @@ class TaskStore:
         return iter(list(self._tasks.values()))
 
     def cancel(self, task: Task) -> bool:
-        """Cancel a queued or running task (status 4). ``False`` if it had already ended."""
+        """Cancel a queued or running task. ``False`` if it had already ended."""
         if task.is_terminal:
             return False
-        if task.status is Status.QUEUED:
+        if task.state is TaskState.QUEUED:
             self._remove_from_queue(task)
-        task.status = Status.FAILED
+        task.state = TaskState.CANCELLED
         task.error_message = ""
         self._finish(task)
         self._changed(task)
@@ -236,64 +241,29 @@ class TaskStore:
         """How many tasks are queued."""
         return len(self._queued_seqs)
 
+    def queue_size_for(self, task: Task) -> int:
+        """The queue size a task's snapshot reports: the queue's while it waits or runs, 0 once it ended."""
+        return self.queue_size if task.state in ACTIVE_STATES else 0
+
     def position(self, task: Task) -> int:
         """1-based place of a queued task in the queue; 0 for any other task."""
-        if task.status is not Status.QUEUED:
+        if task.state is not TaskState.QUEUED:
             return 0
         return bisect.bisect_left(self._queued_seqs, task.queue_seq) + 1
 
     # --- what clients see ----------------------------------------------------------------------------------
-    def info(
-        self, task: Task, *, expire_period: int = DEFAULT_URL_EXPIRE_PERIOD, process: str | None = None
-    ) -> dict[str, Any]:
-        """The task as the service reports it, with freshly signed result URLs."""
-        status = task.status
-        info: dict[str, Any] = {
-            "comfy_task_id": task.task_id,
-            "status": int(status),
-            "queue_size": self.queue_size if status in (Status.QUEUED, Status.RUNNING) else 0,
-            "current_position": self.position(task),
-            "errMsg": task.error_message,
-        }
-        if self.stamp_snapshots:
-            info[STAMP_FIELD] = task.changed_ns
-        if status is Status.QUEUED:
-            info["files"] = "None"
-            if not task.tutorial_shapes:
-                info["progress_num"] = 0
-            return info
-        if status is Status.SUCCEEDED and self.signer is not None:
-            expires_at = int(self._clock.now()) + expire_period
-            files = {
-                node_id: [self.signer.sign_url(key, expires_at=expires_at, process=process) for key in keys]
-                for node_id, keys in task.results.items()
-            }
-            if task.tutorial_shapes:
-                info["files"] = {node_id: urls[0] for node_id, urls in files.items() if urls}
-                return info
-            info["files"] = files
-            info["final_files"] = [url for urls in files.values() for url in urls]
-        else:
-            info["files"] = {}
-            info["final_files"] = []
-        info["progress_num"] = task.progress
-        return info
+    def frame(self, task: Task, payload: Callable[[Task], Any]) -> str:
+        """``payload(task)`` serialised, once per change of the task however many sockets send it.
 
-    def frame(self, task: Task) -> str:
-        """The WebSocket frame for the task's current state, serialised once per change.
-
-        A queued or running task's frame also changes with the queue. A finished task's frame holds signed
-        URLs, so it is signed afresh each minute: a socket opened long after the end still gets live URLs.
+        A queued or running task's frame also changes with the queue. A finished task's frame may hold signed
+        URLs, so it is made afresh each minute: a socket opened long after the end still gets live URLs.
         """
         if task.is_terminal:
             key = (task.version, -1 - int(self._clock.now() // _TERMINAL_FRAME_SECONDS))
         else:
             key = (task.version, self._queue_epoch)
         if task.frame_key != key:
-            info = self.info(task)
-            if self.stamp_snapshots:
-                info[SERIALISED_STAMP_FIELD] = time.monotonic_ns()
-            task.frame_text = dumps({"comfy_task_info": info})
+            task.frame_text = dumps(payload(task))
             task.frame_key = key
         return task.frame_text
 
@@ -311,11 +281,20 @@ class TaskStore:
             if not task.watchers:
                 self._watched.discard(task)
 
-    async def wait_status(self, task_id: str, statuses: Collection[int], *, timeout: float) -> dict[str, Any]:
-        """Wait until the task's status is one of ``statuses``; return its snapshot.
+    async def wait_status(
+        self,
+        task_id: str,
+        statuses: Collection[int],
+        *,
+        status_of: Callable[[Task], int],
+        error_field: str,
+        timeout: float,
+    ) -> Task:
+        """Wait until the task's status (numbered by ``status_of``, the service's numbering) is one of
+        ``statuses``; return the task.
 
-        Raises ``EmulatorError`` if the task is unknown or ends with another status, ``TimeoutError`` if the
-        time runs out.
+        Raises ``EmulatorError`` if the task is unknown or ends with another status (the message quotes its
+        ``error_field``), ``TimeoutError`` if the time runs out.
         """
         task = self._tasks.get(task_id)
         if task is None:
@@ -326,17 +305,17 @@ class TaskStore:
                 async with asyncio.timeout(timeout):
                     while True:
                         watcher.changed.clear()
-                        if int(task.status) in wanted:
-                            return self.info(task)
+                        if status_of(task) in wanted:
+                            return task
                         if task.is_terminal:
                             raise EmulatorError(
-                                f"task {task_id} ended with status {int(task.status)} "
-                                f"(errMsg {task.error_message!r}) while waiting for {sorted(wanted)}"
+                                f"task {task_id} ended with status {status_of(task)} "
+                                f"({error_field} {task.error_message!r}) while waiting for {sorted(wanted)}"
                             )
                         await watcher.changed.wait()
             except TimeoutError:
                 raise TimeoutError(
-                    f"task {task_id} still has status {int(task.status)} after {timeout} s "
+                    f"task {task_id} still has status {status_of(task)} after {timeout} s "
                     f"(waiting for {sorted(wanted)})"
                 ) from None
 
@@ -356,7 +335,7 @@ class TaskStore:
     def _broadcast_queue(self) -> None:
         self._broadcast_handle = None
         for task in self._watched:
-            if task.status in (Status.QUEUED, Status.RUNNING):
+            if task.state in ACTIVE_STATES:
                 for watcher in task.watchers:
                     watcher.changed.set()
 
@@ -380,7 +359,8 @@ class TaskStore:
             await self._run(task)
 
     async def _run(self, task: Task) -> None:
-        task.status = Status.RUNNING
+        task.state = TaskState.RUNNING
+        task.started_at = self._clock.now()
         task.progress = 0
         self._changed(task)
         self._queue_changed()
@@ -389,17 +369,17 @@ class TaskStore:
         for step in range(1, steps + 1):
             await asyncio.sleep(step_seconds)
             await self._resumed.wait()
-            if task.status is not Status.RUNNING:
+            if task.state is not TaskState.RUNNING:
                 return
             if fail_after is not None and step > fail_after:
                 break
             if step < steps:
                 task.progress = step * 100 // steps
                 self._changed(task)
-        if task.status is not Status.RUNNING:
+        if task.state is not TaskState.RUNNING:
             return
         if task.fail_message is not None:
-            task.status = Status.FAILED
+            task.state = TaskState.FAILED
             task.error_message = task.fail_message
             self._finish(task)
             self._changed(task)
@@ -414,7 +394,7 @@ class TaskStore:
                 ).key
                 for index in range(plan.batch_size)
             ]
-        task.status = Status.SUCCEEDED
+        task.state = TaskState.SUCCEEDED
         task.progress = 100
         self._finish(task)
         self._changed(task)
@@ -426,7 +406,7 @@ class TaskStore:
     def _release_expired(self) -> None:
         """Free what tasks finished longer than the retention period ago still hold: their result objects (the
         storage would answer 404 anyway), the prompt text of their plan, their cached frame. The task itself
-        stays, so ``get_task_info`` answers as before."""
+        stays, so a status request answers as before."""
         horizon = self._clock.now() - self._objects.retention_seconds
         if not self._finished or (self._finished[0].finished_at or 0.0) >= horizon:
             return

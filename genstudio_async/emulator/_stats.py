@@ -12,8 +12,13 @@ from typing import Any
 class EmulatorStats:
     """Live counters. Read them at any time; ``snapshot()`` gives a JSON-ready copy, ``reset()`` zeroes them.
 
-    ``requests`` counts every request by endpoint name (``submit``, ``task_info``, ``cancel``, ``upload``,
-    ``progress_ws``, ``storage``, ``admin``, ``other``), whatever its answer.
+    ``requests`` counts every request by endpoint name, whatever its answer: GenStudio's ``submit``,
+    ``task_info``, ``cancel``, ``upload``, ``progress_ws``; GPUGeek's ``submit``, ``task``, ``cancel``,
+    ``presign``, ``commit``, ``upload_put``; and ``storage`` (result downloads), ``admin``, ``other``.
+
+    ``task_info_requests`` counts status requests (one GPUGeek ``GET /api/v1/task/{id}`` is one, asking for one
+    id); ``uploads`` counts images stored (GenStudio's ``upload/image``, GPUGeek's PUTs), ``commits`` GPUGeek's
+    commits that succeeded.
     """
 
     submits: int = 0
@@ -21,6 +26,7 @@ class EmulatorStats:
     task_ids_requested: int = 0
     cancels: int = 0
     uploads: int = 0
+    commits: int = 0
     unauthorized: int = 0
     http_errors_injected: int = 0
     rate_limited: int = 0

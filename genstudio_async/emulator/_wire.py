@@ -1,4 +1,4 @@
-"""JSON as the real service writes it, and its response envelope.
+"""JSON as the real services write it, their response envelopes, and the HTML page of a proxy in front of them.
 
 The service's encoder escapes ``&`` (and ``<``, ``>``) inside strings as ``\\u0026`` (``\\u003c``, ``\\u003e``),
 so a signed URL arrives as ``...png?Expires=1\\u0026OSSAccessKeyId=...``. A JSON parser turns it back into
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import secrets
+from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 from starlette.responses import Response
@@ -58,23 +60,61 @@ def json_response(payload: Any, status_code: int = 200, headers: dict[str, str] 
     )
 
 
-def ok(data: Any) -> Response:
-    """The success envelope ``{"code": 0, "msg": "Success", "data": ...}``."""
-    return json_response({"code": CODE_OK, "msg": "Success", "data": data})
+@dataclass(frozen=True)
+class Envelope:
+    """One service's response envelope: ``{"code", <message_field>, "data", "traceid"}``.
+
+    GenStudio writes ``{"code": 0, "msg": "Success", "data": ...}`` and a ``traceid`` on errors only; GPUGeek
+    writes ``{"code": 0, "message": "success", "traceid": ..., "data": ...}``, a ``traceid`` every time.
+    """
+
+    message_field: str
+    success_message: str
+    traceid_on_success: bool
+
+    def ok(self, data: Any) -> Response:
+        """The success envelope around ``data``."""
+        payload: dict[str, Any] = {"code": CODE_OK, self.message_field: self.success_message}
+        if self.traceid_on_success:
+            payload["traceid"] = new_traceid()
+        payload["data"] = data
+        return json_response(payload)
+
+    def error_payload(self, code: int, message: str, data: Any = None) -> dict[str, Any]:
+        """An error envelope: ``code != 0``, a message naming the field or id, and a fresh ``traceid``."""
+        return {"code": code, self.message_field: message, "data": data, "traceid": new_traceid()}
+
+    def error(
+        self,
+        code: int,
+        message: str,
+        *,
+        status_code: int = 200,
+        data: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        """An error response. Business errors keep HTTP 200 (as the services do); others pass their status."""
+        return json_response(self.error_payload(code, message, data), status_code=status_code, headers=headers)
 
 
-def error_envelope(code: int, msg: str, data: Any = None) -> dict[str, Any]:
-    """An error envelope: ``code != 0``, a ``msg`` naming the field or id, and a fresh ``traceid``."""
-    return {"code": code, "msg": msg, "data": data, "traceid": new_traceid()}
+GENSTUDIO_ENVELOPE = Envelope(message_field="msg", success_message="Success", traceid_on_success=False)
+GPUGEEK_ENVELOPE = Envelope(message_field="message", success_message="success", traceid_on_success=True)
 
 
-def error(
-    code: int,
-    msg: str,
-    *,
-    status_code: int = 200,
-    data: Any = None,
-    headers: dict[str, str] | None = None,
-) -> Response:
-    """An error response. Business errors keep HTTP 200 (as the service does); others pass their status."""
-    return json_response(error_envelope(code, msg, data), status_code=status_code, headers=headers)
+#: GenStudio's envelope, as plain functions (its layer's modules and the progress socket's refusals use them).
+ok = GENSTUDIO_ENVELOPE.ok
+error = GENSTUDIO_ENVELOPE.error
+error_envelope = GENSTUDIO_ENVELOPE.error_payload
+
+
+def html_error_page(status_code: int, headers: dict[str, str] | None = None) -> Response:
+    """The page nginx answers with when what is behind it fails: ``text/html``, no envelope (``http_error_html``)."""
+    try:
+        title = f"{status_code} {HTTPStatus(status_code).phrase}"
+    except ValueError:
+        title = str(status_code)
+    page = (
+        f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n<center><h1>{title}</h1></center>\r\n"
+        "<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+    )
+    return Response(content=page.encode("ascii"), status_code=status_code, media_type="text/html", headers=headers)

@@ -1,4 +1,4 @@
-"""The workflows an emulator knows: the built-in examples from the service's docs plus any a user registers.
+"""GenStudio's workflows: the built-in examples from the service's docs plus any a user registers, by string id.
 
 The built-in specs ship with the SDK (``genstudio_async/workflows/<workflow_id>.json``, read by
 ``genstudio_async.workflows``; the ``genstudio`` command uses them too), in the "入参范围" format of the
@@ -17,14 +17,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .._constants import EMULATOR_DEFAULT_IMAGE_SIZE, EMULATOR_DEFAULT_OUTPUT_NODE, EMULATOR_MAX_BATCH_SIZE
+from .._constants import EMULATOR_DEFAULT_OUTPUT_NODE
 from .._exceptions import PromptProblem
 from ..workflow import SpecSource, WorkflowSpec
 from ..workflows import builtin_specs
-from ._png import clamp_side
+from ._core import Registry
+from ._plan import RenderPlan, RunNode, plan_run
 
 _OUTPUT_CLASS_TYPES = frozenset({"SaveImage"})
-_SEED_INPUTS = ("seed", "noise_seed")
 
 
 def builtin_workflows() -> dict[str, WorkflowSpec]:
@@ -55,11 +55,8 @@ class RegisteredWorkflow:
         return cls(workflow_id=workflow_id, spec=spec, output_nodes=tuple(output_nodes))
 
 
-class WorkflowRegistry:
-    """Workflows by id."""
-
-    def __init__(self) -> None:
-        self._workflows: dict[str, RegisteredWorkflow] = {}
+class WorkflowRegistry(Registry[str, RegisteredWorkflow]):
+    """GenStudio's workflows by string id."""
 
     def register(
         self, workflow_id: str, spec: WorkflowSpec | SpecSource, *, output_nodes: tuple[str, ...] | None = None
@@ -68,15 +65,7 @@ class WorkflowRegistry:
         if not isinstance(workflow_id, str) or not workflow_id.strip():
             raise ValueError("a workflow id must be a non-empty string")
         loaded = spec if isinstance(spec, WorkflowSpec) else WorkflowSpec.load(spec)
-        registered = RegisteredWorkflow.build(workflow_id, loaded, output_nodes)
-        self._workflows[workflow_id] = registered
-        return registered
-
-    def get(self, workflow_id: str) -> RegisteredWorkflow | None:
-        return self._workflows.get(workflow_id)
-
-    def ids(self) -> list[str]:
-        return list(self._workflows)
+        return self.add(workflow_id, RegisteredWorkflow.build(workflow_id, loaded, output_nodes))
 
 
 def image_problems(
@@ -129,63 +118,19 @@ def merge_prompt(spec: WorkflowSpec, prompt: Mapping[str, Any] | None) -> dict[s
     return merged
 
 
-@dataclass(frozen=True)
-class RenderPlan:
-    """What the results of one task look like: size, how many per output node, and what seeds the drawing."""
-
-    width: int
-    height: int
-    batch_size: int
-    seed: int
-    text: str
-    output_nodes: tuple[str, ...]
-
-
 def plan_render(
     workflow: RegisteredWorkflow,
     inputs: Mapping[str, Mapping[str, Any]],
     uploaded_size: Callable[[str], tuple[int, int] | None],
 ) -> RenderPlan:
-    """Read size, batch, seed and text from a run's inputs.
-
-    Size: an uploaded PNG given to an IMAGE input (image-to-image), else the first node with ``width`` and
-    ``height`` inputs (EmptyLatentImage-like), else 512×512; each side clamped (see ``_png``). Batch: that
-    node's ``batch_size``, clamped to 1..``EMULATOR_MAX_BATCH_SIZE``. Seed: the first ``seed``/``noise_seed``.
-    Text: every STRING ``text`` input, joined.
-    """
-    width = height = EMULATOR_DEFAULT_IMAGE_SIZE
-    batch_size = 1
-    seed = 0
-    texts: list[str] = []
-    sized_by_image = sized_by_latent = seed_found = False
-    for node in workflow.spec:
-        values = inputs.get(node.node_id, {})
-        for name, input_spec in node.inputs.items():
-            value = values.get(name)
-            if input_spec.type.upper() == "IMAGE" and isinstance(value, str) and not sized_by_image:
-                size = uploaded_size(value)
-                if size is not None:
-                    width, height = size
-                    sized_by_image = True
-            elif name in _SEED_INPUTS and isinstance(value, int) and not seed_found:
-                seed, seed_found = value, True
-            elif name == "text" and isinstance(value, str):
-                texts.append(value)
-        if not sized_by_latent and _is_int(values.get("width")) and _is_int(values.get("height")):
-            sized_by_latent = True
-            if not sized_by_image:
-                width, height = int(values["width"]), int(values["height"])
-            if _is_int(values.get("batch_size")):
-                batch_size = int(values["batch_size"])
-    return RenderPlan(
-        width=clamp_side(width),
-        height=clamp_side(height),
-        batch_size=max(1, min(EMULATOR_MAX_BATCH_SIZE, batch_size)),
-        seed=seed,
-        text="\n".join(texts),
-        output_nodes=workflow.output_nodes,
+    """What a run's results look like (see ``_plan.plan_run``): the spec's nodes in order, its IMAGE inputs as
+    the image inputs, ``inputs`` (from ``merge_prompt``) as the values."""
+    nodes = (
+        RunNode(
+            node_id=node.node_id,
+            values=inputs.get(node.node_id, {}),
+            image_inputs=frozenset(name for name, spec in node.inputs.items() if spec.type.upper() == "IMAGE"),
+        )
+        for node in workflow.spec
     )
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    return plan_run(nodes, workflow.output_nodes, uploaded_size)

@@ -16,7 +16,7 @@ from genstudio_async import _constants as C
 from genstudio_async.emulator import Emulator
 from genstudio_async.testing import genstudio_emulator
 
-from .support import T2I, Submit
+from .support import T2I, Submit, bearer_client
 
 # The plugin's fixtures, used here as any user would use them.
 __all__ = ["genstudio_emulator"]
@@ -26,6 +26,12 @@ __all__ = ["genstudio_emulator"]
 def genstudio_emulator_options() -> dict[str, Any]:
     """Faster tasks than the default (about 30 ms): tests that watch a task run slow it down themselves."""
     return {"steps": 3, "step_seconds": 0.01}
+
+
+@pytest.fixture
+def gpugeek_emulator_options() -> dict[str, Any]:
+    """The same fast tasks for the GPUGeek emulator, with a key of GPUGeek's own shape."""
+    return {"api_key": "gk-test-key", "steps": 3, "step_seconds": 0.01}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -41,9 +47,7 @@ def emu(genstudio_emulator: Emulator) -> Emulator:
 @pytest.fixture
 async def api(emu: Emulator) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client for the emulator's API origin, sending the bearer key."""
-    async with httpx.AsyncClient(
-        base_url=emu.base_url, headers={"Authorization": f"Bearer {emu.api_key}"}, trust_env=False, timeout=10
-    ) as client:
+    async with bearer_client(emu.base_url, emu.api_key) as client:
         yield client
 
 

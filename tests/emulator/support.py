@@ -1,4 +1,4 @@
-"""Helpers shared by the emulator's tests: workflow ids and get_task_info."""
+"""Helpers shared by the emulator's tests: workflow ids, an API client, and get_task_info."""
 
 from __future__ import annotations
 
@@ -15,6 +15,13 @@ TUTORIAL = "wf-c72qozydy6suxesa"
 
 #: The ``submit`` fixture: ``await submit(workflow_id=T2I, prompt=None)`` → the ``data`` of a successful submit.
 Submit = Callable[..., Awaitable[dict[str, Any]]]
+
+
+def bearer_client(base_url: str, api_key: str) -> httpx.AsyncClient:
+    """An httpx client for an emulator's API origin, sending the bearer key (no proxy from the environment)."""
+    return httpx.AsyncClient(
+        base_url=base_url, headers={"Authorization": f"Bearer {api_key}"}, trust_env=False, timeout=10
+    )
 
 
 async def task_info(api: httpx.AsyncClient, *task_ids: str, **extra: Any) -> list[dict[str, Any]]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import logging
 import re
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -14,7 +16,7 @@ import pytest
 from genstudio_async import _constants as C
 from genstudio_async.emulator import Emulator
 from genstudio_async.emulator._png import render_image
-from tests.support import decode_png
+from tests.support import decode_png, eventually
 
 from .support import I2I, T2I, TUTORIAL, Submit, task_info
 
@@ -375,4 +377,41 @@ async def test_an_emulator_bug_still_answers_with_an_envelope(
     response = await api.post(C.TASK_INFO_PATH, json={"comfy_task_ids": []})
     assert response.status_code == 500
     assert response.json()["code"] == 500 and "RuntimeError" in response.json()["msg"]
+    assert (await api.post(C.SUBMIT_PATH, json={"workflow_id": T2I})).status_code == 200  # still serving
+
+
+async def leave_mid_body(base_url: str, path: str, headers: dict[str, str], start: bytes) -> None:
+    """Send a request whose body is cut short (Content-Length says 1000 bytes, only ``start`` arrives), then hang
+    up."""
+    where = urlsplit(base_url)
+    assert where.hostname is not None and where.port is not None
+    _, writer = await asyncio.open_connection(where.hostname, where.port)
+    head = "".join(f"{name}: {value}\r\n" for name, value in {"Host": where.netloc, **headers}.items())
+    writer.write(f"POST {path} HTTP/1.1\r\n{head}Content-Length: 1000\r\n\r\n".encode() + start)
+    await writer.drain()
+    writer.close()
+    await writer.wait_closed()
+
+
+async def test_a_client_that_hangs_up_mid_request_is_let_go_quietly(
+    emu: Emulator, api: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    json_head = {"Authorization": f"Bearer {emu.api_key}", "Content-Type": "application/json"}
+    form_head = {**json_head, "Content-Type": "multipart/form-data; boundary=x"}
+    form_start = b'--x\r\nContent-Disposition: form-data; name="source_file"; filename="a.png"\r\n\r\n\x89PNG'
+    paths = {
+        C.SUBMIT_PATH: (json_head, b'{"workflow_i'),
+        f"{C.EMULATOR_ADMIN_PATH_PREFIX}/faults": (json_head, b'{"faults": {'),
+        C.UPLOAD_PATH: (form_head, form_start),
+    }
+    for path, (headers, start) in paths.items():
+        await leave_mid_body(emu.base_url, path, headers, start)
+
+    def settled() -> list[logging.LogRecord]:
+        return [r for r in caplog.records if "went away" in r.getMessage() or r.levelno >= logging.ERROR]
+
+    await eventually(lambda: len(settled()) >= len(paths), what="the server to notice each client leave")
+    assert [r.levelno for r in settled()] == [logging.DEBUG] * len(paths)  # no traceback, no ERROR line
+    assert not any(r.exc_info for r in caplog.records)
     assert (await api.post(C.SUBMIT_PATH, json={"workflow_id": T2I})).status_code == 200  # still serving

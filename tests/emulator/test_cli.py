@@ -18,10 +18,11 @@ import httpx
 import pytest
 
 from genstudio_async import _constants as C
+from genstudio_async._services import gpugeek as G
 from genstudio_async.cli import build_parser, main
 from tests.cli_support import default_sigint
 
-FIRST_LINE = re.compile(r"^GenStudio emulator listening on http://127\.0\.0\.1:(\d+)\n$")
+FIRST_LINE = re.compile(r"^(GenStudio|GPUGeek) emulator listening on http://127\.0\.0\.1:(\d+)\n$")
 BLOCK_STARLETTE = "import sys; sys.modules['starlette'] = None; "
 
 
@@ -34,8 +35,9 @@ class Running:
 
 
 @asynccontextmanager
-async def emulator_process(*argv: str) -> AsyncIterator[Running]:
-    """Start an emulator command, read its first line, and make sure it is gone afterwards."""
+async def emulator_process(*argv: str, name: str = "GenStudio") -> AsyncIterator[Running]:
+    """Start an emulator command, read its first line (``name`` emulator listening on …), and make sure it is
+    gone afterwards."""
     process = await asyncio.create_subprocess_exec(
         *argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "0"},
         preexec_fn=default_sigint,
@@ -45,8 +47,8 @@ async def emulator_process(*argv: str) -> AsyncIterator[Running]:
         first = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
         match = FIRST_LINE.match(first)
         assert match, (first, (await process.stderr.read()).decode() if process.stderr else "")
-        assert int(match.group(1)) != 0
-        yield Running(process, first.removeprefix("GenStudio emulator listening on ").strip())
+        assert match.group(1) == name and int(match.group(2)) != 0
+        yield Running(process, first.removeprefix(f"{name} emulator listening on ").strip())
     finally:
         if process.returncode is None:
             process.kill()
@@ -82,6 +84,35 @@ async def test_python_m_emulator_serves_until_sigint(tmp_path: Path) -> None:
                     ).status_code == 401
         rest = await stop_with(running, signal.SIGINT)
     assert "GenStudio emulator stopped." in rest and "sk-cli-test" not in rest
+
+
+async def test_service_gpugeek_serves_gpugeek_until_sigint(tmp_path: Path) -> None:
+    workflow = {"1": {"inputs": {"images": []}, "class_type": "SaveImage", "_meta": {"title": "Out"}}}
+    workflow_file = tmp_path / "mine_api.json"
+    workflow_file.write_text(json.dumps(workflow), encoding="utf-8")
+    script = Path(sys.executable).with_name("genstudio")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "genstudio_async.cli"]
+    async with emulator_process(
+        *command, "emulator", "--service", "gpugeek", "--port", "0", "--api-key", "gk-cli-test-key",
+        "--steps", "2", "--step-seconds", "0.01", "--workflow", f"5={workflow_file}", "--fault", "5:fail_tasks=boom",
+        name="GPUGeek",
+    ) as running:
+        headers = {"Authorization": "Bearer gk-cli-test-key"}
+        async with httpx.AsyncClient(base_url=running.base_url, headers=headers, trust_env=False) as api:
+            body = {"workflow_id": 5, "task_type": 1, "prompt": workflow}
+            prompt_id = (await api.post(G.SUBMIT_PATH, json=body)).json()["data"]["prompt_id"]
+            async with asyncio.timeout(10):  # a failure bound only; GPUGeek is polled
+                while True:
+                    info = (await api.get(f"/api/v1/task/{prompt_id}")).json()["data"]
+                    if info["status"] >= 3:
+                        break
+                    await asyncio.sleep(0.01)
+            assert (info["status"], info["error_msg"]) == (4, "boom")
+            workflows = (await api.get(f"{C.EMULATOR_ADMIN_PATH_PREFIX}/workflows")).json()
+            assert workflows["message"] == "success" and set(workflows["data"]["workflows"]) == {
+                5, 763311996779461, 763311996779525}
+        rest = await stop_with(running, signal.SIGINT)
+    assert "GPUGeek emulator stopped." in rest and "WebSocket" not in rest and "gk-cli-test-key" not in rest
 
 
 async def test_genstudio_emulator_stops_cleanly_on_sigterm() -> None:
@@ -121,6 +152,20 @@ async def test_bad_flags_and_a_busy_port_exit_with_a_message(tmp_path: Path) -> 
     assert bad_fault[0] == 2 and "ws_drop_after" in bad_fault[2]
     assert bad_workflow[0] == 2 and "missing.json" in bad_workflow[2]
     assert busy_port[0] == 1 and f"127.0.0.1:{port}" in busy_port[2] and busy_port[1] == ""
+
+
+async def test_gpugeek_flags_it_cannot_take_exit_2_naming_them(tmp_path: Path) -> None:
+    module = [sys.executable, "-m", "genstudio_async.emulator", "--service", "gpugeek", "--port", "0"]
+    socket_fault, string_id, unknown = await asyncio.gather(
+        run_to_end(*module, "--fault", "ws_junk=true"),
+        run_to_end(*module, "--workflow", f"wf-x={tmp_path / 'x.json'}"),
+        run_to_end(sys.executable, "-m", "genstudio_async.emulator", "--service", "comfy"),
+    )
+    assert socket_fault[0] == 2 and "ws_junk does not apply to the GPUGeek emulator" in socket_fault[2]
+    assert string_id[0] == 2 and "'wf-x'" in string_id[2]
+    assert unknown[0] == 2 and "comfy" in unknown[2]
+    assert build_parser().parse_args(["emulator", "--service", "gpugeek"]).service == "gpugeek"
+    assert build_parser().parse_args(["emulator"]).service == "genstudio"
 
 
 async def test_without_the_emulator_extra_the_error_says_what_to_install() -> None:

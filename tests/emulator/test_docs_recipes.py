@@ -2,16 +2,20 @@
 
 - the API guide's curl commands (submit, get_task_info, multipart upload), with the real ``curl`` binary;
 - the Python tutorial's synchronous polling loop (``httpx`` in place of ``requests``, same logic);
-- the API guide's browser WebSocket code, run under Node.
+- the API guide's browser WebSocket code, run under Node;
+- GPUGeek's API doc: its Python upload sample (``requests``, run in a child process), then its prompt request
+  body and task polling.
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +24,7 @@ from urllib.parse import urlparse
 import httpx
 import pytest
 
+from genstudio_async._services import gpugeek as G
 from genstudio_async.emulator import Emulator
 from genstudio_async.emulator._png import render_image
 from tests.support import decode_png, eventually
@@ -456,3 +461,112 @@ async def test_the_guides_i2i_submit_names_the_never_uploaded_image(emu: Emulato
         )
     envelope = response.json()
     assert envelope["code"] != 0 and "sui-c73eqoorz56qaq7q.png" in envelope["msg"] and I2I in envelope["msg"]
+
+
+# gpugeek-api.txt, "python代码样例", as the doc prints it; only its lost indentation is restored. The test changes
+# the host and the key (with str.replace, below), nothing else.
+GPUGEEK_UPLOAD_SAMPLE = """
+import requests
+# 设置API KEY
+API_KEY = "your_api_key"
+# 源文件路径
+src_name = "./ebAEgmhJGHN1Un7H.png"
+# 目标文件名称
+dest_name = "test_upload.png"
+url = f'https://comfyapi.gpugeek.com/api/v1/file/upload/pre-signed-url?fileName={dest_name}'
+headers = {
+    "Authorization": f"Bearer {API_KEY}",
+    "Content-Type": "application/json",
+}
+response = requests.post(url, headers=headers)
+if response.status_code == 200:
+    res = response.json()
+    if res.get("code") == 0:
+        pre_signed_url = res.get("data").get("signedUrl")
+        with open(src_name, 'rb') as file:
+            response = requests.put(
+                pre_signed_url,
+                data=file,
+                headers={'Content-Type': 'application/octet-stream'}
+            )
+            response.raise_for_status()
+            print("上传成功")
+    else:
+        print(res.get("message"))
+"""
+
+# The doc's "请求示例" of /api/v1/prompt, as printed.
+GPUGEEK_PROMPT_BODY = """{
+"workflow_id": 763311996779461,
+"task_type": 1,
+"prompt": {
+"1": {
+"inputs": {
+"image": "https://xxxxxxxxx/comfy/input/xxx.png"
+},
+"class_type": "LoadImage",
+"_meta": {
+"title": "加载图像"
+}
+},
+"2": {
+"inputs": {
+"images": [
+"1",
+0
+]
+},
+"class_type": "PreviewImage",
+"_meta": {
+"title": "预览图像"
+}
+}
+}
+}"""
+
+# The fields of the doc's "获取任务详情" answer.
+GPUGEEK_TASK_FIELDS = {
+    "prompt_id", "workflow_id", "env_id", "status", "queue_duration", "run_duration", "result_url", "error_msg",
+    "queue_size", "current_position", "origin_price", "created_at",
+}
+
+
+async def test_gpugeeks_upload_sample_then_its_prompt_and_task_flow(tmp_path: Path) -> None:
+    if importlib.util.find_spec("requests") is None:  # pragma: no cover - a dev install has it (via twine)
+        pytest.skip("the doc's sample needs requests")
+    (tmp_path / "ebAEgmhJGHN1Un7H.png").write_bytes(render_image(72, 40, 9, "the doc's image"))
+    async with Emulator(service="gpugeek", api_key="gk-doc-sample-key", steps=3, step_seconds=0.01) as gpu:
+        sample = GPUGEEK_UPLOAD_SAMPLE.replace("https://comfyapi.gpugeek.com", gpu.base_url).replace(
+            '"your_api_key"', f'"{gpu.api_key}"'
+        )
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", sample, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            env={**os.environ, "NO_PROXY": "*"},
+        )
+        stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode == 0, stderr.decode()
+        assert stdout.decode().strip() == "上传成功"
+        assert gpu.stats.requests["presign"] == 1 and gpu.stats.uploads == 1
+
+        oss_url = f"{gpu.storage_url}/comfy/input/test_upload.png"
+        headers = {"Authorization": f"Bearer {gpu.api_key}", "Content-Type": "application/json"}
+        async with httpx.AsyncClient(base_url=gpu.base_url, headers=headers, trust_env=False) as api:
+            committed = (await api.post(G.COMMIT_PATH, json={"oss_url": oss_url})).json()
+            assert (committed["code"], committed["message"], committed["data"]) == (0, "success", {"oss_url": oss_url})
+            body = GPUGEEK_PROMPT_BODY.replace("https://xxxxxxxxx/comfy/input/xxx.png", oss_url)
+            submitted = (await api.post(G.SUBMIT_PATH, content=body.encode())).json()
+            assert submitted["code"] == 0, submitted
+            prompt_id = submitted["data"]["prompt_id"]
+            async with asyncio.timeout(10):  # a failure bound only
+                while True:
+                    info = (await api.get(f"/api/v1/task/{prompt_id}")).json()["data"]
+                    if info["status"] in (3, 4, 5):
+                        break
+                    await asyncio.sleep(0.01)
+        assert set(info) == GPUGEEK_TASK_FIELDS
+        assert (info["status"], info["prompt_id"], info["workflow_id"]) == (3, int(prompt_id), 763311996779461)
+        [result] = info["result_url"]["2"]  # the PreviewImage node
+        async with httpx.AsyncClient(trust_env=False) as storage:
+            image = await storage.get(result)
+        assert decode_png(image.content)[:2] == (72, 40)
+        assert gpu.stats.storage_requests_with_authorization == 0

@@ -12,6 +12,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.protocol import State
 
+from genstudio_async import InternalServerError
 from genstudio_async import _constants as C
 from genstudio_async.emulator import Emulator, Faults
 from genstudio_async.emulator import _progress as progress_module
@@ -129,6 +130,20 @@ async def test_http_errors_only_on_the_chosen_endpoints(emu: Emulator, api: http
     assert (await api.post(C.SUBMIT_PATH, json={"workflow_id": T2I})).status_code == 500
     assert await statuses(api, 3) == [200, 200, 200]
     assert emu.stats.submits == 0
+
+
+async def test_http_error_html_answers_an_nginx_page_not_an_envelope(emu: Emulator, api: httpx.AsyncClient) -> None:
+    emu.set_faults(http_error_rate=1.0, http_error_status=502, http_error_html=True, endpoints={"submit"})
+    response = await api.post(C.SUBMIT_PATH, json={"workflow_id": T2I})
+    assert response.status_code == 502 and response.headers["content-type"].startswith("text/html")
+    assert "<title>502 Bad Gateway</title>" in response.text and "nginx" in response.text
+    with pytest.raises(json.JSONDecodeError):
+        response.json()
+    assert emu.stats.http_errors_injected == 1 and emu.stats.submits == 0
+    async with emu.client(max_retries=0) as client:  # the SDK turns the page into one of its own errors
+        with pytest.raises(InternalServerError) as caught:
+            await client.submit(T2I)
+    assert caught.value.status_code == 502
 
 
 async def test_rate_limit_answers_429_with_retry_after(emu: Emulator, api: httpx.AsyncClient) -> None:

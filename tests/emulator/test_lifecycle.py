@@ -93,6 +93,15 @@ async def test_builtin_workflows_are_package_data_and_optional(api: httpx.AsyncC
             bare.workflow(T2I)
 
 
+def test_the_builtin_ids_are_the_specs_the_sdk_ships_and_the_docstring_says_where() -> None:
+    import genstudio_async.emulator as emulator_package
+    from genstudio_async.workflows import builtin_workflow_ids
+
+    assert tuple(builtin_workflow_ids()) == BUILTIN_WORKFLOW_IDS  # one list, not a second copy of it
+    doc = emulator_package.__doc__ or ""
+    assert "genstudio_async/workflows/" in doc and "emulator/workflows" not in doc
+
+
 def test_missing_server_dependencies_are_named(monkeypatch: pytest.MonkeyPatch) -> None:
     assert missing_dependencies() == []
     import importlib.util

@@ -66,15 +66,20 @@ async def run_pytest(project: Path) -> tuple[int, str]:
     return process.returncode, output.decode()
 
 
-async def test_the_plugin_gives_users_a_running_emulator(tmp_path: Path) -> None:
+def user_project(tmp_path: Path, options_fixture: str, api_key: str, tests: str) -> Path:
+    """A project that turns the plugin on, overrides ``options_fixture`` (a key, fast tasks) and holds ``tests``."""
     (tmp_path / "pytest.ini").write_text(PYTEST_INI)
     (tmp_path / "conftest.py").write_text(
         'import pytest\n\npytest_plugins = ["genstudio_async.testing"]\n\n\n'
-        "@pytest.fixture\ndef genstudio_emulator_options():\n"
-        '    return {"api_key": "sk-from-options", "steps": 2, "step_seconds": 0.01}\n'
+        f"@pytest.fixture\ndef {options_fixture}():\n"
+        f'    return {{"api_key": "{api_key}", "steps": 2, "step_seconds": 0.01}}\n'
     )
-    (tmp_path / "test_user.py").write_text(USER_TESTS)
-    code, output = await run_pytest(tmp_path)
+    (tmp_path / "test_user.py").write_text(tests)
+    return tmp_path
+
+
+async def test_the_plugin_gives_users_a_running_emulator(tmp_path: Path) -> None:
+    code, output = await run_pytest(user_project(tmp_path, "genstudio_emulator_options", "sk-from-options", USER_TESTS))
     assert code == 0, output
     assert "4 passed" in output
 
@@ -84,3 +89,51 @@ async def test_the_plugin_does_not_load_by_itself(tmp_path: Path) -> None:
     (tmp_path / "test_user.py").write_text("def test_needs_it(genstudio_emulator):\n    pass\n")
     code, output = await run_pytest(tmp_path)
     assert code != 0 and "fixture 'genstudio_emulator' not found" in output
+
+
+GPUGEEK_USER_TESTS = '''
+import httpx
+import pytest
+
+from genstudio_async.emulator import Emulator, Faults
+
+SUBMIT = {"workflow_id": 763311996779461, "task_type": 1,
+          "prompt": {"1": {"inputs": {"images": []}, "class_type": "SaveImage"}}}
+
+
+@pytest.mark.asyncio
+async def test_the_gpugeek_fixture(gpugeek_emulator: Emulator) -> None:
+    assert gpugeek_emulator.service_name == "GPUGeek" and gpugeek_emulator.api_key == "gk-from-options"
+    async with httpx.AsyncClient(base_url=gpugeek_emulator.base_url, trust_env=False,
+                                 headers={"Authorization": "Bearer gk-from-options"}) as api:
+        prompt_id = (await api.post("/api/v1/prompt", json=SUBMIT)).json()["data"]["prompt_id"]
+        assert (await gpugeek_emulator.wait_status(prompt_id, 3))["status"] == 3
+        assert (await api.get(f"/api/v1/task/{prompt_id}")).json()["message"] == "success"
+
+
+@pytest.mark.asyncio
+@pytest.mark.gpugeek_emulator(faults=Faults(fail_tasks="boom"))
+async def test_the_gpugeek_marker(gpugeek_emulator: Emulator) -> None:
+    assert gpugeek_emulator.faults.fail_tasks == "boom"
+
+
+@pytest.mark.asyncio
+@pytest.mark.genstudio_emulator(service="gpugeek")
+async def test_the_genstudio_marker_picks_the_service(genstudio_emulator: Emulator) -> None:
+    assert genstudio_emulator.service_name == "GPUGeek"
+
+
+@pytest.mark.asyncio
+async def test_the_gpugeek_env(gpugeek_emulator_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    assert os.environ["GPUGEEK_BASE_URL"] == gpugeek_emulator_env.base_url
+    assert os.environ["GPUGEEK_API_KEY"] == "gk-from-options"
+'''
+
+
+async def test_the_plugin_gives_users_a_gpugeek_emulator_too(tmp_path: Path) -> None:
+    project = user_project(tmp_path, "gpugeek_emulator_options", "gk-from-options", GPUGEEK_USER_TESTS)
+    code, output = await run_pytest(project)
+    assert code == 0, output
+    assert "4 passed" in output

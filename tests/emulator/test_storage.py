@@ -118,3 +118,16 @@ async def test_unknown_objects_are_404_and_the_api_host_serves_no_files(
     assert signer is not None
     never_made = signer.sign_url("te-emulator/ac-emulator/cft-x/none.png", expires_at=4_000_000_000)
     assert_oss_error(await storage.get(never_made), 404, "NoSuchKey")
+
+
+async def test_http_faults_reach_downloads_only_when_storage_is_named(
+    emu: Emulator, result_url: str, storage: httpx.AsyncClient
+) -> None:
+    emu.set_faults(http_error_rate=1.0, http_error_status=503)  # the API endpoints, not the storage
+    assert (await storage.get(result_url)).status_code == 200
+    emu.set_faults(http_error_rate=1.0, http_error_status=503, endpoints={"storage"})
+    assert_oss_error(await storage.get(result_url), 503, "InternalError")
+    emu.set_faults(http_error_rate=1.0, http_error_status=502, http_error_html=True, endpoints={"storage"})
+    page = await storage.get(result_url)
+    assert page.status_code == 502 and page.headers["content-type"].startswith("text/html")
+    assert emu.stats.http_errors_injected == 2 and emu.stats.requests["storage"] == 3
