@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:  # what type checkers see; at run time each name is imported by __getattr__ on first use
-    from ._client import AsyncGenStudio
+    from ._client import AsyncGenStudio, AsyncGPUGeek
     from ._exceptions import (
         APIConnectionError,
         APIError,
@@ -64,6 +64,7 @@ __all__ = [
     "APIStatusError",
     "APITimeoutError",
     "ApiWorkflow",
+    "AsyncGPUGeek",
     "AsyncGenStudio",
     "AuthenticationError",
     "BadRequestError",
@@ -100,6 +101,7 @@ __all__ = [
 # (tests/test_exported_members.py checks all three).
 _EXPORTS: dict[str, str] = {
     "AsyncGenStudio": "._client",
+    "AsyncGPUGeek": "._client",
     **dict.fromkeys(
         (
             "APIConnectionError",

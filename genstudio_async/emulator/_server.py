@@ -57,7 +57,7 @@ from ._storage import build_storage_app
 from ._uvicorn import EmbeddedServer, bind_socket, make_server
 
 if TYPE_CHECKING:
-    from .._client import AsyncGenStudio
+    from .._client import AsyncGenStudio, AsyncGPUGeek
 
 #: The services an emulator can play, by the name ``Emulator(service=...)`` takes.
 SERVICES: Mapping[str, type[EmulatorCore]] = {SERVICE_GENSTUDIO: EmulatorService, SERVICE_GPUGEEK: GPUGeekService}
@@ -385,18 +385,17 @@ class Emulator(Generic[ServiceT]):
         return ids
 
     # --- clients ---------------------------------------------------------------------------------------------
-    def client(self, **kwargs: Any) -> AsyncGenStudio:
+    @overload
+    def client(self: Emulator[GPUGeekService], **kwargs: Any) -> AsyncGPUGeek: ...
+    @overload
+    def client(self: Emulator[EmulatorService], **kwargs: Any) -> AsyncGenStudio: ...
+    def client(self, **kwargs: Any) -> AsyncGenStudio | AsyncGPUGeek:
         """A client pointed at this emulator: ``AsyncGenStudio(api_key=…, base_url=…, **kwargs)``, or for GPUGeek
         ``AsyncGPUGeek(api_key=…, base_url=…, **kwargs)``."""
-        if isinstance(self._service, GPUGeekService):
-            try:
-                from .._client import AsyncGPUGeek  # type: ignore[attr-defined, unused-ignore]
-            except ImportError:
-                raise EmulatorError("this version of genstudio_async has no AsyncGPUGeek client yet") from None
-            gpugeek: AsyncGenStudio = AsyncGPUGeek(api_key=self.api_key, base_url=self.base_url, **kwargs)
-            return gpugeek
-        from .._client import AsyncGenStudio
+        from .._client import AsyncGenStudio, AsyncGPUGeek
 
+        if isinstance(self._service, GPUGeekService):
+            return AsyncGPUGeek(api_key=self.api_key, base_url=self.base_url, **kwargs)
         return AsyncGenStudio(api_key=self.api_key, base_url=self.base_url, **kwargs)
 
     def __repr__(self) -> str:
