@@ -128,7 +128,7 @@ class ImageUploader:
         if not local:
             return prompt
         ids = await asyncio.gather(*(self.image_id(value) for _node_id, _name, value in local))
-        substituted = {node_id: {"inputs": dict(node["inputs"])} for node_id, node in prompt.items()}
+        substituted = {node_id: {**node, "inputs": dict(node["inputs"])} for node_id, node in prompt.items()}
         for (node_id, name, _value), image_id in zip(local, ids, strict=True):
             substituted[node_id]["inputs"][name] = image_id
         return substituted

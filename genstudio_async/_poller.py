@@ -91,6 +91,7 @@ class TaskPoller:
         self._slots = asyncio.Semaphore(max_in_flight)
         self._missing_limit = missing_limit
         self._waiters: dict[str, set[PollWaiter]] = {}
+        self.rounds = 0  # polling rounds started (for tests and benchmarks)
         self._runner: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -158,6 +159,7 @@ class TaskPoller:
         """Ask once for every task being polled: in chunks of ``chunk_size`` ids, at most ``max_in_flight`` at a
         time; with ``spread``, their starts spread evenly over the interval (no burst at one instant)."""
         loop = asyncio.get_running_loop()
+        self.rounds += 1
         ids = list(self._waiters)
         chunks = [ids[i : i + self._chunk_size] for i in range(0, len(ids), self._chunk_size)]
         spacing = self._interval / len(chunks) if self._spread else 0.0

@@ -31,7 +31,14 @@ from types import MappingProxyType
 from typing import Any, TypeAlias
 
 from ._exceptions import InvalidInputError, PromptProblem, PromptValidationError
-from ._prompt import LocalImage, is_local_image, prompt_shape_problems
+from ._prompt import (
+    LocalImage,
+    copy_overrides,
+    copy_workflow,
+    is_local_image,
+    prompt_shape_problems,
+    workflow_shape_problems,
+)
 
 __all__ = [
     "ApiNode",
@@ -438,13 +445,18 @@ class ApiNode:
 class ApiWorkflow:
     """A workflow as ComfyUI's "Save (API Format)" exports it: ``{node_id: {"class_type", "inputs", "_meta"}}``.
 
-    The SDK reads it only to find nodes, chiefly the positive and negative text encoders, which a sampler's
-    ``positive`` / ``negative`` inputs link to (``["6", 0]``: output 0 of node 6). It is never sent: a prompt
-    holds overrides only.
+    The SDK reads it to find nodes, chiefly the positive and negative text encoders, which a sampler's
+    ``positive`` / ``negative`` inputs link to (``["6", 0]``: output 0 of node 6). On GenStudio it is never sent
+    (a prompt holds overrides only); on GPUGeek the prompt *is* the whole workflow, and ``builder()`` starts one::
+
+        prompt = ApiWorkflow.load("workflow_api.json").builder().positive("a red fox").randomize_seeds().build()
     """
 
-    def __init__(self, nodes: Mapping[str, ApiNode]) -> None:
+    def __init__(self, nodes: Mapping[str, ApiNode], *, raw: Mapping[str, Any] | None = None) -> None:
         self._nodes = MappingProxyType(dict(nodes))
+        self._raw: dict[str, Any] = copy_workflow(raw) if raw is not None else {
+            node.node_id: {"class_type": node.class_type, "inputs": dict(node.inputs)} for node in nodes.values()
+        }
 
     @classmethod
     def load(cls, source: SpecSource) -> ApiWorkflow:
@@ -469,11 +481,21 @@ class ApiWorkflow:
                 title=title if isinstance(title, str) else None,
                 inputs=MappingProxyType(dict(raw.get("inputs", {}))),
             )
-        return cls(nodes)
+        return cls(nodes, raw=data)
 
     @property
     def nodes(self) -> Mapping[str, ApiNode]:
         return self._nodes
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole workflow as it was loaded (a fresh deep copy): ``class_type``, ``inputs``, ``_meta``, all of it."""
+        return copy_workflow(self._raw)
+
+    def builder(self, *, spec: WorkflowSpec | None = None) -> PromptBuilder:
+        """A ``PromptBuilder`` over the whole workflow, for a service that runs the workflow it is sent (GPUGeek):
+        its ``build()`` is the whole workflow with your changes, ``class_type``, ``inputs`` and ``_meta`` kept,
+        this workflow untouched."""
+        return PromptBuilder(self.to_dict(), spec=spec, workflow=self, whole=True)
 
     def linked_node(self, input_name: str) -> str | None:
         """The node that a sampler's ``input_name`` (``positive`` or ``negative``) links to, if exactly one."""
@@ -512,13 +534,18 @@ class PromptBuilder:
         *,
         spec: WorkflowSpec | None = None,
         workflow: ApiWorkflow | None = None,
+        whole: bool = False,
     ) -> None:
-        problems = prompt_shape_problems(base) if base is not None else []
+        """``base``: what to start from (overrides; with ``whole``, a whole API-format workflow, every node kept
+        with its ``class_type`` and ``_meta``, as GPUGeek takes it)."""
+        shape = workflow_shape_problems if whole else prompt_shape_problems
+        problems = shape(base) if base is not None else []
         if problems:
             raise PromptValidationError(problems)
-        self._prompt: dict[str, dict[str, dict[str, Any]]] = {
-            str(node_id): {"inputs": dict(node["inputs"])} for node_id, node in (base or {}).items()
-        }
+        self._whole = whole
+        self._prompt: dict[str, dict[str, Any]] = (
+            copy_workflow(base or {}) if whole else copy_overrides(base or {})
+        )
         self._spec = spec
         self._workflow = workflow
 
@@ -527,9 +554,10 @@ class PromptBuilder:
         """Start from the spec's ``base_prompt()``: every input at its current value."""
         return cls(spec.base_prompt(), spec=spec, workflow=workflow)
 
-    def build(self) -> dict[str, dict[str, dict[str, Any]]]:
-        """The prompt: ``{node_id: {"inputs": {...}}}``, a fresh copy (local images are kept as they are)."""
-        return {node_id: {"inputs": dict(node["inputs"])} for node_id, node in self._prompt.items()}
+    def build(self) -> dict[str, dict[str, Any]]:
+        """The prompt, a fresh copy: ``{node_id: {"inputs": {...}}}``, or the whole workflow for a builder made
+        with ``whole`` (``ApiWorkflow.builder()``). Local images are kept as they are (uploaded at submit time)."""
+        return copy_workflow(self._prompt) if self._whole else copy_overrides(self._prompt)
 
     def set(self, node: str, /, **inputs: Any) -> PromptBuilder:
         """Set ``inputs`` of ``node`` (an id, a class_type or a title)."""
@@ -568,12 +596,13 @@ class PromptBuilder:
         raise InvalidInputError(f"no node is called {node!r}; known nodes: {', '.join(sorted(known)) or 'none'}")
 
     def _with(self, node_id: str, inputs: Mapping[str, Any]) -> PromptBuilder:
+        if self._whole and node_id not in self._prompt:
+            raise InvalidInputError(f"the workflow has no node {node_id!r} to set")
         clone = PromptBuilder.__new__(PromptBuilder)
-        clone._spec, clone._workflow = self._spec, self._workflow
+        clone._spec, clone._workflow, clone._whole = self._spec, self._workflow, self._whole
         clone._prompt = dict(self._prompt)  # copy-on-write: only the changed node gets a new dict
-        merged = dict(self._prompt.get(node_id, {"inputs": {}})["inputs"])
-        merged.update(inputs)
-        clone._prompt[node_id] = {"inputs": merged}
+        node = self._prompt.get(node_id, {"inputs": {}})
+        clone._prompt[node_id] = {**node, "inputs": {**node["inputs"], **inputs}}
         return clone
 
     def _known_nodes(self) -> dict[str, tuple[str | None, str | None]]:
@@ -616,5 +645,9 @@ class PromptBuilder:
                         found.append((spec_node.node_id, name, max(low, 0), high))
         else:
             for node_id, node in self._prompt.items():
-                found += [(node_id, name, 0, _MAX_SEED) for name in node["inputs"] if name in SEED_INPUTS]
+                found += [
+                    (node_id, name, 0, _MAX_SEED)
+                    for name, value in node["inputs"].items()
+                    if name in SEED_INPUTS and isinstance(value, int) and not isinstance(value, bool)  # not a link
+                ]
         return found

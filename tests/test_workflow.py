@@ -153,3 +153,45 @@ async def test_a_missing_local_image_fails_before_submitting(genstudio_emulator:
         with pytest.raises(InvalidInputError, match="no such file"):
             await client.submit(I2I, {"10": {"inputs": {"image": tmp_path / "missing.png"}}})
     assert genstudio_emulator.stats.submits == 0 and genstudio_emulator.stats.uploads == 0
+
+
+# --- whole workflows (GPUGeek runs the workflow it is sent) -----------------------------------------------------
+
+_EXPORT = Path(__file__).resolve().parent.parent / "examples" / "workflows" / "t2i_workflow_api.json"
+
+
+def test_a_whole_workflow_builder_keeps_every_node_and_leaves_the_original_alone() -> None:
+    import copy
+    import json
+    import random
+
+    exported = json.loads(_EXPORT.read_text(encoding="utf-8"))
+    original = copy.deepcopy(exported)
+    workflow = ApiWorkflow.load(exported)
+    built = (
+        workflow.builder()
+        .positive("a red fox")
+        .negative("blurry")
+        .set("KSampler", steps=30)
+        .set("Empty Latent Image", width=768)
+        .randomize_seeds(random.Random(7))
+        .build()
+    )
+    assert set(built) == set(exported)
+    for node_id, node in exported.items():  # class_type, _meta and the links kept, only the set inputs changed
+        assert built[node_id]["class_type"] == node["class_type"] and built[node_id].get("_meta") == node.get("_meta")
+    assert built["6"]["inputs"]["text"] == "a red fox" and built["7"]["inputs"]["text"] == "blurry"
+    assert built["3"]["inputs"]["steps"] == 30 and built["5"]["inputs"]["width"] == 768
+    assert built["3"]["inputs"]["positive"] == exported["3"]["inputs"]["positive"]  # a link stays a link
+    assert built["3"]["inputs"]["seed"] != exported["3"]["inputs"]["seed"]
+    assert exported == original and workflow.to_dict() == original  # nothing it started from changed
+    built["6"]["inputs"]["text"] = "changed afterwards"
+    assert workflow.builder().build()["6"]["inputs"]["text"] == original["6"]["inputs"]["text"]
+
+
+def test_a_whole_workflow_builder_refuses_a_node_the_workflow_does_not_have() -> None:
+    workflow = ApiWorkflow.load(_EXPORT)
+    with pytest.raises(InvalidInputError, match="no node"):
+        workflow.builder().set("NoSuchNode", value=1)
+    with pytest.raises(InvalidInputError, match="no node"):
+        workflow.builder().set("42", value=1)
