@@ -37,7 +37,8 @@ from typing import Any, Literal, Self
 
 import httpx
 
-from genstudio_async import _constants as C
+from genstudio_async._services import genstudio as GS
+from genstudio_async.emulator import _defaults as ED
 
 ROOT = Path(__file__).resolve().parents[1]
 API_KEY = "sk-benchmark"
@@ -391,11 +392,11 @@ class EmulatorProcess:
 
     @property
     def ws_url(self) -> str:
-        return "ws" + self.base_url.removeprefix("http") + C.PROGRESS_WS_PATH
+        return "ws" + self.base_url.removeprefix("http") + GS.PROGRESS_WS_PATH
 
     def progress_url(self, prompt_token: str) -> str:
         """The progress WebSocket of one task, as a plain client connects to it."""
-        return f"{self.ws_url}?{C.PROGRESS_WS_TOKEN_PARAM}={prompt_token}"
+        return f"{self.ws_url}?{GS.PROGRESS_WS_TOKEN_PARAM}={prompt_token}"
 
     async def __aenter__(self) -> Self:
         self.file_limit = raise_file_limit(self.open_files)
@@ -436,7 +437,7 @@ class EmulatorProcess:
 
     async def _admin_call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         assert self._admin is not None
-        response = await self._admin.request(method, f"{C.EMULATOR_ADMIN_PATH_PREFIX}{path}", json=body)
+        response = await self._admin.request(method, f"{ED.EMULATOR_ADMIN_PATH_PREFIX}{path}", json=body)
         response.raise_for_status()
         data: dict[str, Any] = response.json()["data"]
         return data
@@ -470,6 +471,6 @@ class EmulatorProcess:
 
 async def bare_submit(api: httpx.AsyncClient, workflow_id: str = T2I) -> dict[str, str]:
     """Submit a task with a plain ``httpx`` client (no SDK), as the bare baselines do; the response's ``data``."""
-    response = await api.post(C.SUBMIT_PATH, json={"workflow_id": workflow_id})
+    response = await api.post(GS.SUBMIT_PATH, json={"workflow_id": workflow_id})
     data: dict[str, str] = response.json()["data"]
     return data

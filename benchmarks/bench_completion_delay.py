@@ -50,7 +50,7 @@ from benchmarks._support import (
     run_benchmark,
 )
 from genstudio_async import AsyncGenStudio, Submission
-from genstudio_async import _constants as C
+from genstudio_async._services import genstudio as GS
 
 # --- the tutorial, as written (requests → httpx) ------------------------------------------------------------
 
@@ -62,7 +62,7 @@ class Tutorial:
         self.server = server  # the tutorial's f"https://{SERVER_ADDRESS}"
 
     def queue_prompt(self, workflow_id: str, prompt: dict[str, Any] | None = None) -> dict[str, Any]:
-        url = f"{self.server}{C.SUBMIT_PATH}"
+        url = f"{self.server}{GS.SUBMIT_PATH}"
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"}
         payload = {"workflow_id": workflow_id, "prompt": prompt}
         response = httpx.post(url, headers=headers, json=payload, trust_env=False)
@@ -71,7 +71,7 @@ class Tutorial:
         return result
 
     def get_task_info(self, prompt_ids: list[str], url_expire_period: int = 3600) -> dict[str, Any]:
-        url = f"{self.server}{C.TASK_INFO_PATH}"
+        url = f"{self.server}{GS.TASK_INFO_PATH}"
         headers = {"Content-Type": "application/json", "Authorization": f"Bearer {API_KEY}"}
         payload = {"comfy_task_ids": prompt_ids, "url_expire_period": url_expire_period}
         response = httpx.post(url, headers=headers, json=payload, trust_env=False)

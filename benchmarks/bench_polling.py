@@ -35,6 +35,7 @@ from benchmarks._support import (
 )
 from genstudio_async import AsyncGenStudio, Submission
 from genstudio_async import _constants as C
+from genstudio_async._services import genstudio as GS
 
 
 async def wait_for_stat(emulator: EmulatorProcess, name: str, minimum: int, timeout: float) -> int:
@@ -96,11 +97,11 @@ async def run(args: argparse.Namespace, report: Report) -> None:
         await emulator.pause()
         for tasks in args.sizes:
             per_interval, ids_per_interval, cpu = await measure(args, emulator, tasks)
-            goal = math.ceil(tasks / C.POLL_CHUNK_SIZE)
+            goal = math.ceil(tasks / GS.STATUS_BATCH_SIZE)
             report.add(judged(f"N={tasks}: requests per interval", per_interval, "", "==", goal))
             report.note(
                 f"N={tasks}: {per_interval:g} get_task_info requests per {args.poll_interval:g} s interval "
-                f"(goal ⌈{tasks}/{C.POLL_CHUNK_SIZE}⌉ = {goal}) asking for {ids_per_interval:g} ids "
+                f"(goal ⌈{tasks}/{GS.STATUS_BATCH_SIZE}⌉ = {goal}) asking for {ids_per_interval:g} ids "
                 f"({ids_per_interval / max(per_interval, 1):.0f} per request: each waiting task once per interval), "
                 f"over {args.intervals} intervals; client CPU {cpu * 1000:.1f} ms per interval."
             )

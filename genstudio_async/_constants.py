@@ -1,35 +1,16 @@
-"""Every default and every wire name the SDK uses, in one place.
+"""The SDK's own defaults, in one place: change one here and nowhere else.
 
-Change a default here and nowhere else. The emulator imports the wire names from here too, so the SDK and
-its stand-in server cannot drift apart.
+Each service's wire (base URL, environment variables, paths, body fields, status numbers) lives in its module of
+``genstudio_async._services``; the emulator's defaults in ``genstudio_async.emulator._defaults``; the CLI's in
+``genstudio_async._cli.defaults``.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-# --- where the service lives ---------------------------------------------------------------------------
-DEFAULT_BASE_URL: Final = "https://cloud.infini-ai.com"
-
-ENV_API_KEY: Final = "GENSTUDIO_API_KEY"
-ENV_BASE_URL: Final = "GENSTUDIO_BASE_URL"
-ENV_WS_URL: Final = "GENSTUDIO_WS_URL"
-ENV_LOG: Final = "GENSTUDIO_LOG"
-
-# --- endpoints (paths relative to the base URL) ----------------------------------------------------------
-SUBMIT_PATH: Final = "/api/maas/comfy_task_api/prompt"
-TASK_INFO_PATH: Final = "/api/maas/comfy_task_api/get_task_info"
-CANCEL_PATH: Final = "/api/maas/comfy_task_api/cancel"
-UPLOAD_PATH: Final = "/api/maas/comfy_task_api/upload/image"
-PROGRESS_WS_PATH: Final = "/api/maas/comfy_task_ws_api/get_task_progress"
-PROGRESS_WS_TOKEN_PARAM: Final = "authorization"
-
-# The service's documentation does not name the body field of the cancel endpoint. This SDK sends
-# ``{"comfy_task_id": "<prompt_id>"}``, the name the service uses for a task everywhere else. If the service
-# turns out to want another shape, this is the single line to change (the README says so too).
-CANCEL_BODY_FIELD: Final = "comfy_task_id"
-
-UPLOAD_FIELD: Final = "source_file"
+# --- uploads -------------------------------------------------------------------------------------------------
+# The file name an upload of raw bytes is given when the caller names none.
 DEFAULT_UPLOAD_FILENAME: Final = "image.png"
 
 # --- timeouts (seconds) ------------------------------------------------------------------------------------
@@ -67,8 +48,6 @@ SUBMIT_RETRYABLE_STATUS_CODES: Final = frozenset({429, 503})
 # --- progress streaming and polling -------------------------------------------------------------------------
 DEFAULT_POLL_INTERVAL: Final = 1.0
 DEFAULT_STREAM_IDLE_TIMEOUT: Final = 30.0
-# How many ids one ``get_task_info`` call of the shared poller asks for.
-POLL_CHUNK_SIZE: Final = 50
 # How many of the shared poller's requests are in flight at once (their starts spread over the interval).
 POLL_MAX_IN_FLIGHT: Final = 8
 # A task the service keeps leaving out of ``get_task_info`` answers this many polls in a row is not found.
@@ -91,8 +70,6 @@ WS_MAX_MESSAGE_SIZE: Final = 4 * 1024 * 1024
 WS_FATAL_HANDSHAKE_STATUSES: Final = frozenset({401, 403, 404})
 
 # --- results -----------------------------------------------------------------------------------------------
-DEFAULT_URL_EXPIRE_PERIOD: Final = 600
-RESULT_RETENTION_SECONDS: Final = 3 * 24 * 3600
 DEFAULT_DOWNLOAD_CONCURRENCY: Final = 4
 DOWNLOAD_CHUNK_SIZE: Final = 64 * 1024
 # Query parameters that sign a result URL rather than name its object (compared case-insensitively): OSS
@@ -132,75 +109,3 @@ SECRET_VISIBLE_PREFIX: Final = 6
 MAX_REMEMBERED_SECRETS: Final = 256
 
 USER_AGENT: Final = "genstudio-async"
-
-# --- emulator (genstudio_async.emulator): a local stand-in for the service ---------------------------------
-# Where it listens and who it lets in. Port 0 asks the OS for a free port; the emulator tells the real one.
-EMULATOR_DEFAULT_HOST: Final = "127.0.0.1"
-EMULATOR_DEFAULT_PORT: Final = 8188
-EMULATOR_DEFAULT_API_KEY: Final = "sk-emulator"
-# Admin routes (faults, stats, pause/resume, workflows, clock) live under this prefix on the API port.
-EMULATOR_ADMIN_PATH_PREFIX: Final = "/_emulator"
-
-# The simulated queue: how many workers run tasks at once, and how a task advances (progress_num goes up in
-# ``steps`` equal steps of ``step_seconds`` each). The defaults finish a task in about 0.3 s, fast enough for
-# tests; ``--step-seconds 0.5`` makes it slow enough to watch in a demo.
-EMULATOR_DEFAULT_WORKERS: Final = 2
-EMULATOR_DEFAULT_STEPS: Final = 10
-EMULATOR_DEFAULT_STEP_SECONDS: Final = 0.03
-# Queue-position changes of many queued tasks are pushed to their sockets at most this often.
-EMULATOR_QUEUE_NOTIFY_INTERVAL: Final = 0.05
-
-# prompt_token: a JWT HS256 with these claims, valid this long.
-EMULATOR_TOKEN_TTL_SECONDS: Final = 24 * 3600
-EMULATOR_TOKEN_ISSUER: Final = "infini"
-EMULATOR_TENANT_ID: Final = "te-emulator"
-EMULATOR_ACCOUNT_ID: Final = "ac-emulator"
-
-# Result storage: an OSS-like second origin serving signed URLs (HMAC-SHA1, OSS signature V1).
-EMULATOR_OSS_BUCKET: Final = "genstudio-emulator"
-EMULATOR_OSS_ACCESS_KEY_ID: Final = "LTAI5tEmulatorAccessKey"
-# Each URL's Expires is moved forward by at most this many seconds so that its signature holds a "+"
-# (percent-encoded "%2B"): a client that percent-decodes signed URLs then fails on every URL, not on a third.
-EMULATOR_SIGNATURE_PLUS_SEARCH: Final = 64
-
-# Generated images: size when the workflow does not say, and the clamps that keep an absurd request cheap.
-EMULATOR_DEFAULT_IMAGE_SIZE: Final = 512
-EMULATOR_MAX_IMAGE_SIDE: Final = 2048
-EMULATOR_MAX_BATCH_SIZE: Final = 16
-# The output node id used when a workflow has no SaveImage node.
-EMULATOR_DEFAULT_OUTPUT_NODE: Final = "9"
-# How many rendered PNGs are kept in memory for repeated downloads.
-EMULATOR_RENDER_CACHE_SIZE: Final = 32
-
-EMULATOR_MAX_UPLOAD_BYTES: Final = 20 * 1024 * 1024
-# JSON bodies (submit, get_task_info, cancel) larger than this get 413. The service's limit is undocumented;
-# this only keeps one request from holding hundreds of megabytes for the emulator's lifetime.
-EMULATOR_MAX_JSON_BODY_BYTES: Final = 4 * 1024 * 1024
-# How long a stopping emulator waits for open connections before cutting them.
-EMULATOR_SHUTDOWN_TIMEOUT: Final = 3.0
-# ``Emulator.wait_status`` gives up after this many seconds unless told otherwise.
-EMULATOR_WAIT_STATUS_TIMEOUT: Final = 10.0
-
-# --- the `genstudio` command (genstudio_async.cli) ------------------------------------------------------------
-# Where `genstudio run` saves a task's files: CLI_RUN_OUTPUT_DIR/<prompt_id>/<node id>/<file name>.
-CLI_RUN_OUTPUT_DIR: Final = "genstudio-output"
-# The <prompt_id> folder is named from the server's id made safe (no separator, no leading dot) and at most this
-# many UTF-8 bytes (file systems allow 255): a longer id is cut and ends in a hash of the whole id.
-CLI_TASK_FOLDER_MAX_BYTES: Final = 64
-# Where `genstudio batch` saves each job's files: CLI_BATCH_OUTPUT_DIR/<job name>/<node id>/<file name>.
-CLI_BATCH_OUTPUT_DIR: Final = "genstudio-batch"
-CLI_BATCH_CONCURRENCY: Final = 4
-# The batch journal lives next to the jobs file unless told otherwise: JOBS.jsonl + this suffix.
-CLI_JOURNAL_SUFFIX: Final = ".journal"
-# The journal holds prompt tokens (credentials for 24 h): only its owner may read it.
-CLI_JOURNAL_MODE: Final = 0o600
-# How many hex digits of a line's SHA-256 name a job that has no "id" (with its line number: "3-1a2b3c4d").
-CLI_JOB_HASH_DIGITS: Final = 8
-# After Ctrl-C, how long a batch waits for the answers of submits already sent, so their tasks get journaled.
-CLI_STOP_GRACE_SECONDS: Final = 30.0
-# `genstudio demo`: an in-process emulator slow enough to watch (queue positions, then percent), ~5 s in all.
-CLI_DEMO_OUTPUT_DIR: Final = "genstudio-demo"
-CLI_DEMO_STEP_SECONDS: Final = 0.1
-CLI_DEMO_WORKERS: Final = 1
-# Tasks of "other users" queued ahead of each demo generation, so the queue position is seen to move.
-CLI_DEMO_TASKS_AHEAD: Final = (2, 1)

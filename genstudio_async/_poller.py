@@ -26,6 +26,7 @@ from ._exceptions import (
     NotFoundError,
     PermissionDeniedError,
 )
+from ._services import genstudio as GS
 from .types import TaskInfo
 
 log = logging.getLogger("genstudio_async")
@@ -79,7 +80,7 @@ class TaskPoller:
         fetch: FetchTasks,
         *,
         interval: float,
-        chunk_size: int = C.POLL_CHUNK_SIZE,
+        chunk_size: int = GS.STATUS_BATCH_SIZE,
         missing_limit: int = C.POLL_MISSING_LIMIT,
         max_in_flight: int = C.POLL_MAX_IN_FLIGHT,
         spread: bool = False,

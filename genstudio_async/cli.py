@@ -24,14 +24,17 @@ import textwrap
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ._constants import (
+from ._cli.defaults import (
     CLI_BATCH_CONCURRENCY,
     CLI_BATCH_OUTPUT_DIR,
     CLI_DEMO_OUTPUT_DIR,
     CLI_DEMO_STEP_SECONDS,
     CLI_JOURNAL_SUFFIX,
     CLI_RUN_OUTPUT_DIR,
-    DEFAULT_POLL_INTERVAL,
+)
+from ._constants import DEFAULT_POLL_INTERVAL
+from ._version import __version__
+from .emulator._defaults import (
     EMULATOR_DEFAULT_API_KEY,
     EMULATOR_DEFAULT_HOST,
     EMULATOR_DEFAULT_PORT,
@@ -41,7 +44,6 @@ from ._constants import (
     EMULATOR_TOKEN_TTL_SECONDS,
     RESULT_RETENTION_SECONDS,
 )
-from ._version import __version__
 
 if TYPE_CHECKING:
     from ._cli.console import Console
@@ -182,6 +184,9 @@ def _api_key_arguments(argv: Sequence[str]) -> tuple[str, ...]:
 
 def _run_emulator(args: argparse.Namespace) -> int:
     try:
+        from .emulator._deps import require_server_dependencies
+
+        require_server_dependencies()  # the install hint, before anything imports starlette
         from .emulator._runner import run
     except ImportError as exc:  # the emulator extra is not installed
         print(f"genstudio emulator: {exc}", file=sys.stderr)
@@ -483,9 +488,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _secrets_of(args: argparse.Namespace) -> list[str]:
-    from ._constants import ENV_API_KEY
+    """Every key this command may hold: ``--api-key`` and each service's key variable."""
+    from ._services import GenStudio, GPUGeek
 
-    return [key.strip() for key in (getattr(args, "api_key", None), os.environ.get(ENV_API_KEY)) if key and key.strip()]
+    candidates = [getattr(args, "api_key", None)]
+    candidates += [os.environ.get(service.environment.api_key) for service in (GenStudio, GPUGeek)]
+    return [key.strip() for key in candidates if key and key.strip()]
 
 
 def _report(error: Exception, *, debug: bool, secrets: Sequence[str] = (), service: Service | None = None) -> int:

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import pytest_asyncio
 
-from ._constants import ENV_API_KEY, ENV_BASE_URL, ENV_WS_URL
+from ._services.genstudio import ENV_API_KEY, ENV_BASE_URL, ENV_WS_URL
 
 if TYPE_CHECKING:
     from .emulator import Emulator

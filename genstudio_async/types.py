@@ -1,10 +1,11 @@
-"""Typed models of what the service sends and what the SDK hands back.
+"""Typed models of what the services send and what the SDK hands back.
 
-The models mirror the wire but speak Python: ``error_message`` is the wire's ``errMsg``, ``queue_position``
-its ``current_position``, ``progress`` its ``progress_num``. Every quirk the service's documentation shows is
-normalised here, once: ``files`` given as the string ``"None"``, a ``files`` value given as a bare string,
-``final_files`` missing, an empty ``errMsg``, a status number this SDK does not know. Unknown extra fields are
-kept (``model_extra``), never rejected.
+The models speak Python; each service's module (``genstudio_async._services``) reads its own wire into them
+(GenStudio's ``errMsg`` is ``error_message``, its ``current_position`` ``queue_position``, its ``progress_num``
+``progress``; GPUGeek's ``error_msg``, ``result_url``, ``origin_price``...). What the wire's shapes have in common
+is normalised here, once: ``files`` given as a string (``"None"``), a ``files`` value given as a bare string,
+``final_files`` missing, an empty error message, counts that are not numbers. Unknown extra fields are kept
+(``model_extra``), never rejected.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import IntEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ._redact import mask
+from ._status import TaskStatus
 
 __all__ = [
     "ImagePostProcess",
@@ -33,51 +34,6 @@ __all__ = [
 ]
 
 
-class TaskStatus(IntEnum):
-    """A task's status. ``UNKNOWN`` stands for any number a service may add later (never terminal).
-
-    The numbers are GenStudio's (1-5); each service maps its own wire numbers onto these (``from_wire``):
-    GenStudio reports a cancelled task as 4 (``FAILED``), GPUGeek as 5, which is ``CANCELLED`` here, not
-    ``PERMISSION_DENIED`` (GenStudio's 5).
-    """
-
-    UNKNOWN = 0
-    QUEUED = 1
-    RUNNING = 2
-    SUCCEEDED = 3
-    FAILED = 4  # GenStudio uses 4 for "failed" and for "cancelled by the user" alike
-    PERMISSION_DENIED = 5
-    CANCELLED = 6  # GPUGeek's 5 (this SDK's own number: no service sends 6)
-
-    @property
-    def is_terminal(self) -> bool:
-        """True for the statuses after which a task never changes again. ``UNKNOWN`` is never terminal."""
-        return self in _TERMINAL_STATUSES
-
-    @classmethod
-    def from_wire(cls, value: Any, statuses: Mapping[int, TaskStatus]) -> TaskStatus:
-        """The status a service's wire number ``value`` stands for in its table ``statuses``; ``UNKNOWN`` for
-        anything else (a number it added later, a string, ``None``), never an error."""
-        if isinstance(value, TaskStatus):
-            return value
-        if isinstance(value, bool):
-            return cls.UNKNOWN
-        try:
-            number = int(value)
-        except (TypeError, ValueError, OverflowError):
-            return cls.UNKNOWN
-        return statuses.get(number, cls.UNKNOWN)
-
-    @classmethod
-    def parse(cls, value: Any) -> TaskStatus:
-        """The status for one of this SDK's numbers (GenStudio's); anything else is ``UNKNOWN``, never an error."""
-        return cls.from_wire(value, _BY_NUMBER)
-
-
-_BY_NUMBER: Mapping[int, TaskStatus] = {status.value: status for status in TaskStatus}
-_TERMINAL_STATUSES = frozenset(
-    {TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.PERMISSION_DENIED, TaskStatus.CANCELLED}
-)
 
 
 class Submission(BaseModel):
@@ -166,22 +122,20 @@ def _normalise_url_list(value: Any) -> list[str]:
 
 
 class TaskInfo(BaseModel):
-    """One task's state as ``get_task_info`` or the progress stream reports it."""
+    """One task's state as a service reports it (a status answer, or a frame of the progress stream).
 
-    model_config = ConfigDict(
-        frozen=True,
-        extra="allow",
-        validate_by_name=True,
-        validate_by_alias=True,
-        serialize_by_alias=False,
-    )
+    Each service's module reads its wire into these names (``_services``); what it sends that has no field here
+    is kept in ``model_extra``.
+    """
 
-    prompt_id: str = Field(alias="comfy_task_id")
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    prompt_id: str
     status: TaskStatus = TaskStatus.UNKNOWN
-    progress: int = Field(default=0, alias="progress_num")
-    queue_position: int = Field(default=0, alias="current_position")
+    progress: int = 0
+    queue_position: int = 0
     queue_size: int = 0
-    error_message: str | None = Field(default=None, alias="errMsg")
+    error_message: str | None = None
     files: dict[str, list[str]] = Field(default_factory=dict)
     final_files: list[str] = Field(default_factory=list)
     # What only some services send (GPUGeek): None where the service sends nothing readable.

@@ -17,7 +17,8 @@ import pytest
 import respx
 
 from genstudio_async import AsyncGenStudio, _http
-from genstudio_async import _constants as C
+from genstudio_async import _logs as L
+from genstudio_async._services import genstudio as GS
 
 # The SDK's own pytest plugin: the `genstudio_emulator` fixture runs a real emulator on 127.0.0.1.
 pytest_plugins = ["genstudio_async.testing"]
@@ -85,7 +86,7 @@ def guide_success() -> dict[str, str]:
 @pytest.fixture(autouse=True)
 def _no_genstudio_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The developer's own GENSTUDIO_* variables must not leak into a test."""
-    for name in (C.ENV_API_KEY, C.ENV_BASE_URL, C.ENV_WS_URL, C.ENV_LOG):
+    for name in (GS.ENV_API_KEY, GS.ENV_BASE_URL, GS.ENV_WS_URL, L.ENV_LOG):
         monkeypatch.delenv(name, raising=False)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from genstudio_async import TaskInfo
+from genstudio_async import TaskInfo, TaskStatus
 from genstudio_async._cli.console import Console
 from genstudio_async._cli.display import BatchProgress, TaskProgress
 from genstudio_async.cli import main
@@ -228,9 +228,8 @@ async def test_debug_shows_the_traceback_and_never_the_key(tmp_path: Path) -> No
 
 
 def info(status: int, progress: int = 0, position: int = 0) -> TaskInfo:
-    return TaskInfo.model_validate(
-        {"comfy_task_id": "cft-1", "status": status, "progress_num": progress, "current_position": position,
-         "queue_size": 2}
+    return TaskInfo(
+        prompt_id="cft-1", status=TaskStatus(status), progress=progress, queue_position=position, queue_size=2
     )
 
 

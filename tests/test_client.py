@@ -28,6 +28,7 @@ from genstudio_async import (
     TaskStatus,
 )
 from genstudio_async import _constants as C
+from genstudio_async._services import genstudio as GS
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJ0YXNrX2lkIjoiY2Z0LTEiLCJleHAiOjE3Mjg2OTk5NjN9.c2lnbmF0dXJl"
 WS_PATH = "/api/maas/comfy_task_ws_api/get_task_progress"
@@ -61,7 +62,7 @@ def sent_json(route: respx.Route) -> Any:
 async def test_submit_sends_workflow_and_prompt_and_returns_a_submission(
     api: respx.MockRouter, client: AsyncGenStudio, api_key: str
 ) -> None:
-    route = api.post(C.SUBMIT_PATH).respond(
+    route = api.post(GS.SUBMIT_PATH).respond(
         200, json=envelope({"prompt_id": "cft-c73egpxvlvg76yjd", "prompt_token": TOKEN})
     )
 
@@ -85,19 +86,19 @@ async def test_submit_sends_workflow_and_prompt_and_returns_a_submission(
 
 
 async def test_submit_without_prompt_omits_it(api: respx.MockRouter, client: AsyncGenStudio) -> None:
-    route = api.post(C.SUBMIT_PATH).respond(200, json=envelope({"prompt_id": "cft-1", "prompt_token": TOKEN}))
+    route = api.post(GS.SUBMIT_PATH).respond(200, json=envelope({"prompt_id": "cft-1", "prompt_token": TOKEN}))
     await client.submit("wf-1")
     assert sent_json(route) == {"workflow_id": "wf-1"}
 
 
 async def test_submit_answer_without_a_token_is_api_error(api: respx.MockRouter, client: AsyncGenStudio) -> None:
-    api.post(C.SUBMIT_PATH).respond(200, json=envelope({"prompt_id": "cft-1"}))
+    api.post(GS.SUBMIT_PATH).respond(200, json=envelope({"prompt_id": "cft-1"}))
     with pytest.raises(APIError, match="prompt_token"):
         await client.submit("wf-1")
 
 
 async def test_submit_keeps_chinese_text_intact(api: respx.MockRouter, client: AsyncGenStudio) -> None:
-    route = api.post(C.SUBMIT_PATH).respond(200, json=envelope({"prompt_id": "cft-1", "prompt_token": TOKEN}))
+    route = api.post(GS.SUBMIT_PATH).respond(200, json=envelope({"prompt_id": "cft-1", "prompt_token": TOKEN}))
     await client.submit("wf-1", {"4": {"inputs": {"ckpt_name": "majicMIX realistic 麦橘写实_v7.safetensors"}}})
     assert sent_json(route)["prompt"]["4"]["inputs"]["ckpt_name"] == "majicMIX realistic 麦橘写实_v7.safetensors"
 
@@ -108,7 +109,7 @@ async def test_submit_keeps_chinese_text_intact(api: respx.MockRouter, client: A
 async def test_get_tasks_asks_for_many_ids_in_one_request_and_keeps_the_asked_order(
     api: respx.MockRouter, client: AsyncGenStudio, api_key: str
 ) -> None:
-    route = api.post(C.TASK_INFO_PATH).respond(
+    route = api.post(GS.TASK_INFO_PATH).respond(
         200,
         json=envelope({"comfy_task_info": [wire_task("cft-a", 1), wire_task("cft-c", 3), wire_task("cft-b", 2)]}),
     )
@@ -132,13 +133,13 @@ async def test_get_tasks_asks_for_many_ids_in_one_request_and_keeps_the_asked_or
 
 
 async def test_get_tasks_sends_only_the_ids_by_default(api: respx.MockRouter, client: AsyncGenStudio) -> None:
-    route = api.post(C.TASK_INFO_PATH).respond(200, json=envelope({"comfy_task_info": []}))
+    route = api.post(GS.TASK_INFO_PATH).respond(200, json=envelope({"comfy_task_info": []}))
     assert await client.get_tasks(["cft-1", "cft-1", "cft-2"]) == []
     assert sent_json(route) == {"comfy_task_ids": ["cft-1", "cft-2"]}
 
 
 async def test_get_tasks_passes_a_post_process_dict_through(api: respx.MockRouter, client: AsyncGenStudio) -> None:
-    route = api.post(C.TASK_INFO_PATH).respond(200, json=envelope({"comfy_task_info": []}))
+    route = api.post(GS.TASK_INFO_PATH).respond(200, json=envelope({"comfy_task_info": []}))
     await client.get_tasks("cft-1", image_post_process={"format": "webp", "quality": {"Q": 90}})
     assert sent_json(route)["image_post_process_cmd"] == {"format": "webp", "quality": {"Q": 90}}
 
@@ -162,7 +163,7 @@ async def test_get_tasks_rejects_missing_ids_before_any_request(
 
 
 async def test_get_task_returns_one_parsed_task(api: respx.MockRouter, client: AsyncGenStudio) -> None:
-    route = api.post(C.TASK_INFO_PATH).respond(
+    route = api.post(GS.TASK_INFO_PATH).respond(
         200,
         json=envelope({"comfy_task_info": [wire_task("cft-1", 4, errMsg="CUDA out of memory", progress_num=55)]}),
     )
@@ -178,7 +179,7 @@ async def test_get_task_parses_the_guides_raw_answer_with_signed_urls_untouched(
     api: respx.MockRouter, client: AsyncGenStudio, guide_success: dict[str, str]
 ) -> None:
     assert "\\u0026" in guide_success["raw"]  # the raw text really carries the JSON escape
-    api.post(C.TASK_INFO_PATH).respond(
+    api.post(GS.TASK_INFO_PATH).respond(
         200, content=guide_success["raw"].encode(), headers={"Content-Type": "application/json"}
     )
     info = await client.get_task("cft-c73e5ci6dwb5wfhl", url_expire_period=1000)
@@ -190,7 +191,7 @@ async def test_get_task_parses_the_guides_raw_answer_with_signed_urls_untouched(
 
 
 async def test_get_task_of_an_unknown_id_is_not_found(api: respx.MockRouter, client: AsyncGenStudio) -> None:
-    api.post(C.TASK_INFO_PATH).respond(200, json=envelope({"comfy_task_info": []}))
+    api.post(GS.TASK_INFO_PATH).respond(200, json=envelope({"comfy_task_info": []}))
     with pytest.raises(NotFoundError, match="cft-nope") as caught:
         await client.get_task("cft-nope")
     assert caught.value.status_code == 404
@@ -199,7 +200,7 @@ async def test_get_task_of_an_unknown_id_is_not_found(api: respx.MockRouter, cli
 async def test_get_task_accepts_a_single_object_as_the_websocket_sends_it(
     api: respx.MockRouter, client: AsyncGenStudio
 ) -> None:
-    api.post(C.TASK_INFO_PATH).respond(200, json=envelope({"comfy_task_info": wire_task("cft-1", 2)}))
+    api.post(GS.TASK_INFO_PATH).respond(200, json=envelope({"comfy_task_info": wire_task("cft-1", 2)}))
     assert (await client.get_task("cft-1")).status is TaskStatus.RUNNING
 
 
@@ -210,11 +211,11 @@ async def test_get_task_accepts_a_single_object_as_the_websocket_sends_it(
 async def test_cancel_sends_the_id_in_the_named_field(
     api: respx.MockRouter, client: AsyncGenStudio, api_key: str, task: Submission | str
 ) -> None:
-    route = api.post(C.CANCEL_PATH).respond(200, json={"code": 0, "msg": "Success"})
+    route = api.post(GS.CANCEL_PATH).respond(200, json={"code": 0, "msg": "Success"})
     await client.cancel(task)
     assert route.call_count == 1
-    assert sent_json(route) == {C.CANCEL_BODY_FIELD: "cft-9"}
-    assert C.CANCEL_BODY_FIELD == "comfy_task_id"
+    assert sent_json(route) == {GS.CANCEL_BODY_FIELD: "cft-9"}
+    assert GS.CANCEL_BODY_FIELD == "comfy_task_id"
     assert route.calls.last.request.headers["Authorization"] == f"Bearer {api_key}"
     assert client.was_cancelled("cft-9")
 
@@ -222,7 +223,7 @@ async def test_cancel_sends_the_id_in_the_named_field(
 async def test_cancel_refused_with_a_business_error_is_not_remembered_as_cancelled(
     api: respx.MockRouter, client: AsyncGenStudio
 ) -> None:
-    api.post(C.CANCEL_PATH).respond(200, json={"code": 30001, "msg": "task already finished"})
+    api.post(GS.CANCEL_PATH).respond(200, json={"code": 30001, "msg": "task already finished"})
     with pytest.raises(APIError, match="already finished"):
         await client.cancel("cft-9")
     assert not client.was_cancelled("cft-9")
@@ -234,7 +235,7 @@ async def test_cancel_refused_with_an_http_error_is_not_remembered_as_cancelled(
 ) -> None:
     # The service answered "no": if the task later ends with status 4 on its own, wait() must report a failure
     # (TaskFailedError with the server's errMsg), not a cancellation this client never achieved.
-    api.post(C.CANCEL_PATH).respond(status, json={"code": status, "msg": "no such task"})
+    api.post(GS.CANCEL_PATH).respond(status, json={"code": status, "msg": "no such task"})
     with pytest.raises(APIStatusError, match="no such task"):
         await client.cancel("cft-9")
     assert not client.was_cancelled("cft-9"), (
@@ -267,7 +268,7 @@ async def test_upload_image_from_a_path(
     api: respx.MockRouter, client: AsyncGenStudio, api_key: str, tmp_path: Path
 ) -> None:
     image_id = "te-b905754427352261/ac-c66h4ddlwutmbinv/sui-c73eqoorz56qaq7q.png"
-    route = api.post(C.UPLOAD_PATH).respond(200, json=envelope({"image_id": image_id}))
+    route = api.post(GS.UPLOAD_PATH).respond(200, json=envelope({"image_id": image_id}))
     source = tmp_path / "spiderman-in-red-suit.png"
     source.write_bytes(PNG)
 
@@ -282,7 +283,7 @@ async def test_upload_image_from_a_path(
 
 
 async def test_upload_image_from_bytes(api: respx.MockRouter, client: AsyncGenStudio) -> None:
-    route = api.post(C.UPLOAD_PATH).respond(200, json=envelope({"image_id": "img-1"}))
+    route = api.post(GS.UPLOAD_PATH).respond(200, json=envelope({"image_id": "img-1"}))
     assert await client.upload_image(PNG, filename="mask.jpg") == "img-1"
     body = uploaded_part(route)
     assert b'name="source_file"; filename="mask.jpg"' in body
@@ -296,7 +297,7 @@ async def test_upload_image_from_bytes(api: respx.MockRouter, client: AsyncGenSt
 async def test_upload_image_from_a_binary_file_object(
     api: respx.MockRouter, client: AsyncGenStudio, tmp_path: Path
 ) -> None:
-    route = api.post(C.UPLOAD_PATH).respond(200, json=envelope({"image_id": "img-2"}))
+    route = api.post(GS.UPLOAD_PATH).respond(200, json=envelope({"image_id": "img-2"}))
     source = tmp_path / "fox.webp"
     source.write_bytes(PNG)
     with source.open("rb") as handle:
@@ -310,12 +311,12 @@ async def test_upload_image_from_a_binary_file_object(
 
 
 async def test_upload_image_accepts_a_flat_answer_without_code(api: respx.MockRouter, client: AsyncGenStudio) -> None:
-    api.post(C.UPLOAD_PATH).respond(200, json={"image_id": "flat/sui-1.png"})
+    api.post(GS.UPLOAD_PATH).respond(200, json={"image_id": "flat/sui-1.png"})
     assert await client.upload_image(PNG) == "flat/sui-1.png"
 
 
 async def test_upload_image_answer_without_image_id_is_api_error(api: respx.MockRouter, client: AsyncGenStudio) -> None:
-    api.post(C.UPLOAD_PATH).respond(200, json=envelope({"url": "https://oss.test/x.png"}))
+    api.post(GS.UPLOAD_PATH).respond(200, json=envelope({"url": "https://oss.test/x.png"}))
     with pytest.raises(APIError, match="image_id"):
         await client.upload_image(PNG)
 
@@ -323,7 +324,7 @@ async def test_upload_image_answer_without_image_id_is_api_error(api: respx.Mock
 async def test_upload_image_of_a_missing_path_fails_before_any_request(
     api: respx.MockRouter, client: AsyncGenStudio, tmp_path: Path
 ) -> None:
-    api.post(C.UPLOAD_PATH).respond(200, json=envelope({"image_id": "never"}))
+    api.post(GS.UPLOAD_PATH).respond(200, json=envelope({"image_id": "never"}))
     missing = tmp_path / "no-such-image.png"
     with pytest.raises(InvalidInputError, match="no such file") as caught:
         await client.upload_image(missing)
@@ -334,7 +335,7 @@ async def test_upload_image_of_a_missing_path_fails_before_any_request(
 async def test_upload_image_of_a_text_mode_file_fails_before_any_request(
     api: respx.MockRouter, client: AsyncGenStudio, tmp_path: Path
 ) -> None:
-    api.post(C.UPLOAD_PATH).respond(200, json=envelope({"image_id": "never"}))
+    api.post(GS.UPLOAD_PATH).respond(200, json=envelope({"image_id": "never"}))
     source = tmp_path / "notes.txt"
     source.write_text("not an image")
     with source.open("r") as handle, pytest.raises(InvalidInputError, match="binary mode"):
@@ -465,7 +466,7 @@ async def test_environment_fallbacks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GENSTUDIO_BASE_URL", "https://env.genstudio.test/")
     monkeypatch.setenv("GENSTUDIO_WS_URL", "wss://ws.env.genstudio.test")
     with respx.mock(base_url="https://env.genstudio.test", assert_all_called=True) as env_api:
-        route = env_api.post(C.CANCEL_PATH).respond(200, json={"code": 0})
+        route = env_api.post(GS.CANCEL_PATH).respond(200, json={"code": 0})
         async with AsyncGenStudio() as client:
             assert client.base_url == "https://env.genstudio.test"
             assert client.ws_url == "wss://ws.env.genstudio.test" + WS_PATH
@@ -477,7 +478,7 @@ async def test_arguments_beat_the_environment(monkeypatch: pytest.MonkeyPatch, a
     monkeypatch.setenv("GENSTUDIO_API_KEY", "sk-from-env-0123456789")
     monkeypatch.setenv("GENSTUDIO_BASE_URL", "https://env.genstudio.test")
     monkeypatch.setenv("GENSTUDIO_WS_URL", "wss://ws.env.genstudio.test")
-    route = api.post(C.CANCEL_PATH).respond(200, json={"code": 0})
+    route = api.post(GS.CANCEL_PATH).respond(200, json={"code": 0})
     async with AsyncGenStudio(
         "sk-explicit-0123456789", base_url="https://genstudio.test", ws_url="ws://127.0.0.1:9"
     ) as client:
@@ -543,7 +544,7 @@ async def test_nan_settings_are_configuration_errors(setting: str) -> None:
 
 
 async def test_an_injected_http_client_is_used_and_left_open(api: respx.MockRouter) -> None:
-    route = api.post(C.CANCEL_PATH).respond(200, json={"code": 0})
+    route = api.post(GS.CANCEL_PATH).respond(200, json={"code": 0})
     async with httpx.AsyncClient(headers={"X-Injected-By": "caller"}) as http_client:
         client = AsyncGenStudio("sk-x", base_url="https://genstudio.test", http_client=http_client)
         await client.cancel("cft-1")
@@ -567,7 +568,7 @@ async def test_a_client_made_http_client_is_closed_by_aclose() -> None:
 
 
 async def test_async_with_closes_on_exit_even_after_an_error(api: respx.MockRouter) -> None:
-    api.post(C.SUBMIT_PATH).respond(200, json=envelope({"prompt_id": "cft-1", "prompt_token": TOKEN}))
+    api.post(GS.SUBMIT_PATH).respond(200, json=envelope({"prompt_id": "cft-1", "prompt_token": TOKEN}))
     with pytest.raises(RuntimeError, match="caller's own"):
         async with AsyncGenStudio("sk-x", base_url="https://genstudio.test") as client:
             assert (await client.submit("wf-1")).prompt_id == "cft-1"

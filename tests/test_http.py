@@ -40,6 +40,7 @@ from genstudio_async import (
 from genstudio_async import _constants as C
 from genstudio_async._http import HTTPCore, RetryPolicy, parse_retry_after, retry_delay
 from genstudio_async._redact import Redactor
+from genstudio_async._services import genstudio as GS
 
 from .support import raw_http_server, read_request_head
 
@@ -87,7 +88,7 @@ async def test_status_code_maps_to_its_error_with_the_servers_message(
     error_class: type[APIStatusError],
     message_key: str,
 ) -> None:
-    route = api.post(C.TASK_INFO_PATH).respond(
+    route = api.post(GS.TASK_INFO_PATH).respond(
         status, json={"code": 10042, message_key: "workflow wf-x belongs to someone else", "traceid": "tr-77a"}
     )
     client = make_client(max_retries=0)
@@ -109,7 +110,7 @@ async def test_status_code_maps_to_its_error_with_the_servers_message(
 async def test_rate_limit_error_carries_retry_after(
     api: respx.MockRouter, make_client: Callable[..., AsyncGenStudio]
 ) -> None:
-    api.post(C.TASK_INFO_PATH).respond(429, headers={"Retry-After": "7"}, json={"code": 429, "msg": "slow down"})
+    api.post(GS.TASK_INFO_PATH).respond(429, headers={"Retry-After": "7"}, json={"code": 429, "msg": "slow down"})
     client = make_client(max_retries=0)
     with pytest.raises(RateLimitError) as caught:
         await client.get_task("cft-1")
@@ -120,7 +121,7 @@ async def test_rate_limit_error_carries_retry_after(
 async def test_error_status_with_a_non_json_body_uses_the_text(
     api: respx.MockRouter, make_client: Callable[..., AsyncGenStudio]
 ) -> None:
-    api.post(C.TASK_INFO_PATH).respond(502, text="<html>Bad Gateway from the proxy</html>")
+    api.post(GS.TASK_INFO_PATH).respond(502, text="<html>Bad Gateway from the proxy</html>")
     client = make_client(max_retries=0)
     with pytest.raises(InternalServerError) as caught:
         await client.get_task("cft-1")
@@ -131,7 +132,7 @@ async def test_error_status_with_a_non_json_body_uses_the_text(
 async def test_error_status_with_an_empty_body_uses_the_reason(
     api: respx.MockRouter, make_client: Callable[..., AsyncGenStudio]
 ) -> None:
-    api.post(C.TASK_INFO_PATH).respond(403)
+    api.post(GS.TASK_INFO_PATH).respond(403)
     client = make_client(max_retries=0)
     with pytest.raises(PermissionDeniedError) as caught:
         await client.get_task("cft-1")
@@ -146,7 +147,7 @@ async def test_code_not_zero_is_api_error_and_never_retried(
     api: respx.MockRouter, client: AsyncGenStudio, sleeps: list[float], message_key: str
 ) -> None:
     # get_task_info is idempotent and would be retried on a 5xx: a business error must still be sent once.
-    route = api.post(C.TASK_INFO_PATH).respond(
+    route = api.post(GS.TASK_INFO_PATH).respond(
         200, json={"code": 40010, message_key: "comfy_task_ids is empty", "traceid": "tr-1", "data": None}
     )
     with pytest.raises(APIError) as caught:
@@ -161,7 +162,7 @@ async def test_code_not_zero_is_api_error_and_never_retried(
 async def test_code_not_zero_on_submit_is_api_error_sent_once(
     api: respx.MockRouter, client: AsyncGenStudio, sleeps: list[float]
 ) -> None:
-    route = api.post(C.SUBMIT_PATH).respond(200, json={"code": 1, "msg": "workflow not found"})
+    route = api.post(GS.SUBMIT_PATH).respond(200, json={"code": 1, "msg": "workflow not found"})
     with pytest.raises(APIError, match="workflow not found"):
         await client.submit("wf-missing")
     assert route.call_count == 1
@@ -182,7 +183,7 @@ async def test_code_not_zero_on_submit_is_api_error_sent_once(
 async def test_ok_status_with_a_body_that_is_not_an_envelope_is_api_error(
     api: respx.MockRouter, client: AsyncGenStudio, answer: httpx.Response
 ) -> None:
-    api.post(C.TASK_INFO_PATH).mock(return_value=answer)
+    api.post(GS.TASK_INFO_PATH).mock(return_value=answer)
     with pytest.raises(APIError, match="not a JSON object"):
         await client.get_task("cft-1")
 
@@ -197,7 +198,7 @@ async def test_ok_status_with_a_body_that_is_not_an_envelope_is_api_error(
 async def test_transport_errors_are_connection_errors(
     api: respx.MockRouter, make_client: Callable[..., AsyncGenStudio], failure: type[httpx.TransportError]
 ) -> None:
-    api.post(C.TASK_INFO_PATH).mock(side_effect=failure("the line went dead"))
+    api.post(GS.TASK_INFO_PATH).mock(side_effect=failure("the line went dead"))
     client = make_client(max_retries=0)
     with pytest.raises(APIConnectionError) as caught:
         await client.get_task("cft-1")
@@ -209,7 +210,7 @@ async def test_transport_errors_are_connection_errors(
 async def test_timeouts_are_api_timeout_errors(
     api: respx.MockRouter, make_client: Callable[..., AsyncGenStudio], failure: type[httpx.TimeoutException]
 ) -> None:
-    api.post(C.TASK_INFO_PATH).mock(side_effect=failure("too slow"))
+    api.post(GS.TASK_INFO_PATH).mock(side_effect=failure("too slow"))
     client = make_client(max_retries=0)
     with pytest.raises(APITimeoutError) as caught:
         await client.get_task("cft-1")
@@ -244,7 +245,7 @@ ESCAPE_CASES: list[tuple[str, Any]] = [
 async def test_no_raw_httpx_pydantic_or_json_error_ever_escapes(
     api: respx.MockRouter, make_client: Callable[..., AsyncGenStudio], name: str, answer: Any
 ) -> None:
-    for path in (C.SUBMIT_PATH, C.TASK_INFO_PATH, C.CANCEL_PATH, C.UPLOAD_PATH):
+    for path in (GS.SUBMIT_PATH, GS.TASK_INFO_PATH, GS.CANCEL_PATH, GS.UPLOAD_PATH):
         if isinstance(answer, httpx.Response):
             api.post(path).mock(return_value=answer)
         else:
@@ -272,7 +273,7 @@ async def test_no_raw_httpx_pydantic_or_json_error_ever_escapes(
 async def test_unserialisable_post_process_dict_is_invalid_input_before_any_request(
     api: respx.MockRouter, client: AsyncGenStudio
 ) -> None:
-    api.post(C.TASK_INFO_PATH).respond(200, json=ONE_TASK)
+    api.post(GS.TASK_INFO_PATH).respond(200, json=ONE_TASK)
     with pytest.raises(InvalidInputError, match="JSON"):
         await client.get_tasks(["cft-1"], image_post_process={"format": "jpg", "quality": {1, 2}})
     assert api.calls.call_count == 0
@@ -284,7 +285,7 @@ async def test_unserialisable_post_process_dict_is_invalid_input_before_any_requ
 async def test_submit_after_read_timeout_is_not_sent_again(
     api: respx.MockRouter, client: AsyncGenStudio, sleeps: list[float]
 ) -> None:
-    route = api.post(C.SUBMIT_PATH).mock(side_effect=[httpx.ReadTimeout("no answer"), ok(SUBMITTED)])
+    route = api.post(GS.SUBMIT_PATH).mock(side_effect=[httpx.ReadTimeout("no answer"), ok(SUBMITTED)])
     with pytest.raises(APITimeoutError):
         await client.submit("wf-1")
     assert route.call_count == 1  # a second send could start a second, billed task
@@ -295,7 +296,7 @@ async def test_submit_after_read_timeout_is_not_sent_again(
 async def test_submit_after_the_request_may_have_arrived_is_not_sent_again(
     api: respx.MockRouter, client: AsyncGenStudio, failure: type[httpx.TransportError]
 ) -> None:
-    route = api.post(C.SUBMIT_PATH).mock(side_effect=[failure("mid-flight"), ok(SUBMITTED)])
+    route = api.post(GS.SUBMIT_PATH).mock(side_effect=[failure("mid-flight"), ok(SUBMITTED)])
     with pytest.raises(APIConnectionError):
         await client.submit("wf-1")
     assert route.call_count == 1
@@ -304,7 +305,7 @@ async def test_submit_after_the_request_may_have_arrived_is_not_sent_again(
 async def test_submit_rate_limited_is_sent_again_after_retry_after(
     api: respx.MockRouter, client: AsyncGenStudio, sleeps: list[float]
 ) -> None:
-    route = api.post(C.SUBMIT_PATH).mock(side_effect=[failing(429, {"Retry-After": "2"}), ok(SUBMITTED)])
+    route = api.post(GS.SUBMIT_PATH).mock(side_effect=[failing(429, {"Retry-After": "2"}), ok(SUBMITTED)])
     submission = await client.submit("wf-1", {"6": {"inputs": {"text": "fox"}}})
     assert submission == Submission(prompt_id="cft-new", prompt_token="tok-new")
     assert route.call_count == 2
@@ -315,7 +316,7 @@ async def test_submit_rate_limited_is_sent_again_after_retry_after(
 
 
 async def test_submit_503_is_sent_again(api: respx.MockRouter, client: AsyncGenStudio, sleeps: list[float]) -> None:
-    route = api.post(C.SUBMIT_PATH).mock(side_effect=[failing(503), ok(SUBMITTED)])
+    route = api.post(GS.SUBMIT_PATH).mock(side_effect=[failing(503), ok(SUBMITTED)])
     assert (await client.submit("wf-1")).prompt_id == "cft-new"
     assert route.call_count == 2
     assert len(sleeps) == 1
@@ -325,7 +326,7 @@ async def test_submit_503_is_sent_again(api: respx.MockRouter, client: AsyncGenS
 async def test_submit_server_error_is_not_sent_again(
     api: respx.MockRouter, client: AsyncGenStudio, sleeps: list[float], status: int
 ) -> None:
-    route = api.post(C.SUBMIT_PATH).mock(side_effect=[failing(status), ok(SUBMITTED)])
+    route = api.post(GS.SUBMIT_PATH).mock(side_effect=[failing(status), ok(SUBMITTED)])
     with pytest.raises(APIStatusError) as caught:
         await client.submit("wf-1")
     assert caught.value.status_code == status
@@ -337,14 +338,14 @@ async def test_submit_server_error_is_not_sent_again(
 async def test_submit_whose_connection_never_opened_is_sent_again(
     api: respx.MockRouter, client: AsyncGenStudio, sleeps: list[float], failure: type[httpx.TransportError]
 ) -> None:
-    route = api.post(C.SUBMIT_PATH).mock(side_effect=[failure("connection refused"), ok(SUBMITTED)])
+    route = api.post(GS.SUBMIT_PATH).mock(side_effect=[failure("connection refused"), ok(SUBMITTED)])
     assert (await client.submit("wf-1")).prompt_id == "cft-new"
     assert route.call_count == 2
     assert len(sleeps) == 1
 
 
 async def test_upload_after_read_timeout_is_not_sent_again(api: respx.MockRouter, client: AsyncGenStudio) -> None:
-    route = api.post(C.UPLOAD_PATH).mock(
+    route = api.post(GS.UPLOAD_PATH).mock(
         side_effect=[httpx.ReadTimeout("slow"), ok({"code": 0, "data": {"image_id": "x"}})]
     )
     with pytest.raises(APITimeoutError):
@@ -358,7 +359,7 @@ async def test_upload_after_read_timeout_is_not_sent_again(api: respx.MockRouter
 async def test_get_task_is_retried_on_503_then_succeeds(
     api: respx.MockRouter, client: AsyncGenStudio, sleeps: list[float]
 ) -> None:
-    route = api.post(C.TASK_INFO_PATH).mock(side_effect=[failing(503), ok(ONE_TASK)])
+    route = api.post(GS.TASK_INFO_PATH).mock(side_effect=[failing(503), ok(ONE_TASK)])
     info = await client.get_task("cft-1")
     assert info.progress == 40
     assert route.call_count == 2
@@ -368,7 +369,7 @@ async def test_get_task_is_retried_on_503_then_succeeds(
 async def test_get_task_is_retried_on_read_timeout(
     api: respx.MockRouter, client: AsyncGenStudio, sleeps: list[float]
 ) -> None:
-    route = api.post(C.TASK_INFO_PATH).mock(
+    route = api.post(GS.TASK_INFO_PATH).mock(
         side_effect=[httpx.ReadTimeout("slow"), httpx.ReadError("reset"), ok(ONE_TASK)]
     )
     assert (await client.get_task("cft-1")).prompt_id == "cft-1"
@@ -380,7 +381,7 @@ async def test_get_task_is_retried_on_read_timeout(
 async def test_get_task_is_retried_on_retryable_statuses(
     api: respx.MockRouter, client: AsyncGenStudio, status: int
 ) -> None:
-    route = api.post(C.TASK_INFO_PATH).mock(side_effect=[failing(status), ok(ONE_TASK)])
+    route = api.post(GS.TASK_INFO_PATH).mock(side_effect=[failing(status), ok(ONE_TASK)])
     assert (await client.get_task("cft-1")).prompt_id == "cft-1"
     assert route.call_count == 2
 
@@ -389,7 +390,7 @@ async def test_get_task_is_retried_on_retryable_statuses(
 async def test_client_errors_are_not_retried(
     api: respx.MockRouter, client: AsyncGenStudio, sleeps: list[float], status: int
 ) -> None:
-    route = api.post(C.TASK_INFO_PATH).mock(side_effect=[failing(status), ok(ONE_TASK)])
+    route = api.post(GS.TASK_INFO_PATH).mock(side_effect=[failing(status), ok(ONE_TASK)])
     with pytest.raises(APIStatusError):
         await client.get_task("cft-1")
     assert route.call_count == 1
@@ -397,7 +398,7 @@ async def test_client_errors_are_not_retried(
 
 
 async def test_cancel_is_retried_on_503(api: respx.MockRouter, client: AsyncGenStudio) -> None:
-    route = api.post(C.CANCEL_PATH).mock(side_effect=[failing(503), ok({"code": 0, "msg": "Success"})])
+    route = api.post(GS.CANCEL_PATH).mock(side_effect=[failing(503), ok({"code": 0, "msg": "Success"})])
     await client.cancel("cft-1")
     assert route.call_count == 2
 
@@ -406,7 +407,7 @@ async def test_cancel_is_retried_on_503(api: respx.MockRouter, client: AsyncGenS
 async def test_retries_stop_after_max_retries(
     api: respx.MockRouter, make_client: Callable[..., AsyncGenStudio], sleeps: list[float], max_retries: int
 ) -> None:
-    route = api.post(C.TASK_INFO_PATH).mock(return_value=failing(503))
+    route = api.post(GS.TASK_INFO_PATH).mock(return_value=failing(503))
     client = make_client(max_retries=max_retries)
     with pytest.raises(InternalServerError):
         await client.get_task("cft-1")
@@ -417,7 +418,7 @@ async def test_retries_stop_after_max_retries(
 async def test_submit_connect_errors_stop_after_max_retries(
     api: respx.MockRouter, make_client: Callable[..., AsyncGenStudio]
 ) -> None:
-    route = api.post(C.SUBMIT_PATH).mock(side_effect=httpx.ConnectError("refused"))
+    route = api.post(GS.SUBMIT_PATH).mock(side_effect=httpx.ConnectError("refused"))
     client = make_client(max_retries=2)
     with pytest.raises(APIConnectionError, match="refused"):
         await client.submit("wf-1")
@@ -434,7 +435,7 @@ def _ceilings(count: int) -> list[float]:
 async def test_backoff_grows_and_is_jittered_within_half_to_full_ceiling(
     api: respx.MockRouter, make_client: Callable[..., AsyncGenStudio], sleeps: list[float]
 ) -> None:
-    api.post(C.TASK_INFO_PATH).mock(return_value=failing(503))
+    api.post(GS.TASK_INFO_PATH).mock(return_value=failing(503))
     client = make_client(max_retries=5)
     with pytest.raises(InternalServerError):
         await client.get_task("cft-1")
@@ -458,7 +459,7 @@ async def test_backoff_jitter_is_exactly_half_to_full(
     factor: float,
 ) -> None:
     monkeypatch.setattr(_http, "random", SimpleNamespace(random=lambda: draw))
-    api.post(C.TASK_INFO_PATH).mock(return_value=failing(503))
+    api.post(GS.TASK_INFO_PATH).mock(return_value=failing(503))
     client = make_client(max_retries=6)
     with pytest.raises(InternalServerError):
         await client.get_task("cft-1")
@@ -479,7 +480,7 @@ async def test_retry_after_beyond_the_cap_is_not_slept_on(
     api: respx.MockRouter, client: AsyncGenStudio, sleeps: list[float]
 ) -> None:
     too_long = str(int(C.MAX_RETRY_AFTER) + 60)
-    route = api.post(C.SUBMIT_PATH).mock(side_effect=[failing(429, {"Retry-After": too_long}), ok(SUBMITTED)])
+    route = api.post(GS.SUBMIT_PATH).mock(side_effect=[failing(429, {"Retry-After": too_long}), ok(SUBMITTED)])
     with pytest.raises(RateLimitError) as caught:
         await client.submit("wf-1")
     assert caught.value.retry_after == float(too_long)
@@ -493,14 +494,14 @@ async def test_retry_after_as_an_http_date(
     now = 1_700_000_000.0
     monkeypatch.setattr(_http, "time", SimpleNamespace(time=lambda: now, perf_counter=lambda: 0.0))
     in_five_seconds = email.utils.formatdate(now + 5, usegmt=True)  # "Tue, 14 Nov 2023 22:13:25 GMT"
-    route = api.post(C.TASK_INFO_PATH).mock(side_effect=[failing(503, {"Retry-After": in_five_seconds}), ok(ONE_TASK)])
+    route = api.post(GS.TASK_INFO_PATH).mock(side_effect=[failing(503, {"Retry-After": in_five_seconds}), ok(ONE_TASK)])
     assert (await client.get_task("cft-1")).prompt_id == "cft-1"
     assert route.call_count == 2
     assert sleeps == [5.0]
 
 
 async def test_retry_after_ms_header(api: respx.MockRouter, client: AsyncGenStudio, sleeps: list[float]) -> None:
-    api.post(C.TASK_INFO_PATH).mock(side_effect=[failing(429, {"retry-after-ms": "1500"}), ok(ONE_TASK)])
+    api.post(GS.TASK_INFO_PATH).mock(side_effect=[failing(429, {"retry-after-ms": "1500"}), ok(ONE_TASK)])
     await client.get_task("cft-1")
     assert sleeps == [1.5]
 
@@ -677,8 +678,8 @@ async def test_a_rate_limit_answered_to_one_request_holds_back_the_next_ones(
         httpx.Response(200, json={"code": 0, "data": {"comfy_task_info": []}}),
         httpx.Response(200, json={"code": 0, "data": SUBMITTED["data"]}),
     ]
-    route = api.post(C.TASK_INFO_PATH).mock(side_effect=answers[:3])
-    submits = api.post(C.SUBMIT_PATH).mock(side_effect=answers[3:])
+    route = api.post(GS.TASK_INFO_PATH).mock(side_effect=answers[:3])
+    submits = api.post(GS.SUBMIT_PATH).mock(side_effect=answers[3:])
     assert await client.get_tasks(["cft-1"]) == []  # its own 429, then its retry: one sleep of 2 s
     assert sleeps == [2.0]
     # Requests sent after it wait out the same hold (the fake sleep lets no time pass), submits included.
@@ -692,7 +693,7 @@ async def test_a_rate_limit_answered_to_one_request_holds_back_the_next_ones(
 async def test_without_a_rate_limit_nothing_waits(
     api: respx.MockRouter, client: AsyncGenStudio, sleeps: list[float]
 ) -> None:
-    api.post(C.TASK_INFO_PATH).respond(json={"code": 0, "data": {"comfy_task_info": []}})
+    api.post(GS.TASK_INFO_PATH).respond(json={"code": 0, "data": {"comfy_task_info": []}})
     for _ in range(3):
         await client.get_tasks(["cft-1"])
     assert sleeps == []

@@ -8,13 +8,13 @@ import sys
 
 import pytest
 
-from genstudio_async import _constants as C
+from genstudio_async import _logs as L
 
 _SCRIPT = "from genstudio_async import AsyncGenStudio; AsyncGenStudio('sk-log-test-0123456789')"
 
 
 def _run_with_log_setting(value: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, C.ENV_LOG: value}
+    env = {**os.environ, L.ENV_LOG: value}
     return subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True, text=True, timeout=60)
 
 
@@ -22,7 +22,7 @@ def _run_with_log_setting(value: str) -> subprocess.CompletedProcess[str]:
 def test_a_value_that_is_no_log_level_is_said_not_ignored(value: str) -> None:
     finished = _run_with_log_setting(value)
     assert finished.returncode == 0, finished.stderr
-    assert f"{C.ENV_LOG}={value!r} is not a log level" in finished.stderr
+    assert f"{L.ENV_LOG}={value!r} is not a log level" in finished.stderr
     assert "debug, info, warning" in finished.stderr
 
 
@@ -39,7 +39,7 @@ def test_the_sdks_own_log_handler_never_writes_a_terminal_control_sequence() -> 
         "AsyncGenStudio('sk-log-test-0123456789'); "
         "log.debug('traceid=t-\\x1b]0;pwned\\x07\\x1b[2J\\nfake line')"
     )
-    env = {**os.environ, C.ENV_LOG: "debug"}
+    env = {**os.environ, L.ENV_LOG: "debug"}
     finished = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
     assert finished.returncode == 0, finished.stderr
     assert "\x1b" not in finished.stderr and "\x07" not in finished.stderr

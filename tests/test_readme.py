@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from genstudio_async import _constants as C
+from genstudio_async._services import genstudio as GS
 from genstudio_async.emulator import Emulator
 
 from .support import tiny_png
@@ -126,8 +126,8 @@ def _project(folder: Path) -> Path:
 
 def _environment(emulator: Emulator) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("GENSTUDIO_", "GPUGEEK_"))}
-    env[C.ENV_API_KEY] = emulator.api_key
-    env[C.ENV_BASE_URL] = emulator.base_url
+    env[GS.ENV_API_KEY] = emulator.api_key
+    env[GS.ENV_BASE_URL] = emulator.base_url
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = str(ROOT)
     return env

@@ -29,6 +29,7 @@ from genstudio_async import (
 )
 from genstudio_async import _constants as C
 from genstudio_async._redact import Redactor, mask
+from genstudio_async._services import genstudio as GS
 
 VISIBLE = C.SECRET_VISIBLE_PREFIX
 
@@ -71,7 +72,7 @@ async def test_no_secret_in_logs_reprs_or_errors(
     caplog.set_level(logging.DEBUG, logger="genstudio_async")
     echo = f"bad token {token} for key {api_key} (Authorization: Bearer {api_key})"
 
-    api.post(C.SUBMIT_PATH).mock(
+    api.post(GS.SUBMIT_PATH).mock(
         side_effect=[
             httpx.Response(
                 200, json={"code": 0, "msg": "Success", "data": {"prompt_id": "cft-secret", "prompt_token": token}}
@@ -81,7 +82,7 @@ async def test_no_secret_in_logs_reprs_or_errors(
             httpx.Response(500, text=f"<pre>Traceback: {echo}</pre>"),
         ]
     )
-    api.post(C.TASK_INFO_PATH).mock(
+    api.post(GS.TASK_INFO_PATH).mock(
         side_effect=[
             httpx.Response(
                 200, json={"code": 0, "data": {"comfy_task_info": [{"comfy_task_id": "cft-secret", "status": 2}]}}
@@ -92,7 +93,7 @@ async def test_no_secret_in_logs_reprs_or_errors(
             httpx.ConnectError(f"proxy refused: {echo}"),
         ]
     )
-    api.post(C.CANCEL_PATH).mock(
+    api.post(GS.CANCEL_PATH).mock(
         side_effect=[
             httpx.Response(200, json={"code": 0, "msg": "Success"}),
             httpx.Response(403, text=echo),
@@ -101,7 +102,7 @@ async def test_no_secret_in_logs_reprs_or_errors(
             httpx.ReadTimeout(f"timed out talking to {echo}"),
         ]
     )
-    api.post(C.UPLOAD_PATH).mock(
+    api.post(GS.UPLOAD_PATH).mock(
         side_effect=[
             httpx.Response(200, json={"code": 0, "data": {"image_id": "te-1/sui-1.png"}}),
             httpx.Response(200, json={"code": 7, "msg": echo}),
@@ -159,7 +160,7 @@ async def test_a_token_that_is_not_jwt_shaped_is_still_redacted_once_submitted(
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="genstudio_async")
     opaque = "opaque-session-token-4f1c9a7e2b6d8035"
-    api.post(C.SUBMIT_PATH).mock(
+    api.post(GS.SUBMIT_PATH).mock(
         side_effect=[
             httpx.Response(200, json={"code": 0, "data": {"prompt_id": "cft-1", "prompt_token": opaque}}),
             httpx.Response(200, json={"code": 9, "msg": f"token {opaque} is rate limited"}),
@@ -181,7 +182,7 @@ async def test_a_secret_at_the_cut_of_a_long_error_body_does_not_leak_its_head(
     client = make_client(max_retries=0)
     for secret in (api_key, token):
         padding = "x" * (200 - len(secret) + 3)
-        api.post(C.TASK_INFO_PATH).respond(500, text=f"{padding}{secret} and more text after it")
+        api.post(GS.TASK_INFO_PATH).respond(500, text=f"{padding}{secret} and more text after it")
         with pytest.raises(InternalServerError) as caught:
             await client.get_task("cft-1")
         for text in texts_of(caught.value):
@@ -221,7 +222,7 @@ def test_mask_shows_a_short_prefix(secret: str | None, shown: str) -> None:
 async def test_authentication_error_does_not_echo_the_key(
     api: respx.MockRouter, client: AsyncGenStudio, api_key: str
 ) -> None:
-    api.post(C.TASK_INFO_PATH).respond(401, json={"code": 401, "msg": f"invalid api key {api_key}"})
+    api.post(GS.TASK_INFO_PATH).respond(401, json={"code": 401, "msg": f"invalid api key {api_key}"})
     with pytest.raises(AuthenticationError) as caught:
         await client.get_tasks(["cft-1"])
     for text in texts_of(caught.value):
@@ -232,7 +233,7 @@ async def test_authentication_error_does_not_echo_the_key(
 async def test_connection_error_does_not_echo_the_key(
     api: respx.MockRouter, make_client: Callable[..., AsyncGenStudio], api_key: str
 ) -> None:
-    api.post(C.CANCEL_PATH).mock(side_effect=httpx.ConnectError(f"CONNECT rejected, header was Bearer {api_key}"))
+    api.post(GS.CANCEL_PATH).mock(side_effect=httpx.ConnectError(f"CONNECT rejected, header was Bearer {api_key}"))
     client = make_client(max_retries=0)
     with pytest.raises(APIConnectionError) as caught:
         await client.cancel("cft-1")
@@ -266,7 +267,7 @@ async def test_secrets_echoed_anywhere_in_an_error_answer_are_masked_everywhere_
     caplog.set_level(logging.DEBUG, logger="genstudio_async")
     client = make_client(max_retries=0)
     echo = f"key {api_key} token {token}"
-    api.post(C.SUBMIT_PATH).mock(
+    api.post(GS.SUBMIT_PATH).mock(
         side_effect=[
             httpx.Response(200, json={"code": 0, "data": {"prompt_id": "cft-1", "prompt_token": token}}),
             # The secrets in the message, the traceid, the data and a key of the body.
@@ -286,7 +287,7 @@ async def test_secrets_echoed_anywhere_in_an_error_answer_are_masked_everywhere_
     assert [type(error).__name__ for error in errors] == ["APIError", "AuthenticationError", "InternalServerError"]
     # A failed task whose errMsg echoes them: the error, its info and the last event all masked.
     failed = {"comfy_task_id": "cft-1", "status": 4, "errMsg": f"node 3 crashed: {echo}"}
-    api.post(C.TASK_INFO_PATH).respond(json={"code": 0, "data": {"comfy_task_info": [failed]}})
+    api.post(GS.TASK_INFO_PATH).respond(json={"code": 0, "data": {"comfy_task_info": [failed]}})
     with pytest.raises(GenStudioError) as caught:
         await client.wait("cft-1")
     errors.append(caught.value)
@@ -314,8 +315,8 @@ async def test_a_key_from_the_environment_that_cannot_be_a_header_names_the_vari
 ) -> None:
     from genstudio_async import ConfigurationError
 
-    monkeypatch.setenv(C.ENV_API_KEY, "sk-pasted-with\na-newline")
-    with pytest.raises(ConfigurationError, match=C.ENV_API_KEY):
+    monkeypatch.setenv(GS.ENV_API_KEY, "sk-pasted-with\na-newline")
+    with pytest.raises(ConfigurationError, match=GS.ENV_API_KEY):
         AsyncGenStudio(base_url="https://genstudio.test")
 
 
@@ -345,7 +346,7 @@ async def test_extra_fields_of_a_task_are_masked_too(
 ) -> None:
     entry = {"comfy_task_id": "cft-1", "status": 2, "detail": f"request had Authorization: {api_key}",
              "nested": {"seen": [api_key]}, "count": 3}
-    api.post(C.TASK_INFO_PATH).respond(json={"code": 0, "data": {"comfy_task_info": [entry]}})
+    api.post(GS.TASK_INFO_PATH).respond(json={"code": 0, "data": {"comfy_task_info": [entry]}})
     info = await client.get_task("cft-1")
     assert info.model_extra is not None and info.model_extra["count"] == 3
     assert_no_secret(repr(info.model_extra) + info.model_dump_json(), api_key)
@@ -360,7 +361,7 @@ async def test_a_token_of_a_rebuilt_submission_is_masked_when_the_server_echoes_
     opaque = "opaque-token-ZYXWVUT987654321"  # not JWT-shaped: only knowing it lets it be masked
     rebuilt = Submission(prompt_id="cft-1", prompt_token=opaque)  # as a batch resumes it from its journal
     failed = {"comfy_task_id": "cft-1", "status": 4, "errMsg": f"token {opaque} rejected"}
-    api.post(C.TASK_INFO_PATH).respond(json={"code": 0, "data": {"comfy_task_info": [failed]}})
+    api.post(GS.TASK_INFO_PATH).respond(json={"code": 0, "data": {"comfy_task_info": [failed]}})
     client = make_client(use_websocket=False, poll_interval=0.01)
     with pytest.raises(TaskFailedError) as caught:
         await client.wait(rebuilt)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from genstudio_async import ImagePostProcess, Submission, TaskInfo, TaskResult, TaskStatus
+from genstudio_async._services.genstudio import parse_task_info
 
 # The guide's submit answer: a real-looking JWT whose payload says exp 1728699963.
 GUIDE_TOKEN = (
@@ -19,7 +20,8 @@ GUIDE_TOKEN = (
 
 
 def task(**fields: Any) -> TaskInfo:
-    return TaskInfo.model_validate({"comfy_task_id": "cft-1", **fields})
+    """A GenStudio task entry, read as the SDK reads it (``_services.genstudio``)."""
+    return parse_task_info({"comfy_task_id": "cft-1", **fields})
 
 
 # --- TaskInfo: the guide's own answer ---------------------------------------------------------------------
@@ -27,7 +29,7 @@ def task(**fields: Any) -> TaskInfo:
 
 def test_guide_success_json_parses_with_urls_intact(guide_success: dict[str, str]) -> None:
     raw_entry = json.loads(guide_success["raw"])["data"]["comfy_task_info"][0]
-    info = TaskInfo.model_validate(raw_entry)
+    info = parse_task_info(raw_entry)
 
     assert info.prompt_id == "cft-c73e5ci6dwb5wfhl"
     assert info.status is TaskStatus.SUCCEEDED
@@ -102,7 +104,7 @@ def test_status_sent_as_a_numeric_string_is_understood() -> None:
 
 
 def test_missing_status_is_unknown() -> None:
-    assert TaskInfo.model_validate({"comfy_task_id": "cft-1"}).status is TaskStatus.UNKNOWN
+    assert parse_task_info({"comfy_task_id": "cft-1"}).status is TaskStatus.UNKNOWN
 
 
 def test_unknown_extra_fields_are_kept() -> None:

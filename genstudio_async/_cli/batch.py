@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .. import _constants as C
 from .._client import AsyncGenStudio
 from .._exceptions import (
     APIConnectionError,
@@ -41,6 +40,7 @@ from .._exceptions import (
     TaskError,
 )
 from ..types import Submission
+from . import defaults as CD
 from .client import make_client, service_of
 from .console import Console
 from .display import BatchProgress
@@ -179,7 +179,7 @@ class Batch:
         if not self._kept:
             return
         kept = set(self._kept)  # each finished one leaves self._kept: keep them all here to collect their outcome
-        _done, late = await asyncio.wait(kept, timeout=C.CLI_STOP_GRACE_SECONDS)
+        _done, late = await asyncio.wait(kept, timeout=CD.CLI_STOP_GRACE_SECONDS)
         self._abandon(late)
         await asyncio.gather(*kept, return_exceptions=True)
 
@@ -359,7 +359,7 @@ def open_batch(args: argparse.Namespace) -> tuple[list[Job], Journal, JournalCon
     journal, and see which jobs' files are already downloaded."""
     jobs_path = Path(args.jobs)
     jobs = load_jobs(jobs_path)
-    journal_path = Path(args.journal) if args.journal else jobs_path.with_name(jobs_path.name + C.CLI_JOURNAL_SUFFIX)
+    journal_path = Path(args.journal) if args.journal else jobs_path.with_name(jobs_path.name + CD.CLI_JOURNAL_SUFFIX)
     if journal_path.resolve() == jobs_path.resolve():
         raise CLIError("the journal cannot be the jobs file itself", ExitCode.USAGE)
     journal = Journal(journal_path)

@@ -13,6 +13,7 @@ import os
 from typing import TYPE_CHECKING
 
 from .. import _constants as C
+from .._services import genstudio as GS
 from .console import Console
 from .errors import KEY_FROM_FLAG, CLIError, ExitCode, Service
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:  # imported when a client is made: building the parser must no
 
 API_KEY_WARNING = (
     "--api-key puts the key in the process list, where other users of this machine can see it; "
-    f"prefer the {C.ENV_API_KEY} environment variable"
+    f"prefer the {GS.ENV_API_KEY} environment variable"
 )
 
 
@@ -32,13 +33,13 @@ def add_service_arguments(parser: argparse.ArgumentParser) -> None:
         "--api-key",
         metavar="KEY",
         default=None,
-        help=f"the API key (default: ${C.ENV_API_KEY}; prefer the variable: arguments are visible to other users)",
+        help=f"the API key (default: ${GS.ENV_API_KEY}; prefer the variable: arguments are visible to other users)",
     )
     group.add_argument(
         "--base-url",
         metavar="URL",
         default=None,
-        help=f"the API base URL (default: ${C.ENV_BASE_URL} or {C.DEFAULT_BASE_URL})",
+        help=f"the API base URL (default: ${GS.ENV_BASE_URL} or {GS.DEFAULT_BASE_URL})",
     )
     add_debug_argument(group)
 
@@ -66,13 +67,13 @@ def make_client(args: argparse.Namespace, console: Console) -> AsyncGenStudio:
     the command's error messages.
     """
     api_key: str | None = getattr(args, "api_key", None)
-    key_source = KEY_FROM_FLAG if api_key is not None else C.ENV_API_KEY
+    key_source = KEY_FROM_FLAG if api_key is not None else GS.ENV_API_KEY
     if api_key is not None:
         console.warn(API_KEY_WARNING)
     else:
-        api_key = os.environ.get(C.ENV_API_KEY)
+        api_key = os.environ.get(GS.ENV_API_KEY)
     if not api_key or not api_key.strip():
-        raise CLIError(f"no API key: set {C.ENV_API_KEY} (or pass --api-key)", ExitCode.USAGE)
+        raise CLIError(f"no API key: set {GS.ENV_API_KEY} (or pass --api-key)", ExitCode.USAGE)
     poll_interval: float | None = getattr(args, "poll_interval", None)
     from .._client import AsyncGenStudio
 

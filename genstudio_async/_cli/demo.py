@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import _constants as C
 from .._client import AsyncGenStudio
+from .._services import genstudio as GS
 from ..workflow import WorkflowSpec
+from . import defaults as CD
 from .console import Console
 from .display import TaskProgress
 from .errors import CLIError, ExitCode
@@ -95,7 +96,7 @@ async def start_emulator(step_seconds: float) -> Emulator:
     except ImportError as exc:  # raised by the emulator package when its extra is missing
         raise CLIError(f"genstudio demo: {exc}", ExitCode.FAILED) from None
     try:
-        emulator = Emulator(workers=C.CLI_DEMO_WORKERS, step_seconds=step_seconds)
+        emulator = Emulator(workers=CD.CLI_DEMO_WORKERS, step_seconds=step_seconds)
         await emulator.start()
     except (EmulatorDependencyError, OSError) as exc:
         raise CLIError(f"genstudio demo: cannot start the emulator: {exc}", ExitCode.FAILED) from None
@@ -109,9 +110,9 @@ async def demo_command(args: argparse.Namespace, console: Console) -> int:
     try:
         t2i_spec, i2i_spec = emulator.workflow(TEXT_TO_IMAGE), emulator.workflow(IMAGE_TO_IMAGE)
         console.line(f"A local GenStudio emulator is running at {emulator.base_url}: no API key, no network.")
-        console.line(f"It runs {C.CLI_DEMO_WORKERS} task at a time; other users' tasks are queued ahead of yours.")
+        console.line(f"It runs {CD.CLI_DEMO_WORKERS} task at a time; other users' tasks are queued ahead of yours.")
         async with emulator.client() as client, emulator.client() as others:
-            ahead_t2i, ahead_i2i = C.CLI_DEMO_TASKS_AHEAD
+            ahead_t2i, ahead_i2i = CD.CLI_DEMO_TASKS_AHEAD
             console.line("")
             console.line(f"1. text to image ({TEXT_TO_IMAGE}): {SUBJECT!r}")
             await queue_tasks_ahead(others, ahead_t2i)
@@ -137,5 +138,5 @@ async def demo_command(args: argparse.Namespace, console: Console) -> int:
     console.line(f"Done in {time.perf_counter() - began:.1f} s. Your images:")
     for path in (*first, *second):
         console.line(f"  {path}")
-    console.line(f"Next: export {C.ENV_API_KEY}=sk-... and try 'genstudio run WORKFLOW_ID --set NODE.INPUT=VALUE'.")
+    console.line(f"Next: export {GS.ENV_API_KEY}=sk-... and try 'genstudio run WORKFLOW_ID --set NODE.INPUT=VALUE'.")
     return ExitCode.OK

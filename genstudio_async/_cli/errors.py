@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from enum import IntEnum
 from urllib.parse import urlsplit, urlunsplit
 
-from .._constants import ENV_API_KEY
 from .._exceptions import (
     APIConnectionError,
     APIError,
@@ -23,6 +22,7 @@ from .._exceptions import (
     TaskError,
     TaskTimeoutError,
 )
+from .._services.genstudio import ENV_API_KEY
 
 
 class ExitCode(IntEnum):

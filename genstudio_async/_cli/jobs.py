@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .. import _constants as C
 from .._files import _safe_component
 from .._prompt import prompt_shape_problems
+from . import defaults as CD
 from .errors import CLIError, ExitCode
 
 _KNOWN_KEYS = frozenset({"id", "workflow_id", "prompt"})
@@ -131,7 +131,7 @@ def _parse_line(number: int, line: str, occurrence: int = 1) -> tuple[Job | None
         name = str(raw_id).strip()
     else:
         # Not the line number: deleting or inserting another line must not rename (and resubmit) this job.
-        digest = hashlib.sha256(line.strip().encode()).hexdigest()[: C.CLI_JOB_HASH_DIGITS]
+        digest = hashlib.sha256(line.strip().encode()).hexdigest()[: CD.CLI_JOB_HASH_DIGITS]
         name = f"job-{digest}" if occurrence == 1 else f"job-{digest}-{occurrence}"
         aliases = (f"{number}-{digest}",)  # the line-numbered name of journals written before
     prompt_copy = dict(prompt) if prompt is not None else None

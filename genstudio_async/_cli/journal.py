@@ -29,8 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import _constants as C
 from ..types import Submission
+from . import defaults as CD
 from .errors import CLIError, ExitCode
 
 try:
@@ -140,7 +140,7 @@ class Journal:
         """Open (creating it with mode 0600), lock, read, and make sure the file ends with a newline."""
         created = not self.path.exists()
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, C.CLI_JOURNAL_MODE)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, CD.CLI_JOURNAL_MODE)
         except OSError as exc:
             raise CLIError(f"cannot open the journal {self.path}: {exc.strerror or exc}", ExitCode.USAGE) from None
         try:
@@ -153,7 +153,7 @@ class Journal:
                     ) from None
             if hasattr(os, "fchmod"):
                 with contextlib.suppress(OSError):
-                    os.fchmod(fd, C.CLI_JOURNAL_MODE)  # an older journal made with looser permissions
+                    os.fchmod(fd, CD.CLI_JOURNAL_MODE)  # an older journal made with looser permissions
             data = _read_all(fd)
             if data and not data.endswith(b"\n"):
                 _write_all(fd, b"\n")  # end the torn line, so the next record starts on a line of its own

@@ -16,10 +16,10 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from .. import _constants as C
 from .._exceptions import GenStudioError, TaskCancelledError, TaskError, TaskPermissionError, TaskTimeoutError
 from .._files import _safe_component
 from ..types import Submission, TaskResult
+from . import defaults as CD
 from .client import make_client, service_of
 from .console import Console
 from .display import TaskProgress
@@ -32,10 +32,10 @@ def task_folder(prompt_id: str) -> str:
     server's ``prompt_id``, which may be anything (``../../x``, ``/etc``): made a safe single name, of bounded
     length, so nothing the server sends places a file outside the output folder."""
     name = _safe_component(prompt_id, "task")
-    if len(name.encode()) <= C.CLI_TASK_FOLDER_MAX_BYTES:
+    if len(name.encode()) <= CD.CLI_TASK_FOLDER_MAX_BYTES:
         return name
     digest = hashlib.sha256(prompt_id.encode()).hexdigest()[:8]
-    head = name.encode()[: C.CLI_TASK_FOLDER_MAX_BYTES - len(digest) - 1].decode(errors="ignore")
+    head = name.encode()[: CD.CLI_TASK_FOLDER_MAX_BYTES - len(digest) - 1].decode(errors="ignore")
     return f"{head}-{digest}"
 
 
@@ -98,7 +98,7 @@ async def run_command(args: argparse.Namespace, console: Console) -> int:
                 if args.json:
                     console.json(result_document(submission.prompt_id, None, [], error, service_of(args)))
                 raise
-            directory = Path(args.out) if args.out else Path(C.CLI_RUN_OUTPUT_DIR) / task_folder(submission.prompt_id)
+            directory = Path(args.out) if args.out else Path(CD.CLI_RUN_OUTPUT_DIR) / task_folder(submission.prompt_id)
             try:
                 paths = await client.download(result, directory)
             except GenStudioError as error:

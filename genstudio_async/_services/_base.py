@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._exceptions import InvalidInputError, PromptValidationError
 from .._redact import Redactor
-from ..types import ImagePostProcess, ProgressEvent, Submission, TaskInfo
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the models are imported where they are used: the CLI's --help reads this package without them
     from .._http import HTTPCore
+    from ..types import ImagePostProcess, ProgressEvent, Submission, TaskInfo
     from ..workflow import WorkflowSpec
 
 
@@ -38,6 +38,8 @@ def wire_fields(raw: Mapping[str, Any], names: Mapping[str, str], redact: Redact
     fields. A server may echo a secret anywhere: the free text (``error_message``) and every extra field are
     masked with ``redact``.
     """
+    from ..types import TaskInfo
+
     fields: dict[str, Any] = {}
     for key, value in raw.items():
         name = names.get(key)

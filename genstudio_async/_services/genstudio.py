@@ -19,21 +19,25 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import quote, urlsplit, urlunsplit
-
-from pydantic import ValidationError
 
 from .._exceptions import ConfigurationError, InvalidInputError, InvalidResponseError
 from .._prompt import copy_overrides, prompt_shape_problems
 from .._redact import Redactor
-from ..types import ImagePostProcess, ProgressEvent, Submission, TaskInfo, TaskStatus
+from .._status import TaskStatus
 from ._base import Environment, ProgressSocket, Service, TaskQuery, wire_fields
+
+if TYPE_CHECKING:  # imported where used (pydantic), so that reading this module's names stays light
+    from ..types import ImagePostProcess, ProgressEvent, Submission, TaskInfo
 
 log = logging.getLogger("genstudio_async")
 
 DEFAULT_BASE_URL: Final = "https://cloud.infini-ai.com"
-ENVIRONMENT: Final = Environment(api_key="GENSTUDIO_API_KEY", base_url="GENSTUDIO_BASE_URL", ws_url="GENSTUDIO_WS_URL")
+ENV_API_KEY: Final = "GENSTUDIO_API_KEY"
+ENV_BASE_URL: Final = "GENSTUDIO_BASE_URL"
+ENV_WS_URL: Final = "GENSTUDIO_WS_URL"
+ENVIRONMENT: Final = Environment(api_key=ENV_API_KEY, base_url=ENV_BASE_URL, ws_url=ENV_WS_URL)
 
 SUBMIT_PATH: Final = "/api/maas/comfy_task_api/prompt"
 TASK_INFO_PATH: Final = "/api/maas/comfy_task_api/get_task_info"
@@ -88,11 +92,13 @@ def task_fields(raw: Mapping[str, Any], redact: Redactor | None = None) -> dict[
 
 def parse_task_info(raw: Any, redact: Redactor | None = None) -> TaskInfo:
     """One entry of ``comfy_task_info`` as a ``TaskInfo``; ``InvalidResponseError`` when it names no task."""
+    from ..types import TaskInfo
+
     if not isinstance(raw, Mapping) or raw.get("comfy_task_id") in (None, ""):
         raise InvalidResponseError("get_task_info answered with a task entry that has no comfy_task_id")
     try:
         return TaskInfo.model_validate(task_fields(raw, redact))
-    except ValidationError:
+    except ValueError:  # pydantic's ValidationError
         raise InvalidResponseError("get_task_info answered with a task entry that cannot be read") from None
 
 
@@ -111,6 +117,8 @@ def parse_task_infos(data: Any, asked: Sequence[str], redact: Redactor | None = 
 
 def post_process_command(value: ImagePostProcess | Mapping[str, Any]) -> dict[str, Any]:
     """``image_post_process_cmd`` for ``value``."""
+    from ..types import ImagePostProcess
+
     if isinstance(value, ImagePostProcess):
         return value.to_wire()
     if isinstance(value, Mapping):
@@ -141,8 +149,11 @@ class GenStudioSocket(ProgressSocket):
     """``get_task_progress``: a socket per task, opened with its ``prompt_token``; frames are full snapshots."""
 
     def __init__(self, ws_url: str, redact: Redactor) -> None:
+        from ..types import ProgressEvent
+
         self.ws_url = ws_url
         self._redact = redact
+        self._event = ProgressEvent
 
     def url(self, prompt_token: str) -> str:
         return f"{self.ws_url}?{PROGRESS_WS_TOKEN_PARAM}={quote(prompt_token, safe='')}"
@@ -161,8 +172,8 @@ class GenStudioSocket(ProgressSocket):
         fields.setdefault("prompt_id", prompt_id)
         fields["source"] = "websocket"
         try:
-            event = ProgressEvent.model_validate(fields)
-        except ValidationError:
+            event = self._event.model_validate(fields)
+        except ValueError:  # pydantic's ValidationError
             log.debug("stream %s: skipped a malformed snapshot", prompt_id)
             return None
         if event.prompt_id != prompt_id:
@@ -197,13 +208,13 @@ class GenStudio(Service):
         body: dict[str, Any] = {"workflow_id": workflow_id}
         if prompt is not None:
             body["prompt"] = prompt
+        from ..types import Submission
+
         data = await self.http.call("POST", SUBMIT_PATH, json=body, idempotent=False)
         try:
             submission = Submission.model_validate(data)
-        except ValidationError as exc:
-            raise InvalidResponseError(
-                f"submit answered without a prompt_id and prompt_token ({exc.error_count()} problems)"
-            ) from None
+        except ValueError:  # pydantic's ValidationError (not quoted: it would show the token)
+            raise InvalidResponseError("submit answered without a usable prompt_id and prompt_token") from None
         if submission.prompt_token is None:
             raise InvalidResponseError("submit answered without a prompt_token")
         self.redact.add(submission.prompt_token)

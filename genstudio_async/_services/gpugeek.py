@@ -23,20 +23,20 @@ zone; the service runs in China, so it is read as China Standard Time (UTC+8).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
-
-from pydantic import ValidationError
 
 from .._exceptions import InvalidInputError, InvalidResponseError, NotFoundError
 from .._prompt import copy_workflow, workflow_shape_problems
 from .._redact import Redactor
-from ..types import Submission, TaskInfo, TaskStatus
+from .._status import TaskStatus
 from ._base import Environment, Service, TaskQuery, wire_fields
+
+if TYPE_CHECKING:  # imported where used (pydantic), so that reading this module's names stays light
+    from ..types import Submission, TaskInfo
 
 DEFAULT_BASE_URL: Final = "https://comfyapi.gpugeek.com"
 ENVIRONMENT: Final = Environment(api_key="GPUGEEK_API_KEY", base_url="GPUGEEK_BASE_URL")
@@ -134,9 +134,11 @@ def parse_task_info(raw: Any, redact: Redactor | None = None) -> TaskInfo:
         created_at=_created_at(raw.get("created_at")),
         workflow_id=_identifier(raw.get("workflow_id")),
     )
+    from ..types import TaskInfo
+
     try:
         return TaskInfo.model_validate(fields)
-    except ValidationError:
+    except ValueError:  # pydantic's ValidationError
         raise InvalidResponseError(f"the answer for task {prompt_id!r} cannot be read") from None
 
 
@@ -202,6 +204,8 @@ class GPUGeek(Service):
         prompt_id = _identifier(data.get("prompt_id")) if isinstance(data, Mapping) else None
         if prompt_id is None or not prompt_id.isascii() or not prompt_id.isdigit():
             raise InvalidResponseError("submit answered without a prompt_id of digits")
+        from ..types import Submission
+
         return Submission(prompt_id=prompt_id)
 
     async def get_tasks(self, prompt_ids: Sequence[str], query: TaskQuery) -> list[TaskInfo]:
@@ -209,6 +213,8 @@ class GPUGeek(Service):
         if len(prompt_ids) == 1:
             found = await self._get_task(prompt_ids[0])
             return [found] if found is not None else []
+        import asyncio
+
         limit = asyncio.Semaphore(STATUS_FAN_OUT)
 
         async def one(prompt_id: str) -> TaskInfo | None:

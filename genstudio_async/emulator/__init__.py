@@ -29,24 +29,22 @@ the shared HTTP pieces ``_endpoints``/``_admin``/``_storage``) and one layer per
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._deps import EmulatorDependencyError, require_server_dependencies
 
-require_server_dependencies()
+if TYPE_CHECKING:  # what type checkers see; at run time each name is imported on first use, below
+    from ._faults import ENDPOINTS, FaultError, Faults
+    from ._gpugeek import GPUGeekStatus
+    from ._server import SERVICES, Emulator
+    from ._service import Status
+    from ._state import EmulatorError, TaskState
+    from ._stats import EmulatorStats
+    from ._workflows import builtin_workflows
 
-from ..workflows import builtin_workflow_ids  # noqa: E402
-from ._defaults import GPUGEEK_BUILTIN_WORKFLOW_FILES  # noqa: E402
-from ._faults import ENDPOINTS, FaultError, Faults  # noqa: E402
-from ._gpugeek import GPUGeekStatus  # noqa: E402
-from ._server import SERVICES, Emulator  # noqa: E402
-from ._service import Status  # noqa: E402
-from ._state import EmulatorError, TaskState  # noqa: E402
-from ._stats import EmulatorStats  # noqa: E402
-from ._workflows import builtin_workflows  # noqa: E402
-
-#: The example workflows every GenStudio emulator knows unless told otherwise (the specs the SDK ships).
-BUILTIN_WORKFLOW_IDS = tuple(builtin_workflow_ids())
-#: The example workflows every GPUGeek emulator knows unless told otherwise (the docs' API-format exports).
-GPUGEEK_BUILTIN_WORKFLOW_IDS = tuple(GPUGEEK_BUILTIN_WORKFLOW_FILES)
+    BUILTIN_WORKFLOW_IDS: tuple[str, ...]
+    GPUGEEK_BUILTIN_WORKFLOW_IDS: tuple[int, ...]
 
 __all__ = [
     "BUILTIN_WORKFLOW_IDS",
@@ -64,3 +62,49 @@ __all__ = [
     "TaskState",
     "builtin_workflows",
 ]
+
+# Where each public name lives. The server dependencies (the ``emulator`` extra) are checked when one of them is
+# first used, with the install hint, not when the package is imported: ``genstudio --help`` reads the emulator's
+# flag defaults from ``_defaults`` without starlette.
+_EXPORTS = {
+    "ENDPOINTS": "._faults",
+    "FaultError": "._faults",
+    "Faults": "._faults",
+    "GPUGeekStatus": "._gpugeek",
+    "SERVICES": "._server",
+    "Emulator": "._server",
+    "Status": "._service",
+    "EmulatorError": "._state",
+    "TaskState": "._state",
+    "EmulatorStats": "._stats",
+    "builtin_workflows": "._workflows",
+}
+
+
+def _builtin_ids(name: str) -> tuple[Any, ...]:
+    if name == "BUILTIN_WORKFLOW_IDS":
+        from ..workflows import builtin_workflow_ids
+
+        #: The example workflows every GenStudio emulator knows unless told otherwise (the specs the SDK ships).
+        return tuple(builtin_workflow_ids())
+    from ._defaults import GPUGEEK_BUILTIN_WORKFLOW_FILES
+
+    #: The example workflows every GPUGeek emulator knows unless told otherwise (the docs' API-format exports).
+    return tuple(GPUGEEK_BUILTIN_WORKFLOW_FILES)
+
+
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> Any:
+        if name in ("BUILTIN_WORKFLOW_IDS", "GPUGEEK_BUILTIN_WORKFLOW_IDS"):
+            value = _builtin_ids(name)
+        elif name in _EXPORTS:
+            require_server_dependencies()
+            value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        else:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        globals()[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(globals()) | set(__all__))

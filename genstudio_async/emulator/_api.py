@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from .._constants import CANCEL_PATH, PROGRESS_WS_PATH, SUBMIT_PATH, TASK_INFO_PATH, UPLOAD_FIELD, UPLOAD_PATH
+from .._services.genstudio import CANCEL_PATH, PROGRESS_WS_PATH, SUBMIT_PATH, TASK_INFO_PATH, UPLOAD_FIELD, UPLOAD_PATH
 from ._endpoints import Endpoints, build_api_app
 from ._progress import ProgressSocket
 from ._service import EmulatorService

@@ -7,7 +7,7 @@ import json
 
 from starlette.requests import Request
 
-from .._constants import EMULATOR_MAX_JSON_BODY_BYTES
+from ._defaults import EMULATOR_MAX_JSON_BODY_BYTES
 
 #: What ``json_body`` returns for a body that is not JSON.
 MALFORMED = object()

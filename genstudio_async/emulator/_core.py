@@ -20,10 +20,9 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from starlette.types import ASGIApp
 
-from .._constants import EMULATOR_OSS_ACCESS_KEY_ID, EMULATOR_OSS_BUCKET, EMULATOR_SIGNATURE_PLUS_SEARCH
 from .._exceptions import PromptProblem
 from ._clock import EmulatorClock
-from ._defaults import QUOTED_CHARS
+from ._defaults import EMULATOR_OSS_ACCESS_KEY_ID, EMULATOR_OSS_BUCKET, EMULATOR_SIGNATURE_PLUS_SEARCH, QUOTED_CHARS
 from ._faults import FaultController, FaultError, Faults
 from ._objects import ObjectStore
 from ._plan import RenderPlan

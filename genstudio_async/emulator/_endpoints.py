@@ -24,10 +24,10 @@ from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .._constants import EMULATOR_ADMIN_PATH_PREFIX
 from ._admin import AdminEndpoints
 from ._auth import MALFORMED, TOO_LARGE, bearer_matches, json_body
 from ._core import BusinessError, EmulatorCore
+from ._defaults import EMULATOR_ADMIN_PATH_PREFIX
 from ._faults import HttpFault
 from ._wire import CODE_BAD_REQUEST, CODE_PAYLOAD_TOO_LARGE, CODE_RATE_LIMITED, CODE_UNAUTHORIZED, html_error_page
 

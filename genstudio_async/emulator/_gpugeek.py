@@ -26,11 +26,11 @@ from urllib.parse import unquote, urlsplit
 
 from starlette.types import ASGIApp
 
-from .._constants import DEFAULT_URL_EXPIRE_PERIOD
 from .._services.gpugeek import CREATED_AT_FORMAT, CREATED_AT_ZONE, TASK_TYPE, UPLOAD_CONTENT_TYPE
 from ..workflow import ApiWorkflow, SpecSource
 from ._core import BusinessError, EmulatorCore, ServiceSettings, number_states, prompt_refusal, quoted, type_name
 from ._defaults import (
+    DEFAULT_URL_EXPIRE_PERIOD,
     GPUGEEK_ENV_ID,
     GPUGEEK_MAX_FILE_NAME_BYTES,
     GPUGEEK_PRESIGN_TTL_SECONDS,

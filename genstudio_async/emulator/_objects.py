@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from starlette.concurrency import run_in_threadpool
 
-from .._constants import EMULATOR_ACCOUNT_ID, EMULATOR_RENDER_CACHE_SIZE, EMULATOR_TENANT_ID
+from ._defaults import EMULATOR_ACCOUNT_ID, EMULATOR_RENDER_CACHE_SIZE, EMULATOR_TENANT_ID
 from ._png import png_size, render_image
 
 _ID_ALPHABET = string.ascii_lowercase + string.digits

@@ -10,7 +10,7 @@ from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .._constants import EMULATOR_DEFAULT_IMAGE_SIZE, EMULATOR_MAX_BATCH_SIZE
+from ._defaults import EMULATOR_DEFAULT_IMAGE_SIZE, EMULATOR_MAX_BATCH_SIZE
 from ._png import clamp_side
 
 SEED_INPUTS = ("seed", "noise_seed")

@@ -19,7 +19,7 @@ import struct
 import zlib
 from collections.abc import Iterable
 
-from .._constants import EMULATOR_MAX_IMAGE_SIDE
+from ._defaults import EMULATOR_MAX_IMAGE_SIDE
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _IDAT_CHUNK_SIZE = 1 << 20

@@ -19,7 +19,7 @@ from typing import Any
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from .._constants import PROGRESS_WS_TOKEN_PARAM
+from .._services.genstudio import PROGRESS_WS_TOKEN_PARAM
 from ._abort import abort_connection
 from ._faults import Faults
 from ._jwt import TokenError

@@ -16,8 +16,10 @@ import signal
 import sys
 from typing import TextIO
 
-from .._constants import EMULATOR_ADMIN_PATH_PREFIX, EMULATOR_DEFAULT_API_KEY, PROGRESS_WS_PATH, SECRET_VISIBLE_PREFIX
+from .._constants import SECRET_VISIBLE_PREFIX
 from .._exceptions import InvalidInputError
+from .._services.genstudio import PROGRESS_WS_PATH
+from ._defaults import EMULATOR_ADMIN_PATH_PREFIX, EMULATOR_DEFAULT_API_KEY
 from ._faults import Faults
 from ._server import Emulator
 

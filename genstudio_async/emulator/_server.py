@@ -30,7 +30,11 @@ from typing import TYPE_CHECKING, Any, Generic, cast, overload
 
 from typing_extensions import TypeVar
 
-from .._constants import (
+from .._services.genstudio import PROGRESS_WS_PATH, PROGRESS_WS_TOKEN_PARAM
+from ..workflow import ApiWorkflow, SpecSource, WorkflowSpec
+from ._core import EmulatorCore, ServiceSettings
+from ._defaults import (
+    DEFAULT_SERVICE,
     EMULATOR_DEFAULT_API_KEY,
     EMULATOR_DEFAULT_HOST,
     EMULATOR_DEFAULT_STEP_SECONDS,
@@ -41,13 +45,10 @@ from .._constants import (
     EMULATOR_SHUTDOWN_TIMEOUT,
     EMULATOR_TOKEN_TTL_SECONDS,
     EMULATOR_WAIT_STATUS_TIMEOUT,
-    PROGRESS_WS_PATH,
-    PROGRESS_WS_TOKEN_PARAM,
     RESULT_RETENTION_SECONDS,
+    SERVICE_GENSTUDIO,
+    SERVICE_GPUGEEK,
 )
-from ..workflow import ApiWorkflow, SpecSource, WorkflowSpec
-from ._core import EmulatorCore, ServiceSettings
-from ._defaults import DEFAULT_SERVICE, SERVICE_GENSTUDIO, SERVICE_GPUGEEK
 from ._faults import Faults
 from ._gpugeek import GPUGeekService
 from ._service import EmulatorService

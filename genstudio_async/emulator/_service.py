@@ -16,9 +16,10 @@ from typing import Any, ClassVar
 
 from starlette.types import ASGIApp
 
-from .._constants import CANCEL_BODY_FIELD, DEFAULT_URL_EXPIRE_PERIOD, EMULATOR_TENANT_ID, EMULATOR_TOKEN_ISSUER
+from .._services.genstudio import CANCEL_BODY_FIELD
 from ..workflow import SpecSource, WorkflowSpec
 from ._core import BusinessError, EmulatorCore, ServiceSettings, number_states, prompt_refusal, type_name
+from ._defaults import DEFAULT_URL_EXPIRE_PERIOD, EMULATOR_TENANT_ID, EMULATOR_TOKEN_ISSUER
 from ._faults import Faults
 from ._jwt import TokenError, TokenSigner
 from ._objects import random_id

@@ -25,9 +25,9 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from .._constants import EMULATOR_OSS_BUCKET
 from ._auth import read_capped
 from ._core import EmulatorCore
+from ._defaults import EMULATOR_OSS_BUCKET
 from ._endpoints import client_disconnected, draw_fault, retry_after
 from ._signing import SignatureRejected
 from ._wire import html_error_page

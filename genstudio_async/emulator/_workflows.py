@@ -17,11 +17,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .._constants import EMULATOR_DEFAULT_OUTPUT_NODE
 from .._exceptions import PromptProblem
 from ..workflow import SpecSource, WorkflowSpec
 from ..workflows import builtin_specs
 from ._core import Registry
+from ._defaults import EMULATOR_DEFAULT_OUTPUT_NODE
 from ._plan import RenderPlan, RunNode, plan_run
 
 _OUTPUT_CLASS_TYPES = frozenset({"SaveImage"})

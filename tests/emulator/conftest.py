@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from genstudio_async import _constants as C
+from genstudio_async._services import genstudio as GS
 from genstudio_async.emulator import Emulator
 from genstudio_async.testing import genstudio_emulator
 
@@ -66,7 +66,7 @@ def submit(api: httpx.AsyncClient) -> Submit:
         body: dict[str, Any] = {"workflow_id": workflow_id}
         if prompt is not None:
             body["prompt"] = prompt
-        response = await api.post(C.SUBMIT_PATH, json=body)
+        response = await api.post(GS.SUBMIT_PATH, json=body)
         envelope = response.json()
         assert response.status_code == 200 and envelope["code"] == 0, envelope
         data: dict[str, Any] = envelope["data"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from genstudio_async import _constants as C
+from genstudio_async._services import genstudio as GS
 
 T2I = "wf-c73diz7kadp6ffgn"
 I2I = "wf-c73epllu4i3bxvzr"
@@ -26,7 +26,7 @@ def bearer_client(base_url: str, api_key: str) -> httpx.AsyncClient:
 
 async def task_info(api: httpx.AsyncClient, *task_ids: str, **extra: Any) -> list[dict[str, Any]]:
     """The ``comfy_task_info`` list of a successful get_task_info call."""
-    response = await api.post(C.TASK_INFO_PATH, json={"comfy_task_ids": list(task_ids), **extra})
+    response = await api.post(GS.TASK_INFO_PATH, json={"comfy_task_ids": list(task_ids), **extra})
     envelope = response.json()
     assert response.status_code == 200 and envelope["code"] == 0, envelope
     infos: list[dict[str, Any]] = envelope["data"]["comfy_task_info"]

@@ -13,8 +13,9 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 import pytest
 
-from genstudio_async import _constants as C
+from genstudio_async._services import genstudio as GS
 from genstudio_async.emulator import Emulator
+from genstudio_async.emulator import _defaults as ED
 from genstudio_async.emulator._png import render_image
 from tests.support import decode_png, eventually
 
@@ -29,7 +30,7 @@ def jwt_claims(token: str) -> dict[str, Any]:
 
 
 async def test_submit_answers_a_prompt_id_and_a_jwt_prompt_token(emu: Emulator, api: httpx.AsyncClient) -> None:
-    response = await api.post(C.SUBMIT_PATH, json={"workflow_id": T2I})
+    response = await api.post(GS.SUBMIT_PATH, json={"workflow_id": T2I})
     assert response.status_code == 200
     envelope = response.json()
     assert (envelope["code"], envelope["msg"]) == (0, "Success")
@@ -37,7 +38,7 @@ async def test_submit_answers_a_prompt_id_and_a_jwt_prompt_token(emu: Emulator, 
     assert TASK_ID.match(data["prompt_id"])
     claims = jwt_claims(data["prompt_token"])
     assert claims["task_id"] == data["prompt_id"] and claims["iss"] == "infini"
-    assert claims["tenant_id"] == C.EMULATOR_TENANT_ID
+    assert claims["tenant_id"] == ED.EMULATOR_TENANT_ID
     assert abs(claims["exp"] - (emu.service.clock.now() + 24 * 3600)) < 5
     assert emu.stats.submits == 1
 
@@ -45,7 +46,7 @@ async def test_submit_answers_a_prompt_id_and_a_jwt_prompt_token(emu: Emulator, 
 async def test_every_http_call_needs_the_bearer_key(emu: Emulator) -> None:
     refusals = 0
     async with httpx.AsyncClient(base_url=emu.base_url, trust_env=False) as anonymous:
-        for path in (C.SUBMIT_PATH, C.TASK_INFO_PATH, C.CANCEL_PATH, C.UPLOAD_PATH, "/_emulator/stats"):
+        for path in (GS.SUBMIT_PATH, GS.TASK_INFO_PATH, GS.CANCEL_PATH, GS.UPLOAD_PATH, "/_emulator/stats"):
             for headers in ({}, {"Authorization": "Bearer sk-wrong"}, {"Authorization": emu.api_key},
                             {"Authorization": f"Basic {emu.api_key}"}):
                 method = "GET" if path.endswith("stats") else "POST"
@@ -60,7 +61,7 @@ async def test_every_http_call_needs_the_bearer_key(emu: Emulator) -> None:
 
 
 async def test_malformed_json_is_http_400_with_an_envelope(api: httpx.AsyncClient) -> None:
-    for path in (C.SUBMIT_PATH, C.TASK_INFO_PATH, C.CANCEL_PATH):
+    for path in (GS.SUBMIT_PATH, GS.TASK_INFO_PATH, GS.CANCEL_PATH):
         response = await api.post(path, content=b'{"workflow_id": ', headers={"Content-Type": "application/json"})
         assert response.status_code == 400
         envelope = response.json()
@@ -70,7 +71,7 @@ async def test_malformed_json_is_http_400_with_an_envelope(api: httpx.AsyncClien
 async def test_unknown_route_and_wrong_method_get_envelopes(api: httpx.AsyncClient) -> None:
     missing = await api.post("/api/maas/comfy_task_api/nope", json={})
     assert missing.status_code == 404 and missing.json()["code"] == 404
-    wrong = await api.get(C.SUBMIT_PATH)
+    wrong = await api.get(GS.SUBMIT_PATH)
     assert wrong.status_code == 405 and wrong.json()["code"] == 405
 
 
@@ -94,7 +95,7 @@ async def test_unknown_route_and_wrong_method_get_envelopes(api: httpx.AsyncClie
 async def test_submit_refusals_are_http_200_with_a_code_and_a_msg_naming_the_culprit(
     emu: Emulator, api: httpx.AsyncClient, body: Any, named: str
 ) -> None:
-    response = await api.post(C.SUBMIT_PATH, json=body)
+    response = await api.post(GS.SUBMIT_PATH, json=body)
     assert response.status_code == 200
     envelope = response.json()
     assert envelope["code"] != 0 and named in envelope["msg"] and envelope["traceid"]
@@ -103,7 +104,7 @@ async def test_submit_refusals_are_http_200_with_a_code_and_a_msg_naming_the_cul
 
 async def test_a_refused_prompt_lists_every_problem(api: httpx.AsyncClient) -> None:
     prompt = {"3": {"inputs": {"steps": 0, "cfg": -1}}, "5": {"inputs": {"width": 1.5}}, "8": {"inputs": {}}}
-    envelope = (await api.post(C.SUBMIT_PATH, json={"workflow_id": T2I, "prompt": prompt})).json()
+    envelope = (await api.post(GS.SUBMIT_PATH, json={"workflow_id": T2I, "prompt": prompt})).json()
     problems = envelope["data"]["problems"]
     assert {(p["node_id"], p["input"]) for p in problems} == {("3", "steps"), ("3", "cfg"), ("5", "width"), ("8", None)}
     assert all(p["problem"] for p in problems)
@@ -163,7 +164,7 @@ async def test_the_raw_body_escapes_ampersands_as_the_service_does(emu: Emulator
                                                                    api: httpx.AsyncClient) -> None:
     task_id = (await submit())["prompt_id"]
     await emu.wait_status(task_id, 3)
-    raw = (await api.post(C.TASK_INFO_PATH, json={"comfy_task_ids": [task_id]})).text
+    raw = (await api.post(GS.TASK_INFO_PATH, json={"comfy_task_ids": [task_id]})).text
     assert "&" not in raw and "\\u0026OSSAccessKeyId=" in raw and "\\u0026Signature=" in raw
 
 
@@ -223,7 +224,7 @@ async def test_image_post_process_cmd_adds_a_signed_x_oss_process(emu: Emulator,
     ],
 )
 async def test_task_info_refusals_name_the_field(api: httpx.AsyncClient, extra: dict[str, Any], named: str) -> None:
-    envelope = (await api.post(C.TASK_INFO_PATH, json=extra)).json()
+    envelope = (await api.post(GS.TASK_INFO_PATH, json=extra)).json()
     assert envelope["code"] != 0 and named in envelope["msg"]
 
 
@@ -243,7 +244,7 @@ async def test_batch_size_makes_that_many_images_of_the_asked_size(
 async def test_cancel_a_queued_task(emu: Emulator, submit: Submit, api: httpx.AsyncClient) -> None:
     emu.pause()
     first, second = (await submit())["prompt_id"], (await submit())["prompt_id"]
-    response = await api.post(C.CANCEL_PATH, json={C.CANCEL_BODY_FIELD: first})
+    response = await api.post(GS.CANCEL_PATH, json={GS.CANCEL_BODY_FIELD: first})
     assert response.json() == {"code": 0, "msg": "Success", "data": {}}
     infos = {info["comfy_task_id"]: info for info in await task_info(api, first, second)}
     assert infos[first]["status"] == 4 and infos[first]["errMsg"] == ""
@@ -256,7 +257,7 @@ async def test_cancel_a_running_task_and_the_worker_lets_it_be(emu: Emulator, su
     emu.set_timing(steps=5, step_seconds=0.05)
     task_id = (await submit())["prompt_id"]
     await emu.wait_status(task_id, 2)
-    await api.post(C.CANCEL_PATH, json={C.CANCEL_BODY_FIELD: task_id})
+    await api.post(GS.CANCEL_PATH, json={GS.CANCEL_BODY_FIELD: task_id})
     assert (await emu.wait_status(task_id, 4))["files"] == {}
     follow_up = (await submit())["prompt_id"]
     await emu.wait_status(follow_up, 3)
@@ -268,24 +269,25 @@ async def test_cancel_of_an_ended_task_is_a_no_op_and_of_an_unknown_one_an_error
 ) -> None:
     task_id = (await submit())["prompt_id"]
     await emu.wait_status(task_id, 3)
-    again = (await api.post(C.CANCEL_PATH, json={C.CANCEL_BODY_FIELD: task_id})).json()
+    again = (await api.post(GS.CANCEL_PATH, json={GS.CANCEL_BODY_FIELD: task_id})).json()
     assert again["code"] == 0 and (await task_info(api, task_id))[0]["status"] == 3
-    unknown = (await api.post(C.CANCEL_PATH, json={C.CANCEL_BODY_FIELD: "cft-nosuchtask00000"})).json()
+    unknown = (await api.post(GS.CANCEL_PATH, json={GS.CANCEL_BODY_FIELD: "cft-nosuchtask00000"})).json()
     assert unknown["code"] != 0 and "cft-nosuchtask00000" in unknown["msg"]
-    missing = (await api.post(C.CANCEL_PATH, json={"prompt_id": task_id})).json()
-    assert missing["code"] != 0 and C.CANCEL_BODY_FIELD in missing["msg"]
+    missing = (await api.post(GS.CANCEL_PATH, json={"prompt_id": task_id})).json()
+    assert missing["code"] != 0 and GS.CANCEL_BODY_FIELD in missing["msg"]
 
 
 async def test_upload_keeps_the_extension_and_the_image_feeds_image_to_image(
     emu: Emulator, submit: Submit, api: httpx.AsyncClient, storage: httpx.AsyncClient
 ) -> None:
     png = render_image(80, 40, seed=1, text="input")
-    response = await api.post(C.UPLOAD_PATH, files={C.UPLOAD_FIELD: ("spiderman-in-red-suit.png", png, "image/png")})
+    response = await api.post(GS.UPLOAD_PATH, files={GS.UPLOAD_FIELD: ("spiderman-in-red-suit.png", png, "image/png")})
     image_id = response.json()["data"]["image_id"]
     assert re.fullmatch(r"te-emulator/ac-emulator/sui-[a-z0-9]{16}\.png", image_id)
-    jpeg = await api.post(C.UPLOAD_PATH, files={C.UPLOAD_FIELD: ("photo.JPEG", b"\xff\xd8\xff\xe0data", "image/jpeg")})
+    jpeg_file = ("photo.JPEG", b"\xff\xd8\xff\xe0data", "image/jpeg")
+    jpeg = await api.post(GS.UPLOAD_PATH, files={GS.UPLOAD_FIELD: jpeg_file})
     assert jpeg.json()["data"]["image_id"].endswith(".jpeg")
-    bare = await api.post(C.UPLOAD_PATH, files={C.UPLOAD_FIELD: ("noext", png, "application/octet-stream")})
+    bare = await api.post(GS.UPLOAD_PATH, files={GS.UPLOAD_FIELD: ("noext", png, "application/octet-stream")})
     assert bare.json()["data"]["image_id"].endswith(".png")  # guessed from the bytes
     assert emu.service.objects.upload(image_id) is not None
     assert emu.service.objects.upload(image_id).data == png  # type: ignore[union-attr]
@@ -303,17 +305,17 @@ async def test_upload_keeps_the_extension_and_the_image_feeds_image_to_image(
 
 
 async def test_upload_refusals(api: httpx.AsyncClient) -> None:
-    wrong_field = (await api.post(C.UPLOAD_PATH, files={"file": ("a.png", b"x", "image/png")})).json()
-    assert wrong_field["code"] != 0 and C.UPLOAD_FIELD in wrong_field["msg"]
-    not_multipart = (await api.post(C.UPLOAD_PATH, json={"source_file": "x"})).json()
-    assert not_multipart["code"] != 0 and C.UPLOAD_FIELD in not_multipart["msg"]
-    empty = (await api.post(C.UPLOAD_PATH, files={C.UPLOAD_FIELD: ("a.png", b"", "image/png")})).json()
-    assert empty["code"] != 0 and C.UPLOAD_FIELD in empty["msg"]
+    wrong_field = (await api.post(GS.UPLOAD_PATH, files={"file": ("a.png", b"x", "image/png")})).json()
+    assert wrong_field["code"] != 0 and GS.UPLOAD_FIELD in wrong_field["msg"]
+    not_multipart = (await api.post(GS.UPLOAD_PATH, json={"source_file": "x"})).json()
+    assert not_multipart["code"] != 0 and GS.UPLOAD_FIELD in not_multipart["msg"]
+    empty = (await api.post(GS.UPLOAD_PATH, files={GS.UPLOAD_FIELD: ("a.png", b"", "image/png")})).json()
+    assert empty["code"] != 0 and GS.UPLOAD_FIELD in empty["msg"]
 
 
 @pytest.mark.genstudio_emulator(max_upload_bytes=1000)
 async def test_an_upload_over_the_limit_is_413(api: httpx.AsyncClient) -> None:
-    response = await api.post(C.UPLOAD_PATH, files={C.UPLOAD_FIELD: ("a.png", b"x" * 2000, "image/png")})
+    response = await api.post(GS.UPLOAD_PATH, files={GS.UPLOAD_FIELD: ("a.png", b"x" * 2000, "image/png")})
     assert response.status_code == 413 and response.json()["code"] == 413
 
 
@@ -326,7 +328,7 @@ async def test_register_a_workflow_of_ones_own(emu: Emulator, submit: Submit, ap
         "20": {"inputs": {}, "class_type": "SaveImage", "_meta": {"title": "Out"}},
     }
     emu.register_workflow("wf-mine", spec)
-    refused = (await api.post(C.SUBMIT_PATH, json={"workflow_id": "wf-mine",
+    refused = (await api.post(GS.SUBMIT_PATH, json={"workflow_id": "wf-mine",
                                                    "prompt": {"1": {"inputs": {"width": 65}}}})).json()
     assert refused["code"] != 0 and "node '1' (Mine) input 'width'" in refused["msg"]
     task_id = (await submit("wf-mine", {"1": {"inputs": {"width": 24}}}))["prompt_id"]
@@ -336,7 +338,7 @@ async def test_register_a_workflow_of_ones_own(emu: Emulator, submit: Submit, ap
 
 async def test_admin_routes_drive_the_emulator_from_another_process(emu: Emulator, api: httpx.AsyncClient,
                                                                     submit: Submit) -> None:
-    prefix = C.EMULATOR_ADMIN_PATH_PREFIX
+    prefix = ED.EMULATOR_ADMIN_PATH_PREFIX
     assert (await api.post(f"{prefix}/pause")).json()["data"] == {"paused": True}
     assert emu.paused
     task_id = (await submit())["prompt_id"]
@@ -374,10 +376,10 @@ async def test_an_emulator_bug_still_answers_with_an_envelope(
         raise RuntimeError("boom")
 
     monkeypatch.setattr(emu.service, "task_info", broken)
-    response = await api.post(C.TASK_INFO_PATH, json={"comfy_task_ids": []})
+    response = await api.post(GS.TASK_INFO_PATH, json={"comfy_task_ids": []})
     assert response.status_code == 500
     assert response.json()["code"] == 500 and "RuntimeError" in response.json()["msg"]
-    assert (await api.post(C.SUBMIT_PATH, json={"workflow_id": T2I})).status_code == 200  # still serving
+    assert (await api.post(GS.SUBMIT_PATH, json={"workflow_id": T2I})).status_code == 200  # still serving
 
 
 async def leave_mid_body(base_url: str, path: str, headers: dict[str, str], start: bytes) -> None:
@@ -401,9 +403,9 @@ async def test_a_client_that_hangs_up_mid_request_is_let_go_quietly(
     form_head = {**json_head, "Content-Type": "multipart/form-data; boundary=x"}
     form_start = b'--x\r\nContent-Disposition: form-data; name="source_file"; filename="a.png"\r\n\r\n\x89PNG'
     paths = {
-        C.SUBMIT_PATH: (json_head, b'{"workflow_i'),
-        f"{C.EMULATOR_ADMIN_PATH_PREFIX}/faults": (json_head, b'{"faults": {'),
-        C.UPLOAD_PATH: (form_head, form_start),
+        GS.SUBMIT_PATH: (json_head, b'{"workflow_i'),
+        f"{ED.EMULATOR_ADMIN_PATH_PREFIX}/faults": (json_head, b'{"faults": {'),
+        GS.UPLOAD_PATH: (form_head, form_start),
     }
     for path, (headers, start) in paths.items():
         await leave_mid_body(emu.base_url, path, headers, start)
@@ -414,4 +416,4 @@ async def test_a_client_that_hangs_up_mid_request_is_let_go_quietly(
     await eventually(lambda: len(settled()) >= len(paths), what="the server to notice each client leave")
     assert [r.levelno for r in settled()] == [logging.DEBUG] * len(paths)  # no traceback, no ERROR line
     assert not any(r.exc_info for r in caplog.records)
-    assert (await api.post(C.SUBMIT_PATH, json={"workflow_id": T2I})).status_code == 200  # still serving
+    assert (await api.post(GS.SUBMIT_PATH, json={"workflow_id": T2I})).status_code == 200  # still serving

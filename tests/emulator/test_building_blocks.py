@@ -8,8 +8,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import pytest
 
-from genstudio_async._constants import EMULATOR_MAX_IMAGE_SIDE
 from genstudio_async.emulator import FaultError, Faults
+from genstudio_async.emulator._defaults import EMULATOR_MAX_IMAGE_SIDE
 from genstudio_async.emulator._faults import FaultController, TokenBucket
 from genstudio_async.emulator._jwt import TokenError, TokenSigner
 from genstudio_async.emulator._png import png_size, render_image

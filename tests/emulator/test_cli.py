@@ -17,9 +17,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from genstudio_async import _constants as C
+from genstudio_async._services import genstudio as GS
 from genstudio_async._services import gpugeek as G
 from genstudio_async.cli import build_parser, main
+from genstudio_async.emulator import _defaults as ED
 from tests.cli_support import default_sigint
 
 FIRST_LINE = re.compile(r"^(GenStudio|GPUGeek) emulator listening on http://127\.0\.0\.1:(\d+)\n$")
@@ -73,14 +74,14 @@ async def test_python_m_emulator_serves_until_sigint(tmp_path: Path) -> None:
     ) as running:
         headers = {"Authorization": "Bearer sk-cli-test"}
         async with httpx.AsyncClient(base_url=running.base_url, headers=headers, trust_env=False) as api:
-            denied = (await api.post(C.SUBMIT_PATH, json={"workflow_id": "wf-mine"})).json()["data"]["prompt_id"]
-            info = (await api.post(C.TASK_INFO_PATH, json={"comfy_task_ids": [denied]})).json()
+            denied = (await api.post(GS.SUBMIT_PATH, json={"workflow_id": "wf-mine"})).json()["data"]["prompt_id"]
+            info = (await api.post(GS.TASK_INFO_PATH, json={"comfy_task_ids": [denied]})).json()
             assert info["data"]["comfy_task_info"][0]["status"] == 5
-            faults = (await api.get(f"{C.EMULATOR_ADMIN_PATH_PREFIX}/faults")).json()["data"]
+            faults = (await api.get(f"{ED.EMULATOR_ADMIN_PATH_PREFIX}/faults")).json()["data"]
             assert faults["faults"]["ws_junk"] is True and faults["workflows"]["wf-mine"]["deny_tasks"] is True
-            workflows = (await api.get(f"{C.EMULATOR_ADMIN_PATH_PREFIX}/workflows")).json()["data"]["workflows"]
+            workflows = (await api.get(f"{ED.EMULATOR_ADMIN_PATH_PREFIX}/workflows")).json()["data"]["workflows"]
             assert set(workflows) == {"wf-mine", "wf-c73diz7kadp6ffgn", "wf-c73epllu4i3bxvzr", "wf-c72qozydy6suxesa"}
-            assert (await api.post(C.SUBMIT_PATH, json={"workflow_id": "wf-mine"}, headers={"Authorization": "x"})
+            assert (await api.post(GS.SUBMIT_PATH, json={"workflow_id": "wf-mine"}, headers={"Authorization": "x"})
                     ).status_code == 401
         rest = await stop_with(running, signal.SIGINT)
     assert "GenStudio emulator stopped." in rest and "sk-cli-test" not in rest
@@ -108,7 +109,7 @@ async def test_service_gpugeek_serves_gpugeek_until_sigint(tmp_path: Path) -> No
                         break
                     await asyncio.sleep(0.01)
             assert (info["status"], info["error_msg"]) == (4, "boom")
-            workflows = (await api.get(f"{C.EMULATOR_ADMIN_PATH_PREFIX}/workflows")).json()
+            workflows = (await api.get(f"{ED.EMULATOR_ADMIN_PATH_PREFIX}/workflows")).json()
             assert workflows["message"] == "success" and set(workflows["data"]["workflows"]) == {
                 5, 763311996779461, 763311996779525}
         rest = await stop_with(running, signal.SIGINT)
@@ -120,11 +121,11 @@ async def test_genstudio_emulator_stops_cleanly_on_sigterm() -> None:
     command = [str(script)] if script.exists() else [sys.executable, "-m", "genstudio_async.cli"]
     async with emulator_process(*command, "emulator", "--port", "0", "--no-builtin-workflows") as running:
         async with httpx.AsyncClient(base_url=running.base_url, trust_env=False) as api:
-            stats = await api.get(f"{C.EMULATOR_ADMIN_PATH_PREFIX}/stats",
-                                  headers={"Authorization": f"Bearer {C.EMULATOR_DEFAULT_API_KEY}"})
+            stats = await api.get(f"{ED.EMULATOR_ADMIN_PATH_PREFIX}/stats",
+                                  headers={"Authorization": f"Bearer {ED.EMULATOR_DEFAULT_API_KEY}"})
             assert stats.json()["code"] == 0
-            workflows = await api.get(f"{C.EMULATOR_ADMIN_PATH_PREFIX}/workflows",
-                                      headers={"Authorization": f"Bearer {C.EMULATOR_DEFAULT_API_KEY}"})
+            workflows = await api.get(f"{ED.EMULATOR_ADMIN_PATH_PREFIX}/workflows",
+                                      headers={"Authorization": f"Bearer {ED.EMULATOR_DEFAULT_API_KEY}"})
             assert workflows.json()["data"]["workflows"] == []
         await stop_with(running, signal.SIGTERM)
 
@@ -170,7 +171,8 @@ async def test_gpugeek_flags_it_cannot_take_exit_2_naming_them(tmp_path: Path) -
 
 async def test_without_the_emulator_extra_the_error_says_what_to_install() -> None:
     imported, cli, help_text = await asyncio.gather(
-        run_to_end(sys.executable, "-c", BLOCK_STARLETTE + "import genstudio_async.emulator"),
+        # The package itself imports (its defaults need no server), the first use of the emulator says what to install.
+        run_to_end(sys.executable, "-c", BLOCK_STARLETTE + "import genstudio_async.emulator as e; e.Emulator"),
         run_to_end(
             sys.executable, "-c",
             BLOCK_STARLETTE + "from genstudio_async.cli import main; sys.exit(main(['emulator', '--port', '0']))",

@@ -12,7 +12,7 @@ import websockets
 from websockets.asyncio.client import connect
 
 from genstudio_async import TaskStatus
-from genstudio_async import _constants as C
+from genstudio_async._services import genstudio as GS
 from genstudio_async.emulator import Emulator, Faults
 
 T2I, I2I = "wf-c73diz7kadp6ffgn", "wf-c73epllu4i3bxvzr"
@@ -23,7 +23,7 @@ def api(emu: Emulator) -> httpx.AsyncClient:
 
 
 async def submit(http: httpx.AsyncClient, body: dict[str, object]) -> dict[str, object]:
-    answer = (await http.post(C.SUBMIT_PATH, json=body)).json()
+    answer = (await http.post(GS.SUBMIT_PATH, json=body)).json()
     assert isinstance(answer, dict)
     return answer
 
@@ -92,10 +92,10 @@ async def test_an_upload_that_is_not_an_image_fails_the_task_that_uses_it(genstu
 
 async def test_bodies_the_service_would_refuse_are_refused(genstudio_emulator: Emulator) -> None:
     async with api(genstudio_emulator) as http:
-        nan = await http.post(C.SUBMIT_PATH, content=b'{"workflow_id": "wf-c73diz7kadp6ffgn", "x": NaN}')
-        deep = await http.post(C.SUBMIT_PATH, content=b"[" * 100_000 + b"]" * 100_000)
-        huge = await http.post(C.SUBMIT_PATH, content=b'{"workflow_id": "' + b"x" * (5 * 1024 * 1024) + b'"}')
-        slash = await http.post(C.SUBMIT_PATH + "/", json={"workflow_id": T2I})
+        nan = await http.post(GS.SUBMIT_PATH, content=b'{"workflow_id": "wf-c73diz7kadp6ffgn", "x": NaN}')
+        deep = await http.post(GS.SUBMIT_PATH, content=b"[" * 100_000 + b"]" * 100_000)
+        huge = await http.post(GS.SUBMIT_PATH, content=b'{"workflow_id": "' + b"x" * (5 * 1024 * 1024) + b'"}')
+        slash = await http.post(GS.SUBMIT_PATH + "/", json={"workflow_id": T2I})
     assert (nan.status_code, deep.status_code, huge.status_code) == (400, 400, 413)
     assert slash.status_code == 404  # no silent redirect to a route the service does not have
 
@@ -111,7 +111,7 @@ async def test_seeds_above_comfyuis_maximum_are_refused(genstudio_emulator: Emul
 async def test_a_prompt_with_a_lone_surrogate_still_renders(genstudio_emulator: Emulator) -> None:
     async with api(genstudio_emulator) as http:
         body = b'{"workflow_id": "wf-c73diz7kadp6ffgn", "prompt": {"6": {"inputs": {"text": "a\\ud800b"}}}}'
-        data = (await http.post(C.SUBMIT_PATH, content=body)).json()["data"]
+        data = (await http.post(GS.SUBMIT_PATH, content=body)).json()["data"]
         done = await genstudio_emulator.wait_status(data["prompt_id"], 3)
     async with httpx.AsyncClient() as storage:  # no credential for the storage host
         image = await storage.get(done["files"]["9"][0])
@@ -136,8 +136,8 @@ async def test_the_emulators_key_is_never_logged_whole(caplog: pytest.LogCapture
         Emulator(api_key="sk-emulator-secret-0123456789") as emu,
         httpx.AsyncClient(base_url=emu.base_url) as http,
     ):
-        await http.post(C.TASK_INFO_PATH, headers={"Authorization": emu.api_key}, json={"comfy_task_ids": []})
-        await http.post(f"{C.TASK_INFO_PATH}?api_key={emu.api_key}", json={"comfy_task_ids": []})
+        await http.post(GS.TASK_INFO_PATH, headers={"Authorization": emu.api_key}, json={"comfy_task_ids": []})
+        await http.post(f"{GS.TASK_INFO_PATH}?api_key={emu.api_key}", json={"comfy_task_ids": []})
     server_lines = [record.getMessage() for record in caplog.records if record.name.startswith("uvicorn")]
     assert any("api_key=" in line for line in server_lines)  # the request was logged ...
     assert not any("sk-emulator-secret-0123456789" in line for line in server_lines)  # ... without the key

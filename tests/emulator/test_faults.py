@@ -13,7 +13,7 @@ from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.protocol import State
 
 from genstudio_async import InternalServerError
-from genstudio_async import _constants as C
+from genstudio_async._services import genstudio as GS
 from genstudio_async.emulator import Emulator, Faults
 from genstudio_async.emulator import _progress as progress_module
 from genstudio_async.emulator._abort import abort_connection
@@ -106,7 +106,7 @@ async def test_ws_junk_interleaves_frames_a_client_must_skip(emu: Emulator, subm
 
 
 async def statuses(api: httpx.AsyncClient, count: int) -> list[int]:
-    return [(await api.post(C.TASK_INFO_PATH, json={"comfy_task_ids": []})).status_code for _ in range(count)]
+    return [(await api.post(GS.TASK_INFO_PATH, json={"comfy_task_ids": []})).status_code for _ in range(count)]
 
 
 async def test_http_error_rate_hits_at_about_that_rate_and_repeats_with_the_seed(
@@ -117,9 +117,9 @@ async def test_http_error_rate_hits_at_about_that_rate_and_repeats_with_the_seed
     emu.set_faults(http_error_rate=0.5, http_error_status=503, seed=11)
     assert await statuses(api, 40) == first  # the same draws again
     assert set(first) == {200, 503} and 10 <= first.count(503) <= 30
-    response = await api.post(C.TASK_INFO_PATH, json={"comfy_task_ids": []})
+    response = await api.post(GS.TASK_INFO_PATH, json={"comfy_task_ids": []})
     while response.status_code != 503:
-        response = await api.post(C.TASK_INFO_PATH, json={"comfy_task_ids": []})
+        response = await api.post(GS.TASK_INFO_PATH, json={"comfy_task_ids": []})
     envelope = response.json()
     assert envelope["code"] == 503 and envelope["traceid"]
     assert emu.stats.http_errors_injected == first.count(503) * 2 + 1
@@ -127,14 +127,14 @@ async def test_http_error_rate_hits_at_about_that_rate_and_repeats_with_the_seed
 
 async def test_http_errors_only_on_the_chosen_endpoints(emu: Emulator, api: httpx.AsyncClient) -> None:
     emu.set_faults(http_error_rate=1.0, endpoints={"submit"})
-    assert (await api.post(C.SUBMIT_PATH, json={"workflow_id": T2I})).status_code == 500
+    assert (await api.post(GS.SUBMIT_PATH, json={"workflow_id": T2I})).status_code == 500
     assert await statuses(api, 3) == [200, 200, 200]
     assert emu.stats.submits == 0
 
 
 async def test_http_error_html_answers_an_nginx_page_not_an_envelope(emu: Emulator, api: httpx.AsyncClient) -> None:
     emu.set_faults(http_error_rate=1.0, http_error_status=502, http_error_html=True, endpoints={"submit"})
-    response = await api.post(C.SUBMIT_PATH, json={"workflow_id": T2I})
+    response = await api.post(GS.SUBMIT_PATH, json={"workflow_id": T2I})
     assert response.status_code == 502 and response.headers["content-type"].startswith("text/html")
     assert "<title>502 Bad Gateway</title>" in response.text and "nginx" in response.text
     with pytest.raises(json.JSONDecodeError):
@@ -150,7 +150,7 @@ async def test_rate_limit_answers_429_with_retry_after(emu: Emulator, api: httpx
     emu.set_faults(rate_limit=0.5, rate_limit_burst=2)
     codes = await statuses(api, 3)
     assert codes == [200, 200, 429]
-    response = await api.post(C.TASK_INFO_PATH, json={"comfy_task_ids": []})
+    response = await api.post(GS.TASK_INFO_PATH, json={"comfy_task_ids": []})
     assert response.status_code == 429
     assert int(response.headers["retry-after"]) in (1, 2)
     assert response.json()["code"] == 429
@@ -160,8 +160,8 @@ async def test_rate_limit_answers_429_with_retry_after(emu: Emulator, api: httpx
 async def test_delay_slows_answers_down_enough_to_time_a_client_out(emu: Emulator, api: httpx.AsyncClient) -> None:
     emu.set_faults(delay=0.5, endpoints={"task_info"})
     with pytest.raises(httpx.ReadTimeout):
-        await api.post(C.TASK_INFO_PATH, json={"comfy_task_ids": []}, timeout=0.1)
-    assert (await api.post(C.SUBMIT_PATH, json={"workflow_id": T2I}, timeout=0.4)).status_code == 200
+        await api.post(GS.TASK_INFO_PATH, json={"comfy_task_ids": []}, timeout=0.1)
+    assert (await api.post(GS.SUBMIT_PATH, json={"workflow_id": T2I}, timeout=0.4)).status_code == 200
 
 
 async def test_fail_tasks_ends_tasks_with_status_4_and_the_errmsg(emu: Emulator, submit: Submit,
@@ -201,7 +201,7 @@ async def test_workflow_faults_replace_emulator_wide_ones_for_that_workflow(
 async def test_workflow_faults_cover_that_workflows_submits_and_sockets(emu: Emulator, submit: Submit,
                                                                         api: httpx.AsyncClient) -> None:
     emu.set_workflow_faults(T2I, http_error_rate=1.0, http_error_status=502)
-    assert (await api.post(C.SUBMIT_PATH, json={"workflow_id": T2I})).status_code == 502
+    assert (await api.post(GS.SUBMIT_PATH, json={"workflow_id": T2I})).status_code == 502
     tutorial = await submit(TUTORIAL)
     emu.set_workflow_faults(TUTORIAL, ws_refuse_status=503)
     with pytest.raises(InvalidStatus) as caught:

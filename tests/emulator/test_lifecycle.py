@@ -10,7 +10,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from genstudio_async import _constants as C
+from genstudio_async._services import genstudio as GS
 from genstudio_async.emulator import BUILTIN_WORKFLOW_IDS, Emulator, EmulatorError, builtin_workflows
 from genstudio_async.emulator._deps import EmulatorDependencyError, missing_dependencies, require_server_dependencies
 
@@ -49,7 +49,7 @@ async def test_stopping_with_clients_connected_closes_their_sockets(submit: Subm
     assert ws.close_code == 1012  # service restart, not an abnormal 1006
     await ws.close()
     with pytest.raises(httpx.ConnectError):
-        await api.post(C.TASK_INFO_PATH, json={"comfy_task_ids": []})
+        await api.post(GS.TASK_INFO_PATH, json={"comfy_task_ids": []})
 
 
 async def test_misuse_is_refused_with_a_clear_error() -> None:

@@ -12,8 +12,9 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedOK, InvalidStatus
 
-from genstudio_async import _constants as C
+from genstudio_async._services import genstudio as GS
 from genstudio_async.emulator import Emulator, Faults
+from genstudio_async.emulator import _defaults as ED
 from genstudio_async.emulator import _state as state_module
 from genstudio_async.emulator._jwt import TokenSigner
 from genstudio_async.emulator._wire import dumps as wire_dumps
@@ -84,7 +85,7 @@ async def test_queue_positions_are_pushed_as_the_queue_moves(emu: Emulator, subm
     tasks = [await submit() for _ in range(3)]
     async with connect(emu.progress_url(tasks[2]["prompt_token"]), proxy=None) as ws:
         assert json.loads(await ws.recv())["comfy_task_info"]["current_position"] == 3
-        await api.post(C.CANCEL_PATH, json={C.CANCEL_BODY_FIELD: tasks[0]["prompt_id"]})
+        await api.post(GS.CANCEL_PATH, json={GS.CANCEL_BODY_FIELD: tasks[0]["prompt_id"]})
         moved = json.loads(await ws.recv())["comfy_task_info"]
         assert (moved["status"], moved["current_position"], moved["queue_size"]) == (1, 2, 2)
         emu.resume()
@@ -99,7 +100,7 @@ async def test_a_cancelled_task_is_pushed_as_status_4_and_closed(emu: Emulator, 
     task = await submit()
     async with connect(emu.progress_url(task["prompt_token"]), proxy=None) as ws:
         await ws.recv()
-        await api.post(C.CANCEL_PATH, json={C.CANCEL_BODY_FIELD: task["prompt_id"]})
+        await api.post(GS.CANCEL_PATH, json={GS.CANCEL_BODY_FIELD: task["prompt_id"]})
         frames = await read_all(ws)
     assert frames[-1]["comfy_task_info"]["status"] == 4 and ws.close_code == 1000
 
@@ -114,7 +115,7 @@ async def refused_status(url: str) -> tuple[int, bytes]:
 async def test_bad_tokens_are_refused_at_the_handshake_with_401(emu: Emulator, submit: Submit) -> None:
     task = await submit()
     forged = TokenSigner(b"not-the-emulators-secret", issuer="infini").mint(
-        tenant_id=C.EMULATOR_TENANT_ID, task_id=task["prompt_id"], expires_at=4_000_000_000
+        tenant_id=ED.EMULATOR_TENANT_ID, task_id=task["prompt_id"], expires_at=4_000_000_000
     )
     unknown_task = emu.service.tokens.mint(tenant_id="te-x", task_id="cft-unknown0000000", expires_at=4_000_000_000)
     header, claims, signature = task["prompt_token"].split(".")
@@ -123,8 +124,8 @@ async def test_bad_tokens_are_refused_at_the_handshake_with_401(emu: Emulator, s
         assert status == 401, token
         envelope = json.loads(body)
         assert envelope["code"] == 401 and envelope["traceid"]
-        assert "token" in envelope["msg"] or C.PROGRESS_WS_TOKEN_PARAM in envelope["msg"]
-    status, _ = await refused_status(f"{emu.ws_url}{C.PROGRESS_WS_PATH}")
+        assert "token" in envelope["msg"] or GS.PROGRESS_WS_TOKEN_PARAM in envelope["msg"]
+    status, _ = await refused_status(f"{emu.ws_url}{GS.PROGRESS_WS_PATH}")
     assert status == 401
     assert emu.stats.ws_handshakes_refused == 6 and emu.stats.ws_connections_opened == 0
 
@@ -203,7 +204,7 @@ async def test_queue_moves_are_coalesced_for_many_waiting_sockets(emu: Emulator,
         for task in tasks[:10]:  # ten queue changes in one go
             store.cancel(store.get(task["prompt_id"]))  # type: ignore[arg-type]
         updates = [json.loads(await ws.recv())["comfy_task_info"] for ws in sockets[10:]]
-        await asyncio.sleep(4 * C.EMULATOR_QUEUE_NOTIFY_INTERVAL)
+        await asyncio.sleep(4 * ED.EMULATOR_QUEUE_NOTIFY_INTERVAL)
         # one frame for each cancelled task (its status 4) and one for each waiting task: not ten each
         assert emu.stats.ws_frames_sent - before == 30
         assert [info["current_position"] for info in updates] == list(range(1, 21))

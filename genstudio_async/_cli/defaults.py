@@ -1,0 +1,32 @@
+"""The ``genstudio`` command's own defaults (the SDK's are in ``genstudio_async._constants``).
+
+Importing this module imports nothing else: ``genstudio --help`` reads its flags' defaults here.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- the `genstudio` command (genstudio_async.cli) ------------------------------------------------------------
+# Where `genstudio run` saves a task's files: CLI_RUN_OUTPUT_DIR/<prompt_id>/<node id>/<file name>.
+CLI_RUN_OUTPUT_DIR: Final = "genstudio-output"
+# The <prompt_id> folder is named from the server's id made safe (no separator, no leading dot) and at most this
+# many UTF-8 bytes (file systems allow 255): a longer id is cut and ends in a hash of the whole id.
+CLI_TASK_FOLDER_MAX_BYTES: Final = 64
+# Where `genstudio batch` saves each job's files: CLI_BATCH_OUTPUT_DIR/<job name>/<node id>/<file name>.
+CLI_BATCH_OUTPUT_DIR: Final = "genstudio-batch"
+CLI_BATCH_CONCURRENCY: Final = 4
+# The batch journal lives next to the jobs file unless told otherwise: JOBS.jsonl + this suffix.
+CLI_JOURNAL_SUFFIX: Final = ".journal"
+# The journal holds prompt tokens (credentials for 24 h): only its owner may read it.
+CLI_JOURNAL_MODE: Final = 0o600
+# How many hex digits of a line's SHA-256 name a job that has no "id" (with its line number: "3-1a2b3c4d").
+CLI_JOB_HASH_DIGITS: Final = 8
+# After Ctrl-C, how long a batch waits for the answers of submits already sent, so their tasks get journaled.
+CLI_STOP_GRACE_SECONDS: Final = 30.0
+# `genstudio demo`: an in-process emulator slow enough to watch (queue positions, then percent), ~5 s in all.
+CLI_DEMO_OUTPUT_DIR: Final = "genstudio-demo"
+CLI_DEMO_STEP_SECONDS: Final = 0.1
+CLI_DEMO_WORKERS: Final = 1
+# Tasks of "other users" queued ahead of each demo generation, so the queue position is seen to move.
+CLI_DEMO_TASKS_AHEAD: Final = (2, 1)
