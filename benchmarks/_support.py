@@ -364,12 +364,14 @@ class EmulatorProcess:
         stamp_snapshots: bool = True,
         extra: Sequence[str] = (),
         open_files: int = 4096,
+        service: str = "genstudio",
     ) -> None:
         self.argv = [
-            sys.executable, "-m", "genstudio_async.emulator", "--host", "127.0.0.1", "--port", "0",
-            "--api-key", API_KEY, "--workers", str(workers), "--steps", str(steps),
+            sys.executable, "-m", "genstudio_async.emulator", "--service", service, "--host", "127.0.0.1",
+            "--port", "0", "--api-key", API_KEY, "--workers", str(workers), "--steps", str(steps),
             "--step-seconds", str(step_seconds), *(["--stamp-snapshots"] if stamp_snapshots else []), *extra,
         ]
+        self.service = service
         self.base_url = ""
         self.open_files = open_files
         self.file_limit = 0
@@ -406,7 +408,7 @@ class EmulatorProcess:
         try:
             assert self._process.stdout is not None
             line = (await asyncio.wait_for(self._process.stdout.readline(), 30)).decode().strip()
-            prefix = "GenStudio emulator listening on "
+            prefix = f"{'GPUGeek' if self.service == 'gpugeek' else 'GenStudio'} emulator listening on "
             if not line.startswith(prefix):
                 raise RuntimeError(f"the emulator did not start: {line!r}")
             self.base_url = line.removeprefix(prefix)

@@ -1,5 +1,6 @@
 """Benchmark 3: polling mode (``use_websocket=False``): get_task_info requests per poll interval for N = 10, 100
-and 1,000 waiting tasks (goal ⌈N/50⌉: one request per ``POLL_CHUNK_SIZE`` = 50 ids).
+and 1,000 waiting tasks (goal ⌈N/50⌉: one request per 50 ids); and GPUGeek, which has no batch endpoint: GETs per
+interval for N = 30 and 300 waiting tasks (goal: about one per task, spread over the interval).
 
     python benchmarks/bench_polling.py [--sizes 10 100 1000] [--intervals 4] [--poll-interval 1.0]
 
@@ -33,9 +34,12 @@ from benchmarks._support import (
     parse_args,
     run_benchmark,
 )
-from genstudio_async import AsyncGenStudio, Submission
+from genstudio_async import ApiWorkflow, AsyncGenStudio, AsyncGPUGeek, Submission
 from genstudio_async import _constants as C
 from genstudio_async._services import genstudio as GS
+from genstudio_async.emulator._defaults import GPUGEEK_T2I_WORKFLOW_ID as GPUGEEK_T2I
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "workflows"
 
 
 async def wait_for_stat(emulator: EmulatorProcess, name: str, minimum: int, timeout: float) -> int:
@@ -92,7 +96,45 @@ async def measure(args: argparse.Namespace, emulator: EmulatorProcess, tasks: in
     return requests / args.intervals, ids / args.intervals, cpu / args.intervals
 
 
+async def measure_unbatched(args: argparse.Namespace, emulator: EmulatorProcess, tasks: int) -> tuple[float, float]:
+    """GPUGeek (one task per status request): GETs per interval with ``tasks`` waiters, and client CPU (s)."""
+    interval = args.poll_interval
+    prompt = ApiWorkflow.load(EXAMPLES / "t2i_workflow_api.json").builder().build()
+    async with AsyncGPUGeek(api_key=API_KEY, base_url=emulator.base_url, poll_interval=interval,
+                            timeout=60) as client:
+        submissions = [await client.submit(GPUGEEK_T2I, prompt) for _ in range(tasks)]
+        await emulator.reset_stats()
+        waiters = [asyncio.create_task(client.wait(sub)) for sub in submissions]
+        try:
+            await wait_for_stat(emulator, "task_info_requests", tasks, 10 * interval + 10)  # one full round
+            await emulator.reset_stats()
+            rounds_before, started, cpu_before = client._poller.rounds, time.perf_counter(), cpu_seconds()
+            await asyncio.sleep(args.intervals * interval)
+            stats = await emulator.stats()
+            window, cpu = time.perf_counter() - started, cpu_seconds() - cpu_before
+            rounds = client._poller.rounds - rounds_before
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+    requests = int(stats["task_info_requests"])
+    print(f"  GPUGeek N={tasks}: {requests} GETs in {window:.2f} s "
+          f"({window / interval:.2f} intervals, {rounds} rounds)")
+    return requests / (window / interval), cpu / args.intervals
+
+
 async def run(args: argparse.Namespace, report: Report) -> None:
+    async with EmulatorProcess(workers=2, stamp_snapshots=False, service="gpugeek") as emulator:
+        await emulator.pause()
+        for tasks in args.gpugeek_sizes:
+            per_interval, cpu = await measure_unbatched(args, emulator, tasks)
+            report.add(judged(f"GPUGeek N={tasks}: GETs per interval", per_interval, "", "<=", tasks * 1.1))
+            report.note(
+                f"GPUGeek N={tasks} (no batch endpoint): {per_interval:.1f} GET /api/v1/task requests per "
+                f"{args.poll_interval:g} s interval (goal: about one per task, {tasks}; never a burst: a round's "
+                f"requests start spread over the interval, at most {C.POLL_MAX_IN_FLIGHT} in flight); client CPU "
+                f"{cpu * 1000:.1f} ms per interval."
+            )
     async with EmulatorProcess(workers=2, stamp_snapshots=False) as emulator:
         await emulator.pause()
         for tasks in args.sizes:
@@ -110,6 +152,8 @@ async def run(args: argparse.Namespace, report: Report) -> None:
 def main() -> int:
     parser = base_parser(__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000], help="N values (default 10 100 1000)")
+    parser.add_argument("--gpugeek-sizes", type=int, nargs="+", default=[30, 300],
+                        help="GPUGeek N values (default 30 300)")
     parser.add_argument("--intervals", type=int, default=4, help="poll intervals measured per N (default %(default)s)")
     parser.add_argument("--poll-interval", type=float, default=C.DEFAULT_POLL_INTERVAL,
                         help="the client's poll_interval, seconds (default: the SDK's, %(default)s)")
