@@ -8,8 +8,9 @@ rendered page)::
     <!-- readme: run shell -->        each command line run by bash in that folder
     <!-- readme: not run: REASON -->  a block that cannot run offline (it installs, or serves until Ctrl-C)
 
-Blocks run against an emulator started here, reached through ``GENSTUDIO_BASE_URL`` and ``GENSTUDIO_API_KEY``
-exactly as a user's environment would point them at the service; the project folder holds the files the blocks
+Blocks run against emulators started here (one of each service), reached through ``GENSTUDIO_BASE_URL`` /
+``GENSTUDIO_API_KEY`` and ``GPUGEEK_BASE_URL`` / ``GPUGEEK_API_KEY`` exactly as a user's environment would point
+them at the services; the project folder holds the files the blocks
 name (``fox.png``, ``spec.json``, ``workflow_api.json``, ``jobs.jsonl``). A block without a marker fails the test.
 """
 
@@ -23,9 +24,11 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from genstudio_async._services import GPUGeek
 from genstudio_async._services import genstudio as GS
 from genstudio_async.emulator import Emulator
 
@@ -124,10 +127,12 @@ def _project(folder: Path) -> Path:
     return folder
 
 
-def _environment(emulator: Emulator) -> dict[str, str]:
+def _environment(emulator: Emulator, gpugeek: Emulator[Any]) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("GENSTUDIO_", "GPUGEEK_"))}
     env[GS.ENV_API_KEY] = emulator.api_key
     env[GS.ENV_BASE_URL] = emulator.base_url
+    env[GPUGeek.environment.api_key] = gpugeek.api_key
+    env[GPUGeek.environment.base_url] = gpugeek.base_url
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = str(ROOT)
     return env
@@ -148,10 +153,13 @@ async def _run(command: list[str], *, cwd: Path, env: dict[str, str], timeout: f
 
 
 @pytest.mark.genstudio_emulator(step_seconds=0.005)
+@pytest.mark.gpugeek_emulator(step_seconds=0.005)
 @pytest.mark.parametrize("block", [b for b in BLOCKS if b.how and b.how.startswith("run")], ids=lambda b: b.name)
-async def test_the_block_runs_as_written(block: Block, genstudio_emulator: Emulator, tmp_path: Path) -> None:
+async def test_the_block_runs_as_written(
+    block: Block, genstudio_emulator: Emulator, gpugeek_emulator: Emulator[Any], tmp_path: Path
+) -> None:
     project = _project(tmp_path / "project")
-    env = _environment(genstudio_emulator)
+    env = _environment(genstudio_emulator, gpugeek_emulator)
     if block.how == "run python":
         (project / "snippet.py").write_text(block.code, encoding="utf-8")
         code, output = await _run([sys.executable, "snippet.py"], cwd=project, env=env)
