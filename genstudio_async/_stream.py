@@ -8,8 +8,9 @@ async context manager. The rules it keeps (DESIGN.md, "How the progress stream b
 3. The terminal event is yielded last and ends the stream; the socket is closed by us if not by the server,
    in the background (``SocketCloser``): nobody waits on a peer that is slow to answer a close frame.
 4. No *change* for ``stream_idle_timeout`` (silence, or frames that repeat what was said) → one
-   ``get_task_info`` through the shared poller; a socket shown to be stale is abandoned. A handshake still
-   pending after a short moment is the same kind of silence: the task is followed over HTTP meanwhile.
+   ``get_task_info`` through the shared poller, the socket still read meanwhile (whichever shows something new
+   first wins); a socket shown to be stale is abandoned. A handshake still pending after a short moment is the
+   same kind of silence: the task is followed over HTTP meanwhile.
 5. An abnormal close (or a normal close before a terminal status) is a gap: reconcile over HTTP, then reconnect
    with jittered back-off, a few times. A handshake refused with 401/403/404 is not retried.
 6. Then the client's shared poller.
@@ -397,42 +398,74 @@ class _StreamCore:
         """Snapshots from ``socket`` that say something new; the idle watchdog (rule 4) runs on no change.
 
         A frame that repeats what was yielded (or goes back) is no news: it does not reset the watchdog, so a
-        socket that keeps sending a stale snapshot is checked over HTTP like a silent one, once per timeout.
+        socket that keeps sending a stale snapshot is checked over HTTP like a silent one, once per timeout. The
+        check runs beside the socket, which is read meanwhile: whichever shows something new first wins. A check
+        waiting on an HTTP API that answers 5xx does not hide the terminal frame the socket sends meanwhile.
         """
         loop = asyncio.get_running_loop()
         idle_timeout = self._settings.idle_timeout
         deadline = loop.time() + idle_timeout
-        while True:
-            event: ProgressEvent | None = None
-            try:
-                async with asyncio.timeout_at(deadline):
-                    event = await self._next_news(socket)
-            except TimeoutError:
-                pass
-            if event is not None:
+        # While an idle check is under way the socket is read in a task beside it; a read still pending when the
+        # check answers is kept for the next turn. Otherwise it is read inline: no task per frame.
+        reading: asyncio.Task[ProgressEvent] | None = None
+        check: asyncio.Task[ProgressEvent | None] | None = None
+        try:
+            while True:
+                if reading is None and check is None:
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            news = await self._next_news(socket)
+                    except TimeoutError:
+                        # Rule 4: nothing new for a while. Ask over HTTP, reading the socket meanwhile.
+                        check = asyncio.create_task(self._idle_check(), name="genstudio-ws-idle-check")
+                        continue
+                else:
+                    if reading is None:
+                        reading = asyncio.create_task(self._next_news(socket), name="genstudio-ws-read")
+                    if check is None:
+                        await asyncio.wait({reading}, timeout=max(deadline - loop.time(), 0.0))
+                    else:
+                        await asyncio.wait({reading, check}, return_when=asyncio.FIRST_COMPLETED)
+                    if check is not None and check.done():  # first: a socket flooding news must not starve it
+                        checked, check = check.result(), None
+                        if checked is not None and not (self.last is not None and _same_state(checked, self.last)):
+                            stale = self.last is None or _went_further(checked, self.last)
+                            yield checked
+                            if checked.is_terminal:
+                                return
+                            if stale:  # the socket missed a change: abandon it
+                                raise _SocketGap(
+                                    "the socket said nothing new while the task moved on: stale", reconciled=True
+                                )
+                        # The socket is kept (the task was quiet, or moved no further on HTTP); ask again later.
+                        deadline = loop.time() + idle_timeout
+                        continue
+                    if not reading.done():
+                        if check is None:  # nothing new by the deadline, with a read kept from the last check
+                            check = asyncio.create_task(self._idle_check(), name="genstudio-ws-idle-check")
+                        continue
+                    news, reading = reading.result(), None  # result() raises the socket's _SocketGap
+                event = self._forward_only(news)  # again: an idle check may have been yielded since it was read
+                if event is None:
+                    continue
                 yield event
                 if event.is_terminal:
                     return
+                if check is not None:  # the socket is alive and says something new: HTTP has nothing to add
+                    await _end_task(check)
+                    check = None
                 # From when the consumer asks again: time it spends on an event is not the socket's silence.
                 deadline = loop.time() + idle_timeout
-                continue
-            # Rule 4: nothing new for a while. Ask over HTTP; if the socket missed a change, abandon it.
-            checked = await self._idle_check()
-            if checked is not None and not (self.last is not None and _same_state(checked, self.last)):
-                stale = self.last is None or _went_further(checked, self.last)
-                yield checked
-                if checked.is_terminal:
-                    return
-                if stale:
-                    raise _SocketGap("the socket said nothing new while the task moved on: stale", reconciled=True)
-            # The socket is kept (the task was quiet, or moved no further on HTTP); ask again after a quiet while.
-            deadline = loop.time() + idle_timeout
+        finally:
+            for task in (reading, check):
+                if task is not None:
+                    await _end_task(task)
 
     async def _next_news(self, socket: ClientConnection) -> ProgressEvent:
         """The next snapshot the forward-only rules would yield; repeats and stale snapshots are skipped."""
         while True:
-            event = await self._next_snapshot(socket)
-            if self._forward_only(event) is not None:
+            event = self._forward_only(await self._next_snapshot(socket))
+            if event is not None:
                 return event
 
     async def _next_snapshot(self, socket: ClientConnection) -> ProgressEvent:
@@ -496,6 +529,14 @@ def _went_further(new: TaskInfo, old: TaskInfo) -> bool:
     """Whether ``new`` shows the task past where ``old`` left it (a later status, or more progress)."""
     new_rank, old_rank = _STATUS_RANK.get(new.status, 0), _STATUS_RANK.get(old.status, 0)
     return new_rank > old_rank or (new.status == old.status and new.progress > old.progress)
+
+
+async def _end_task(task: asyncio.Task[Any]) -> None:
+    """Cancel ``task`` (a no-op once it is done) and wait until it has ended; its outcome is no longer wanted."""
+    task.cancel()
+    await asyncio.wait({task})
+    if not task.cancelled() and (error := task.exception()) is not None:
+        log.debug("a stream task no longer waited for ended with %s", type(error).__name__)
 
 
 def _token_expired(token: str) -> bool:

@@ -581,3 +581,88 @@ async def test_a_handshake_given_up_after_it_succeeded_still_closes_its_socket()
         await eventually(lambda: peer.open == 0, what="the socket to close")
         await closer.aclose()
     assert handshake.result().state.name == "CLOSED"
+
+
+# --- the idle watchdog against a socket that talks but says nothing, and an HTTP API that fails ---------------
+
+
+def _running_frame(emulator: Emulator, prompt_id: str, **changes: object) -> str:
+    """The task's snapshot as a progress frame, rewritten as still running at 50 % with no files yet."""
+    info = emulator.task_info(prompt_id)
+    assert info is not None
+    info.update({"status": 2, "progress_num": 50, "files": {}, "final_files": []}, **changes)
+    return json.dumps({"comfy_task_info": info})
+
+
+# What a stream may run beside its consumer: none of it may outlive the stream.
+_STREAM_TASKS = ("genstudio-poller", "genstudio-ws-read", "genstudio-ws-idle-check")
+
+
+async def test_the_socket_is_read_while_an_idle_check_waits_on_a_failing_http_api(
+    genstudio_emulator: Emulator,
+) -> None:
+    """The socket repeats a running snapshot (no change: the watchdog fires) while every ``get_task_info`` answers
+    500, which the poller waits out without end; the terminal frame the socket sends meanwhile ends the stream."""
+    async with genstudio_emulator.client() as http_only:
+        sub = await http_only.submit(T2I)
+    await genstudio_emulator.wait_status(sub.prompt_id, 3)
+    done = _snapshot_frame(genstudio_emulator, sub.prompt_id)
+    running = _running_frame(genstudio_emulator, sub.prompt_id)
+    genstudio_emulator.set_faults(http_error_rate=1.0, endpoints={"task_info"})
+    stats = genstudio_emulator.stats
+
+    async def heartbeat_then_done(socket: ServerConnection) -> None:
+        while stats.http_errors_injected == 0:  # until the idle check has asked HTTP (and been answered 500)
+            await socket.send(running)
+            await asyncio.sleep(0.005)
+        await socket.send(done)
+        await socket.wait_closed()
+
+    async with RepeatingPeer(heartbeat_then_done) as peer:
+        async with genstudio_emulator.client(ws_url=peer.url, stream_idle_timeout=0.05, poll_interval=0.02) as client:
+            async with asyncio.timeout(3.0):  # the bound only fails the test
+                events = await collect(client, sub)
+            assert_well_formed(events)
+            assert [(event.status, event.source) for event in events] == [
+                (TaskStatus.RUNNING, "websocket"),
+                (TaskStatus.SUCCEEDED, "websocket"),
+            ]
+            assert stats.http_errors_injected >= 1  # the idle check did ask
+            assert not client._poller.polling  # and left its seat when the socket won
+            assert not [task for task in asyncio.all_tasks() if task.get_name().startswith(_STREAM_TASKS)]
+        await eventually(lambda: peer.open == 0, what="the peer to see its socket closed")
+
+
+async def test_an_idle_check_is_given_up_as_soon_as_the_socket_shows_progress(genstudio_emulator: Emulator) -> None:
+    """HTTP answers 500 while the socket repeats 50 %; once the check is under way the socket sends 60 % and then
+    the end: the socket is alive, so the check (and its poller seat) is gone before the end arrives."""
+    async with genstudio_emulator.client() as http_only:
+        sub = await http_only.submit(T2I)
+    await genstudio_emulator.wait_status(sub.prompt_id, 3)
+    done = _snapshot_frame(genstudio_emulator, sub.prompt_id)
+    at_50, at_60 = (_running_frame(genstudio_emulator, sub.prompt_id, progress_num=p) for p in (50, 60))
+    genstudio_emulator.set_faults(http_error_rate=1.0, endpoints={"task_info"})
+    stats = genstudio_emulator.stats
+
+    async def stall_then_move(socket: ServerConnection) -> None:
+        while stats.http_errors_injected == 0:  # until the idle check has asked HTTP
+            await socket.send(at_50)
+            await asyncio.sleep(0.005)
+        await socket.send(at_60)
+        await socket.send(done)
+        await socket.wait_closed()
+
+    async with RepeatingPeer(stall_then_move) as peer:
+        client = genstudio_emulator.client(ws_url=peer.url, stream_idle_timeout=0.1, poll_interval=0.02)
+        async with client:
+            seated_at_the_end: list[frozenset[str]] = []
+            events: list[ProgressEvent] = []
+            async with asyncio.timeout(3.0), client.stream(sub) as stream:  # the bound only fails the test
+                async for event in stream:
+                    events.append(event)
+                    if event.is_terminal:
+                        seated_at_the_end.append(client._poller.polling)
+    assert [event.progress for event in events] == [50, 60, 100]
+    assert {event.source for event in events} == {"websocket"}
+    assert stats.http_errors_injected >= 1
+    assert seated_at_the_end == [frozenset()]  # no idle check was still waiting on HTTP
