@@ -599,6 +599,7 @@ def _running_frame(emulator: Emulator, prompt_id: str, **changes: object) -> str
 _STREAM_TASKS = ("genstudio-poller", "genstudio-ws-read", "genstudio-ws-idle-check")
 
 
+@pytest.mark.genstudio_emulator(steps=2, step_seconds=0.005)  # the task is done before the stream starts
 async def test_the_socket_is_read_while_an_idle_check_waits_on_a_failing_http_api(
     genstudio_emulator: Emulator,
 ) -> None:
@@ -634,6 +635,7 @@ async def test_the_socket_is_read_while_an_idle_check_waits_on_a_failing_http_ap
         await eventually(lambda: peer.open == 0, what="the peer to see its socket closed")
 
 
+@pytest.mark.genstudio_emulator(steps=2, step_seconds=0.005)  # the task is done before the stream starts
 async def test_an_idle_check_is_given_up_as_soon_as_the_socket_shows_progress(genstudio_emulator: Emulator) -> None:
     """HTTP answers 500 while the socket repeats 50 %; once the check is under way the socket sends 60 % and then
     the end: the socket is alive, so the check (and its poller seat) is gone before the end arrives."""
@@ -680,6 +682,7 @@ def _flipping_frames(emulator: Emulator, prompt_id: str, how: str) -> Callable[[
     return lambda n: _running_frame(emulator, prompt_id, status=1, progress_num=0, current_position=10**12 - n)
 
 
+@pytest.mark.genstudio_emulator(steps=2, step_seconds=0.005)  # the task is done before the stream starts
 @pytest.mark.parametrize("how", ["queue position 1 <-> 2", "cache-busting query", "queue counting down from 10**12"])
 async def test_a_socket_whose_changes_go_nowhere_does_not_hide_the_end_of_the_task(
     genstudio_emulator: Emulator, how: str
