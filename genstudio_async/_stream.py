@@ -459,14 +459,12 @@ class _StreamCore:
                     return
                 if moved:
                     if check is not None:  # the socket is alive and moving: HTTP has nothing to add
-                        await _end_task(check)
+                        await _end_tasks(check)
                         check = None
                     # From when the consumer asks again: time it spends on an event is not the socket's silence.
                     deadline = loop.time() + idle_timeout
         finally:
-            for task in (reading, check):
-                if task is not None:
-                    await _end_task(task)
+            await _end_tasks(reading, check)
 
     async def _next_news(self, socket: ClientConnection) -> ProgressEvent:
         """The next snapshot the forward-only rules would yield; repeats and stale snapshots are skipped."""
@@ -554,12 +552,18 @@ def _went_further(new: TaskInfo, old: TaskInfo, *, queue: bool = True) -> bool:
     return 0 < new.queue_position < old.queue_position <= C.STREAM_MAX_QUEUE_POSITION
 
 
-async def _end_task(task: asyncio.Task[Any]) -> None:
-    """Cancel ``task`` (a no-op once it is done) and wait until it has ended; its outcome is no longer wanted."""
-    task.cancel()
-    await asyncio.wait({task})
-    if not task.cancelled() and (error := task.exception()) is not None:
-        log.debug("a stream task no longer waited for ended with %s", type(error).__name__)
+async def _end_tasks(*tasks: asyncio.Task[Any] | None) -> None:
+    """Cancel ``tasks`` (a no-op for one that is done) and wait until they have ended; what they ended with is no
+    longer wanted. All are cancelled before any is waited for: a second cancel of the caller leaves none running.
+    """
+    pending = {task for task in tasks if task is not None}
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending)
+    for task in pending:
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.debug("a stream task no longer waited for ended with %s", type(error).__name__)
 
 
 def _token_expired(token: str) -> bool:

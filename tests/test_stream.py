@@ -748,12 +748,13 @@ async def test_a_move_up_the_queue_seen_only_over_http_does_not_make_the_socket_
     assert peer.opened == 1  # the socket was kept, not abandoned as stale
 
 
-@pytest.mark.parametrize("leave", ["break", "cancel"])
+@pytest.mark.parametrize("leave", ["break", "cancel", "cancel twice"])
 async def test_leaving_during_an_idle_check_leaves_no_task_or_poller_seat(
     genstudio_emulator: Emulator, leave: str
 ) -> None:
     """The idle check is under way (HTTP answers 500, the socket flips between two queue positions) when the
-    consumer breaks out or is cancelled: the check's poller seat and the socket's reader go with the stream."""
+    consumer breaks out or is cancelled: the check's poller seat and the socket's reader go with the stream.
+    Cancelled again while it is cleaning up, the stream lets go at once and leaves both to end on their own."""
     async with genstudio_emulator.client() as http_only:
         sub = await http_only.submit(T2I)
     frame = _flipping_frames(genstudio_emulator, sub.prompt_id, "queue position 1 <-> 2")
@@ -778,15 +779,23 @@ async def test_leaving_during_an_idle_check_leaves_no_task_or_poller_seat(
                             if leave == "break":
                                 break
 
+            def nothing_left() -> bool:
+                leftovers = [task for task in asyncio.all_tasks() if task.get_name().startswith(_STREAM_TASKS)]
+                return not client._poller.polling and not leftovers
+
             consumer = asyncio.create_task(consume())
             async with asyncio.timeout(3.0):  # the bound only fails the test
                 await checking.wait()
-                if leave == "cancel":
+                if leave != "break":
                     consumer.cancel()
+                if leave == "cancel twice":
+                    await asyncio.sleep(0)  # the consumer starts cleaning up...
+                    consumer.cancel()  # ...and is cancelled again
                 await asyncio.gather(consumer, return_exceptions=True)
-            assert consumer.cancelled() == (leave == "cancel")
-            assert not client._poller.polling
-            assert not [task for task in asyncio.all_tasks() if task.get_name().startswith(_STREAM_TASKS)]
+            assert consumer.cancelled() == (leave != "break")
+            if leave == "cancel twice":
+                await eventually(nothing_left, what="the check and the read to end")
+            assert nothing_left()
             await eventually(lambda: peer.open == 0, what="the peer to see its socket closed")
 
 
