@@ -52,6 +52,9 @@ DEFAULT_STREAM_IDLE_TIMEOUT: Final = 30.0
 POLL_MAX_IN_FLIGHT: Final = 8
 # A task the service keeps leaving out of ``get_task_info`` answers this many polls in a row is not found.
 POLL_MISSING_LIMIT: Final = 5
+# A queue position above this is not believed as progress by the stream's idle watchdog: a socket counting down
+# from 10**18 would otherwise reset it for ever. It is still yielded as it is.
+STREAM_MAX_QUEUE_POSITION: Final = 10_000
 WS_MAX_RECONNECTS: Final = 3
 # A socket that carried snapshots for this long was healthy: its loss starts the reconnect budget afresh.
 WS_HEALTHY_SESSION_SECONDS: Final = 30.0

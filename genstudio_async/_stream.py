@@ -7,9 +7,10 @@ async context manager. The rules it keeps (DESIGN.md, "How the progress stream b
 2. Identical consecutive snapshots are yielded once; progress never goes backwards.
 3. The terminal event is yielded last and ends the stream; the socket is closed by us if not by the server,
    in the background (``SocketCloser``): nobody waits on a peer that is slow to answer a close frame.
-4. No *change* for ``stream_idle_timeout`` (silence, or frames that repeat what was said) → one
-   ``get_task_info`` through the shared poller; a socket shown to be stale is abandoned. A handshake still
-   pending after a short moment is the same kind of silence: the task is followed over HTTP meanwhile.
+4. No *progress* for ``stream_idle_timeout`` (silence, repeats, or changes that take the task no further: a flip
+   back and forth, fresh URLs for the same files) → one ``get_task_info`` through the shared poller, the socket
+   still read meanwhile (whichever shows something new first wins); a socket shown to be stale is abandoned. A
+   handshake still pending after a short moment is the same kind of silence: the task is followed over HTTP.
 5. An abnormal close (or a normal close before a terminal status) is a gap: reconcile over HTTP, then reconnect
    with jittered back-off, a few times. A handshake refused with 401/403/404 is not retried.
 6. Then the client's shared poller.
@@ -230,6 +231,8 @@ class _StreamCore:
         self.prompt_id = prompt_id
         self.token = prompt_token
         self.last: ProgressEvent | None = None
+        # The furthest the task was seen (``_went_further``): only a snapshot past it resets the idle watchdog.
+        self.furthest: ProgressEvent | None = None
         self._settings = settings
 
     # --- rule 2: once per change, never backwards ----------------------------------------------------------
@@ -242,6 +245,8 @@ class _StreamCore:
                 if event is None:
                     continue
                 self.last = event
+                if self.furthest is None or _went_further(event, self.furthest):
+                    self.furthest = event
                 yield event
                 if event.is_terminal:
                     return
@@ -394,45 +399,78 @@ class _StreamCore:
         await asyncio.wait({handshake})
 
     async def _frames(self, socket: ClientConnection) -> AsyncGenerator[ProgressEvent, None]:
-        """Snapshots from ``socket`` that say something new; the idle watchdog (rule 4) runs on no change.
+        """Snapshots from ``socket`` that say something new; the idle watchdog (rule 4) runs on no progress.
 
-        A frame that repeats what was yielded (or goes back) is no news: it does not reset the watchdog, so a
-        socket that keeps sending a stale snapshot is checked over HTTP like a silent one, once per timeout.
+        Every change is yielded, but only a snapshot that shows the task *went further* (``_went_further``: a
+        later status, more progress, a smaller queue position) resets the watchdog: a socket that repeats a stale
+        snapshot, or flips between two, is checked over HTTP like a silent one, once per timeout. The check runs
+        beside the socket, which is read meanwhile: whichever shows something new first wins. A check waiting on
+        an HTTP API that answers 5xx does not hide the terminal frame the socket sends meanwhile.
         """
         loop = asyncio.get_running_loop()
         idle_timeout = self._settings.idle_timeout
         deadline = loop.time() + idle_timeout
-        while True:
-            event: ProgressEvent | None = None
-            try:
-                async with asyncio.timeout_at(deadline):
-                    event = await self._next_news(socket)
-            except TimeoutError:
-                pass
-            if event is not None:
+        # While an idle check is under way the socket is read in a task beside it; a read still pending when the
+        # check answers is kept for the next turn. Otherwise it is read inline: no task per frame.
+        reading: asyncio.Task[ProgressEvent] | None = None
+        check: asyncio.Task[ProgressEvent | None] | None = None
+        try:
+            while True:
+                if reading is None and check is None:
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            news = await self._next_news(socket)
+                    except TimeoutError:
+                        # Rule 4: no progress for a while. Ask over HTTP, reading the socket meanwhile.
+                        check = asyncio.create_task(self._idle_check(), name="genstudio-ws-idle-check")
+                        continue
+                else:
+                    if reading is None:
+                        reading = asyncio.create_task(self._next_news(socket), name="genstudio-ws-read")
+                    if check is None:
+                        await asyncio.wait({reading}, timeout=max(deadline - loop.time(), 0.0))
+                    else:
+                        await asyncio.wait({reading, check}, return_when=asyncio.FIRST_COMPLETED)
+                    if check is not None and check.done():  # first: a socket flooding news must not starve it
+                        checked, check = check.result(), None
+                        if checked is not None and not (self.last is not None and _same_state(checked, self.last)):
+                            stale = self.last is None or _went_further(checked, self.last, queue=False)
+                            yield checked
+                            if checked.is_terminal:
+                                return
+                            if stale:  # the socket missed a change: abandon it
+                                raise _SocketGap(
+                                    "the socket said nothing new while the task moved on: stale", reconciled=True
+                                )
+                        # The socket is kept (the task was quiet, or moved no further on HTTP); ask again later.
+                        deadline = loop.time() + idle_timeout
+                        continue
+                    if not reading.done():
+                        if check is None:  # no progress by the deadline, with a read kept from the last check
+                            check = asyncio.create_task(self._idle_check(), name="genstudio-ws-idle-check")
+                        continue
+                    news, reading = reading.result(), None  # result() raises the socket's _SocketGap
+                event = self._forward_only(news)  # again: an idle check may have been yielded since it was read
+                if event is None:
+                    continue
+                moved = self.furthest is None or _went_further(event, self.furthest)
                 yield event
                 if event.is_terminal:
                     return
-                # From when the consumer asks again: time it spends on an event is not the socket's silence.
-                deadline = loop.time() + idle_timeout
-                continue
-            # Rule 4: nothing new for a while. Ask over HTTP; if the socket missed a change, abandon it.
-            checked = await self._idle_check()
-            if checked is not None and not (self.last is not None and _same_state(checked, self.last)):
-                stale = self.last is None or _went_further(checked, self.last)
-                yield checked
-                if checked.is_terminal:
-                    return
-                if stale:
-                    raise _SocketGap("the socket said nothing new while the task moved on: stale", reconciled=True)
-            # The socket is kept (the task was quiet, or moved no further on HTTP); ask again after a quiet while.
-            deadline = loop.time() + idle_timeout
+                if moved:
+                    if check is not None:  # the socket is alive and moving: HTTP has nothing to add
+                        await _end_tasks(check)
+                        check = None
+                    # From when the consumer asks again: time it spends on an event is not the socket's silence.
+                    deadline = loop.time() + idle_timeout
+        finally:
+            await _end_tasks(reading, check)
 
     async def _next_news(self, socket: ClientConnection) -> ProgressEvent:
         """The next snapshot the forward-only rules would yield; repeats and stale snapshots are skipped."""
         while True:
-            event = await self._next_snapshot(socket)
-            if self._forward_only(event) is not None:
+            event = self._forward_only(await self._next_snapshot(socket))
+            if event is not None:
                 return event
 
     async def _next_snapshot(self, socket: ClientConnection) -> ProgressEvent:
@@ -492,10 +530,40 @@ def _object_keys(info: TaskInfo) -> tuple[dict[str, list[str]], list[str]]:
     return files, [object_key(url) for url in info.final_files]
 
 
-def _went_further(new: TaskInfo, old: TaskInfo) -> bool:
-    """Whether ``new`` shows the task past where ``old`` left it (a later status, or more progress)."""
+def _went_further(new: TaskInfo, old: TaskInfo, *, queue: bool = True) -> bool:
+    """Whether ``new`` shows the task past where ``old`` left it: a later status, or the same status with more
+    progress, or (queued, same progress; unless ``queue`` is false) a smaller queue position.
+
+    Anything else is not progress: a repeat, a flip back and forth, other URLs for the same files. The order is
+    strict and bounded (status, then progress, then queue position, each compared only when the ones before are
+    equal; positions above ``STREAM_MAX_QUEUE_POSITION`` are not believed), so a snapshot chasing the furthest
+    one seen cannot go further for ever. ``queue=False`` is for judging a socket stale: the service pushes a
+    change of status or progress, but its docs do not promise a frame for each move up the queue.
+    """
     new_rank, old_rank = _STATUS_RANK.get(new.status, 0), _STATUS_RANK.get(old.status, 0)
-    return new_rank > old_rank or (new.status == old.status and new.progress > old.progress)
+    if new_rank != old_rank:
+        return new_rank > old_rank
+    if new.status != old.status:
+        return False
+    if new.progress != old.progress:
+        return new.progress > old.progress
+    if not queue or new.status is not TaskStatus.QUEUED:
+        return False
+    return 0 < new.queue_position < old.queue_position <= C.STREAM_MAX_QUEUE_POSITION
+
+
+async def _end_tasks(*tasks: asyncio.Task[Any] | None) -> None:
+    """Cancel ``tasks`` (a no-op for one that is done) and wait until they have ended; what they ended with is no
+    longer wanted. All are cancelled before any is waited for: a second cancel of the caller leaves none running.
+    """
+    pending = {task for task in tasks if task is not None}
+    for task in pending:
+        task.cancel()
+    if pending:
+        await asyncio.wait(pending)
+    for task in pending:
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.debug("a stream task no longer waited for ended with %s", type(error).__name__)
 
 
 def _token_expired(token: str) -> bool:

@@ -22,8 +22,9 @@ import pytest
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from genstudio_async import AsyncGenStudio, ProgressEvent, Submission, TaskStatus, _http
+from genstudio_async import AsyncGenStudio, ProgressEvent, Submission, TaskInfo, TaskStatus, _http
 from genstudio_async import _constants as C
+from genstudio_async._stream import _went_further
 from genstudio_async.emulator import Emulator
 
 from .support import eventually
@@ -581,3 +582,251 @@ async def test_a_handshake_given_up_after_it_succeeded_still_closes_its_socket()
         await eventually(lambda: peer.open == 0, what="the socket to close")
         await closer.aclose()
     assert handshake.result().state.name == "CLOSED"
+
+
+# --- the idle watchdog against a socket that talks but says nothing, and an HTTP API that fails ---------------
+
+
+def _running_frame(emulator: Emulator, prompt_id: str, **changes: object) -> str:
+    """The task's snapshot as a progress frame, rewritten as still running at 50 % with no files yet."""
+    info = emulator.task_info(prompt_id)
+    assert info is not None
+    info.update({"status": 2, "progress_num": 50, "files": {}, "final_files": []}, **changes)
+    return json.dumps({"comfy_task_info": info})
+
+
+# What a stream may run beside its consumer: none of it may outlive the stream.
+_STREAM_TASKS = ("genstudio-poller", "genstudio-ws-read", "genstudio-ws-idle-check")
+
+
+@pytest.mark.genstudio_emulator(steps=2, step_seconds=0.005)  # the task is done before the stream starts
+async def test_the_socket_is_read_while_an_idle_check_waits_on_a_failing_http_api(
+    genstudio_emulator: Emulator,
+) -> None:
+    """The socket repeats a running snapshot (no change: the watchdog fires) while every ``get_task_info`` answers
+    500, which the poller waits out without end; the terminal frame the socket sends meanwhile ends the stream."""
+    async with genstudio_emulator.client() as http_only:
+        sub = await http_only.submit(T2I)
+    await genstudio_emulator.wait_status(sub.prompt_id, 3)
+    done = _snapshot_frame(genstudio_emulator, sub.prompt_id)
+    running = _running_frame(genstudio_emulator, sub.prompt_id)
+    genstudio_emulator.set_faults(http_error_rate=1.0, endpoints={"task_info"})
+    stats = genstudio_emulator.stats
+
+    async def heartbeat_then_done(socket: ServerConnection) -> None:
+        while stats.http_errors_injected == 0:  # until the idle check has asked HTTP (and been answered 500)
+            await socket.send(running)
+            await asyncio.sleep(0.005)
+        await socket.send(done)
+        await socket.wait_closed()
+
+    async with RepeatingPeer(heartbeat_then_done) as peer:
+        async with genstudio_emulator.client(ws_url=peer.url, stream_idle_timeout=0.05, poll_interval=0.02) as client:
+            async with asyncio.timeout(3.0):  # the bound only fails the test
+                events = await collect(client, sub)
+            assert_well_formed(events)
+            assert [(event.status, event.source) for event in events] == [
+                (TaskStatus.RUNNING, "websocket"),
+                (TaskStatus.SUCCEEDED, "websocket"),
+            ]
+            assert stats.http_errors_injected >= 1  # the idle check did ask
+            assert not client._poller.polling  # and left its seat when the socket won
+            assert not [task for task in asyncio.all_tasks() if task.get_name().startswith(_STREAM_TASKS)]
+        await eventually(lambda: peer.open == 0, what="the peer to see its socket closed")
+
+
+@pytest.mark.genstudio_emulator(steps=2, step_seconds=0.005)  # the task is done before the stream starts
+async def test_an_idle_check_is_given_up_as_soon_as_the_socket_shows_progress(genstudio_emulator: Emulator) -> None:
+    """HTTP answers 500 while the socket repeats 50 %; once the check is under way the socket sends 60 % and then
+    the end: the socket is alive, so the check (and its poller seat) is gone before the end arrives."""
+    async with genstudio_emulator.client() as http_only:
+        sub = await http_only.submit(T2I)
+    await genstudio_emulator.wait_status(sub.prompt_id, 3)
+    done = _snapshot_frame(genstudio_emulator, sub.prompt_id)
+    at_50, at_60 = (_running_frame(genstudio_emulator, sub.prompt_id, progress_num=p) for p in (50, 60))
+    genstudio_emulator.set_faults(http_error_rate=1.0, endpoints={"task_info"})
+    stats = genstudio_emulator.stats
+
+    async def stall_then_move(socket: ServerConnection) -> None:
+        while stats.http_errors_injected == 0:  # until the idle check has asked HTTP
+            await socket.send(at_50)
+            await asyncio.sleep(0.005)
+        await socket.send(at_60)
+        await socket.send(done)
+        await socket.wait_closed()
+
+    async with RepeatingPeer(stall_then_move) as peer:
+        client = genstudio_emulator.client(ws_url=peer.url, stream_idle_timeout=0.1, poll_interval=0.02)
+        async with client:
+            seated_at_the_end: list[frozenset[str]] = []
+            events: list[ProgressEvent] = []
+            async with asyncio.timeout(3.0), client.stream(sub) as stream:  # the bound only fails the test
+                async for event in stream:
+                    events.append(event)
+                    if event.is_terminal:
+                        seated_at_the_end.append(client._poller.polling)
+    assert [event.progress for event in events] == [50, 60, 100]
+    assert {event.source for event in events} == {"websocket"}
+    assert stats.http_errors_injected >= 1
+    assert seated_at_the_end == [frozenset()]  # no idle check was still waiting on HTTP
+
+
+def _flipping_frames(emulator: Emulator, prompt_id: str, how: str) -> Callable[[int], str]:
+    """Frame ``n`` of a socket that keeps changing without the task going anywhere."""
+    if how == "queue position 1 <-> 2":
+        return lambda n: _running_frame(emulator, prompt_id, status=1, progress_num=0, current_position=1 + n % 2)
+    if how == "cache-busting query":
+        url = "http://objects.example/out/a.png?v={n}&Expires=1&Signature=x"
+        return lambda n: _running_frame(emulator, prompt_id, files={"9": [url.format(n=n)]})
+    assert how == "queue counting down from 10**12"
+    return lambda n: _running_frame(emulator, prompt_id, status=1, progress_num=0, current_position=10**12 - n)
+
+
+@pytest.mark.genstudio_emulator(steps=2, step_seconds=0.005)  # the task is done before the stream starts
+@pytest.mark.parametrize("how", ["queue position 1 <-> 2", "cache-busting query", "queue counting down from 10**12"])
+async def test_a_socket_whose_changes_go_nowhere_does_not_hide_the_end_of_the_task(
+    genstudio_emulator: Emulator, how: str
+) -> None:
+    """Every frame differs from the one before, so each is yielded, but none shows the task any further: the
+    watchdog is not reset by them, and its HTTP check brings the end the socket never sends."""
+    async with genstudio_emulator.client() as http_only:
+        sub = await http_only.submit(T2I)
+    await genstudio_emulator.wait_status(sub.prompt_id, 3)
+    frame = _flipping_frames(genstudio_emulator, sub.prompt_id, how)
+
+    async def flip(socket: ServerConnection) -> None:
+        for n in itertools.count():
+            await socket.send(frame(n))
+            await asyncio.sleep(0.005)
+
+    async with RepeatingPeer(flip) as peer:
+        client = genstudio_emulator.client(ws_url=peer.url, stream_idle_timeout=0.05, poll_interval=0.02)
+        async with client:
+            async with asyncio.timeout(3.0):  # the bound only fails the test
+                events = await collect(client, sub)
+    assert_well_formed(events)
+    assert events[-1].source == "poll"  # the end came from the idle check over HTTP
+    assert {event.source for event in events[:-1]} == {"websocket"}  # the socket's changes were still yielded
+    assert genstudio_emulator.stats.task_info_requests >= 1
+
+
+async def test_a_move_up_the_queue_seen_only_over_http_does_not_make_the_socket_stale(
+    genstudio_emulator: Emulator,
+) -> None:
+    """The service pushes changes of status and progress; its docs do not promise a frame per move up the queue.
+    A socket that repeats position 3 while an idle check shows position 2 is kept: the end still comes over it."""
+    genstudio_emulator.pause()
+    async with genstudio_emulator.client() as http_only:
+        subs = [await http_only.submit(T2I) for _ in range(3)]
+        sub = subs[2]
+        at_3 = _snapshot_frame(genstudio_emulator, sub.prompt_id)
+        image = "http://objects.example/out/a.png"
+        finished = {"status": 3, "progress_num": 100, "queue_size": 0, "current_position": 0}
+        done = _running_frame(genstudio_emulator, sub.prompt_id, **finished, files={"9": [image]}, final_files=[image])
+        moved_up = asyncio.Event()
+
+        async def repeat_position_3(socket: ServerConnection) -> None:
+            while not moved_up.is_set():
+                await socket.send(at_3)
+                await asyncio.sleep(0.005)
+            await socket.send(done)
+            await socket.wait_closed()
+
+        async with RepeatingPeer(repeat_position_3) as peer:
+            client = genstudio_emulator.client(ws_url=peer.url, stream_idle_timeout=0.05, poll_interval=0.02)
+            async with client:
+                events: list[ProgressEvent] = []
+                async with asyncio.timeout(3.0), client.stream(sub) as stream:  # the bound only fails the test
+                    async for event in stream:
+                        events.append(event)
+                        if len(events) == 1:
+                            await http_only.cancel(subs[0])  # task 3 moves up to position 2, on HTTP only
+                        if (event.queue_position, event.source) == (2, "poll"):
+                            moved_up.set()
+    assert [(event.queue_position, event.source) for event in events[:2]] == [(3, "websocket"), (2, "poll")]
+    assert (events[-1].status, events[-1].source) == (TaskStatus.SUCCEEDED, "websocket")
+    assert peer.opened == 1  # the socket was kept, not abandoned as stale
+
+
+@pytest.mark.parametrize("leave", ["break", "cancel", "cancel twice"])
+async def test_leaving_during_an_idle_check_leaves_no_task_or_poller_seat(
+    genstudio_emulator: Emulator, leave: str
+) -> None:
+    """The idle check is under way (HTTP answers 500, the socket flips between two queue positions) when the
+    consumer breaks out or is cancelled: the check's poller seat and the socket's reader go with the stream.
+    Cancelled again while it is cleaning up, the stream lets go at once and leaves both to end on their own."""
+    async with genstudio_emulator.client() as http_only:
+        sub = await http_only.submit(T2I)
+    frame = _flipping_frames(genstudio_emulator, sub.prompt_id, "queue position 1 <-> 2")
+    genstudio_emulator.set_faults(http_error_rate=1.0, endpoints={"task_info"})
+    stats = genstudio_emulator.stats
+
+    async def flip(socket: ServerConnection) -> None:
+        for n in itertools.count():
+            await socket.send(frame(n))
+            await asyncio.sleep(0.005)
+
+    async with RepeatingPeer(flip) as peer:
+        client = genstudio_emulator.client(ws_url=peer.url, stream_idle_timeout=0.05, poll_interval=0.02)
+        async with client:
+            checking = asyncio.Event()
+
+            async def consume() -> None:
+                async with client.stream(sub) as stream:
+                    async for _event in stream:
+                        if stats.http_errors_injected and client._poller.polling:  # an idle check is under way
+                            checking.set()
+                            if leave == "break":
+                                break
+
+            def nothing_left() -> bool:
+                leftovers = [task for task in asyncio.all_tasks() if task.get_name().startswith(_STREAM_TASKS)]
+                return not client._poller.polling and not leftovers
+
+            consumer = asyncio.create_task(consume())
+            async with asyncio.timeout(3.0):  # the bound only fails the test
+                await checking.wait()
+                if leave != "break":
+                    consumer.cancel()
+                if leave == "cancel twice":
+                    await asyncio.sleep(0)  # the consumer starts cleaning up...
+                    consumer.cancel()  # ...and is cancelled again
+                await asyncio.gather(consumer, return_exceptions=True)
+            assert consumer.cancelled() == (leave != "break")
+            if leave == "cancel twice":
+                await eventually(nothing_left, what="the check and the read to end")
+            assert nothing_left()
+            await eventually(lambda: peer.open == 0, what="the peer to see its socket closed")
+
+
+def _info(status: int, progress: int = 0, position: int = 0, files: dict[str, list[str]] | None = None) -> TaskInfo:
+    return TaskInfo(prompt_id="cft-1", status=status, progress=progress, queue_position=position, files=files or {})
+
+
+@pytest.mark.parametrize(
+    ("new", "old", "further"),
+    [
+        pytest.param(_info(2), _info(1, position=1), True, id="a later status"),
+        pytest.param(_info(1, position=1), _info(2), False, id="an earlier status"),
+        pytest.param(_info(2, progress=60), _info(2, progress=50), True, id="more progress"),
+        pytest.param(_info(1, position=2), _info(1, position=3), True, id="up the queue"),
+        pytest.param(_info(1, position=3), _info(1, position=2), False, id="down the queue"),
+        pytest.param(_info(1, position=2), _info(1, position=0), False, id="a position where none was known"),
+        pytest.param(_info(1, position=0), _info(1, position=2), False, id="no position where one was known"),
+        pytest.param(_info(1, position=1), _info(1, progress=5, position=2), False, id="up the queue, less progress"),
+        pytest.param(_info(1, progress=5, position=3), _info(1, position=2), True, id="more progress, down the queue"),
+        pytest.param(
+            _info(1, position=C.STREAM_MAX_QUEUE_POSITION),
+            _info(1, position=C.STREAM_MAX_QUEUE_POSITION + 1),
+            False,
+            id="up from an unbelievable position",
+        ),
+        pytest.param(
+            _info(2, progress=50, files={"9": ["http://o/a.png?v=2"]}), _info(2, progress=50), False, id="other files"
+        ),
+    ],
+)
+def test_what_counts_as_the_task_going_further(new: TaskInfo, old: TaskInfo, further: bool) -> None:
+    """The idle watchdog's order: only a snapshot that goes further resets it; the order has no cycles (a flip
+    back and forth goes further at most once) and no endless climb (unbelievable queue positions)."""
+    assert _went_further(new, old) is further
