@@ -53,6 +53,12 @@ DEFAULT_MAX_RESPONSE_BYTES: Final = 16 * 1024 * 1024
 DEFAULT_MAX_DOWNLOAD_BYTES: Final = 512 * 1024 * 1024
 # Of a storage host's error answer (403, 404, 5xx) only this much body is read, for the error's message.
 MAX_STORAGE_ERROR_BODY_BYTES: Final = 64 * 1024
+# The content codings the SDK undoes itself, one per answer at most (a stacked "gzip, gzip" is refused: httpx
+# would inflate every layer of a network chunk in one unbounded call, before any cap could count the bytes).
+# API requests ask for exactly these; storage downloads ask for "identity" and still undo a single gzip.
+ACCEPT_ENCODING: Final = "gzip, deflate"
+# A coded body is inflated this many bytes at a time at most, so a cap is never passed by more than this.
+DECODE_CHUNK_BYTES: Final = 64 * 1024
 
 # --- retries -----------------------------------------------------------------------------------------------
 DEFAULT_MAX_RETRIES: Final = 2

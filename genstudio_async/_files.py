@@ -556,24 +556,27 @@ async def _stream_to_file(job: _Download, url: str, target: Path) -> Path:
     await anyio.Path(target.parent).mkdir(parents=True, exist_ok=True)
     async with job.http.stream_get(url, timeout=C.DEFAULT_DOWNLOAD_TIMEOUT) as response:
         body = _BodyCheck(what, response, max_bytes=job.max_bytes)
-        partial, file = await _open_part_file(target)
-        try:
-            async with file:  # closed on every path, and only after the part file is gone: it stays locked
-                try:
-                    async for chunk in response.aiter_bytes(C.DOWNLOAD_CHUNK_SIZE):
-                        body.feed(chunk)
-                        await file.write(chunk)
-                except httpx.HTTPError as exc:
-                    raise _BodyInterrupted(type(exc).__name__) from None
-                body.finish()
-                await file.flush()
-                await anyio.to_thread.run_sync(os.fsync, file.wrapped.fileno())
-                placed = await _place(partial, target, job.claimed)
-                await anyio.Path(partial).unlink(missing_ok=True)
-                return placed
-        finally:
-            with anyio.CancelScope(shield=True):
-                await anyio.Path(partial).unlink(missing_ok=True)
+        # Storage is asked for the stored bytes; a single gzip it sends anyway is undone, in bounded steps.
+        chunks = _http.decoded_body(response, what=f"download of {what}", chunk_size=C.DOWNLOAD_CHUNK_SIZE)
+        async with contextlib.aclosing(chunks):
+            partial, file = await _open_part_file(target)
+            try:
+                async with file:  # closed on every path, and only after the part file is gone: it stays locked
+                    try:
+                        async for chunk in chunks:
+                            body.feed(chunk)
+                            await file.write(chunk)
+                    except httpx.HTTPError as exc:
+                        raise _BodyInterrupted(type(exc).__name__) from None
+                    body.finish()
+                    await file.flush()
+                    await anyio.to_thread.run_sync(os.fsync, file.wrapped.fileno())
+                    placed = await _place(partial, target, job.claimed)
+                    await anyio.Path(partial).unlink(missing_ok=True)
+                    return placed
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await anyio.Path(partial).unlink(missing_ok=True)
 
 
 # --- what a body may be --------------------------------------------------------------------------------------
