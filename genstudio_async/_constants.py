@@ -127,6 +127,9 @@ DOWNLOAD_MAX_NUMBERED_NAMES: Final = 1000
 DOWNLOAD_PART_FILE_ATTEMPTS: Final = 3
 # How many first bytes of a downloaded body are looked at to tell an HTML/XML/JSON page from the file expected.
 DOWNLOAD_SNIFF_BYTES: Final = 512
+# How many files one result may name (distinct objects): a result naming more is refused before anything is
+# fetched or written (ResponseTooLargeError). ComfyUI batches are tens of files; a 16 MB answer could name 250,000.
+MAX_RESULT_FILES: Final = 10_000
 
 # --- batches -----------------------------------------------------------------------------------------------
 DEFAULT_RUN_MANY_CONCURRENCY: Final = 8
