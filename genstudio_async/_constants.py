@@ -139,6 +139,22 @@ DEFAULT_RUN_MANY_CONCURRENCY: Final = 8
 SECRET_VISIBLE_PREFIX: Final = 6
 # How many recent prompt_tokens a client redacts by value (older ones are still caught by their JWT shape).
 MAX_REMEMBERED_SECRETS: Final = 256
+# Known secrets are found by one compiled pattern; compiling it for 256 tokens takes tens of milliseconds, so it
+# is rebuilt once this many secrets were added since, and those few are looked for one by one meanwhile.
+REDACT_REBUILD_AFTER: Final = 32
+# The pattern holds at most this many first characters of each secret (a match is then checked for the rest), so a
+# server that hands out absurdly long tokens cannot make building it slow.
+REDACT_PATTERN_SECRET_CHARS: Final = 512
+# What an error keeps of a server's body (``error.body``): at most this many values (keys, strings, numbers...),
+# this many characters of strings in all, each string cut at this many characters (ending "…"), this deep.
+# Redacting a hostile 16 MB body of millions of short strings in full would hold the event loop for seconds.
+ERROR_BODY_MAX_VALUES: Final = 1_000
+ERROR_BODY_MAX_CHARS: Final = 16_000
+ERROR_BODY_MAX_STRING_CHARS: Final = 2_000
+ERROR_BODY_MAX_DEPTH: Final = 32
+# A text is redacted this many characters (or the longest known secret's length, if longer) beyond where it is
+# cut, so a secret straddling the cut is masked whole instead of being cut in two and left unrecognised.
+REDACT_CUT_MARGIN: Final = 256
 
 USER_AGENT: Final = "genstudio-async"
 

@@ -155,9 +155,15 @@ def _envelope_fields(
         code = None if raw_code is None or isinstance(raw_code, bool) else int(raw_code)
     except (TypeError, ValueError, OverflowError):
         code = None
-    message = next((body[field] for field in message_fields if body.get(field) is not None), None)
-    traceid = body.get("traceid") or body.get("trace_id") or body.get("request_id")
+    # Text or a number only: str() of a hostile list of millions of items would cost as much as the body itself.
+    message = next((body[field] for field in message_fields if _is_scalar(body.get(field))), None)
+    traceids = (body.get(field) for field in ("traceid", "trace_id", "request_id"))
+    traceid = next((value for value in traceids if value and _is_scalar(value)), None)
     return code, (str(message) if message is not None else None), (str(traceid) if traceid else None)
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -665,12 +671,23 @@ class HTTPCore:
             return APITimeoutError(f"{label} timed out ({type(exc).__name__}): {detail}", request_sent=sent)
         return APIConnectionError(f"{label} failed: {detail}", request_sent=sent)
 
-    def _status_error(self, answer: Answer, retry_after: float | None) -> APIStatusError:
-        body = self._redact.scrub(answer.json())
+    def _reported(self, body: Any) -> tuple[int | None, str | None, str | None, Any]:
+        """What a server reported in an error body: ``(code, message, traceid, excerpt of the body)``, redacted
+        and bounded (``Redactor.cut``, ``Redactor.excerpt``). The fields are read from the whole body, so one
+        that lies past the excerpt's budget still counts; the body kept for the error is only the excerpt."""
         code, message, traceid = _envelope_fields(body, self._message_fields)
-        # Redact before cutting the text short: a secret cut in half no longer matches and would leak its head.
+        limit = C.ERROR_BODY_MAX_STRING_CHARS
+        if message:
+            message = self._redact.cut(message, limit)
+        if traceid:
+            traceid = self._redact.cut(traceid, limit)
+        return code, message, traceid, self._redact.excerpt(body)
+
+    def _status_error(self, answer: Answer, retry_after: float | None) -> APIStatusError:
+        code, message, traceid, body = self._reported(answer.json())
         if not message:
-            message = self._redact(answer.text)[:200].strip() or answer.reason_phrase or "error"
+            # ``cut`` redacts a margin past the cut: a secret cut in half would no longer match and leak its head.
+            message = self._redact.cut(answer.text, 200).strip() or answer.reason_phrase or "error"
         status = answer.status_code
         error_class = _STATUS_ERRORS.get(status, InternalServerError if status >= 500 else APIStatusError)
         return error_class(
@@ -685,16 +702,14 @@ class HTTPCore:
             )
         if "code" not in body:
             return body
-        code, message, traceid = _envelope_fields(body, self._message_fields)
-        if code != 0:
-            scrubbed = self._redact.scrub(body)
-            code, message, traceid = _envelope_fields(scrubbed, self._message_fields)
+        if _envelope_fields(body, self._message_fields)[0] != 0:
+            code, message, traceid, excerpt = self._reported(body)
             log.debug("%s -> code=%s traceid=%s", path, code, traceid)
             raise APIError(
                 message or "the service reported an error",
                 code=code if code is not None else INVALID_RESPONSE_CODE,
                 traceid=traceid,
-                body=scrubbed,
+                body=excerpt,
             )
         return body.get("data")
 
