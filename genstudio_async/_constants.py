@@ -34,6 +34,12 @@ DEFAULT_MAX_RESPONSE_BYTES: Final = 16 * 1024 * 1024
 DEFAULT_MAX_DOWNLOAD_BYTES: Final = 512 * 1024 * 1024
 # Of a storage host's error answer (403, 404, 5xx) only this much body is read, for the error's message.
 MAX_STORAGE_ERROR_BODY_BYTES: Final = 64 * 1024
+# The content codings the SDK undoes itself, one per answer at most (a stacked "gzip, gzip" is refused: httpx
+# would inflate every layer of a network chunk in one unbounded call, before any cap could count the bytes).
+# API requests ask for exactly these; storage downloads ask for "identity" and still undo a single gzip.
+ACCEPT_ENCODING: Final = "gzip, deflate"
+# A coded body is inflated this many bytes at a time at most, so a cap is never passed by more than this.
+DECODE_CHUNK_BYTES: Final = 64 * 1024
 
 # --- retries -----------------------------------------------------------------------------------------------
 DEFAULT_MAX_RETRIES: Final = 2
@@ -101,6 +107,9 @@ DOWNLOAD_MAX_NUMBERED_NAMES: Final = 1000
 DOWNLOAD_PART_FILE_ATTEMPTS: Final = 3
 # How many first bytes of a downloaded body are looked at to tell an HTML/XML/JSON page from the file expected.
 DOWNLOAD_SNIFF_BYTES: Final = 512
+# How many files one result may name (distinct objects): a result naming more is refused before anything is
+# fetched or written (ResponseTooLargeError). ComfyUI batches are tens of files; a 16 MB answer could name 250,000.
+MAX_RESULT_FILES: Final = 10_000
 
 # --- batches -----------------------------------------------------------------------------------------------
 DEFAULT_RUN_MANY_CONCURRENCY: Final = 8
@@ -110,5 +119,21 @@ DEFAULT_RUN_MANY_CONCURRENCY: Final = 8
 SECRET_VISIBLE_PREFIX: Final = 6
 # How many recent prompt_tokens a client redacts by value (older ones are still caught by their JWT shape).
 MAX_REMEMBERED_SECRETS: Final = 256
+# Known secrets are found by one compiled pattern; compiling it for 256 tokens takes tens of milliseconds, so it
+# is rebuilt once this many secrets were added since, and those few are looked for one by one meanwhile.
+REDACT_REBUILD_AFTER: Final = 32
+# The pattern holds at most this many first characters of each secret (a match is then checked for the rest), so a
+# server that hands out absurdly long tokens cannot make building it slow.
+REDACT_PATTERN_SECRET_CHARS: Final = 512
+# What an error keeps of a server's body (``error.body``): at most this many values (keys, strings, numbers...),
+# this many characters of strings in all, each string cut at this many characters (ending "…"), this deep.
+# Redacting a hostile 16 MB body of millions of short strings in full would hold the event loop for seconds.
+ERROR_BODY_MAX_VALUES: Final = 1_000
+ERROR_BODY_MAX_CHARS: Final = 16_000
+ERROR_BODY_MAX_STRING_CHARS: Final = 2_000
+ERROR_BODY_MAX_DEPTH: Final = 32
+# A text is redacted this many characters (or the longest known secret's length, if longer) beyond where it is
+# cut, so a secret straddling the cut is masked whole instead of being cut in two and left unrecognised.
+REDACT_CUT_MARGIN: Final = 256
 
 USER_AGENT: Final = "genstudio-async"

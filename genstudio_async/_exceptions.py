@@ -235,8 +235,9 @@ class InvalidResponseError(APIError):
 
 
 class ResponseTooLargeError(InvalidResponseError):
-    """An API answer or a downloaded file grew past its cap. ``limit`` is the cap in bytes; ``what`` names the
-    answer or file; the setting that raises the cap is named in the message."""
+    """An API answer or a downloaded file grew past its cap, or a result named more files than a download takes.
+    ``limit`` is the cap (in bytes; for a result's files, a number of files); ``what`` names the answer or file;
+    the message names the setting that raises the cap."""
 
     def __init__(self, message: str, *, limit: int, what: str) -> None:
         super().__init__(message)

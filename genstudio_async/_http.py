@@ -18,8 +18,9 @@ import logging
 import math
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+import zlib
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -154,9 +155,15 @@ def _envelope_fields(
         code = None if raw_code is None or isinstance(raw_code, bool) else int(raw_code)
     except (TypeError, ValueError, OverflowError):
         code = None
-    message = next((body[field] for field in message_fields if body.get(field) is not None), None)
-    traceid = body.get("traceid") or body.get("trace_id") or body.get("request_id")
+    # Text or a number only: str() of a hostile list of millions of items would cost as much as the body itself.
+    message = next((body[field] for field in message_fields if _is_scalar(body.get(field))), None)
+    traceids = (body.get(field) for field in ("traceid", "trace_id", "request_id"))
+    traceid = next((value for value in traceids if value and _is_scalar(value)), None)
     return code, (str(message) if message is not None else None), (str(traceid) if traceid else None)
+
+
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, str | int | float) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -193,22 +200,174 @@ class _DeadlineExceeded(Exception):
         self.seconds = seconds
 
 
+# --- reading a body: one content coding at most, inflated in bounded steps ---------------------------------
+#
+# httpx's own decoding (``aiter_bytes``) chains every coding an answer lists and inflates each network chunk in
+# one unbounded call: 1.8 kB sent as "gzip, gzip" became 2 GB in memory before any cap could count a byte. So
+# bodies are read raw here and decoded by ``decoded_body``, which every reader of an answer uses.
+
+# The codings undone, by the names an answer may give them.
+_CODINGS = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
+
+
+def content_coding(response: httpx.Response, what: str) -> str | None:
+    """The content coding to undo for ``response``: ``"gzip"``, ``"deflate"`` or ``None`` (none, or identity).
+
+    More than one coding ("gzip, gzip") or one not undone here ("br") is ``InvalidResponseError``, naming it.
+    """
+    listed = [value.strip().lower() for value in response.headers.get_list("content-encoding", split_commas=True)]
+    codings = [coding for coding in listed if coding and coding != "identity"]
+    if not codings:
+        return None
+    shown = ", ".join(codings)
+    shown = repr(shown[:60] + ("…" if len(shown) > 60 else ""))
+    if len(codings) > 1:
+        raise InvalidResponseError(
+            f"{what}: the answer's Content-Encoding is {shown}: more than one coding is refused "
+            "(one of gzip or deflate at most)"
+        )
+    if codings[0] not in _CODINGS:
+        raise InvalidResponseError(
+            f"{what}: the answer's Content-Encoding is {shown}, which the SDK does not decode (gzip or deflate only)"
+        )
+    return _CODINGS[codings[0]]
+
+
+def _has_zlib_header(head: bytes) -> bool:
+    """Whether two bytes open a zlib stream (RFC 1950: method 8, a window of at most 32 KiB, the header's
+    checksum) rather than raw deflate."""
+    return head[0] & 0x0F == 8 and head[0] >> 4 <= 7 and (head[0] << 8 | head[1]) % 31 == 0
+
+
+class _Inflater:
+    """Undoes one gzip or deflate coding, never more than ``step`` decoded bytes at a time.
+
+    ``deflate`` is taken as zlib-wrapped or raw, whichever its first two bytes say (the servers that send raw
+    deflate under that name are why httpx's ``DeflateDecoder`` falls back too). A gzip body may hold several
+    members one after another (RFC 1952), and zero bytes of padding after the last.
+    """
+
+    def __init__(self, coding: str, what: str) -> None:
+        self._coding = coding
+        self._what = what
+        self._inflater = zlib.decompressobj(zlib.MAX_WBITS | 16) if coding == "gzip" else None
+        self._head = b""  # deflate: the first bytes, until there are two to tell zlib from raw
+        self._started = False  # any coded byte arrived (an empty body needs no stream at all)
+
+    def inflate(self, data: bytes, step: int) -> Iterator[bytes]:
+        """What ``data``, coming next, decodes to, in pieces of at most ``step`` bytes."""
+        if not data:
+            return
+        self._started = True
+        if self._inflater is None:
+            self._head += data
+            if len(self._head) < 2:
+                return
+            data, self._head = self._head, b""
+            self._inflater = zlib.decompressobj(zlib.MAX_WBITS if _has_zlib_header(data) else -zlib.MAX_WBITS)
+        while data:
+            inflater = self._inflater
+            if inflater.eof:
+                data = self._after_the_end(data)
+                continue
+            try:
+                piece = inflater.decompress(data, step)
+            except zlib.error as exc:
+                raise InvalidResponseError(f"{self._what}: the {self._coding}-coded body is corrupt ({exc})") from None
+            data = inflater.unconsumed_tail
+            if piece:
+                yield piece
+            if not data and not inflater.eof and len(piece) == step:
+                yield from self._drain(step)
+            if inflater.eof:
+                data = inflater.unused_data + data
+
+    def _drain(self, step: int) -> Iterator[bytes]:
+        """Output the inflater still holds after its input ran out while a piece was full."""
+        assert self._inflater is not None
+        while not self._inflater.eof:
+            try:
+                piece = self._inflater.decompress(b"", step)
+            except zlib.error as exc:
+                raise InvalidResponseError(f"{self._what}: the {self._coding}-coded body is corrupt ({exc})") from None
+            if piece:
+                yield piece
+            if len(piece) < step:
+                return
+
+    def _after_the_end(self, data: bytes) -> bytes:
+        """Bytes after the end of a coded stream: a next gzip member (or zero padding); for deflate, refused."""
+        if self._coding == "gzip":
+            data = data.lstrip(b"\0")
+            if data:
+                self._inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)
+            return data
+        raise InvalidResponseError(f"{self._what}: the answer goes on after the end of its deflate-coded body")
+
+    def finish(self) -> None:
+        """The body ended: it must not have ended inside a coded stream (a cut-off file would pass for whole)."""
+        if self._started and (self._inflater is None or not self._inflater.eof):
+            raise InvalidResponseError(f"{self._what}: the answer ends before its {self._coding}-coded body does")
+
+
+def decoded_body(
+    response: httpx.Response, *, what: str, chunk_size: int = C.DECODE_CHUNK_BYTES
+) -> AsyncGenerator[bytes, None]:
+    """The body of streamed ``response``, its content coding undone. A coded body is inflated at most
+    ``chunk_size`` bytes at a time (an uncoded one comes as the network delivers it), so a caller counting the
+    chunks against a cap never holds more than one chunk past it.
+
+    The coding is checked here, before anything is read (``content_coding``: ``InvalidResponseError``); a body
+    that is not what its coding says is ``InvalidResponseError`` as it is read. Use it as
+    ``async with contextlib.aclosing(decoded_body(...)) as chunks``, so it is closed however the loop ends.
+    """
+    coding = content_coding(response, what)
+    return _decoded_chunks(response, coding, what, chunk_size)
+
+
+async def _decoded_chunks(
+    response: httpx.Response, coding: str | None, what: str, chunk_size: int
+) -> AsyncGenerator[bytes, None]:
+    if response.is_stream_consumed:
+        # Read whole already, decoded by httpx: an in-memory answer (a mock transport), not one off the network.
+        content = response.content
+        for start in range(0, len(content), chunk_size):
+            yield content[start : start + chunk_size]
+        return
+    inflater = _Inflater(coding, what) if coding is not None else None
+    raw = response.aiter_raw()  # an async generator, typed as a plain iterator by httpx
+    try:
+        async for chunk in raw:
+            if inflater is None:
+                yield chunk
+                continue
+            for piece in inflater.inflate(chunk, chunk_size):
+                yield piece
+        if inflater is not None:
+            inflater.finish()
+    finally:
+        if isinstance(raw, AsyncGenerator):
+            await raw.aclose()
+
+
 async def read_capped(response: httpx.Response, limit: int, *, what: str, setting: str) -> bytes:
     """The decoded body of ``response``, refusing it once it passes ``limit`` bytes.
 
-    ``Content-Length`` is checked first; the decoded bytes are counted as they arrive, so a small compressed body
-    that inflates past the cap is cut off without being held. ``setting`` names the argument that sets the cap.
+    ``Content-Length`` is checked first; the decoded bytes are counted as they are inflated (``decoded_body``),
+    so a small compressed body that inflates past the cap is cut off without being held. ``setting`` names the
+    argument that sets the cap.
     """
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(what, limit, setting)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(what, limit, setting)
-        chunks.append(chunk)
+    async with aclosing(decoded_body(response, what=what)) as body:
+        async for chunk in body:
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(what, limit, setting)
+            chunks.append(chunk)
     return b"".join(chunks)
 
 
@@ -295,6 +454,8 @@ class HTTPCore:
         self._auth_headers = {
             "Authorization": f"Bearer {api_key}",
             "Accept": "application/json",
+            # Exactly the codings ``decoded_body`` undoes (httpx would offer br and zstd when they are installed).
+            "Accept-Encoding": C.ACCEPT_ENCODING,
             "User-Agent": f"{C.USER_AGENT}/{__version__}",
         }
 
@@ -395,7 +556,11 @@ class HTTPCore:
                 "PUT",
                 httpx.URL(url),
                 content=content,
-                headers={"Content-Type": content_type, "User-Agent": f"{C.USER_AGENT}/{__version__}"},
+                headers={
+                    "Content-Type": content_type,
+                    "Accept-Encoding": C.ACCEPT_ENCODING,
+                    "User-Agent": f"{C.USER_AGENT}/{__version__}",
+                },
                 timeout=self.upload_timeout,
             )
             request.headers.pop("Authorization", None)  # an injected client's default headers included
@@ -506,12 +671,24 @@ class HTTPCore:
             return APITimeoutError(f"{label} timed out ({type(exc).__name__}): {detail}", request_sent=sent)
         return APIConnectionError(f"{label} failed: {detail}", request_sent=sent)
 
-    def _status_error(self, answer: Answer, retry_after: float | None) -> APIStatusError:
-        body = self._redact.scrub(answer.json())
+    def _reported(self, body: Any) -> tuple[int | None, str | None, str | None, Any]:
+        """What a server reported in an error body: ``(code, message, traceid, excerpt of the body)``, redacted
+        and bounded (``Redactor.cut``, ``Redactor.excerpt``). The fields are read from the whole body, so one
+        that lies past the excerpt's budget still counts; the body kept for the error is only the excerpt."""
         code, message, traceid = _envelope_fields(body, self._message_fields)
-        # Redact before cutting the text short: a secret cut in half no longer matches and would leak its head.
+        limit = C.ERROR_BODY_MAX_STRING_CHARS
+        if message:
+            message = self._redact.cut(message, limit)
+        if traceid:
+            traceid = self._redact.cut(traceid, limit)
+        return code, message, traceid, self._redact.excerpt(body)
+
+    def _status_error(self, answer: Answer, retry_after: float | None) -> APIStatusError:
+        code, message, traceid, body = self._reported(answer.json())
         if not message:
-            message = self._redact(answer.text)[:200].strip() or answer.reason_phrase or "error"
+            # ``cut`` redacts a margin past the cut: a secret cut in half would no longer match and leak its head.
+            text = self._redact.cut(answer.text, 200).strip()
+            message = text or self._redact.cut(answer.reason_phrase, 200) or "error"
         status = answer.status_code
         error_class = _STATUS_ERRORS.get(status, InternalServerError if status >= 500 else APIStatusError)
         return error_class(
@@ -526,16 +703,14 @@ class HTTPCore:
             )
         if "code" not in body:
             return body
-        code, message, traceid = _envelope_fields(body, self._message_fields)
-        if code != 0:
-            scrubbed = self._redact.scrub(body)
-            code, message, traceid = _envelope_fields(scrubbed, self._message_fields)
+        if _envelope_fields(body, self._message_fields)[0] != 0:
+            code, message, traceid, excerpt = self._reported(body)
             log.debug("%s -> code=%s traceid=%s", path, code, traceid)
             raise APIError(
                 message or "the service reported an error",
                 code=code if code is not None else INVALID_RESPONSE_CODE,
                 traceid=traceid,
-                body=scrubbed,
+                body=excerpt,
             )
         return body.get("data")
 
@@ -543,18 +718,20 @@ class HTTPCore:
 async def _error_answer(response: httpx.Response, label: str) -> Answer:
     """A streamed error answer, closed, holding no more than the first bytes of its body.
 
-    Storage is not trusted to end an error body: only ``C.MAX_STORAGE_ERROR_BODY_BYTES`` (decoded) are read, enough
-    for the message and the status error built from it.
+    Storage is not trusted to end an error body: only ``C.MAX_STORAGE_ERROR_BODY_BYTES`` (decoded, in bounded
+    steps) are read, enough for the message and the status error built from it.
     """
     body = b""
     try:
-        async for chunk in response.aiter_bytes():
-            body += chunk
-            if len(body) >= C.MAX_STORAGE_ERROR_BODY_BYTES:
-                log.debug("%s: read only the first %d bytes of the error body", label, len(body))
-                break
-    except httpx.HTTPError as exc:
-        # The body of an error answer broke off: what arrived, or the status code alone, has to do.
+        async with aclosing(decoded_body(response, what=label)) as chunks:
+            async for chunk in chunks:
+                body += chunk
+                if len(body) >= C.MAX_STORAGE_ERROR_BODY_BYTES:
+                    log.debug("%s: read only the first %d bytes of the error body", label, len(body))
+                    break
+    except (httpx.HTTPError, InvalidResponseError) as exc:
+        # The body of an error answer broke off, or is coded in a way it may not be: what arrived, or the status
+        # code alone, has to do (the status is what the caller acts on: a 403 still refreshes a signed URL).
         log.debug("%s: the error body could not be read: %s", label, type(exc).__name__)
     finally:
         with anyio.CancelScope(shield=True):

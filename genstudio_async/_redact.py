@@ -2,42 +2,121 @@
 
 The API key and every ``prompt_token`` are credentials. Wherever text may reach a log line, a ``repr`` or an
 exception message, it goes through :func:`mask` (one secret) or :class:`Redactor` (any text that may hold
-one) first.
+one) first. What a server sends is hostile in size as well: :meth:`Redactor.cut` and :meth:`Redactor.excerpt`
+redact and keep only a bounded part of it, so a huge body costs no more than a small one.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from ._constants import MAX_REMEMBERED_SECRETS, SECRET_VISIBLE_PREFIX
+from . import _constants as C
 
 _JWT_PATTERN = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}")
 _BEARER_PATTERN = re.compile(r"(Bearer\s+)([^\s)\]}\"',;]+)", re.IGNORECASE)
 _TOKEN_PARAM_PATTERN = re.compile(r"(authorization=)([^&\s\"']+)", re.IGNORECASE)
-# How deep ``Redactor.scrub`` follows nested JSON; deeper parts of a hostile body are dropped.
-_MAX_SCRUB_DEPTH = 32
+# How deeply the pattern of known secrets nests its groups before it lists what is left flat: Python's regex
+# parser recurses per group, and secrets that begin with one another ("a", "aa", "aaa"...) would nest one each.
+_MAX_PATTERN_NESTING = 24
+
+CUT_MARK = "…"
+"""Ends a string that was cut short, and stands for what a list or an object in an excerpt left out."""
 
 
 def mask(secret: str | None) -> str:
     """A short, recognisable prefix of a secret followed by an ellipsis: ``sk-abc…``."""
     if not secret:
         return "<none>"
-    visible = secret[:SECRET_VISIBLE_PREFIX] if len(secret) > 2 * SECRET_VISIBLE_PREFIX else secret[:2]
+    visible = secret[: C.SECRET_VISIBLE_PREFIX] if len(secret) > 2 * C.SECRET_VISIBLE_PREFIX else secret[:2]
     return f"{visible}…"
+
+
+def _alternation(words: list[str], depth: int = 0) -> str:
+    """Regex source matching any of ``words`` (sorted, distinct), the longest where several match at one place.
+
+    A trie (``sk-a(?:bc|xy)``), not a flat ``sk-abc|sk-axy``: a flat alternation tries every word at each place
+    where one could begin, so text made of the words' shared first characters costs seconds per megabyte.
+    """
+    if depth >= _MAX_PATTERN_NESTING:  # longest first: an alternation takes the first branch that matches
+        return f"(?:{'|'.join(re.escape(word) for word in sorted(words, key=len, reverse=True))})"
+    optional = words[0] == ""  # sorted: the empty word (one word ended here) comes first
+    branches = []
+    for _first, grouped in itertools.groupby(words[1:] if optional else words, key=lambda word: word[0]):
+        group = list(grouped)
+        prefix = _common_prefix(group[0], group[-1])  # sorted: what the first and last share, all share
+        rest = [word[len(prefix) :] for word in group]
+        branches.append(re.escape(prefix) + (_alternation(rest, depth + 1) if len(group) > 1 else ""))
+    if len(branches) == 1 and not optional:
+        return branches[0]
+    # Greedy "?": the longer word is tried before the one that ends here.
+    return f"(?:{'|'.join(branches)}){'?' if optional else ''}"
+
+
+def _common_prefix(first: str, last: str) -> str:
+    length = 0
+    for one, other in zip(first, last, strict=False):
+        if one != other:
+            break
+        length += 1
+    return first[:length]
+
+
+class _KnownSecrets:
+    """A fixed set of secrets and one compiled pattern that finds them in any text."""
+
+    def __init__(self, secrets: Collection[str]) -> None:
+        self.secrets = frozenset(secrets)
+        self.longest = max(map(len, self.secrets), default=0)
+        limit = C.REDACT_PATTERN_SECRET_CHARS
+        heads = sorted({secret[:limit] for secret in self.secrets})
+        self._pattern = re.compile(_alternation(heads)) if heads else None
+        # The secrets longer than their head in the pattern, longest first, by head: a match is checked for them.
+        self._longer: dict[str, list[str]] = {}
+        for secret in sorted(self.secrets, key=len, reverse=True):
+            if len(secret) > limit:
+                self._longer.setdefault(secret[:limit], []).append(secret)
+
+    def spans(self, text: str) -> Iterator[tuple[int, int]]:
+        """``(start, end)`` of every occurrence of a secret in ``text``, overlapping ones included."""
+        if self._pattern is None:
+            return
+        match = self._pattern.search(text)
+        while match is not None:
+            start, end = match.span()
+            for secret in self._longer.get(match.group(), ()):
+                if text.startswith(secret, start):
+                    end = start + len(secret)
+                    break
+            yield start, end
+            match = self._pattern.search(text, start + 1)
+
+
+@dataclass
+class _Budget:
+    """What is left of an excerpt's allowance."""
+
+    values: int = C.ERROR_BODY_MAX_VALUES
+    chars: int = C.ERROR_BODY_MAX_CHARS
 
 
 class Redactor:
     """Replaces known secrets, and anything shaped like a JWT or a bearer credential, in free text."""
 
-    def __init__(self, secrets: Iterable[str | None] = (), *, remember: int = MAX_REMEMBERED_SECRETS) -> None:
+    def __init__(self, secrets: Iterable[str | None] = (), *, remember: int = C.MAX_REMEMBERED_SECRETS) -> None:
         self._pinned = {secret for secret in secrets if secret}  # the API key: for the client's lifetime
         # prompt_tokens: the most recent few only. An older token is still caught by the JWT pattern below.
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._remember = remember
-        self._ordered: list[str] | None = None
+        # The pattern of every secret known when it was built (one forgotten since is still masked until the next
+        # build), and the secrets added since, looked for one by one until there are too many of them.
+        self._known = _KnownSecrets(self._pinned)
+        self._added: list[str] = []
+        self._added_longest = 0
 
     def add(self, secret: str | None) -> None:
         if not secret or secret in self._pinned:
@@ -46,38 +125,106 @@ class Redactor:
         self._recent.move_to_end(secret)
         while len(self._recent) > self._remember:
             self._recent.popitem(last=False)
-        self._ordered = None
+        if secret not in self._known.secrets and secret not in self._added:
+            self._added.append(secret)
+            self._added_longest = max(self._added_longest, len(secret))
 
-    def _longest_first(self) -> list[str]:
-        # Longest first: a secret may begin with another (two keys sharing a prefix), and masking the shorter one
-        # first would leave the rest of the longer one in the clear.
-        if self._ordered is None:
-            self._ordered = sorted((*self._pinned, *self._recent), key=len, reverse=True)
-        return self._ordered
+    def _current(self) -> tuple[_KnownSecrets, list[str]]:
+        """The compiled secrets and those added since; rebuilt (lazily, here) once too many were added."""
+        if len(self._added) > C.REDACT_REBUILD_AFTER:
+            self._known = _KnownSecrets({*self._pinned, *self._recent})
+            self._added, self._added_longest = [], 0
+        return self._known, self._added
 
     def __call__(self, text: str) -> str:
-        for secret in self._longest_first():
-            if secret in text:
-                text = text.replace(secret, mask(secret))
+        text = self._mask_known(text)
         text = _JWT_PATTERN.sub(lambda match: mask(match.group(0)), text)
         text = _BEARER_PATTERN.sub(lambda match: match.group(1) + mask(match.group(2)), text)
         return _TOKEN_PARAM_PATTERN.sub(lambda match: match.group(1) + mask(match.group(2)), text)
 
-    def scrub(self, value: Any, *, depth: int = 0) -> Any:
-        """``value`` (parsed JSON: dicts, lists, strings...) with every string redacted, keys included.
+    def _mask_known(self, text: str) -> str:
+        """``text`` with every occurrence of a known secret masked. Occurrences that overlap (a secret that begins
+        with another, or inside another) are masked as one run, so that no part of either is left in the clear."""
+        known, added = self._current()
+        spans = list(known.spans(text))
+        for secret in added:
+            start = text.find(secret)
+            while start >= 0:
+                spans.append((start, start + len(secret)))
+                start = text.find(secret, start + 1)
+        if not spans:
+            return text
+        spans.sort()
+        pieces: list[str] = []
+        copied = 0  # text[:copied] is in pieces already
+        run_start, run_end = spans[0]
+        for start, end in spans[1:]:
+            if start < run_end:
+                run_end = max(run_end, end)
+                continue
+            pieces += (text[copied:run_start], mask(text[run_start:run_end]))
+            copied, run_start, run_end = run_end, start, end
+        pieces += (text[copied:run_start], mask(text[run_start:run_end]), text[run_end:])
+        return "".join(pieces)
 
-        For what a server sent that an error will carry (an error envelope, a body): a server may echo the key or
-        a token anywhere in it. Nesting past a sane depth is cut (the value then holds only what was redacted).
+    def cut(self, text: str, limit: int) -> str:
+        """``text`` redacted and, when longer than ``limit`` characters, cut to them and ended with ``"…"``.
+
+        Only the start of a long text is redacted: its first ``limit`` characters and a margin beyond (at least
+        the longest known secret) on both sides of where it ends up cut, so a secret straddling the cut is masked
+        whole (half a secret no longer matches, and would leave its head in the clear), and the part of the
+        margin that may hold a secret the window itself cut off is dropped.
         """
+        known, _added = self._current()
+        margin = max(C.REDACT_CUT_MARGIN, known.longest, self._added_longest)
+        window = limit + 2 * margin
+        if len(text) <= window:
+            redacted = self(text)
+            return redacted if len(redacted) <= limit else redacted[:limit] + CUT_MARK
+        redacted = self(text[:window])
+        return redacted[: max(0, min(limit, len(redacted) - margin))] + CUT_MARK
+
+    def excerpt(self, value: Any) -> Any:
+        """What an error may keep of ``value`` (parsed JSON a server sent): redacted, keys included, and bounded.
+
+        At most ``C.ERROR_BODY_MAX_VALUES`` values and ``C.ERROR_BODY_MAX_CHARS`` characters of strings are kept,
+        each string cut at ``C.ERROR_BODY_MAX_STRING_CHARS`` (see :meth:`cut`); a list that had more ends with
+        ``"…"``, an object gets the key ``"…"``; nesting deeper than ``C.ERROR_BODY_MAX_DEPTH`` becomes ``None``.
+        A server may echo the key or a token anywhere in a body, and make the body as large as its cap allows.
+        """
+        return self._excerpt(value, _Budget(), depth=0)
+
+    def _excerpt(self, value: Any, budget: _Budget, *, depth: int) -> Any:
+        budget.values -= 1
         if isinstance(value, str):
-            return self(value)
-        if depth >= _MAX_SCRUB_DEPTH:
+            return self._excerpt_text(value, budget)
+        if depth >= C.ERROR_BODY_MAX_DEPTH:
             return None
         if isinstance(value, Mapping):
-            return {self(str(key)): self.scrub(item, depth=depth + 1) for key, item in value.items()}
+            kept: dict[str, Any] = {}
+            for key, item in value.items():
+                if budget.values <= 0:
+                    kept[CUT_MARK] = CUT_MARK
+                    break
+                budget.values -= 1
+                kept[self._excerpt_text(str(key), budget)] = self._excerpt(item, budget, depth=depth + 1)
+            return kept
         if isinstance(value, list | tuple):
-            return [self.scrub(item, depth=depth + 1) for item in value]
+            items: list[Any] = []
+            for item in value:
+                if budget.values <= 0:
+                    items.append(CUT_MARK)
+                    break
+                items.append(self._excerpt(item, budget, depth=depth + 1))
+            return items
         return value
+
+    def _excerpt_text(self, text: str, budget: _Budget) -> str:
+        if budget.chars <= 0:
+            return CUT_MARK if text else text
+        kept = self.cut(text, min(C.ERROR_BODY_MAX_STRING_CHARS, budget.chars))
+        budget.chars -= len(kept)
+        return kept
 
 
 redact_shapes = Redactor()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import struct
+import tracemalloc
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -118,3 +121,39 @@ async def raw_http_server(handler: RawHandler) -> AsyncIterator[str]:
 async def read_request_head(reader: asyncio.StreamReader) -> bytes:
     """The request line and headers of one HTTP/1.1 request (the body, if any, is left unread)."""
     return await reader.readuntil(b"\r\n\r\n")
+
+
+def zero_bomb(mebibytes: int, *, layers: int = 1, wbits: int = 31) -> bytes:
+    """``mebibytes`` MiB of zero bytes compressed (``wbits``: 31 gzip, 15 zlib, -15 raw deflate), then gzipped
+    again once per further layer: a few kilobytes on the wire, ``mebibytes`` MiB once inflated."""
+    squeezer = zlib.compressobj(9, zlib.DEFLATED, wbits)
+    block = bytes(1 << 20)
+    data = b"".join(squeezer.compress(block) for _ in range(mebibytes)) + squeezer.flush()
+    for _ in range(layers - 1):
+        data = gzip.compress(data, 9)
+    return data
+
+
+@dataclass
+class Peak:
+    bytes: int = 0
+
+
+@contextmanager
+def peak_memory() -> Iterator[Peak]:
+    """How much more memory Python held at its peak inside the block than when it began (``tracemalloc``).
+
+    For asserting that a body was never held whole: deterministic, unlike the process's RSS.
+    """
+    started_here = not tracemalloc.is_tracing()
+    if started_here:
+        tracemalloc.start()
+    tracemalloc.reset_peak()
+    before = tracemalloc.get_traced_memory()[0]
+    peak = Peak()
+    try:
+        yield peak
+    finally:
+        peak.bytes = tracemalloc.get_traced_memory()[1] - before
+        if started_here:
+            tracemalloc.stop()

@@ -18,10 +18,12 @@ from genstudio_async import (
     GenStudioError,
     InvalidResponseError,
     NotFoundError,
+    ResponseTooLargeError,
     TaskResult,
     _files,
 )
-from genstudio_async._files import fit_name, object_key
+from genstudio_async import _constants as C
+from genstudio_async._files import fit_name, object_key, plan_downloads
 from genstudio_async.emulator import Emulator
 from tests.support import PNG_SIGNATURE, png_size
 
@@ -160,6 +162,65 @@ async def test_cancelling_a_download_while_its_file_opens_leaves_no_open_file(
         await download
     assert len(opened) == 1 and opened[0].wrapped.closed  # the handle opened after the cancel was closed
     assert files_in(tmp_path) == []  # and the .part file removed
+
+
+# --- planning: how many files, and their names ----------------------------------------------------------------
+
+
+def _query_addressed(count: int, name: str = "get.png") -> list[str]:
+    return [f"https://store.test/{name}?id={index}&Signature=s{index}" for index in range(count)]
+
+
+def test_many_objects_of_one_name_are_numbered_without_rescanning_the_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    numbered: list[int] = []
+    original = _files.numbered_name
+
+    def counted(name: str, number: int) -> str:
+        numbered.append(number)
+        return original(name, number)
+
+    monkeypatch.setattr(_files, "numbered_name", counted)
+    count = 1000
+    planned = plan_downloads(TaskResult(prompt_id="cft-1", files={"9": _query_addressed(count)}), Path("out"))
+    assert [item.target.name for item in planned] == ["get.png"] + [f"get-{n}.png" for n in range(1, count)]
+    # One name made per file: numbering from 1 for every file made 500,000 (r09: 8,000 files, 155 s).
+    assert len(numbered) == count - 1
+
+
+def test_numbering_steps_over_names_other_objects_hold_in_any_case() -> None:
+    urls = [
+        "https://store.test/a.png?id=1",
+        "https://store.test/a-1.png?id=1",  # holds the first number a.png would take
+        "https://store.test/a.png?id=2",
+        "https://store.test/A.png?id=3",  # one file with a.png on macOS and Windows
+        "https://store.test/a-1.png?id=2",
+    ]
+    planned = plan_downloads(TaskResult(prompt_id="cft-1", files={"9": urls}), Path("out"))
+    assert [item.target.name for item in planned] == ["a.png", "a-1.png", "a-2.png", "A-3.png", "a-1-1.png"]
+
+
+def test_a_result_naming_more_files_than_the_limit_is_refused() -> None:
+    limit = 10_000
+    urls = _query_addressed(limit + 1)
+    # The same objects listed again (final_files repeats files) are not counted twice.
+    within = TaskResult(prompt_id="cft-1", files={"9": urls[:limit]}, final_files=urls[:limit])
+    assert len(plan_downloads(within, Path("out"))) == limit
+    with pytest.raises(ResponseTooLargeError) as caught:
+        plan_downloads(TaskResult(prompt_id="cft-1", files={"9": urls}), Path("out"))
+    assert caught.value.limit == limit == C.MAX_RESULT_FILES
+    assert "more than 10,000 files" in str(caught.value)
+
+
+async def test_a_download_of_too_many_files_fetches_and_writes_nothing(
+    api: respx.MockRouter, client: AsyncGenStudio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(C, "MAX_RESULT_FILES", 3, raising=False)
+    urls = _query_addressed(4)
+    routes = [api.get(url).respond(200, content=PNG_SIGNATURE) for url in urls]
+    with pytest.raises(ResponseTooLargeError, match="more than 3 files"):
+        await client.download(TaskResult(prompt_id="cft-1", files={"9": urls}), tmp_path / "out")
+    assert sum(route.call_count for route in routes) == 0
+    assert not (tmp_path / "out").exists()
 
 
 # --- which object a URL names -------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import gzip
 import logging
 import os
 import sys
@@ -28,6 +29,8 @@ from genstudio_async import (
     AsyncGenStudio,
     InternalServerError,
     InvalidInputError,
+    InvalidResponseError,
+    NotFoundError,
     ResponseTooLargeError,
     TaskInfo,
     TaskResult,
@@ -35,7 +38,7 @@ from genstudio_async import (
 from genstudio_async._files import download_result
 from genstudio_async._http import HTTPCore, RetryPolicy
 from genstudio_async._redact import Redactor
-from tests.support import PNG_SIGNATURE, eventually, raw_http_server
+from tests.support import PNG_SIGNATURE, eventually, peak_memory, raw_http_server, zero_bomb
 
 API_KEY = "sk-hostile-test-2b7e151628aed2a6"
 PAYLOAD = PNG_SIGNATURE + b"\x00" * 1000
@@ -381,6 +384,71 @@ async def test_a_gzip_bomb_is_measured_by_what_it_inflates_to(tmp_path: Path) ->
         with pytest.raises(ResponseTooLargeError):
             await download_with_limits(server, tmp_path, max_bytes=CAP)
     assert b"accept-encoding: identity" in server.requests[0].lower()  # the stored bytes were asked for
+    assert files_in(tmp_path) == []
+
+
+SMALL_CAP = 64 * 1024
+
+
+def coded_answer(body: bytes, coding: str, *, status: str = "200 OK", sized: bool = True) -> Handler:
+    """Answers with ``body`` under ``Content-Encoding: coding``; unsized, it ends the body by closing."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> bool:
+        framing = f"Content-Length: {len(body)}" if sized else "Connection: close"
+        writer.write(
+            f"HTTP/1.1 {status}\r\nContent-Type: image/png\r\nContent-Encoding: {coding}\r\n{framing}\r\n\r\n".encode()
+            + body
+        )
+        await writer.drain()
+        return sized
+
+    return answer
+
+
+async def test_a_storage_answer_in_stacked_codings_is_refused_before_anything_is_inflated(tmp_path: Path) -> None:
+    bomb = zero_bomb(100, layers=2)  # r02: 1.8 kB as "gzip, gzip" took 3 GB against a 1 MiB cap
+
+    async with raw_server(coded_answer(bomb, "gzip, gzip", sized=False)) as server:
+        with peak_memory() as peak, pytest.raises(InvalidResponseError) as raised:
+            await download_with_limits(server, tmp_path, max_bytes=SMALL_CAP)
+    assert type(raised.value) is InvalidResponseError
+    assert "download of 9/image.png" in str(raised.value) and "'gzip, gzip'" in str(raised.value)
+    assert peak.bytes < 4 << 20
+    assert files_in(tmp_path) == []
+
+
+async def test_a_gzip_bomb_from_storage_never_inflates_more_than_a_chunk_past_the_cap(tmp_path: Path) -> None:
+    async with raw_server(coded_answer(zero_bomb(100), "gzip", sized=False)) as server:
+        with peak_memory() as peak, pytest.raises(ResponseTooLargeError) as raised:
+            await download_with_limits(server, tmp_path, max_bytes=SMALL_CAP)
+    assert raised.value.limit == SMALL_CAP
+    assert peak.bytes < 4 << 20  # httpx inflated each network chunk whole, tens of MB at once
+    assert files_in(tmp_path) == []
+
+
+async def test_a_file_the_storage_gzips_anyway_is_saved_as_stored(tmp_path: Path) -> None:
+    async with raw_server(coded_answer(gzip.compress(PAYLOAD), "gzip")) as server:
+        paths = await download_with_limits(server, tmp_path)
+    assert [path.read_bytes() for path in paths] == [PAYLOAD]
+
+
+async def test_a_gzip_body_that_ends_early_is_refused_not_saved_as_if_whole(tmp_path: Path) -> None:
+    cut_off = gzip.compress(PAYLOAD + bytes(range(256)) * 64)[:-40]  # framed right; the gzip stream is not ended
+
+    async with raw_server(coded_answer(cut_off, "gzip")) as server:
+        with pytest.raises(InvalidResponseError, match="ends before"):
+            await download_with_limits(server, tmp_path)
+    assert files_in(tmp_path) == []
+
+
+async def test_a_storage_error_in_stacked_codings_is_still_its_status_error(tmp_path: Path) -> None:
+    bomb = zero_bomb(100, layers=2)
+
+    async with raw_server(coded_answer(bomb, "gzip, gzip", status="404 Not Found", sized=False)) as server:
+        with peak_memory() as peak, pytest.raises(NotFoundError) as raised:
+            await download_with_limits(server, tmp_path)
+    assert raised.value.status_code == 404
+    assert peak.bytes < 4 << 20
     assert files_in(tmp_path) == []
 
 

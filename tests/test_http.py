@@ -10,7 +10,9 @@ import email.utils
 import gzip
 import itertools
 import json
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from types import SimpleNamespace
 from typing import Any
 
@@ -30,6 +32,7 @@ from genstudio_async import (
     GenStudioError,
     InternalServerError,
     InvalidInputError,
+    InvalidResponseError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
@@ -42,7 +45,7 @@ from genstudio_async._http import HTTPCore, RetryPolicy, parse_retry_after, retr
 from genstudio_async._redact import Redactor
 from genstudio_async._services import genstudio as GS
 
-from .support import raw_http_server, read_request_head
+from .support import peak_memory, raw_http_server, read_request_head, zero_bomb
 
 SUBMITTED = {"code": 0, "msg": "Success", "data": {"prompt_id": "cft-new", "prompt_token": "tok-new"}}
 ONE_TASK = {
@@ -658,6 +661,148 @@ async def test_an_answer_within_the_cap_and_deadline_is_read_as_before() -> None
     ) as client:
         info = await client.get_task("cft-1")
     assert info.prompt_id == "cft-1"
+
+# --- content codings: one at most, inflated in bounded steps --------------------------------------------------
+
+_SMALL_CAP = 64 * 1024
+# Far more than any test's cap allows; a client that inflated a network chunk in one go would hold tens of MB.
+_BOMB_MIB = 100
+
+
+@asynccontextmanager
+async def _coded_answer_server(
+    body: bytes, coding: str, heads: list[bytes] | None = None, *, sized: bool = True
+) -> AsyncIterator[str]:
+    """A server answering every request with ``body`` under ``Content-Encoding: coding`` (heads recorded).
+
+    ``sized=False``: no Content-Length (the body ends when the connection does), so no cap can refuse it up front.
+    """
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await read_request_head(reader)
+            if heads is not None:
+                heads.append(head)
+            framing = f"Content-Length: {len(body)}" if sized else "Connection: close"
+            writer.write(_answer_head(f"Content-Encoding: {coding}\r\n{framing}\r\n") + body)
+            await writer.drain()
+            if not sized:
+                return
+
+    async with raw_http_server(answer) as origin:
+        yield origin
+
+
+async def test_a_stacked_content_coding_is_refused_before_anything_is_inflated() -> None:
+    bomb = zero_bomb(_BOMB_MIB, layers=2)  # r01: "gzip, gzip" made 1.8 kB into gigabytes before the cap counted
+    assert len(bomb) < 8 * 1024
+    heads: list[bytes] = []
+    async with _coded_answer_server(bomb, "gzip, gzip", heads, sized=False) as origin, AsyncGenStudio(
+        "sk-stack-key-0123456789", base_url=origin, max_response_bytes=_SMALL_CAP
+    ) as client:
+        with peak_memory() as peak, pytest.raises(InvalidResponseError) as caught:
+            await asyncio.wait_for(client.get_task("cft-1"), timeout=10)
+    assert type(caught.value) is InvalidResponseError  # refused for what it is, not for what it grew to
+    assert "'gzip, gzip'" in str(caught.value) and "more than one coding" in str(caught.value)
+    assert peak.bytes < 4 << 20
+    assert len(heads) == 1  # an answer that cannot be read is not asked for again
+
+
+async def test_a_gzip_bomb_never_inflates_more_than_a_chunk_past_the_cap() -> None:
+    bomb = zero_bomb(_BOMB_MIB)
+    async with _coded_answer_server(bomb, "gzip", sized=False) as origin, AsyncGenStudio(
+        "sk-bomb-key-0123456789", base_url=origin, max_response_bytes=_SMALL_CAP, max_retries=0
+    ) as client:
+        with peak_memory() as peak, pytest.raises(ResponseTooLargeError) as caught:
+            await asyncio.wait_for(client.get_task("cft-1"), timeout=10)
+    assert caught.value.limit == _SMALL_CAP
+    assert peak.bytes < 4 << 20  # httpx inflated each 64 kB network chunk whole: ~64 MB at once
+
+
+def _zlib(data: bytes, wbits: int) -> bytes:
+    squeezer = zlib.compressobj(6, zlib.DEFLATED, wbits)
+    return squeezer.compress(data) + squeezer.flush()
+
+
+_CODED_ANSWERS: list[tuple[str, str, bytes]] = [
+    ("gzip", "gzip", gzip.compress(_TASK_ANSWER.encode())),
+    ("x-gzip", "x-gzip", gzip.compress(_TASK_ANSWER.encode())),
+    ("upper-case", "GZIP", gzip.compress(_TASK_ANSWER.encode())),
+    ("with-identity", "identity, gzip", gzip.compress(_TASK_ANSWER.encode())),
+    ("identity", "identity", _TASK_ANSWER.encode()),
+    ("deflate-zlib", "deflate", _zlib(_TASK_ANSWER.encode(), 15)),
+    ("deflate-raw", "deflate", _zlib(_TASK_ANSWER.encode(), -15)),  # what some servers send as "deflate"
+    (
+        "gzip-members",  # RFC 1952: a gzip body may be several members, one after another
+        "gzip",
+        gzip.compress(_TASK_ANSWER[:20].encode()) + gzip.compress(_TASK_ANSWER[20:].encode()) + b"\0\0",
+    ),
+]
+
+
+@pytest.mark.parametrize(("coding", "body"), [case[1:] for case in _CODED_ANSWERS], ids=[c[0] for c in _CODED_ANSWERS])
+async def test_an_answer_in_one_coding_the_sdk_decodes_is_read(coding: str, body: bytes) -> None:
+    async with _coded_answer_server(body, coding) as origin, AsyncGenStudio(
+        "sk-coded-key-0123456789", base_url=origin, max_retries=0
+    ) as client:
+        info = await asyncio.wait_for(client.get_task("cft-1"), timeout=10)
+    assert info.prompt_id == "cft-1"
+
+
+_REFUSED_CODINGS: list[tuple[str, str, bytes]] = [
+    ("brotli", "br", b"\x0b\x02\x80{}\x03"),
+    ("zstd", "zstd", b"(\xb5/\xfd\x00X\x11\x00\x00{}"),
+    ("compress", "compress", b"\x1f\x9d\x90{}"),
+    ("stacked", "gzip, gzip", gzip.compress(gzip.compress(_TASK_ANSWER.encode()))),
+    ("two-headers", "deflate\r\nContent-Encoding: gzip", gzip.compress(_TASK_ANSWER.encode())),
+]
+
+
+@pytest.mark.parametrize(
+    ("coding", "body"), [case[1:] for case in _REFUSED_CODINGS], ids=[c[0] for c in _REFUSED_CODINGS]
+)
+async def test_a_coding_the_sdk_does_not_decode_is_an_invalid_response_naming_it(coding: str, body: bytes) -> None:
+    async with _coded_answer_server(body, coding) as origin, AsyncGenStudio(
+        "sk-refused-key-0123456789", base_url=origin, max_retries=0
+    ) as client:
+        with pytest.raises(InvalidResponseError) as caught:
+            await asyncio.wait_for(client.get_task("cft-1"), timeout=10)
+    named = coding.replace("\r\nContent-Encoding: ", ", ")
+    assert f"Content-Encoding is {named!r}" in str(caught.value)
+
+
+_BROKEN_BODIES: list[tuple[str, str, bytes, str]] = [
+    ("corrupt", "gzip", b"\x1f\x8b\x08\x00" + b"not gzip at all", "corrupt"),
+    ("cut-off", "gzip", gzip.compress(_TASK_ANSWER.encode())[:-12], "ends before"),
+    ("cut-off-deflate", "deflate", b"x", "ends before"),
+    ("after-the-end", "deflate", _zlib(_TASK_ANSWER.encode(), 15) + b"{}", "after the end"),
+]
+
+
+@pytest.mark.parametrize(
+    ("coding", "body", "says"), [case[1:] for case in _BROKEN_BODIES], ids=[c[0] for c in _BROKEN_BODIES]
+)
+async def test_a_body_that_is_not_what_its_coding_says_is_an_invalid_response(
+    coding: str, body: bytes, says: str
+) -> None:
+    async with _coded_answer_server(body, coding) as origin, AsyncGenStudio(
+        "sk-broken-key-0123456789", base_url=origin, max_retries=0
+    ) as client:
+        with pytest.raises(InvalidResponseError, match=says):
+            await asyncio.wait_for(client.get_task("cft-1"), timeout=10)
+
+
+async def test_api_requests_ask_only_for_the_codings_the_sdk_decodes() -> None:
+    heads: list[bytes] = []
+    body = gzip.compress(_TASK_ANSWER.encode())
+    async with (
+        _coded_answer_server(body, "gzip", heads) as origin,
+        # An injected client may offer more by default (httpx offers br and zstd when they are installed).
+        httpx.AsyncClient(headers={"Accept-Encoding": "br, zstd, gzip"}) as http_client,
+        AsyncGenStudio("sk-accept-key-0123456789", base_url=origin, http_client=http_client) as client,
+    ):
+        await asyncio.wait_for(client.get_task("cft-1"), timeout=10)
+    assert b"\r\naccept-encoding: gzip, deflate\r\n" in heads[0].lower()
 
 
 @pytest.mark.parametrize("value", [0, -1, 1.5, True])

@@ -368,3 +368,132 @@ async def test_a_token_of_a_rebuilt_submission_is_masked_when_the_server_echoes_
     for text in texts_of(caught.value):
         assert_no_secret(text, opaque)
     assert "rejected" in str(caught.value)
+
+
+# --- hostile sizes: what an error keeps of a huge body ---------------------------------------------------------
+
+
+def test_secrets_that_overlap_in_a_text_are_masked_as_one() -> None:
+    earlier = "HEADHEADxyzabcdefgh"  # ends where the later one begins, by more than a mask shows
+    later = "abcdefgh0123456789012345"  # longer: masked first one by one, it left HEADHEADxyz in the clear
+    text = Redactor([earlier, later])(f"echo {earlier}0123456789012345 end")
+    assert_no_secret(text, earlier, later)
+    assert text.startswith("echo HEADHE…") and text.endswith(" end")
+
+
+def test_every_remembered_token_is_masked_however_many_were_added() -> None:
+    redact = Redactor(["sk-pinned-key-0123456789"])
+    tokens = [f"opaque-token-{index:04d}-{'x' * 40}" for index in range(300)]
+    for token in tokens:
+        redact.add(token)
+    remembered = tokens[-C.MAX_REMEMBERED_SECRETS :]
+    for token in (remembered[0], remembered[100], tokens[-1]):
+        assert_no_secret(redact(f"[{token}]"), token)
+    assert_no_secret(redact("key sk-pinned-key-0123456789"), "sk-pinned-key-0123456789")
+    # Secrets that begin with one another nest no deeper in the pattern than it can take.
+    nested = Redactor()
+    for length in range(1, 301):
+        nested.add("q" * length)
+    assert nested("<" + "q" * 400 + ">") == "<qqqqqq…>"
+
+
+async def test_a_huge_error_body_is_kept_only_as_a_small_excerpt(
+    api: respx.MockRouter, client: AsyncGenStudio, api_key: str, token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # r15: 2 million short strings within the 16 MB cap; every one was redacted (11.7 s with 256 tokens known).
+    for index in range(C.MAX_REMEMBERED_SECRETS):
+        client._redact.add(f"opaque-{index:06d}-token-abcdefghijkl")
+    body = {"code": 1, "msg": f"no: {token}", "traceid": "tr-1", "data": [f"key {api_key}"] + ["a"] * 2_000_000}
+    api.post(GS.TASK_INFO_PATH).respond(200, json=body)
+    redacted = 0
+    original = Redactor.__call__
+
+    def counted(self: Redactor, text: str) -> str:
+        nonlocal redacted
+        redacted += 1
+        return original(self, text)
+
+    monkeypatch.setattr(Redactor, "__call__", counted)
+    with pytest.raises(APIError) as caught:
+        await client.get_task("cft-1")
+    error = caught.value
+    assert (error.code, error.traceid) == (1, "tr-1") and error.message == f"no: {mask(token)}"
+    assert redacted <= 2_000  # the excerpt's strings, not two million
+    kept = json.dumps(error.body)
+    assert len(kept) < 16 * 1024
+    assert error.body["data"][0] == f"key {mask(api_key)}" and error.body["data"][-1] == "…"
+    for text in texts_of(error):
+        assert_no_secret(text, api_key, token)
+
+
+async def test_a_status_error_keeps_a_small_excerpt_of_a_huge_body(
+    api: respx.MockRouter, make_client: Callable[..., AsyncGenStudio], api_key: str
+) -> None:
+    client = make_client(max_retries=0)
+    body = {"code": 500, "msg": "busy", **{f"field-{index}": [api_key, {"deep": "x" * 50}] for index in range(100_000)}}
+    api.post(GS.TASK_INFO_PATH).respond(500, json=body)
+    with pytest.raises(InternalServerError) as caught:
+        await client.get_task("cft-1")
+    error = caught.value
+    assert (error.message, error.code) == ("busy", 500)
+    assert len(error.body) <= 1_000 and error.body["…"] == "…"
+    assert len(json.dumps(error.body)) < 32 * 1024
+    for text in texts_of(error):
+        assert_no_secret(text, api_key)
+
+
+async def test_a_secret_at_the_cut_of_a_long_string_in_a_body_is_masked_whole(
+    api: respx.MockRouter, make_client: Callable[..., AsyncGenStudio], api_key: str, token: str
+) -> None:
+    client = make_client(max_retries=0)
+    cut, margin = 2_000, 256  # C.ERROR_BODY_MAX_STRING_CHARS, C.REDACT_CUT_MARGIN (checked below)
+    straddling = {
+        secret: "x" * (cut - len(secret) // 2) + secret + " and on" * 10_000 for secret in (api_key, token)
+    }
+    # Where the redacted part of a long string ends, a secret is cut in two and left unmasked: what masking shrank
+    # before it must not pull its head back inside the cut.
+    shrinking = f"{api_key} " * 40
+    window_end = shrinking + "y" * (cut + 2 * margin - len(shrinking) - 9) + api_key + "z" * 10_000
+    for secret in (api_key, token):
+        api.post(GS.TASK_INFO_PATH).respond(
+            200, json={"code": 7, "msg": straddling[secret], "data": {"detail": straddling[secret], "end": window_end}}
+        )
+        with pytest.raises(APIError) as caught:
+            await client.get_task("cft-1")
+        error = caught.value
+        assert len(error.message) <= cut + 1 and error.message.endswith("…")
+        assert len(error.body["data"]["detail"]) <= cut + 1
+        for text in texts_of(error):
+            assert_no_secret(text, api_key, token)
+    assert (cut, margin) == (C.ERROR_BODY_MAX_STRING_CHARS, C.REDACT_CUT_MARGIN)
+
+
+def test_an_excerpt_keeps_a_budget_of_values_characters_and_depth() -> None:
+    redact = Redactor()
+    many = redact.excerpt({f"k{index}": index for index in range(5_000)})
+    assert len(many) == C.ERROR_BODY_MAX_VALUES // 2 + 1 and many["…"] == "…"
+    assert list(many)[:3] == ["k0", "k1", "k2"]  # the beginning is kept, in order
+    wordy = redact.excerpt(["w" * 5_000] * 100)
+    assert sum(len(text) for text in wordy) <= C.ERROR_BODY_MAX_CHARS + len(wordy)
+    assert wordy[0] == "w" * C.ERROR_BODY_MAX_STRING_CHARS + "…"
+    nested: Any = "bottom"
+    for _ in range(100):
+        nested = [nested]
+    deep = redact.excerpt(nested)
+    for _ in range(C.ERROR_BODY_MAX_DEPTH):
+        deep = deep[0]
+    assert deep is None
+    small = {"code": 3, "msg": "fine", "data": [1, 2.5, None, True, {"a": "b"}]}
+    assert redact.excerpt(small) == small  # an ordinary body is kept as it came
+
+
+async def test_a_key_in_the_reason_phrase_of_a_bodiless_error_is_masked(
+    make_client: Callable[..., AsyncGenStudio], api: respx.MockRouter, api_key: str
+) -> None:
+    api.post(GS.TASK_INFO_PATH).respond(401, content=b"", extensions={"reason_phrase": f"bad key {api_key}".encode()})
+    client = make_client(max_retries=0)
+    with pytest.raises(AuthenticationError) as caught:
+        await client.get_task("cft-1")
+    for text in texts_of(caught.value):
+        assert_no_secret(text, api_key)
+    assert "bad key" in str(caught.value)

@@ -46,7 +46,7 @@ def wire_fields(raw: Mapping[str, Any], names: Mapping[str, str], redact: Redact
         if name is not None:
             fields[name] = value
         elif key not in TaskInfo.model_fields:
-            fields[key] = redact.scrub(value) if redact is not None and not isinstance(value, int | float) else value
+            fields[key] = redact.excerpt(value) if redact is not None and not isinstance(value, int | float) else value
     message = fields.get("error_message")
     if redact is not None and isinstance(message, str) and message:
         fields["error_message"] = redact(message)
