@@ -39,7 +39,8 @@ from ._poller import TaskPoller
 from ._redact import Redactor, mask
 from ._services import GenStudio, GPUGeek, Service, TaskQuery
 from ._services.genstudio import progress_ws_url
-from ._stream import SocketCloser, StreamSettings, TaskStream, resolve_ws_proxy
+from ._sockets import SocketPool
+from ._stream import StreamSettings, TaskStream, resolve_ws_proxy
 from .types import ImagePostProcess, JobOutcome, ProgressEvent, Submission, TaskInfo, TaskResult, TaskStatus
 from .workflow import WorkflowSpec
 
@@ -105,9 +106,8 @@ class _AsyncClient:
         self._stream_settings = StreamSettings(
             socket=socket,
             idle_timeout=settings.stream_idle_timeout,
-            fetch_task=self.get_task,
             poller=self._poller,
-            sockets=SocketCloser(),
+            sockets=SocketPool(settings.max_sockets),
             ws_proxy=resolve_ws_proxy(socket.ws_url) if socket is not None else None,
         )
         self._closed = False
@@ -352,7 +352,10 @@ class AsyncGenStudio(_AsyncClient):
     The API key comes from ``api_key`` or ``GENSTUDIO_API_KEY``; the base URL from ``base_url``,
     ``GENSTUDIO_BASE_URL`` or the public service; the WebSocket URL from ``ws_url``, ``GENSTUDIO_WS_URL`` or the
     base URL (https→wss). Each attempt of a request is bounded as a whole by ``timeout`` and its answer by
-    ``max_response_bytes``; each downloaded file by ``download_timeout`` and ``max_download_bytes``.
+    ``max_response_bytes``; each downloaded file by ``download_timeout`` and ``max_download_bytes``. At most
+    ``max_sockets`` progress sockets are open at once (default: from the process's open-file limit; 400 for
+    1,024): streams beyond it are followed by the shared batched poller and get a socket when one frees, the
+    longest-waiting first. ``max_requests_per_second`` caps the client's request rate.
     """
 
     _service_type = GenStudio
@@ -372,6 +375,8 @@ class AsyncGenStudio(_AsyncClient):
         max_response_bytes: int = C.DEFAULT_MAX_RESPONSE_BYTES,
         max_download_bytes: int = C.DEFAULT_MAX_DOWNLOAD_BYTES,
         download_timeout: float = C.DEFAULT_DOWNLOAD_DEADLINE,
+        max_sockets: int | None = None,
+        max_requests_per_second: float | None = None,
     ) -> None:
         configure_from_env()
         settings = resolve(
@@ -388,6 +393,8 @@ class AsyncGenStudio(_AsyncClient):
             max_response_bytes=max_response_bytes,
             max_download_bytes=max_download_bytes,
             download_timeout=download_timeout,
+            max_sockets=max_sockets,
+            max_requests_per_second=max_requests_per_second,
         )
         self.ws_url = progress_ws_url(settings.ws_url, settings.base_url)
         super().__init__(dataclasses.replace(settings, ws_url=self.ws_url), http_client)
@@ -419,6 +426,7 @@ class AsyncGPUGeek(_AsyncClient):
         max_response_bytes: int = C.DEFAULT_MAX_RESPONSE_BYTES,
         max_download_bytes: int = C.DEFAULT_MAX_DOWNLOAD_BYTES,
         download_timeout: float = C.DEFAULT_DOWNLOAD_DEADLINE,
+        max_requests_per_second: float | None = None,
     ) -> None:
         configure_from_env()
         settings = resolve(
@@ -432,6 +440,7 @@ class AsyncGPUGeek(_AsyncClient):
             max_response_bytes=max_response_bytes,
             max_download_bytes=max_download_bytes,
             download_timeout=download_timeout,
+            max_requests_per_second=max_requests_per_second,
         )
         super().__init__(settings, http_client)
 

@@ -33,6 +33,10 @@ class Settings:
     max_response_bytes: int
     max_download_bytes: int
     download_timeout: float
+    max_sockets: int | None = None
+    """At most this many progress sockets open at once (``None``: derived from the open-file limit)."""
+    max_requests_per_second: float | None = None
+    """A ceiling on the client's request rate, for a user who knows the account's limit (``None``: none)."""
 
 
 def resolve(
@@ -50,6 +54,8 @@ def resolve(
     max_response_bytes: int,
     max_download_bytes: int,
     download_timeout: float,
+    max_sockets: int | None = None,
+    max_requests_per_second: float | None = None,
 ) -> Settings:
     """Check every argument and fill what was not given from ``environment`` (then the defaults)."""
     from_env = api_key is None
@@ -66,6 +72,13 @@ def resolve(
     for name, limit in (("max_response_bytes", max_response_bytes), ("max_download_bytes", max_download_bytes)):
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ConfigurationError(f"{name} must be a positive int of bytes, got {limit!r}")
+    bad_sockets = isinstance(max_sockets, bool) or not isinstance(max_sockets, int) or max_sockets < 1
+    if max_sockets is not None and bad_sockets:
+        raise ConfigurationError(
+            f"max_sockets must be a positive int (or None: from the open-file limit), got {max_sockets!r}"
+        )
+    if max_requests_per_second is not None:
+        _positive_rate(max_requests_per_second)
     base = http_url(base_url or os.environ.get(environment.base_url) or default_base_url, "base_url")
     socket_url = None
     if environment.ws_url is not None:
@@ -82,7 +95,14 @@ def resolve(
         max_response_bytes=max_response_bytes,
         max_download_bytes=max_download_bytes,
         download_timeout=float(download_timeout),
+        max_sockets=max_sockets,
+        max_requests_per_second=None if max_requests_per_second is None else float(max_requests_per_second),
     )
+
+
+def _positive_rate(value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0 or math.isinf(value):
+        raise ConfigurationError(f"max_requests_per_second must be a positive number, got {value!r}")
 
 
 def _positive_seconds(name: str, value: float) -> None:

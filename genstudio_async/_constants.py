@@ -75,6 +75,14 @@ WS_CLOSE_TIMEOUT: Final = 2.0
 # When the client is closed, closes still under way get this long to finish; then their connections are cut.
 WS_ACLOSE_GRACE: Final = 0.25
 WS_MAX_MESSAGE_SIZE: Final = 4 * 1024 * 1024
+# The socket budget (``_sockets``): a client opens at most SOCKET_BUDGET_SHARE of the open files this process may
+# hold, after SOCKET_BUDGET_RESERVED_FDS for everything else (1,024 gives 400); beyond it, streams are polled.
+SOCKET_BUDGET_RESERVED_FDS: Final = 224
+SOCKET_BUDGET_SHARE: Final = 0.5
+SOCKET_BUDGET_MIN: Final = 8
+SOCKET_BUDGET_MAX: Final = 4096
+# Handshakes in flight at once per client: ten thousand at once would time each other out.
+WS_MAX_HANDSHAKES: Final = 64
 # Handshake statuses that mean "this token will never work": no reconnect, straight to polling.
 WS_FATAL_HANDSHAKE_STATUSES: Final = frozenset({401, 403, 404})
 

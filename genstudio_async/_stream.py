@@ -21,7 +21,7 @@ async context manager. The rules it keeps (DESIGN.md, "How the progress stream b
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,7 +30,6 @@ from typing import Any, Literal, Self
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidProxy, InvalidStatus, WebSocketException
-from websockets.protocol import State
 
 from . import _constants as C
 from . import _http
@@ -41,12 +40,12 @@ from ._logs import log, redact_logger
 from ._poller import TaskPoller
 from ._redact import mask
 from ._services import ProgressSocket
+from ._sockets import Seat, SocketPool, out_of_descriptors
 from .types import ProgressEvent, TaskInfo, TaskStatus, token_expires_at
 
 # The logger handed to websockets, which logs the handshake line with the token: records are masked first.
 _ws_log = redact_logger(log.getChild("websocket"))
 
-FetchTask = Callable[[str], Awaitable[TaskInfo]]
 Source = Literal["websocket", "poll"]
 
 _RECONNECT_POLICY = RetryPolicy(
@@ -73,10 +72,9 @@ class StreamSettings:
     socket: ProgressSocket | None
     """The service's push stream (``None``: the service has none, or the client was told not to use it)."""
     idle_timeout: float
-    fetch_task: FetchTask
     poller: TaskPoller
-    # The client's closer: closes sockets (and drops handshakes) in the background; the client's aclose ends them.
-    sockets: SocketCloser
+    # The client's sockets: how many may be open and opening; they are closed in the background.
+    sockets: SocketPool
     # The proxy for the WebSocket, read from the environment once per client (websockets would re-read the
     # whole environment on every connect: 0.15-0.3 ms of CPU per stream).
     ws_proxy: str | None = None
@@ -92,80 +90,6 @@ def resolve_ws_proxy(ws_url: str) -> str | None:
     except (ValueError, WebSocketException):
         log.debug("could not read the proxy settings for the progress WebSocket", exc_info=True)
         return None
-
-
-class SocketCloser:
-    """Lets go of a client's progress sockets without holding anybody up.
-
-    A WebSocket close waits for the peer's close frame (up to ``WS_CLOSE_TIMEOUT``); a stream that has its
-    terminal event, or that its caller left, must not wait for that. A stream hands its socket here (or its
-    handshake, when it no longer wants the socket it may open). Each close runs in a task held in a set, so it
-    is never garbage-collected half-way; the client's ``aclose`` lets them finish briefly, then cuts the rest.
-    """
-
-    def __init__(self) -> None:
-        self._pending: set[asyncio.Task[Any]] = set()
-        self._closed = False
-
-    @property
-    def pending(self) -> int:
-        """How many closes and dropped handshakes are still under way."""
-        return len(self._pending)
-
-    def close(self, socket: ClientConnection) -> None:
-        """Close ``socket`` in the background (at once, cutting it, once the client is closed)."""
-        if socket.state is State.CLOSED:
-            return
-        if self._closed:
-            socket.transport.abort()
-            return
-        self._keep(asyncio.create_task(_close_socket(socket), name="genstudio-ws-close"))
-
-    def drop(self, handshake: asyncio.Task[ClientConnection]) -> None:
-        """Give up on ``handshake``: cancel it; a socket it opened all the same is closed."""
-        if handshake.done():
-            self._opened(handshake)
-            return
-        handshake.cancel()
-        self._keep(handshake)
-        handshake.add_done_callback(self._opened)
-
-    async def aclose(self) -> None:
-        """Let the closes under way finish for ``WS_ACLOSE_GRACE`` s, then cut their connections. Idempotent."""
-        self._closed = True
-        pending = set(self._pending)
-        try:
-            if pending:
-                _, pending = await asyncio.wait(pending, timeout=C.WS_ACLOSE_GRACE)
-        finally:  # cancelled or not, what is left is cut now
-            for task in pending:
-                task.cancel()
-        if pending:
-            await asyncio.wait(pending)
-
-    def _keep(self, task: asyncio.Task[Any]) -> None:
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
-
-    def _opened(self, handshake: asyncio.Task[ClientConnection]) -> None:
-        if handshake.cancelled():
-            return
-        error = handshake.exception()
-        if error is not None:
-            log.debug("a handshake no longer waited for ended with %s", type(error).__name__)
-            return
-        self.close(handshake.result())
-
-
-async def _close_socket(socket: ClientConnection) -> None:
-    try:
-        await socket.close()
-    except asyncio.CancelledError:
-        socket.transport.abort()  # the client is closing: no more waiting for the peer
-        await socket.wait_closed()
-        raise
-    except (WebSocketException, OSError) as exc:  # close() swallows ConnectionClosed; anything else, logged
-        log.debug("closing a progress socket failed: %s", type(exc).__name__)
 
 
 class _HandshakeRefused(Exception):
@@ -280,8 +204,23 @@ class _StreamCore:
             while True:
                 needs_reconcile = True
                 first_snapshot_at: float | None = None
+                seat = settings.sockets.try_seat()
+                if seat is None:  # the budget is spent: follow the task over HTTP until a socket frees
+                    waiting = asyncio.create_task(settings.sockets.seat(), name="genstudio-ws-seat")
+                    try:
+                        async with aclosing(self._over_http_until(waiting, grace=0.0)) as polled:
+                            async for event in polled:
+                                yield event
+                                if event.is_terminal:
+                                    return
+                        seat = waiting.result()
+                    finally:
+                        if seat is None:
+                            await _end_tasks(waiting)
+                            if not waiting.cancelled() and waiting.exception() is None:
+                                waiting.result().release()
                 try:
-                    async with aclosing(self._websocket_session()) as session:
+                    async with aclosing(self._websocket_session(seat)) as session:
                         async for event in session:
                             if first_snapshot_at is None and event.source == "websocket":
                                 first_snapshot_at = loop.time()
@@ -297,7 +236,7 @@ class _StreamCore:
                     needs_reconcile = not gap.reconciled
                 if needs_reconcile:
                     # Whatever happened while no socket was open is read over HTTP before going on.
-                    reconciled = await self._reconcile()
+                    reconciled = await self._ask_http()
                     if reconciled is not None:
                         yield reconciled
                         if reconciled.is_terminal:
@@ -319,16 +258,22 @@ class _StreamCore:
                 if info.is_terminal:
                     return
 
-    async def _websocket_session(self) -> AsyncGenerator[ProgressEvent, None]:
-        """Snapshots from one socket. Ends normally only after a terminal snapshot; a gap raises.
+    async def _websocket_session(self, seat: Seat) -> AsyncGenerator[ProgressEvent, None]:
+        """Snapshots from one socket, in ``seat``. Ends normally only after a terminal snapshot; a gap raises.
 
-        While the handshake is slow, the snapshots come from the shared poller instead (see ``_while_opening``).
-        However the session ends, its socket is closed (or its handshake dropped) in the background.
+        While the handshake is slow, the snapshots come from the shared poller instead (see ``_over_http_until``).
+        However the session ends, its socket is closed (or its handshake dropped) in the background, and the seat
+        given back when the socket is gone.
         """
-        handshake = asyncio.create_task(self._open_socket(), name="genstudio-ws-handshake")
+        try:
+            handshake = asyncio.create_task(self._open_socket(), name="genstudio-ws-handshake")
+        except BaseException:
+            seat.release()
+            raise
         socket: ClientConnection | None = None
         try:
-            async with aclosing(self._while_opening(handshake)) as polled:
+            grace = min(C.WS_HANDSHAKE_GRACE, self._settings.idle_timeout)
+            async with aclosing(self._over_http_until(handshake, grace=grace)) as polled:
                 async for event in polled:
                     yield event
                     if event.is_terminal:
@@ -343,24 +288,25 @@ class _StreamCore:
         finally:
             # No await here: a cancelled caller must not be held up, nor the close be cut short by it.
             if socket is not None:
-                self._settings.sockets.close(socket)
+                self._settings.sockets.close(socket, seat)
             else:
-                self._settings.sockets.drop(handshake)
+                self._settings.sockets.drop(handshake, seat)
 
     async def _open_socket(self) -> ClientConnection:
         assert self.token is not None and self._settings.socket is not None
         url = self._settings.socket.url(self.token)
         try:
-            return await connect(
-                url,
-                open_timeout=C.WS_OPEN_TIMEOUT,
-                close_timeout=C.WS_CLOSE_TIMEOUT,
-                max_size=C.WS_MAX_MESSAGE_SIZE,
-                compression=None,
-                user_agent_header=C.USER_AGENT,
-                logger=_ws_log,
-                proxy=self._settings.ws_proxy,
-            )
+            async with self._settings.sockets.handshakes:  # a bounded number in flight: none times the others out
+                return await connect(
+                    url,
+                    open_timeout=C.WS_OPEN_TIMEOUT,
+                    close_timeout=C.WS_CLOSE_TIMEOUT,
+                    max_size=C.WS_MAX_MESSAGE_SIZE,
+                    compression=None,
+                    user_agent_header=C.USER_AGENT,
+                    logger=_ws_log,
+                    proxy=self._settings.ws_proxy,
+                )
         except InvalidStatus as exc:
             status = exc.response.status_code
             if status in C.WS_FATAL_HANDSHAKE_STATUSES:
@@ -371,32 +317,37 @@ class _StreamCore:
             # no retry will cure it.
             raise _HandshakeRefused(f"cannot open a socket here: {type(exc).__name__}") from None
         except (WebSocketException, OSError, TimeoutError) as exc:
+            if out_of_descriptors(exc):  # the process is at its open-file limit: hold fewer sockets, not an error
+                self._settings.sockets.shrink()
             raise _SocketGap(f"could not open the socket: {type(exc).__name__}") from None
 
-    async def _while_opening(self, handshake: asyncio.Task[ClientConnection]) -> AsyncGenerator[ProgressEvent, None]:
-        """What HTTP says while ``handshake`` is pending beyond a short moment; ends when the handshake is done.
+    async def _over_http_until(
+        self, pending: asyncio.Task[Any], *, grace: float
+    ) -> AsyncGenerator[ProgressEvent, None]:
+        """What HTTP says while ``pending`` (a handshake, or the wait for a seat) is not done after ``grace`` s;
+        ends when it is done.
 
-        A hung handshake is silence like any other (rule 4): it must not hide what HTTP already knows. The task
-        is followed through the shared poller, so a thousand slow handshakes cost one request per interval.
+        A hung handshake, or a budget of sockets spent, is silence like any other (rule 4): it must not hide what
+        HTTP already knows. The task is followed through the shared poller, so a thousand waiting streams cost
+        one batched request per interval.
         """
-        grace = min(C.WS_HANDSHAKE_GRACE, self._settings.idle_timeout)
-        await asyncio.wait({handshake}, timeout=grace)
-        if handshake.done():
+        await asyncio.wait({pending}, timeout=grace)
+        if pending.done():
             return
-        log.debug("stream %s: the handshake is slow; following the task over HTTP meanwhile", self.prompt_id)
+        log.debug("stream %s: no socket yet; following the task over HTTP meanwhile", self.prompt_id)
         try:
             async with self._settings.poller.watch(self.prompt_id) as waiter:
-                while not handshake.done():
-                    polled = asyncio.create_task(waiter.next(), name="genstudio-ws-handshake-poll")
+                while not pending.done():
+                    polled = asyncio.create_task(waiter.next(), name="genstudio-ws-wait-poll")
                     try:
-                        await asyncio.wait({handshake, polled}, return_when=asyncio.FIRST_COMPLETED)
+                        await asyncio.wait({pending, polled}, return_when=asyncio.FIRST_COMPLETED)
                     finally:
                         polled.cancel()  # a no-op once it is done
                     if polled.done() and not polled.cancelled():
                         yield _as_event(polled.result(), "poll")  # result() raises the poller's error
         except GenStudioError as exc:
             log.debug("stream %s: following the task over HTTP failed: %s", self.prompt_id, exc)
-        await asyncio.wait({handshake})
+        await asyncio.wait({pending})
 
     async def _frames(self, socket: ClientConnection) -> AsyncGenerator[ProgressEvent, None]:
         """Snapshots from ``socket`` that say something new; the idle watchdog (rule 4) runs on no progress.
@@ -422,7 +373,7 @@ class _StreamCore:
                             news = await self._next_news(socket)
                     except TimeoutError:
                         # Rule 4: no progress for a while. Ask over HTTP, reading the socket meanwhile.
-                        check = asyncio.create_task(self._idle_check(), name="genstudio-ws-idle-check")
+                        check = asyncio.create_task(self._ask_http(), name="genstudio-ws-idle-check")
                         continue
                 else:
                     if reading is None:
@@ -447,7 +398,7 @@ class _StreamCore:
                         continue
                     if not reading.done():
                         if check is None:  # no progress by the deadline, with a read kept from the last check
-                            check = asyncio.create_task(self._idle_check(), name="genstudio-ws-idle-check")
+                            check = asyncio.create_task(self._ask_http(), name="genstudio-ws-idle-check")
                         continue
                     news, reading = reading.result(), None  # result() raises the socket's _SocketGap
                 event = self._forward_only(news)  # again: an idle check may have been yielded since it was read
@@ -487,21 +438,14 @@ class _StreamCore:
             if event is not None:
                 return event
 
-    async def _idle_check(self) -> ProgressEvent | None:
-        """One snapshot through the shared poller: a thousand quiet streams cost one request per interval."""
+    async def _ask_http(self) -> ProgressEvent | None:
+        """One snapshot through the shared poller (an idle check, or the reconcile of a gap): ten thousand streams
+        asking cost one batched request per 50 ids per interval, not one request each."""
         try:
             async with self._settings.poller.watch(self.prompt_id) as waiter:
                 info = await waiter.next()
         except GenStudioError as exc:
-            log.debug("stream %s: the idle check over HTTP failed: %s", self.prompt_id, exc)
-            return None
-        return _as_event(info, "poll")
-
-    async def _reconcile(self) -> ProgressEvent | None:
-        try:
-            info = await self._settings.fetch_task(self.prompt_id)
-        except GenStudioError as exc:
-            log.debug("stream %s: reconciling over HTTP failed: %s", self.prompt_id, exc)
+            log.debug("stream %s: asking over HTTP failed: %s", self.prompt_id, exc)
             return None
         return _as_event(info, "poll")
 

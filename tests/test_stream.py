@@ -156,7 +156,9 @@ async def test_a_server_error_at_handshake_is_retried_then_polling_takes_over(ge
     async with genstudio_emulator.client(poll_interval=0.02) as client:
         sub = await client.submit(T2I)
         consumer = asyncio.create_task(collect(client, sub))
-        # While the task is held in the queue, every reconnect is used up and the poller takes over.
+        # While the task is held in the queue, every reconnect is used up (each gap reconciled through the
+        # poller) and the poller takes over.
+        await eventually(lambda: genstudio_emulator.stats.requests["progress_ws"] == 1 + 3, what="every reconnect")
         await eventually(lambda: sub.prompt_id in client._poller.polling, what="polling mode")
         genstudio_emulator.resume()
         events = await consumer
@@ -565,7 +567,7 @@ async def test_a_handshake_given_up_after_it_succeeded_still_closes_its_socket()
     """The stream let go of a handshake that had just opened its socket: that socket is closed, not leaked."""
     from websockets.asyncio.client import ClientConnection, connect
 
-    from genstudio_async._stream import SocketCloser
+    from genstudio_async._sockets import SocketPool
 
     async def hold(socket: ServerConnection) -> None:
         await socket.wait_closed()
@@ -574,14 +576,17 @@ async def test_a_handshake_given_up_after_it_succeeded_still_closes_its_socket()
         return await connect(url)
 
     async with RepeatingPeer(hold) as peer:
-        closer = SocketCloser()
+        pool = SocketPool(max_open=4)
+        seat = pool.try_seat()
+        assert seat is not None and pool.open == 1
         handshake = asyncio.create_task(open_socket(peer.url))
         await asyncio.wait({handshake})
         await eventually(lambda: peer.open == 1, what="the socket to open")
-        closer.drop(handshake)
+        pool.drop(handshake, seat)
         await eventually(lambda: peer.open == 0, what="the socket to close")
-        await closer.aclose()
+        await pool.aclose()
     assert handshake.result().state.name == "CLOSED"
+    assert pool.open == 0  # its seat in the budget was given back once the socket was gone
 
 
 # --- the idle watchdog against a socket that talks but says nothing, and an HTTP API that fails ---------------

@@ -58,6 +58,7 @@ class ProgressSocket:
         await websocket.accept()
         service.stats.ws_connections_opened += 1
         service.stats.ws_connections_open += 1
+        service.stats.ws_connections_peak = max(service.stats.ws_connections_peak, service.stats.ws_connections_open)
         try:
             await self._stream(websocket, task, faults, scope, send)
         except WebSocketDisconnect:

@@ -32,6 +32,7 @@ class EmulatorStats:
     rate_limited: int = 0
     ws_connections_opened: int = 0
     ws_connections_open: int = 0
+    ws_connections_peak: int = 0  # the most progress sockets open at once
     ws_handshakes_refused: int = 0
     ws_frames_sent: int = 0
     ws_connections_dropped: int = 0
@@ -48,10 +49,11 @@ class EmulatorStats:
 
     def reset(self) -> None:
         """Zero every counter except ``ws_connections_open``, which tracks sockets still open."""
-        still_open = self.ws_connections_open
+        still_open = self.ws_connections_open  # (and the peak starts again from what is open now)
         for item in dataclasses.fields(self):
             if item.name == "requests":
                 self.requests.clear()
             else:
                 setattr(self, item.name, 0)
         self.ws_connections_open = still_open
+        self.ws_connections_peak = still_open
