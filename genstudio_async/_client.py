@@ -95,6 +95,7 @@ class _AsyncClient:
             max_response_bytes=settings.max_response_bytes,
             message_fields=self._service_type.message_fields,
             client_name=self._service_type.client_name,
+            max_requests_per_second=settings.max_requests_per_second,
         )
         self._service = self._service_type(self._http, self._redact)
         # prompt_ids this client asked to cancel: a failure status for them is a cancellation (GenStudio's 4).

@@ -51,6 +51,18 @@ RETRYABLE_STATUS_CODES: Final = frozenset({408, 429, 500, 502, 503, 504})
 # Statuses that prove the server did not take a submit: safe to send it again.
 SUBMIT_RETRYABLE_STATUS_CODES: Final = frozenset({429, 503})
 
+# --- pacing (``_pacing``): one rate for all of a client's requests once a rate limit is met -------------------
+# On a 429 the rate is multiplied by PACING_DECREASE (at most once per PACING_DECREASE_EVERY s); each answered
+# request then adds PACING_INCREASE / rate, i.e. the rate grows by PACING_INCREASE requests/s every second.
+PACING_DECREASE: Final = 0.5
+PACING_DECREASE_EVERY: Final = 1.0
+PACING_INCREASE: Final = 1.0
+PACING_MIN_RATE: Final = 0.5
+# How fast the measured gap between requests follows the latest one (an exponential moving average).
+PACING_GAP_SMOOTHING: Final = 0.1
+# A rate limit (429) is retried this many times, apart from max_retries: the pace slows down until it passes.
+RATE_LIMIT_MAX_RETRIES: Final = 8
+
 # --- progress streaming and polling -------------------------------------------------------------------------
 DEFAULT_POLL_INTERVAL: Final = 1.0
 DEFAULT_STREAM_IDLE_TIMEOUT: Final = 30.0

@@ -45,6 +45,7 @@ from ._exceptions import (
     RateLimitError,
     ResponseTooLargeError,
 )
+from ._pacing import Pacer
 from ._redact import Redactor
 from ._version import __version__
 
@@ -389,30 +390,6 @@ def overall_deadline(timeout: httpx.Timeout | float | None) -> float | None:
     return max(parts) if parts else None
 
 
-class RateGate:
-    """One pace for all of a client's requests: a rate limit (429) answered to any of them holds back every
-    request not yet sent, honouring ``Retry-After``, so a thousand tasks answer one limit with one pause rather
-    than a thousand separate retries. It only ever delays a request; it never sends one again."""
-
-    def __init__(self) -> None:
-        self._resume_at = 0.0
-        self.holds = 0  # how many rate limits were met (for tests and benchmarks)
-
-    def hold(self, seconds: float) -> float:
-        """Hold requests back for ``seconds`` from now (a later, longer hold wins); when the hold ends."""
-        self.holds += 1
-        self._resume_at = max(self._resume_at, time.monotonic() + max(seconds, 0.0))
-        return self._resume_at
-
-    async def wait(self, *, unless_until: float = 0.0) -> None:
-        """Wait out the current hold, unless it ends by ``unless_until`` (the caller slept through it already)."""
-        if self._resume_at <= unless_until:
-            return
-        delay = self._resume_at - time.monotonic()
-        if delay > 0:
-            await sleep(delay)
-
-
 class HTTPCore:
     """Sends requests with retries and turns every outcome into data or one of the SDK's errors.
 
@@ -433,6 +410,7 @@ class HTTPCore:
         max_response_bytes: int = C.DEFAULT_MAX_RESPONSE_BYTES,
         message_fields: tuple[str, ...] = ("msg", "message"),
         client_name: str = "AsyncGenStudio",
+        max_requests_per_second: float | None = None,
     ) -> None:
         self._api_key = api_key
         self._base_url = base_url.rstrip("/")
@@ -441,7 +419,7 @@ class HTTPCore:
         self._retry_policy = retry_policy
         self._redact = redactor
         self._max_response_bytes = max_response_bytes
-        self.rate_gate = RateGate()
+        self.pacer = Pacer(max_requests_per_second)
         self._message_fields = message_fields
         self._client_name = client_name
         # An upload carries an image: a longer per-read timeout than the small JSON calls.
@@ -604,8 +582,11 @@ class HTTPCore:
         policy = self._retry_policy
         attempt_number = 0
         held_until = 0.0  # the hold this request itself set and has already slept through
+        rate_limited = 0  # 429s met: retried apart from max_retries, the pace slowing down until they pass
         while True:
-            await self.rate_gate.wait(unless_until=held_until)
+            paced = self.pacer.delay(unless_until=held_until)
+            if paced > 0:
+                await sleep(paced)
             if self._http.is_closed:
                 raise GenStudioError(f"the client is closed: create a new {self._client_name}")
             try:
@@ -639,27 +620,35 @@ class HTTPCore:
 
             elapsed_ms = (time.perf_counter() - started) * 1000
             if not isinstance(outcome, Answer) or outcome.is_success:
+                self.pacer.succeeded()
                 status = outcome.status_code if isinstance(outcome, Answer | httpx.Response) else 0
                 log.debug("%s -> %d in %.1f ms (attempt %d)", label, status, elapsed_ms, attempt_number + 1)
                 return outcome
 
             retry_after = parse_retry_after(outcome.headers)
-            retry = should_retry(
-                attempt=attempt_number, policy=policy, idempotent=idempotent, status_code=outcome.status_code
-            )
+            if outcome.status_code == 429:
+                # A rate limit: the whole client holds back and slows down (the pacer). It is retried apart from
+                # max_retries (a 429 proves the server did not take the request, a submit included), unless
+                # retries are off altogether (max_retries=0).
+                delay = retry_delay(rate_limited, policy, retry_after)
+                held_until = self.pacer.limited(delay)
+                retry = policy.max_retries > 0 and rate_limited < C.RATE_LIMIT_MAX_RETRIES
+                rate_limited += 1
+            else:
+                delay = retry_delay(attempt_number, policy, retry_after)
+                retry = should_retry(
+                    attempt=attempt_number, policy=policy, idempotent=idempotent, status_code=outcome.status_code
+                )
+                attempt_number += 1
             if retry and retry_after is not None and retry_after > policy.max_retry_after:
                 retry = False
             log.debug(
                 "%s -> %d in %.1f ms (attempt %d)%s",
-                label, outcome.status_code, elapsed_ms, attempt_number + 1, "; retrying" if retry else "",
+                label, outcome.status_code, elapsed_ms, attempt_number + rate_limited, "; retrying" if retry else "",
             )
-            delay = retry_delay(attempt_number, policy, retry_after)
-            if outcome.status_code == 429:
-                held_until = self.rate_gate.hold(min(delay, policy.max_retry_after))  # every request slows down
             if not retry:
                 raise self._status_error(outcome, retry_after)
             await sleep(delay)
-            attempt_number += 1
 
     def _connection_error(self, exc: Exception, label: str) -> APIConnectionError:
         if isinstance(exc, _DeadlineExceeded):

@@ -7,7 +7,7 @@ of a thousand requests at one instant). At most ``POLL_MAX_IN_FLIGHT`` requests 
 takes longer than the interval makes the next one start at once, never overlap. Each waiter is handed its own
 latest snapshot. Waiters join and leave freely; the background task runs only while somebody is waiting, so
 nothing outlives the last waiter. A rate limit (429) seen by any request holds back the whole client's requests
-(``_http.RateGate``), this poller's too.
+(``_pacing.Pacer``), this poller's too.
 """
 
 from __future__ import annotations

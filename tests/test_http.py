@@ -832,7 +832,7 @@ async def test_a_rate_limit_answered_to_one_request_holds_back_the_next_ones(
     await client.submit("wf-1")
     assert len(sleeps) == 3 and sleeps[1:] == pytest.approx([2.0, 2.0], abs=0.5)
     assert route.call_count == 3 and submits.call_count == 1  # delayed, never sent twice
-    assert client._http.rate_gate.holds == 1
+    assert client._http.pacer.holds == 1
 
 
 async def test_without_a_rate_limit_nothing_waits(
