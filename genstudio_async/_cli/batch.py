@@ -1,7 +1,8 @@
 """``genstudio batch``: a JSON-lines file of jobs, at bounded concurrency, resumable after Ctrl-C or a crash.
 
-Each job is submitted, followed and downloaded by one of ``--concurrency`` workers (its own loop over
-``submit``/``wait``/``download``, not ``run_many``, which cancels what it started when left early). The journal
+Each job is submitted, followed and downloaded by one of ``--concurrency`` workers (``_batch.WorkerPool``, the
+pool ``run_many`` runs on, with this command's own per-job logic: ``run_many`` cancels what it started when left
+early, a batch leaves its tasks running for the rerun). The journal
 (see ``journal``) gets each task's prompt_id and prompt_token the moment ``submit`` returns, so a rerun:
 
 - skips the jobs whose files were downloaded (and are still there);
@@ -25,11 +26,12 @@ import contextlib
 import functools
 import os
 import signal
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from .._batch import WorkerPool
 from .._client import AsyncGenStudio
 from .._exceptions import (
     APIConnectionError,
@@ -105,8 +107,7 @@ class Batch:
             else:
                 self.to_run.append(job)
         self.display = BatchProgress(console, len(jobs), done_before=len(jobs) - len(self.to_run))
-        self._pending: Iterator[Job] = iter(self.to_run)
-        self._workers: list[asyncio.Task[None]] = []
+        self._pool: WorkerPool[Job] | None = None
         self._kept: set[asyncio.Future[Any]] = set()
         self._submitting: dict[asyncio.Future[Any], Outcome] = {}
         self._stop_signal: signal.Signals | None = None
@@ -146,10 +147,11 @@ class Batch:
                 self._client = client
                 with self.display:
                     count = min(self.args.concurrency, len(self.to_run))
-                    self._workers = [
-                        asyncio.create_task(self._worker(), name=f"genstudio-batch-{n}") for n in range(count)
-                    ]
-                    await asyncio.gather(*self._workers, return_exceptions=True)
+                    self._pool = WorkerPool(self.to_run, self._run_job, size=count, name="genstudio-batch")
+                    try:
+                        await self._pool.join()
+                    finally:
+                        await self._pool.aclose()
                     await self._finish_kept()
         finally:
             for signum in handled:
@@ -169,10 +171,9 @@ class Batch:
             self._abandon(self._kept)
 
     def _stop(self) -> None:
-        current = asyncio.current_task()
-        for worker in self._workers:
-            if worker is not current:
-                worker.cancel()
+        """No job starts any more; the workers other than the caller are cancelled."""
+        if self._pool is not None:
+            self._pool.stop()
 
     async def _finish_kept(self) -> None:
         """Wait for the submits and records that outlive a cancelled worker (bounded; a second Ctrl-C cuts it)."""
@@ -191,12 +192,13 @@ class Batch:
                 outcome.state = UNANSWERED  # (an answered one is being journaled: the write goes on, aclose waits)
             future.cancel()
 
-    async def _worker(self) -> None:
+    async def _run_job(self, job: Job) -> None:
+        """One worker's turn with ``job`` (the pool's ``handle``); once the batch is stopping, none starts."""
+        if self._stop_signal is not None or self._fatal is not None:
+            self._stop()  # stopped before the pool existed (a Ctrl-C while connecting): it stops now
+            return
         try:
-            for job in self._pending:
-                if self._stop_signal is not None or self._fatal is not None:
-                    return
-                await self._process(job)
+            await self._process(job)
         except Exception as error:  # noqa: BLE001 - a broken journal or a bug: stop the batch, report it once
             if self._fatal is None:
                 self._fatal = error
