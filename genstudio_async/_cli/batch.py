@@ -29,10 +29,9 @@ import signal
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._batch import WorkerPool
-from .._client import AsyncGenStudio
 from .._exceptions import (
     APIConnectionError,
     AuthenticationError,
@@ -43,12 +42,16 @@ from .._exceptions import (
 )
 from ..types import Submission
 from . import defaults as CD
-from .client import make_client, service_of
+from .client import endpoint_of, make_client
 from .console import Console
 from .display import BatchProgress
 from .errors import CLIError, ExitCode, describe_error
 from .jobs import Job, load_jobs
 from .journal import Journal, JournalContents, JournalWriteError
+from .services import profile_of
+
+if TYPE_CHECKING:
+    from .services import Client
 
 T = TypeVar("T")
 
@@ -96,6 +99,7 @@ class Batch:
         self.contents = contents
         self.output = Path(args.out)
         self.cwd = Path(os.getcwd())
+        self.profile = profile_of(args)
         self.outcomes = {job.name: Outcome(job) for job in jobs}
         self.to_run: list[Job] = []
         for job in jobs:
@@ -106,13 +110,15 @@ class Batch:
                 outcome.prompt_id = history.submission.prompt_id if history.submission else None
             else:
                 self.to_run.append(job)
-        self.display = BatchProgress(console, len(jobs), done_before=len(jobs) - len(self.to_run))
+        self.display = BatchProgress(
+            console, len(jobs), done_before=len(jobs) - len(self.to_run), profile=self.profile
+        )
         self._pool: WorkerPool[Job] | None = None
         self._kept: set[asyncio.Future[Any]] = set()
         self._submitting: dict[asyncio.Future[Any], Outcome] = {}
         self._stop_signal: signal.Signals | None = None
         self._fatal: BaseException | None = None
-        self._client: AsyncGenStudio | None = None
+        self._client: Client | None = None
 
     # --- the plan ----------------------------------------------------------------------------------------
     def resumable(self, job: Job) -> Submission | None:
@@ -120,16 +126,17 @@ class Batch:
         history = self.contents.history(job.name, *job.aliases)
         if history.submission is None or (history.task_failed and self.args.retry_failed):
             return None
-        if not history.made_for(job.workflow_id, job.fingerprint):
-            return None  # the job was edited since: its old task is not what it asks for now
+        if not history.made_for(job.workflow_id, job.fingerprint, self.profile.name):
+            return None  # the job was edited since (or ran on the other service): not what it asks for now
         return history.submission
 
     def plan_line(self) -> str:
         resume = sum(1 for job in self.to_run if self.resumable(job) is not None)
         before = len(self.outcomes) - len(self.to_run)
+        private = "mode 0600: it holds prompt tokens" if self.profile.progress_socket else "mode 0600"
         return (
             f"batch: {len(self.outcomes)} jobs from {self.args.jobs}: {before} already downloaded, {resume} to resume, "
-            f"{len(self.to_run) - resume} to submit; journal {self.journal.path} (mode 0600: it holds prompt tokens)"
+            f"{len(self.to_run) - resume} to submit; journal {self.journal.path} ({private})"
         )
 
     # --- running -----------------------------------------------------------------------------------------
@@ -222,7 +229,7 @@ class Batch:
         outcome = self.outcomes[job.name]
         submission = self.resumable(job)
         resumed = submission is not None
-        service = service_of(self.args)  # where submit and wait go (a download goes to the storage host)
+        endpoint = endpoint_of(self.args)  # where submit and wait go (a download goes to the storage host)
         try:
             if submission is None:
                 self.display.started(job.name, "submitting")
@@ -234,7 +241,7 @@ class Batch:
             progress = functools.partial(self.display.update, job.name)
             result = await client.wait(submission, timeout=self.args.timeout, on_progress=progress)
             self.display.downloading(job.name)
-            service = None  # a connection error from here on is the storage host's, not the service's
+            endpoint = None  # a connection error from here on is the storage host's, not the service's
             paths = await client.download(result, self.output / job.folder)
             await asyncio.shield(self._keep(self._record_download(job, outcome, submission, paths)))
         except GenStudioError as error:
@@ -242,26 +249,26 @@ class Batch:
                 self._fatal = error  # the key is refused: every other job would fail the same way
                 self._stop()
             task_failed = isinstance(error, TaskError) or (resumed and isinstance(error, NotFoundError))
-            message = describe_error(error, service)
+            message = describe_error(error, endpoint)
             if resumed and isinstance(error, NotFoundError):
                 message += " (the task in the journal is unknown to the service: --retry-failed submits it again)"
             elif isinstance(error, APIConnectionError) and error.request_sent and outcome.prompt_id is None:
                 message += " (the submit's answer never came: the service may have created the task anyway)"
             await asyncio.shield(self._keep(self._record_failure(job, outcome, message, task_failed=task_failed)))
 
-    async def _submit(self, client: AsyncGenStudio, job: Job, outcome: Outcome) -> Submission:
+    async def _submit(self, client: Client, job: Job, outcome: Outcome) -> Submission:
         try:
             submission = await client.submit(job.workflow_id, job.prompt)
         except GenStudioError as error:
             # Recorded here too: after a Ctrl-C no worker awaits this any more, and the summary must say it.
-            outcome.error = describe_error(error, service_of(self.args))
+            outcome.error = describe_error(error, endpoint_of(self.args))
             if isinstance(error, APIConnectionError) and error.request_sent:
                 outcome.state = UNANSWERED
             raise
         outcome.prompt_id = submission.prompt_id  # known from here on, whatever happens to the journal write
         try:
             await self.journal.submitted(  # before anything else happens
-                job.name, job.workflow_id, submission, fingerprint=job.fingerprint
+                job.name, job.workflow_id, submission, fingerprint=job.fingerprint, service=self.profile.name
             )
         except JournalWriteError as exc:
             outcome.state = SUBMITTED
@@ -360,7 +367,8 @@ def open_batch(args: argparse.Namespace) -> tuple[list[Job], Journal, JournalCon
     """The file work before the batch starts (in a thread): read and check the jobs file, open (and lock) the
     journal, and see which jobs' files are already downloaded."""
     jobs_path = Path(args.jobs)
-    jobs = load_jobs(jobs_path)
+    profile = profile_of(args)
+    jobs = load_jobs(jobs_path, profile)
     journal_path = Path(args.journal) if args.journal else jobs_path.with_name(jobs_path.name + CD.CLI_JOURNAL_SUFFIX)
     if journal_path.resolve() == jobs_path.resolve():
         raise CLIError("the journal cannot be the jobs file itself", ExitCode.USAGE)
@@ -369,7 +377,7 @@ def open_batch(args: argparse.Namespace) -> tuple[list[Job], Journal, JournalCon
     downloaded = set()
     for job in jobs:
         history = contents.history(job.name, *job.aliases)
-        if history.made_for(job.workflow_id, job.fingerprint) and history.files_present():
+        if history.made_for(job.workflow_id, job.fingerprint, profile.name) and history.files_present():
             downloaded.add(job.name)
     return jobs, journal, contents, downloaded
 
@@ -387,11 +395,11 @@ async def batch_command(args: argparse.Namespace, console: Console) -> int:
             job.name
             for job in jobs
             if (history := contents.history(job.name, *job.aliases)).submission is not None
-            and not history.made_for(job.workflow_id, job.fingerprint)
+            and not history.made_for(job.workflow_id, job.fingerprint, profile_of(args).name)
         ]
         if changed:
             console.note(
-                f"{len(changed)} job(s) changed since their task was submitted (workflow or prompt): "
+                f"{len(changed)} job(s) changed since their task was submitted (workflow, prompt or service): "
                 f"{', '.join(changed[:10])}{' …' if len(changed) > 10 else ''}; they are submitted again"
             )
         batch = Batch(args, console, jobs, journal, contents, downloaded)
