@@ -299,7 +299,7 @@ async def test_gpugeek_upload_status_and_cancel(gpugeek_emulator: GPUGeekEmulato
     (tmp_path / "fox.png").write_bytes(tiny_png(8, 8))
     workflow = builtin_api_workflow(GPUGEEK_T2I)
     assert workflow is not None
-    async with emulator.client() as client:
+    async with emulator.client(poll_interval=0.02) as client:
         finished = await client.run(GPUGEEK_T2I, workflow.builder().build())
         emulator.pause()
         queued = await client.submit(GPUGEEK_T2I, workflow.builder().build())
