@@ -391,14 +391,14 @@ def test_a_gpugeek_jobs_file_lists_every_problem(tmp_path: Path) -> None:
         {"workflow_id": 4242, "workflow_json": "missing_api.json"},
         {"workflow_id": 4242, "workflow_json": "broken_api.json"},
         {"workflow_id": GPUGEEK_T2I, "set": {"KSampler": 30}},
-        {"workflow_id": GPUGEEK_T2I, "set": {"KSampler": {"colour": "red"}, "Upscaler": {"scale": 2}}},
+        {"workflow_id": GPUGEEK_T2I, "set": {"KSampler": {"colour": "red", "steps": "5"}, "Upscaler": {"scale": 2}}},
         {"workflow_id": GPUGEEK_T2I, "prompt": {"6": {"inputs": {"text": "a fox"}}}},
     ]
     (tmp_path / "jobs.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\nNaN\n", encoding="utf-8")
     with pytest.raises(CLIError) as caught:
         load_jobs(tmp_path / "jobs.jsonl", GPUGEEK)
     report = caught.value.message.splitlines()
-    assert report[0] == f"the jobs file {str(tmp_path / 'jobs.jsonl')!r} has 10 problems; nothing was sent:"
+    assert report[0] == f"the jobs file {str(tmp_path / 'jobs.jsonl')!r} has 11 problems; nothing was sent:"
     assert report[1] == "  - line 1: 'workflow_id' must be a positive integer (or a string of digits)"
     assert report[2] == (
         "  - line 2: unknown keys ['spec'] (a GPUGeek job has 'id', 'workflow_id', 'prompt', 'workflow_json' and "
@@ -411,9 +411,13 @@ def test_a_gpugeek_jobs_file_lists_every_problem(tmp_path: Path) -> None:
         "  - line 6: 'set' must be an object {NODE: {INPUT: VALUE}} (NODE: a node id, a class_type or a title)"
     )
     assert report[7].startswith("  - line 7: node '3' (KSampler) input 'colour': the workflow's node has no such input")
-    assert report[8].startswith("  - line 7: node 'Upscaler' input 'scale': no node is called 'Upscaler'")
-    assert report[9].startswith("  - line 8: node '6': this node has no class_type: the service runs the workflow")
-    assert report[10] == "  - line 9: not valid JSON (NaN is not a JSON value)"
+    assert report[8] == (  # "set" holds JSON: typed already, and it must be of the type it replaces
+        "  - line 7: node '3' (KSampler) input 'steps': expected a number, got '5' (allowed: a number, like the "
+        "workflow's 20)"
+    )
+    assert report[9].startswith("  - line 7: node 'Upscaler' input 'scale': no node is called 'Upscaler'")
+    assert report[10].startswith("  - line 8: node '6': this node has no class_type: the service runs the workflow")
+    assert report[11] == "  - line 9: not valid JSON (NaN is not a JSON value)"
 
 
 def test_a_journal_of_one_service_is_not_resumed_on_the_other(tmp_path: Path) -> None:

@@ -343,13 +343,16 @@ def _whole_workflow_value(
     if assignment.kind == "image":
         path = _local_image(assignment)
         return (path, None) if path is not None else (None, _no_such_file(node_id, assignment, title))
-    if assignment.kind == "json":
-        return assignment.value, None
     kind = _kind_of(current)
-    value = typed_value(assignment.value, kind, have_spec=kind is not None)
-    if kind == "NUMBER" and not isinstance(value, int | float):
+    if assignment.kind == "json":  # a batch job's value, JSON already: it must be of the type it replaces
+        value = assignment.value
+    else:
+        value = typed_value(assignment.value, kind, have_spec=kind is not None)
+    if kind == "NUMBER" and (isinstance(value, bool) or not isinstance(value, int | float)):
         return problem(f"expected a number, got {assignment.value!r}", f"a number, like the workflow's {current!r}")
     if kind == "BOOLEAN" and not isinstance(value, bool):
         return problem(f"expected true or false, got {assignment.value!r}", "true, false")
+    if kind == "STRING" and not isinstance(value, str):
+        return problem(f"expected text, got {assignment.value!r}", f"text, like the workflow's {current!r}")
     return value, None
 
