@@ -75,9 +75,9 @@ class WorkflowSources:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder  # where a relative "workflow_json" is
-        self._read: dict[object, dict[str, Any] | CLIError] = {}
+        self._read: dict[object, Mapping[str, Any] | CLIError] = {}
 
-    def base(self, workflow_id: str | int, prompt: Any, workflow_json: str | None) -> dict[str, Any]:
+    def base(self, workflow_id: str | int, prompt: Any, workflow_json: str | None) -> Mapping[str, Any]:
         """The workflow a job starts from (see ``prompt.whole_workflow``); ``CLIError`` if there is none."""
         source = self.folder / workflow_json if workflow_json is not None else None
         if prompt is not None:

@@ -136,14 +136,14 @@ def load_spec(source: str | None, workflow_id: str | None = None) -> WorkflowSpe
 
 def whole_workflow(
     workflow_id: str | int, prompt: Mapping[str, Any] | None, workflow_json: Path | None, *, json_name: str
-) -> dict[str, Any]:
+) -> Mapping[str, Any]:
     """What a GPUGeek prompt starts from: ``prompt`` (given whole), the export in ``workflow_json``, or the
     built-in export of ``workflow_id``; ``CLIError`` (exit 2) when there is none or two. ``json_name``: how the
     user names ``workflow_json`` (``--workflow-json``, ``"workflow_json"``)."""
     if prompt is not None and workflow_json is not None:
         raise CLIError(f"the prompt and {json_name} both give the whole workflow: give one", ExitCode.USAGE)
     if prompt is not None:
-        return dict(prompt)
+        return prompt  # (build_prompt copies what it starts from)
     if workflow_json is not None:
         return read_json_object(str(workflow_json), f"the workflow export ({json_name})", WORKFLOW_SHAPE)
     from ..workflows import builtin_api_workflow, builtin_api_workflow_ids
