@@ -65,22 +65,18 @@ def builtin_spec(workflow_id: str) -> WorkflowSpec | None:
 
     ``workflow_id`` is only compared with the ids listed here, never joined into a path.
     """
-    if workflow_id not in builtin_workflow_ids():
-        return None
-    from ..workflow import WorkflowSpec
-
-    text = resources.files(__name__).joinpath(workflow_id + _SUFFIX).read_text(encoding="utf-8")
-    return WorkflowSpec.from_json(text)
+    return _read_spec(workflow_id) if workflow_id in builtin_workflow_ids() else None
 
 
 def builtin_specs() -> dict[str, WorkflowSpec]:
     """Every built-in GenStudio workflow's spec, by id."""
-    specs: dict[str, WorkflowSpec] = {}
-    for workflow_id in builtin_workflow_ids():
-        spec = builtin_spec(workflow_id)
-        assert spec is not None  # listed just above
-        specs[workflow_id] = spec
-    return specs
+    return {workflow_id: _read_spec(workflow_id) for workflow_id in builtin_workflow_ids()}
+
+
+def _read_spec(workflow_id: str) -> WorkflowSpec:
+    from ..workflow import WorkflowSpec
+
+    return WorkflowSpec.from_json(resources.files(__name__).joinpath(workflow_id + _SUFFIX).read_text(encoding="utf-8"))
 
 
 # --- GPUGeek: API-format exports --------------------------------------------------------------------------------
@@ -99,19 +95,16 @@ def builtin_api_workflow(workflow_id: int | str) -> ApiWorkflow | None:
     """
     known = {str(number): number for number in builtin_api_workflow_ids()}
     number = known.get(str(workflow_id).strip()) if isinstance(workflow_id, int | str) else None
-    if number is None:
-        return None
-    from ..workflow import ApiWorkflow
-
-    folder = resources.files(__name__).joinpath(_GPUGEEK_FOLDER)
-    return ApiWorkflow.load(folder.joinpath(f"{number}{_SUFFIX}").read_text(encoding="utf-8"))
+    return _read_export(number) if number is not None else None
 
 
 def builtin_api_workflows() -> dict[int, ApiWorkflow]:
     """Every built-in GPUGeek workflow's export, by id."""
-    workflows: dict[int, ApiWorkflow] = {}
-    for workflow_id in builtin_api_workflow_ids():
-        workflow = builtin_api_workflow(workflow_id)
-        assert workflow is not None  # listed just above
-        workflows[workflow_id] = workflow
-    return workflows
+    return {workflow_id: _read_export(workflow_id) for workflow_id in builtin_api_workflow_ids()}
+
+
+def _read_export(workflow_id: int) -> ApiWorkflow:
+    from ..workflow import ApiWorkflow
+
+    folder = resources.files(__name__).joinpath(_GPUGEEK_FOLDER)
+    return ApiWorkflow.load(folder.joinpath(f"{workflow_id}{_SUFFIX}").read_text(encoding="utf-8"))
