@@ -1,4 +1,4 @@
-"""The ``genstudio`` command: GenStudio hosted ComfyUI workflows from a shell.
+"""The ``genstudio`` command: hosted ComfyUI workflows (GenStudio's and GPUGeek's) from a shell.
 
 ::
 
@@ -7,6 +7,7 @@
     genstudio batch jobs.jsonl --concurrency 8 --out results/
     genstudio status ID... | cancel ID... | upload FILE
     genstudio emulator --port 8188      # a local GenStudio (same flags as python -m genstudio_async.emulator)
+    genstudio run --service gpugeek 763311996779461 --set KSampler.steps=5   # GPUGeek (or GENSTUDIO_SERVICE)
 
 Each subcommand adds its arguments in its own ``add_*_arguments`` function and sets ``handler`` on the parsed
 namespace; ``main`` dispatches, turns errors into one line on stderr and returns the exit code (``genstudio
@@ -47,7 +48,7 @@ from .emulator._defaults import (
 
 if TYPE_CHECKING:
     from ._cli.console import Console
-    from ._cli.errors import Service
+    from ._cli.errors import Endpoint
 
 __all__ = ["add_emulator_arguments", "build_parser", "main"]
 
@@ -56,8 +57,8 @@ Command = Callable[[argparse.Namespace, "Console"], Coroutine[Any, Any, int]]
 
 EMULATOR_DESCRIPTION = (
     "Run a local GenStudio emulator: the HTTP API, the progress WebSocket (same port) and signed-URL result "
-    "storage (another port), with fault injection. The first line printed is "
-    "'GenStudio emulator listening on http://HOST:PORT'. Stop it with Ctrl-C or SIGTERM."
+    "storage (another port), with fault injection; or, with --service gpugeek, a local GPUGeek (HTTP only). The "
+    "first line printed is 'GenStudio emulator listening on http://HOST:PORT'. Stop it with Ctrl-C or SIGTERM."
 )
 
 
@@ -73,12 +74,12 @@ def _port(text: str) -> int:
 
 def add_emulator_arguments(parser: argparse.ArgumentParser) -> None:
     """The emulator's flags (shared by ``genstudio emulator`` and ``python -m genstudio_async.emulator``)."""
-    parser.add_argument(
-        "--service",
-        default="genstudio",
-        choices=["genstudio", "gpugeek"],  # the names Emulator(service=...) takes; checked there too
-        help="which service to emulate: GenStudio (HTTP + progress WebSocket) or GPUGeek (/api/v1/..., polled; "
-        "its first line then reads 'GPUGeek emulator listening on ...') (default: %(default)s)",
+    from ._cli.services import add_service_choice
+
+    add_service_choice(  # the names Emulator(service=...) takes; checked there too
+        parser,
+        "which service to emulate: GenStudio (HTTP + progress WebSocket) or GPUGeek (/api/v1/..., polled; its "
+        "first line then reads 'GPUGeek emulator listening on ...')",
     )
     parser.add_argument("--host", default=EMULATOR_DEFAULT_HOST, help="address to listen on (default: %(default)s)")
     parser.add_argument(
@@ -196,13 +197,28 @@ def _run_emulator(args: argparse.Namespace) -> int:
 
 # --- the other subcommands ----------------------------------------------------------------------------------
 
-DESCRIPTION = "GenStudio hosted ComfyUI workflows, from a shell."
+DESCRIPTION = "Hosted ComfyUI workflows, GenStudio's and GPUGeek's, from a shell."
 
-EPILOG_TOP = """\
-environment:
-  GENSTUDIO_API_KEY    the API key (--api-key works too, but other users can see process arguments)
-  GENSTUDIO_BASE_URL   the API base URL (default https://cloud.infini-ai.com); --base-url overrides it
-  GENSTUDIO_LOG        the SDK's log level on stderr (debug, info, ...)
+
+def _epilog_top() -> str:
+    """The top-level help's environment and output notes (the variables' names come from the services)."""
+    from ._cli.defaults import CLI_SERVICE_ENV
+    from ._services import GenStudio, GPUGeek
+
+    genstudio, gpugeek = GenStudio.environment, GPUGeek.environment
+    rows = [
+        (CLI_SERVICE_ENV, "the service: genstudio (the default) or gpugeek; --service overrides it"),
+        (genstudio.api_key, "GenStudio's API key (--api-key works too, but other users can see process arguments)"),
+        (genstudio.base_url, f"its API base URL (default {GenStudio.default_base_url}); --base-url overrides it"),
+        (gpugeek.api_key, "GPUGeek's API key, with --service gpugeek"),
+        (gpugeek.base_url, f"its API base URL (default {GPUGeek.default_base_url})"),
+        ("GENSTUDIO_LOG", "the SDK's log level on stderr (debug, info, ...)"),
+    ]
+    width = max(len(name) for name, _ in rows) + 2
+    return "environment:\n" + "".join(f"  {name.ljust(width)} {text}\n" for name, text in rows) + _EPILOG_OUTPUT
+
+
+_EPILOG_OUTPUT = """\
 
 Output is drawn with rich (pip install 'genstudio-async[cli]') on a terminal and printed as plain lines
 otherwise; --json prints one JSON document instead. Errors are one line on stderr (--debug adds the traceback).
@@ -235,8 +251,11 @@ def _add_follow_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=_positive_float, metavar="S", help="give up waiting for a task after S seconds (it goes on)"
     )
-    parser.add_argument(
-        "--no-websocket", action="store_true", help="follow progress by polling instead of the progress WebSocket"
+    parser.add_argument(  # accepted with either service, so one script serves both (GENSTUDIO_SERVICE)
+        "--no-websocket",
+        action="store_true",
+        help="follow progress by polling instead of GenStudio's progress WebSocket (GPUGeek has none and is always "
+        "polled: there the flag changes nothing)",
     )
     parser.add_argument(
         "--poll-interval",
@@ -251,6 +270,9 @@ def _add_json_argument(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
+    from ._cli.services import add_service_choice
+
+    add_service_choice(parser, "the service to emulate, in this process, and run the demo against")
     parser.add_argument(
         "--out", metavar="DIR", default=CLI_DEMO_OUTPUT_DIR, help="where to save the images (default: %(default)s)"
     )
@@ -265,11 +287,19 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     from ._cli.prompt import parse_image, parse_set
-    from .workflows import builtin_workflow_ids
+    from .workflows import builtin_api_workflow_ids, builtin_workflow_ids
 
-    parser.add_argument("workflow_id", metavar="WORKFLOW_ID", help="the workflow to run (e.g. wf-c73diz7kadp6ffgn)")
+    gpugeek_ids = ", ".join(str(number) for number in builtin_api_workflow_ids())
     parser.add_argument(
-        "--prompt", metavar="FILE.json", help='input overrides {node_id: {"inputs": {...}}} from a file (- for stdin)'
+        "workflow_id",
+        metavar="WORKFLOW_ID",
+        help="the workflow to run (GenStudio: e.g. wf-c73diz7kadp6ffgn; GPUGeek: an integer, e.g. 763311996779461)",
+    )
+    parser.add_argument(
+        "--prompt",
+        metavar="FILE.json",
+        help='the prompt from a file (- for stdin): GenStudio\'s input overrides {node_id: {"inputs": {...}}}, '
+        "GPUGeek's whole API-format workflow",
     )
     parser.add_argument(
         "--set",
@@ -278,16 +308,22 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NODE.INPUT=VALUE",
-        help="set one input; NODE is an id, a class_type or a title (names need a spec); VALUE is typed by the "
-        "spec (INT, FLOAT, BOOLEAN, else a string; \"quoted\" is the string inside), or without one parsed as a "
-        "JSON literal if it is one; repeatable",
+        help="set one input; NODE is an id, a class_type or a title (GenStudio: names need a spec); VALUE is typed "
+        "by the spec (INT, FLOAT, BOOLEAN, else a string; \"quoted\" is the string inside), or without one parsed "
+        "as a JSON literal if it is one (GPUGeek: typed like the workflow's value it replaces); repeatable",
     )
     parser.add_argument(
         "--spec",
         metavar="SPEC.json",
-        help="the workflow's parameter spec ('入参范围' JSON): resolves NODE names, types the --set values and "
-        "checks the prompt before anything is sent (default: the built-in spec of "
+        help="GenStudio: the workflow's parameter spec ('入参范围' JSON): resolves NODE names, types the --set values "
+        "and checks the prompt before anything is sent (default: the built-in spec of "
         f"{', '.join(builtin_workflow_ids())})",
+    )
+    parser.add_argument(
+        "--workflow-json",
+        metavar="FILE.json",
+        help="GPUGeek: the workflow's ComfyUI API-format export ('Save (API Format)'), the prompt --set and --image "
+        f"change (default: the built-in export of {gpugeek_ids})",
     )
     parser.add_argument(
         "--image",
@@ -295,7 +331,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NODE=PATH",
-        help="set a LoadImage node's 'image' to a local file, uploaded at submit time; repeatable",
+        help="set a LoadImage node's 'image' to a local file, uploaded at submit time (GPUGeek: presigned, PUT, "
+        "committed); repeatable",
     )
     parser.add_argument(
         "--out", metavar="DIR", help=f"where to save the files (default: {CLI_RUN_OUTPUT_DIR}/<prompt_id>/)"
@@ -308,7 +345,9 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "jobs",
         metavar="JOBS.jsonl",
-        help='one job a line: {"workflow_id": "wf-…", "prompt": {...}, "id": "optional stable name"}',
+        help='one job a line: {"workflow_id": "wf-…", "prompt": {...}, "id": "optional stable name"}; GPUGeek: '
+        '{"workflow_id": 763311996779461, "set": {"KSampler": {"steps": 5}}}, with "prompt" (the whole workflow) '
+        'or "workflow_json" (an export, relative to JOBS.jsonl) for any id',
     )
     parser.add_argument(
         "--concurrency",
@@ -326,7 +365,8 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--journal",
         metavar="FILE",
-        help=f"the resume journal (default: JOBS.jsonl{CLI_JOURNAL_SUFFIX}); it holds prompt tokens: mode 0600",
+        help=f"the resume journal (default: JOBS.jsonl{CLI_JOURNAL_SUFFIX}); it holds GenStudio's prompt tokens: "
+        "mode 0600",
     )
     parser.add_argument(
         "--retry-failed",
@@ -379,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="genstudio",
         description=DESCRIPTION,
-        epilog=EPILOG_TOP + EXIT_CODES_HELP,
+        epilog=_epilog_top() + EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -398,9 +438,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = command(
         "demo",
         "text-to-image then image-to-image against an in-process emulator: no key, no network",
-        "Start a GenStudio emulator in this process and run a text-to-image generation, then an image-to-image "
-        "generation of its result (uploaded from its local path), with live progress: the queue position, then "
-        "the percent. Saves real PNGs and prints how long each phase took (submit, generate, download).",
+        "Start a GenStudio (or, with --service gpugeek, a GPUGeek) emulator in this process and run a text-to-image "
+        "generation, then an image-to-image generation of its result (uploaded from its local path), with live "
+        "progress: the queue position, then the percent (GPUGeek, polled: running), then done. Saves real PNGs and "
+        "prints how long each phase took (submit, generate, download).",
     )
     add_demo_arguments(demo)
     add_debug_argument(demo)
@@ -411,7 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
         "submit one task, follow it, download its files",
         "Submit one task of WORKFLOW_ID, show its progress and download its files. With a spec (--spec, or the "
         "built-in one of the docs' example workflows), the prompt is checked before anything is sent and every "
-        "problem is listed (exit 2).",
+        "problem is listed (exit 2). GPUGeek (--service gpugeek) runs the whole workflow it is sent: the built-in "
+        "export of a built-in id, --workflow-json or --prompt, changed by --set and --image.",
     )
     add_run_arguments(run)
     _add_service_arguments(run)
@@ -431,8 +473,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_service_arguments(batch)
     batch.set_defaults(handler=_async_command("batch", "batch_command"))
 
-    status = command("status", "show tasks' status", "Show the status of tasks (one request for all of them).")
-    add_ids_arguments(status, "a task's prompt_id (cft-…); several are asked in one request")
+    status = command(
+        "status",
+        "show tasks' status",
+        "Show the status of tasks (GenStudio: one request for all of them; GPUGeek: one request each).",
+    )
+    add_ids_arguments(status, "a task's prompt_id (GenStudio: cft-…, asked together; GPUGeek: digits)")
     _add_json_argument(status, "a list of the tasks")
     _add_service_arguments(status)
     status.set_defaults(handler=_async_command("tasks", "status_command"))
@@ -440,23 +486,29 @@ def build_parser() -> argparse.ArgumentParser:
     cancel = command(
         "cancel",
         "cancel tasks",
-        "Ask the service to cancel tasks (their status becomes 4). Their status is asked first, in one request: a "
-        "task that has already ended is reported ('already succeeded: not cancelled', exit 1) and left alone.",
+        "Ask the service to cancel tasks (their status becomes 4 on GenStudio, 5 on GPUGeek). Their status is asked "
+        "first: a task that has already ended is reported ('already succeeded: not cancelled', exit 1) and left "
+        "alone.",
     )
-    add_ids_arguments(cancel, "a task's prompt_id (cft-…)")
+    add_ids_arguments(cancel, "a task's prompt_id (GenStudio: cft-…; GPUGeek: digits)")
     _add_json_argument(cancel, "what was cancelled")
     _add_service_arguments(cancel)
     cancel.set_defaults(handler=_async_command("tasks", "cancel_command"))
 
     upload = command(
-        "upload", "upload an image, print its image_id", "Upload an image; print the image_id for a LoadImage input."
+        "upload",
+        "upload an image, print what a LoadImage input takes",
+        "Upload an image; print the value for a LoadImage input: GenStudio's image_id, or GPUGeek's committed "
+        "oss_url (the file is PUT to a pre-signed URL, without the API key, then committed).",
     )
     upload.add_argument("file", metavar="FILE", help="the image to upload")
-    _add_json_argument(upload, "the image_id")
+    _add_json_argument(upload, "the file and its image_id (GPUGeek: oss_url)")
     _add_service_arguments(upload)
     upload.set_defaults(handler=_async_command("tasks", "upload_command"))
 
-    emulator = commands.add_parser("emulator", help="run a local GenStudio emulator", description=EMULATOR_DESCRIPTION)
+    emulator = commands.add_parser(
+        "emulator", help="run a local GenStudio (or GPUGeek) emulator", description=EMULATOR_DESCRIPTION
+    )
     add_emulator_arguments(emulator)
     emulator.set_defaults(handler=_run_emulator)
     return parser
@@ -481,10 +533,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 1
     except Exception as error:  # noqa: BLE001 - every error ends as one line and an exit code
-        from ._cli.client import service_of
+        from ._cli.client import endpoint_of
 
         debug = bool(getattr(args, "debug", False))
-        return _report(error, debug=debug, secrets=_secrets_of(args), service=service_of(args))
+        return _report(error, debug=debug, secrets=_secrets_of(args), endpoint=endpoint_of(args))
 
 
 def _secrets_of(args: argparse.Namespace) -> list[str]:
@@ -496,9 +548,9 @@ def _secrets_of(args: argparse.Namespace) -> list[str]:
     return [key.strip() for key in candidates if key and key.strip()]
 
 
-def _report(error: Exception, *, debug: bool, secrets: Sequence[str] = (), service: Service | None = None) -> int:
+def _report(error: Exception, *, debug: bool, secrets: Sequence[str] = (), endpoint: Endpoint | None = None) -> int:
     """``error`` as one line on stderr (a prompt's problems: one line each), the traceback first with --debug.
-    ``service``: what the command talked to (see ``describe_error``).
+    ``endpoint``: where the command's requests went (see ``describe_error``).
 
     Everything goes through a redactor: a traceback shows the chained httpx/h11 exceptions, whose messages the
     SDK never saw (``Illegal header value b'Bearer <the whole key>'``).
@@ -518,7 +570,7 @@ def _report(error: Exception, *, debug: bool, secrets: Sequence[str] = (), servi
     if debug:
         print(shown("".join(traceback.format_exception(error))), end="", file=sys.stderr)
     if isinstance(error, GenStudioError | CLIError):
-        print(shown(f"genstudio: error: {describe_error(error, service)}"), file=sys.stderr)
+        print(shown(f"genstudio: error: {describe_error(error, endpoint)}"), file=sys.stderr)
     else:
         hint = "" if debug else " (run with --debug for the traceback)"
         print(shown(f"genstudio: internal error: {type(error).__name__}: {error}{hint}"), file=sys.stderr)

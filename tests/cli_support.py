@@ -3,7 +3,8 @@
 The command is the console script next to this interpreter (``.venv/bin/genstudio``), run with
 ``asyncio.create_subprocess_exec`` so that an emulator served by the test's own event loop (the
 ``genstudio_emulator`` fixture) keeps answering while the test awaits the command. It finds the emulator as a
-user would point it at any service: ``GENSTUDIO_BASE_URL`` and ``GENSTUDIO_API_KEY`` in its environment.
+user would point it at any service: ``GENSTUDIO_BASE_URL`` and ``GENSTUDIO_API_KEY`` in its environment (for a
+GPUGeek emulator, the ``gpugeek_emulator`` fixture: ``GPUGEEK_BASE_URL`` and ``GPUGEEK_API_KEY``).
 
 Every child starts with the default SIGINT disposition (``spawn``): a pytest started in the background
 (``cmd &``) inherits SIGINT as *ignored*, and so would every command it starts, which then never sees the
@@ -31,6 +32,9 @@ TIMEOUT = 60.0
 T2I = "wf-c73diz7kadp6ffgn"
 I2I = "wf-c73epllu4i3bxvzr"
 SPECS = Path(__file__).resolve().parent.parent / "genstudio_async" / "workflows"
+GPUGEEK_T2I = 763311996779461
+GPUGEEK_I2I = 763311996779525
+EXPORTS = Path(__file__).resolve().parent.parent / "examples" / "workflows"
 
 
 @dataclass(frozen=True)
@@ -43,8 +47,9 @@ class Finished:
         return json.loads(self.stdout)
 
 
-def command_env(emulator: Emulator | None = None, *, dev_mode: bool = True, **extra: str) -> dict[str, str]:
-    """The command's environment: none of the developer's GENSTUDIO_* settings, the emulator's if given.
+def command_env(emulator: Emulator[Any] | None = None, *, dev_mode: bool = True, **extra: str) -> dict[str, str]:
+    """The command's environment: none of the developer's GENSTUDIO_* or GPUGEEK_* settings, the emulator's if
+    given (a GPUGeek emulator's in GPUGEEK_*: the command still needs ``--service gpugeek`` to use them).
 
     ``dev_mode``: warnings are errors and asyncio runs in debug mode, so a leaked task or an unclosed
     resource shows up on stderr (``no_crash`` looks for it).
@@ -52,9 +57,11 @@ def command_env(emulator: Emulator | None = None, *, dev_mode: bool = True, **ex
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith("GENSTUDIO_") and key not in ("FORCE_COLOR", "NO_COLOR", "COLUMNS")
+        if not key.startswith(("GENSTUDIO_", "GPUGEEK_")) and key not in ("FORCE_COLOR", "NO_COLOR", "COLUMNS")
     }
-    if emulator is not None:
+    if emulator is not None and emulator.service_name == "GPUGeek":
+        env.update(GPUGEEK_BASE_URL=emulator.base_url, GPUGEEK_API_KEY=emulator.api_key)
+    elif emulator is not None:
         env.update(GENSTUDIO_BASE_URL=emulator.base_url, GENSTUDIO_API_KEY=emulator.api_key)
     env.update(PYTHONUNBUFFERED="1", PYTHONWARNINGS="error")
     if dev_mode:
@@ -108,7 +115,7 @@ async def finish(process: asyncio.subprocess.Process, stdin: bytes | None = None
 
 
 async def genstudio(
-    *args: str, cwd: Path, emulator: Emulator | None = None, env: dict[str, str] | None = None,
+    *args: str, cwd: Path, emulator: Emulator[Any] | None = None, env: dict[str, str] | None = None,
     stdin: bytes | None = None,
 ) -> Finished:
     """Run ``genstudio ARGS...`` to its end."""

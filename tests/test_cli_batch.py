@@ -16,9 +16,14 @@ from typing import Any
 import pytest
 
 from genstudio_async._cli.errors import CLIError
+from genstudio_async._cli.jobs import load_jobs
 from genstudio_async._cli.journal import Journal, parse_journal
+from genstudio_async._cli.services import GPUGEEK
 from genstudio_async.emulator import Emulator, Faults
+from genstudio_async.emulator._gpugeek import GPUGeekService
 from tests.cli_support import (
+    EXPORTS,
+    GPUGEEK_T2I,
     T2I,
     command_env,
     finish,
@@ -297,3 +302,131 @@ async def test_journal_is_private_ends_a_torn_line_and_admits_one_batch_at_a_tim
     records = path.read_bytes().split(b"\n")
     assert records[1] == b'{"ev' and json.loads(records[2])["event"] == "downloaded"  # not glued to the torn line
     assert parse_journal(path.read_bytes()).history("a").paths == []
+
+
+# --- GPUGeek: whole workflows -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def gpugeek_emulator_options() -> dict[str, Any]:
+    return {"workers": 4, "steps": 3, "step_seconds": 0.01}
+
+
+async def test_a_gpugeek_batch_sends_whole_workflows_and_a_rerun_submits_nothing(
+    gpugeek_emulator: Emulator[GPUGeekService], tmp_path: Path
+) -> None:
+    export = json.loads((EXPORTS / "t2i_workflow_api.json").read_text(encoding="utf-8"))
+    gpugeek_emulator.register_workflow(4242, export)
+    (tmp_path / "exports").mkdir()
+    (tmp_path / "exports" / "mine_api.json").write_text(json.dumps(export), encoding="utf-8")
+    jobs = [  # the built-in export changed by "set"; another id's export from a file; a whole prompt
+        {"id": "fox", "workflow_id": GPUGEEK_T2I, "set": {"6": {"text": "a red fox"}, "KSampler": {"seed": 1}}},
+        {"id": "own", "workflow_id": "4242", "workflow_json": "exports/mine_api.json",
+         "set": {"Empty Latent Image": {"width": 64, "height": 48}, "3": {"seed": 2}}},
+        {"workflow_id": GPUGEEK_T2I, "prompt": {**export, "3": {**export["3"], "inputs": {**export["3"]["inputs"],
+                                                                                          "seed": 3}}}},
+    ]
+    (tmp_path / "jobs.jsonl").write_text("\n".join(json.dumps(job) for job in jobs) + "\n", encoding="utf-8")
+    env = command_env(gpugeek_emulator)
+    done = await genstudio(
+        "batch", "--service", "gpugeek", "jobs.jsonl", "--out", "out", "--poll-interval", "0.05", cwd=tmp_path,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert re.search(r"^3 jobs: 3 done, 0 failed$", done.stdout, re.M)
+    assert "(mode 0600)" in done.stdout and "prompt tokens" not in done.stdout  # GPUGeek has none
+    tasks = {task.plan.seed: task for task in gpugeek_emulator.service.tasks}
+    assert sorted(tasks) == [1, 2, 3]
+    assert tasks[1].plan.text.startswith("a red fox") and tasks[2].workflow_id == "4242"
+    assert (tasks[2].plan.width, tasks[2].plan.height) == (64, 48)
+    assert len(job_folders_with_one_png(tmp_path / "out")) == 3
+    records = journal_records(tmp_path / "jobs.jsonl.journal")
+    submitted = [record for record in records if record["event"] == "submitted"]
+    assert len(submitted) == 3
+    assert all(record["prompt_token"] is None and record["service"] == "gpugeek" for record in submitted)
+    no_crash(done.stderr)
+
+    before = gpugeek_emulator.stats.snapshot()
+    again = await genstudio("batch", "jobs.jsonl", "--out", "out", "--json", cwd=tmp_path,
+                            env={**env, "GENSTUDIO_SERVICE": "gpugeek"})
+    assert again.returncode == 0, again.stderr
+    summary = again.json()
+    assert summary["done"] == summary["done_before"] == 3
+    assert gpugeek_emulator.stats.snapshot()["requests"] == before["requests"]  # not one request
+
+
+async def test_a_gpugeek_batch_resumes_its_tasks_after_ctrl_c(
+    gpugeek_emulator: Emulator[GPUGeekService], tmp_path: Path
+) -> None:
+    lines = [json.dumps({"id": f"fox-{n}", "workflow_id": GPUGEEK_T2I, "set": {"3": {"seed": n}}}) for n in range(3)]
+    (tmp_path / "jobs.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    env = command_env(gpugeek_emulator, GENSTUDIO_SERVICE="gpugeek")
+    gpugeek_emulator.pause()  # every task stays queued: Ctrl-C comes while all three are followed
+    async with started("batch", "jobs.jsonl", "--out", "out", "--poll-interval", "0.05", cwd=tmp_path,
+                       env=env) as process:
+        await eventually(lambda: gpugeek_emulator.stats.submits == 3, what="three submits", timeout=20.0)
+        journal = tmp_path / "jobs.jsonl.journal"
+        await eventually(
+            lambda: sum(r["event"] == "submitted" for r in journal_records_tolerant(journal)) == 3,
+            what="three submits journaled", timeout=20.0,
+        )
+        process.send_signal(signal.SIGINT)
+        stopped = await finish(process)
+    assert stopped.returncode == 130, stopped.stderr
+    gpugeek_emulator.resume()
+    resumed = await genstudio("batch", "jobs.jsonl", "--out", "out", "--poll-interval", "0.05", cwd=tmp_path, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "0 to submit" in resumed.stdout and "3 to resume" in resumed.stdout
+    assert gpugeek_emulator.stats.submits == 3  # not one job submitted twice
+    assert job_folders_with_one_png(tmp_path / "out") == ["fox-0", "fox-1", "fox-2"]
+    no_crash(stopped.stderr + resumed.stderr)
+
+
+def test_a_gpugeek_jobs_file_lists_every_problem(tmp_path: Path) -> None:
+    (tmp_path / "broken_api.json").write_text('{"3": {"inputs": {}}}', encoding="utf-8")
+    lines = [
+        {"workflow_id": "wf-c73diz7kadp6ffgn"},
+        {"workflow_id": GPUGEEK_T2I, "spec": {}},
+        {"workflow_id": 4242},
+        {"workflow_id": 4242, "workflow_json": "missing_api.json"},
+        {"workflow_id": 4242, "workflow_json": "broken_api.json"},
+        {"workflow_id": GPUGEEK_T2I, "set": {"KSampler": 30}},
+        {"workflow_id": GPUGEEK_T2I, "set": {"KSampler": {"colour": "red", "steps": "5"}, "Upscaler": {"scale": 2}}},
+        {"workflow_id": GPUGEEK_T2I, "prompt": {"6": {"inputs": {"text": "a fox"}}}},
+    ]
+    (tmp_path / "jobs.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\nNaN\n", encoding="utf-8")
+    with pytest.raises(CLIError) as caught:
+        load_jobs(tmp_path / "jobs.jsonl", GPUGEEK)
+    report = caught.value.message.splitlines()
+    assert report[0] == f"the jobs file {str(tmp_path / 'jobs.jsonl')!r} has 11 problems; nothing was sent:"
+    assert report[1] == "  - line 1: 'workflow_id' must be a positive integer (or a string of digits)"
+    assert report[2] == (
+        "  - line 2: unknown keys ['spec'] (a GPUGeek job has 'id', 'workflow_id', 'prompt', 'workflow_json' and "
+        "'set')"
+    )
+    assert report[3].startswith("  - line 3: GPUGeek runs the workflow it is sent, and 4242 is not a built-in one")
+    assert report[4].startswith("  - line 4: cannot read the workflow export ('workflow_json') ")
+    assert report[5].startswith("  - line 5: node '3': this node has no class_type")
+    assert report[6] == (
+        "  - line 6: 'set' must be an object {NODE: {INPUT: VALUE}} (NODE: a node id, a class_type or a title)"
+    )
+    assert report[7].startswith("  - line 7: node '3' (KSampler) input 'colour': the workflow's node has no such input")
+    assert report[8] == (  # "set" holds JSON: typed already, and it must be of the type it replaces
+        "  - line 7: node '3' (KSampler) input 'steps': expected a number, got '5' (allowed: a number, like the "
+        "workflow's 20)"
+    )
+    assert report[9].startswith("  - line 7: node 'Upscaler' input 'scale': no node is called 'Upscaler'")
+    assert report[10].startswith("  - line 8: node '6': this node has no class_type: the service runs the workflow")
+    assert report[11] == "  - line 9: not valid JSON (NaN is not a JSON value)"
+
+
+def test_a_journal_of_one_service_is_not_resumed_on_the_other(tmp_path: Path) -> None:
+    contents = parse_journal(b"\n".join(json.dumps(line).encode() for line in [
+        {"event": "submitted", "job": "old", "prompt_id": "cft-1", "prompt_token": "t1", "fingerprint": "f"},
+        {"event": "submitted", "job": "geek", "prompt_id": "123", "prompt_token": None, "fingerprint": "g",
+         "service": "gpugeek"},
+    ]))
+    old, geek = contents.history("old"), contents.history("geek")
+    assert old.made_for("wf", "f", "genstudio") and not old.made_for("wf", "f", "gpugeek")  # written before: GenStudio
+    assert geek.submission is not None and geek.submission.prompt_token is None  # GPUGeek's: no token, resumable
+    assert geek.made_for(1, "g", "gpugeek") and not geek.made_for(1, "g", "genstudio")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 import signal
 from pathlib import Path
@@ -10,7 +12,11 @@ from typing import Any
 import pytest
 
 from genstudio_async.emulator import Emulator, Faults
+from genstudio_async.emulator._gpugeek import GPUGeekService
 from tests.cli_support import (
+    EXPORTS,
+    GPUGEEK_I2I,
+    GPUGEEK_T2I,
     I2I,
     SPECS,
     T2I,
@@ -31,8 +37,16 @@ T2I_SPEC = str(SPECS / f"{T2I}.json")
 I2I_SPEC = str(SPECS / f"{I2I}.json")
 
 
+GPUGeekEmulator = Emulator[GPUGeekService]
+
+
 @pytest.fixture
 def genstudio_emulator_options() -> dict[str, Any]:
+    return {"workers": 2, "steps": 4, "step_seconds": 0.01}
+
+
+@pytest.fixture
+def gpugeek_emulator_options() -> dict[str, Any]:
     return {"workers": 2, "steps": 4, "step_seconds": 0.01}
 
 
@@ -248,3 +262,136 @@ async def test_a_node_name_without_a_spec_is_refused_before_anything_is_sent(
     ]
     stats = genstudio_emulator.stats
     assert stats.requests["submit"] == 0 and stats.uploads == 0
+
+
+# --- GPUGeek: the prompt is the whole workflow ---------------------------------------------------------------------
+
+
+async def test_run_on_gpugeek_changes_the_builtin_export_and_saves_the_png(
+    gpugeek_emulator: GPUGeekEmulator, tmp_path: Path
+) -> None:
+    done = await genstudio(
+        "run", "--service", "gpugeek", str(GPUGEEK_T2I),
+        "--set", "KSampler.steps=5",                   # a class_type; typed like the export's 20: a number
+        "--set", "KSampler.seed=42",
+        "--set", "Empty Latent Image.width=64",        # a title
+        "--set", "5.height=48",                        # an id
+        "--set", "6.text=123",                         # the export holds text here: stays the text "123"
+        "--out", "out", "--poll-interval", "0.05",
+        cwd=tmp_path, emulator=gpugeek_emulator,
+    )
+    assert done.returncode == 0, done.stderr
+    [task] = list(gpugeek_emulator.service.tasks)
+    assert task.workflow_id == str(GPUGEEK_T2I) and task.plan.seed == 42 and task.plan.text.splitlines()[0] == "123"
+    assert re.search(rf"^submitted {task.task_id}$", done.stdout, re.M)
+    # Polled, and no percent on this service (the demo's test sees "running" too: its tasks run long enough).
+    assert "  succeeded\n" in done.stdout and "%" not in done.stdout
+    [png] = pngs_under(tmp_path / "out")
+    assert png.parent == tmp_path / "out" / "9" and png_size(png) == (64, 48)
+    assert f"saved {png.relative_to(tmp_path)}" in done.stdout
+    assert gpugeek_emulator.stats.submits == 1
+    no_crash(done.stderr)
+
+
+async def test_genstudio_service_picks_gpugeek_and_an_image_is_uploaded_with_the_submit(
+    gpugeek_emulator: GPUGeekEmulator, tmp_path: Path
+) -> None:
+    (tmp_path / "bottle.png").write_bytes(tiny_png(40, 24))
+    env = command_env(gpugeek_emulator, GENSTUDIO_SERVICE="gpugeek")  # as --service gpugeek
+    done = await genstudio(
+        "run", str(GPUGEEK_I2I), "--image", "LoadImage=bottle.png", "--set", "KSampler.denoise=0.5",
+        "--no-websocket", "--poll-interval", "0.05", "--json",  # --no-websocket: accepted, changes nothing here
+        cwd=tmp_path, env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    document = done.json()
+    [task] = list(gpugeek_emulator.service.tasks)
+    assert document["prompt_id"] == task.task_id and document["status"] == "succeeded"
+    [path] = document["paths"]
+    assert png_size(tmp_path / path) == (40, 24)  # drawn at the size of the uploaded image
+    stats = gpugeek_emulator.stats
+    assert stats.commits == 1 and stats.submits == 1  # presigned, PUT, committed: then submitted
+    assert stats.storage_requests_with_authorization == 0  # the key never went to the object store
+    no_crash(done.stderr)
+
+
+async def test_run_on_gpugeek_takes_any_workflow_as_an_export_or_a_whole_prompt(
+    gpugeek_emulator: GPUGeekEmulator, tmp_path: Path
+) -> None:
+    export = json.loads((EXPORTS / "t2i_workflow_api.json").read_text(encoding="utf-8"))
+    gpugeek_emulator.register_workflow(4242, export)  # one of the user's own, not built in
+    (tmp_path / "mine_api.json").write_text(json.dumps(export), encoding="utf-8")
+    env = command_env(gpugeek_emulator)
+    run = ("run", "--service", "gpugeek", "4242", "--poll-interval", "0.05")
+    from_export, from_stdin = await asyncio.gather(
+        genstudio(*run, "--workflow-json", "mine_api.json", "--set", "KSampler.seed=7", "--out", "a",
+                  cwd=tmp_path, env=env),
+        genstudio(*run, "--prompt", "-", "--out", "b", cwd=tmp_path, env=env, stdin=json.dumps(export).encode()),
+    )
+    assert from_export.returncode == 0, from_export.stderr
+    assert from_stdin.returncode == 0, from_stdin.stderr
+    tasks = {task.plan.seed: task for task in gpugeek_emulator.service.tasks}
+    assert sorted(tasks) == sorted([7, export["3"]["inputs"]["seed"]])  # the second sent as it is
+    assert {task.workflow_id for task in tasks.values()} == {"4242"}
+    assert len(pngs_under(tmp_path / "a")) == len(pngs_under(tmp_path / "b")) == 1
+    no_crash(from_export.stderr + from_stdin.stderr)
+
+
+async def test_run_on_gpugeek_lists_every_problem_of_the_changes_and_sends_nothing(
+    gpugeek_emulator: GPUGeekEmulator, tmp_path: Path
+) -> None:
+    done = await genstudio(
+        "run", "--service", "gpugeek", str(GPUGEEK_I2I),
+        "--set", "KSampler.steps=many",
+        "--set", "KSampler.colour=red",
+        "--set", "KSampler.model=sdxl",
+        "--set", "CLIP Text Encode (Prompt).text=a fox",
+        "--set", "Upscaler.scale=2",
+        "--image", "LoadImage=missing.png",
+        cwd=tmp_path, env=command_env(gpugeek_emulator, dev_mode=False),
+    )
+    assert done.returncode == 2
+    header, *problems = done.stderr.splitlines()
+    assert header == "genstudio: error: the prompt has 6 problems; nothing was sent:"
+    assert problems == [
+        "  - node '3' (KSampler) input 'steps': expected a number, got 'many' (allowed: a number, like the "
+        "workflow's 22)",
+        "  - node '3' (KSampler) input 'colour': the workflow's node has no such input (allowed: seed, steps, cfg, "
+        "sampler_name, scheduler, denoise, model, positive, negative, latent_image)",
+        "  - node '3' (KSampler) input 'model': links to the output of node '4': a connection, not a value to set",
+        "  - node 'CLIP Text Encode (Prompt)' input 'text': 'CLIP Text Encode (Prompt)' names several nodes (6, 7): "
+        "use a node id",
+        "  - node 'Upscaler' input 'scale': no node is called 'Upscaler'; known nodes: 10, 11, 3, 4, 6, 7, 8, 9",
+        "  - node '10' (Load Image) input 'image': no such file: 'missing.png' (allowed: an image file)",
+    ]
+    assert sum(gpugeek_emulator.stats.requests.values()) == 0  # not one request: no presign, no submit
+
+
+async def test_each_service_refuses_what_belongs_to_the_other(
+    gpugeek_emulator: GPUGeekEmulator, tmp_path: Path
+) -> None:
+    (tmp_path / "spec.json").write_text((SPECS / f"{T2I}.json").read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "t2i_api.json").write_text((EXPORTS / "t2i_workflow_api.json").read_text(encoding="utf-8"))
+    gpugeek = command_env(gpugeek_emulator, dev_mode=False)
+    spec, unknown, genstudio_id, export_on_genstudio, bad_service = await asyncio.gather(
+        genstudio("run", "--service", "gpugeek", str(GPUGEEK_T2I), "--spec", "spec.json", cwd=tmp_path, env=gpugeek),
+        genstudio("run", "--service", "gpugeek", "4242", cwd=tmp_path, env=gpugeek),
+        genstudio("run", "--service", "gpugeek", T2I, cwd=tmp_path, env=gpugeek),
+        genstudio("run", T2I, "--workflow-json", "t2i_api.json", cwd=tmp_path, env=gpugeek),
+        genstudio("run", str(GPUGEEK_T2I), cwd=tmp_path, env={**gpugeek, "GENSTUDIO_SERVICE": "gpu-geek"}),
+    )
+    for finished in (spec, unknown, genstudio_id, export_on_genstudio):
+        assert finished.returncode == 2, finished.stderr
+    assert one_error_line(spec.stderr).startswith("--spec is a GenStudio parameter spec ('入参范围'); on GPUGeek")
+    assert one_error_line(unknown.stderr).startswith(
+        "GPUGeek runs the workflow it is sent, and 4242 is not a built-in one (763311996779461, 763311996779525): "
+        "give its ComfyUI API-format export with --workflow-json"
+    )
+    assert one_error_line(genstudio_id.stderr) == (
+        f"a GPUGeek workflow id is an integer such as 763311996779461, got {T2I!r}"
+    )
+    assert one_error_line(export_on_genstudio.stderr).startswith("--workflow-json is GPUGeek's")
+    assert bad_service.returncode == 2
+    assert "argument --service: expected genstudio or gpugeek (from --service or $GENSTUDIO_SERVICE), got 'gpu-geek'" \
+        in bad_service.stderr
+    assert sum(gpugeek_emulator.stats.requests.values()) == 0

@@ -22,10 +22,13 @@ from genstudio_async._cli.console import Console
 from genstudio_async._cli.display import BatchProgress, TaskProgress
 from genstudio_async.cli import main
 from genstudio_async.emulator import Emulator, Faults
-from tests.cli_support import T2I, command_env, genstudio, one_error_line
+from genstudio_async.emulator._gpugeek import GPUGeekService
+from genstudio_async.workflows import builtin_api_workflow
+from tests.cli_support import GPUGEEK_T2I, T2I, command_env, genstudio, one_error_line
 from tests.support import no_crash, tiny_png
 
 KEY = "sk-cli-secret-0123456789abcdef"
+GPUGeekEmulator = Emulator[GPUGeekService]
 
 
 @pytest.fixture
@@ -279,3 +282,90 @@ async def test_a_malformed_key_from_the_environment_is_named_by_its_variable(tmp
     line = one_error_line(result.stderr)
     assert "GENSTUDIO_API_KEY" in line and "position 10" in line
     assert "with-a-tab" not in result.stderr
+
+
+# --- GPUGeek ----------------------------------------------------------------------------------------------------
+
+GPUGEEK_KEY = "gg-cli-secret-0123456789abcdef"
+
+
+@pytest.fixture
+def gpugeek_emulator_options() -> dict[str, Any]:
+    return {"api_key": GPUGEEK_KEY, "workers": 1, "steps": 2, "step_seconds": 0.01}
+
+
+async def test_gpugeek_upload_status_and_cancel(gpugeek_emulator: GPUGeekEmulator, tmp_path: Path) -> None:
+    emulator = gpugeek_emulator
+    (tmp_path / "fox.png").write_bytes(tiny_png(8, 8))
+    workflow = builtin_api_workflow(GPUGEEK_T2I)
+    assert workflow is not None
+    async with emulator.client(poll_interval=0.02) as client:
+        finished = await client.run(GPUGEEK_T2I, workflow.builder().build())
+        emulator.pause()
+        queued = await client.submit(GPUGEEK_T2I, workflow.builder().build())
+    env = command_env(emulator, dev_mode=False)
+    from_env = {**env, "GENSTUDIO_SERVICE": "gpugeek"}  # the variable works as the flag does
+    unknown = "999999999999999"
+    upload, upload_json, status, status_json = await asyncio.gather(
+        genstudio("upload", "--service", "gpugeek", "fox.png", cwd=tmp_path, env=env),
+        genstudio("upload", "fox.png", "--json", cwd=tmp_path, env=from_env),
+        genstudio("status", "--service", "gpugeek", finished.prompt_id, queued.prompt_id, unknown, cwd=tmp_path,
+                  env=env),
+        genstudio("status", finished.prompt_id, "--json", cwd=tmp_path, env=from_env),
+    )
+    assert upload.returncode == 0 and upload_json.returncode == 0, upload.stderr + upload_json.stderr
+    oss_url = upload.stdout.strip()
+    assert oss_url.startswith(emulator.storage_url) and "?" not in oss_url  # committed: no signature
+    assert upload_json.json() == {"file": "fox.png", "oss_url": upload_json.json()["oss_url"]}
+    assert emulator.stats.commits == 2 and emulator.stats.storage_requests_with_authorization == 0
+
+    assert status.returncode == 1  # one id is unknown
+    rows = {line.split()[0]: line.split()[1:] for line in status.stdout.splitlines()[1:]}
+    assert rows[finished.prompt_id] == ["succeeded", "succeeded", "1"]  # no percent: GPUGeek gives none
+    assert rows[queued.prompt_id][:2] == ["queued", "queued:"] and rows[unknown] == ["not", "found"]
+    assert status.stderr == f"genstudio: the service does not know task {unknown}\n"
+    assert status_json.returncode == 0
+    [document] = status_json.json()
+    assert document["prompt_id"] == finished.prompt_id and document["status"] == "succeeded"
+    assert document["progress"] == 100 and list(document["files"]) == ["9"]
+    assert document["price"] == 0.11 and document["created_at"].endswith("+08:00")  # what only GPUGeek sends
+    assert document["queue_duration"] >= 0 and document["run_duration"] >= 0
+
+    cancel, ended = await asyncio.gather(
+        genstudio("cancel", "--service", "gpugeek", queued.prompt_id, cwd=tmp_path, env=env),
+        genstudio("cancel", "--service", "gpugeek", finished.prompt_id, cwd=tmp_path, env=env),
+    )
+    assert cancel.returncode == 0 and cancel.stdout == f"cancelled {queued.prompt_id}\n"
+    assert (emulator.task_info(queued.prompt_id) or {}).get("status") == 5  # GPUGeek's own cancelled status
+    assert ended.returncode == 1
+    assert ended.stderr == f"genstudio: error: {finished.prompt_id} already succeeded: not cancelled\n"
+    again = await genstudio("cancel", "--service", "gpugeek", queued.prompt_id, cwd=tmp_path, env=env)
+    assert again.returncode == 1
+    assert again.stderr == f"genstudio: error: {queued.prompt_id} already cancelled: not cancelled\n"
+    assert emulator.stats.cancels == 1
+    for finished_command in (upload, upload_json, status, status_json, cancel, ended, again):
+        no_crash(finished_command.stderr)
+
+
+async def test_gpugeek_keys_come_from_its_own_variables(gpugeek_emulator: GPUGeekEmulator, tmp_path: Path) -> None:
+    plain = command_env(dev_mode=False)
+    url = {"GPUGEEK_BASE_URL": gpugeek_emulator.base_url}
+    no_key, wrong_key, flag_wins, genstudio_key_only = await asyncio.gather(
+        genstudio("status", "--service", "gpugeek", "1", cwd=tmp_path, env={**plain, **url}),
+        genstudio("status", "--service", "gpugeek", "1", cwd=tmp_path,
+                  env={**plain, **url, "GPUGEEK_API_KEY": "gg-wrong-987654321"}),
+        genstudio("status", "--service", "genstudio", "cft-x", cwd=tmp_path,
+                  env={**plain, **url, "GENSTUDIO_SERVICE": "gpugeek", "GPUGEEK_API_KEY": GPUGEEK_KEY}),
+        genstudio("status", "1", cwd=tmp_path,
+                  env={**plain, **url, "GENSTUDIO_SERVICE": "gpugeek", "GENSTUDIO_API_KEY": GPUGEEK_KEY}),
+    )
+    assert no_key.returncode == 2
+    assert one_error_line(no_key.stderr) == "no API key: set GPUGEEK_API_KEY (or pass --api-key)"
+    assert wrong_key.returncode == 3
+    assert "HTTP 401" in one_error_line(wrong_key.stderr) and "check GPUGEEK_API_KEY" in wrong_key.stderr
+    assert "gg-wrong-987654321" not in wrong_key.stderr
+    assert flag_wins.returncode == 2  # --service genstudio beats GENSTUDIO_SERVICE: GenStudio's key is missing
+    assert one_error_line(flag_wins.stderr) == "no API key: set GENSTUDIO_API_KEY (or pass --api-key)"
+    assert genstudio_key_only.returncode == 2  # GenStudio's key is not GPUGeek's
+    assert one_error_line(genstudio_key_only.stderr) == "no API key: set GPUGEEK_API_KEY (or pass --api-key)"
+    assert gpugeek_emulator.stats.requests["task"] == 1  # only the wrong key was sent, and refused

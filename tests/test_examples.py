@@ -20,6 +20,7 @@ import pytest
 
 from genstudio_async import ApiWorkflow, WorkflowSpec
 from genstudio_async.emulator import Emulator, Faults, builtin_workflows
+from genstudio_async.emulator._gpugeek import GPUGeekService
 from tests.cli_support import default_sigint, spawn
 from tests.support import PNG_SIGNATURE, eventually, no_crash, png_size, tiny_png
 
@@ -27,7 +28,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def run_example(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("GENSTUDIO_")}
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("GENSTUDIO_", "GPUGEEK_"))}
     return subprocess.run(
         [sys.executable, str(EXAMPLES / name), *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=120, check=False, preexec_fn=default_sigint,
@@ -45,6 +46,16 @@ def test_quickstart_generates_and_saves_a_png(tmp_path: Path) -> None:
     assert str(pngs[0].relative_to(tmp_path)) in done.stdout
 
 
+def test_gpugeek_runs_offline_against_its_emulator_without_a_key(tmp_path: Path) -> None:
+    done = run_example("gpugeek.py", "out", "--prompt", "a lighthouse at dusk", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "GPUGEEK_API_KEY is not set: using the built-in GPUGeek emulator" in done.stdout
+    assert done.stdout.count("  succeeded\n") == 2 and "%" not in done.stdout  # polled: no percent
+    first, second = pngs_under(tmp_path / "out" / "text-to-image"), pngs_under(tmp_path / "out" / "image-to-image")
+    assert len(first) == len(second) == 1 and first[0].parent.name == second[0].parent.name == "9"
+    assert f"2. image to image (763311996779525) of {first[0].relative_to(tmp_path)}" in done.stdout
+
+
 # --- the other examples, each run as a subprocess pointed at the `genstudio_emulator` fixture -----------------------
 #
 # The emulator is served by the test's event loop, so the example runs under asyncio.create_subprocess_exec while
@@ -60,6 +71,11 @@ def genstudio_emulator_options() -> dict[str, Any]:
     return {"workers": 4, "steps": 5, "step_seconds": 0.02}
 
 
+@pytest.fixture
+def gpugeek_emulator_options() -> dict[str, Any]:
+    return {"workers": 4, "steps": 5, "step_seconds": 0.02}
+
+
 @dataclass(frozen=True)
 class Finished:
     returncode: int
@@ -67,9 +83,12 @@ class Finished:
     stderr: str
 
 
-def example_env(emulator: Emulator) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("GENSTUDIO_")}
-    env.update(GENSTUDIO_BASE_URL=emulator.base_url, GENSTUDIO_API_KEY=emulator.api_key)
+def example_env(emulator: Emulator[Any]) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("GENSTUDIO_", "GPUGEEK_"))}
+    if emulator.service_name == "GPUGeek":
+        env.update(GPUGEEK_BASE_URL=emulator.base_url, GPUGEEK_API_KEY=emulator.api_key)
+    else:
+        env.update(GENSTUDIO_BASE_URL=emulator.base_url, GENSTUDIO_API_KEY=emulator.api_key)
     # Unbuffered, so the test sees each line as it is printed; warnings are errors and asyncio runs in debug mode
     # (dev mode), so a leaked task or an unclosed resource in an example shows up on its stderr.
     env.update(PYTHONUNBUFFERED="1", PYTHONWARNINGS="error", PYTHONDEVMODE="1")
@@ -78,7 +97,7 @@ def example_env(emulator: Emulator) -> dict[str, str]:
 
 @asynccontextmanager
 async def started(
-    emulator: Emulator, name: str, *args: str, cwd: Path
+    emulator: Emulator[Any], name: str, *args: str, cwd: Path
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """The example running against ``emulator``; killed (if still running) and reaped when the block ends."""
     async with spawn(sys.executable, str(EXAMPLES / name), *args, cwd=cwd, env=example_env(emulator)) as process:
@@ -92,7 +111,7 @@ async def finish(process: asyncio.subprocess.Process) -> Finished:
     return Finished(process.returncode, stdout.decode(), stderr.decode())
 
 
-async def run_against(emulator: Emulator, name: str, *args: str, cwd: Path) -> Finished:
+async def run_against(emulator: Emulator[Any], name: str, *args: str, cwd: Path) -> Finished:
     async with started(emulator, name, *args, cwd=cwd) as process:
         return await finish(process)
 
@@ -291,6 +310,27 @@ async def test_worker_pool_on_ctrl_c_cancels_what_it_had_in_flight(
     assert all((genstudio_emulator.task_info(task_id) or {}).get("status") == 4 for task_id in cancelled)
     await eventually(lambda: stats.ws_connections_open == 0, what="every progress socket closed")
     assert pngs_under(tmp_path) == []
+    no_crash(done.stderr)
+
+
+# --- gpugeek.py ----------------------------------------------------------------------------------------------------
+
+
+async def test_gpugeek_sends_whole_workflows_and_uploads_its_result_to_the_service_it_is_given(
+    gpugeek_emulator: Emulator[GPUGeekService], tmp_path: Path
+) -> None:
+    done = await run_against(gpugeek_emulator, "gpugeek.py", "out", "--prompt", "a red fox", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "using the built-in" not in done.stdout  # the key in the environment wins
+    assert len(re.findall(r"^submitted \d{15}$", done.stdout, re.M)) == 2
+    t2i, i2i = gpugeek_emulator.service.tasks
+    assert (t2i.workflow_id, i2i.workflow_id) == ("763311996779461", "763311996779525")
+    assert t2i.plan.text.startswith("a red fox") and "ugly, deformed" in t2i.plan.text  # the export's links
+    [picture] = pngs_under(tmp_path / "out" / "text-to-image")
+    [result] = pngs_under(tmp_path / "out" / "image-to-image")
+    assert png_size(result.read_bytes()) == png_size(picture.read_bytes())  # drawn at the uploaded image's size
+    stats = gpugeek_emulator.stats
+    assert stats.submits == 2 and stats.commits == 1 and stats.storage_requests_with_authorization == 0
     no_crash(done.stderr)
 
 

@@ -3,8 +3,10 @@
 - ``errors``: exit codes and the one-line error report;
 - ``console``: stdout/stderr, the rich-or-plain decision, tables;
 - ``display``: live progress of one task (``run``, ``demo``) or of a batch;
-- ``client``: the ``AsyncGenStudio`` a command talks through (key, base URL, ``--api-key`` warning);
-- ``prompt``: ``--prompt``, ``--set`` and ``--image`` into one checked prompt;
+- ``services``: which service a command talks to (``--service``, ``GENSTUDIO_SERVICE``) and what differs on each;
+- ``client``: the client a command talks through, ``AsyncGenStudio`` or ``AsyncGPUGeek`` (key, base URL,
+  ``--api-key`` warning);
+- ``prompt``: ``--prompt``, ``--set`` and ``--image`` into one checked prompt (overrides, or a whole workflow);
 - ``run``, ``demo``, ``tasks`` (status, cancel, upload), ``batch`` with ``jobs`` and ``journal``.
 
 Nothing here is public API: use ``genstudio_async.cli.main`` or the ``genstudio`` command.

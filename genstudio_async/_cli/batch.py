@@ -1,7 +1,8 @@
 """``genstudio batch``: a JSON-lines file of jobs, at bounded concurrency, resumable after Ctrl-C or a crash.
 
-Each job is submitted, followed and downloaded by one of ``--concurrency`` workers (its own loop over
-``submit``/``wait``/``download``, not ``run_many``, which cancels what it started when left early). The journal
+Each job is submitted, followed and downloaded by one of ``--concurrency`` workers (``_batch.WorkerPool``, the
+pool ``run_many`` runs on, with this command's own per-job logic: ``run_many`` cancels what it started when left
+early, a batch leaves its tasks running for the rerun). The journal
 (see ``journal``) gets each task's prompt_id and prompt_token the moment ``submit`` returns, so a rerun:
 
 - skips the jobs whose files were downloaded (and are still there);
@@ -25,12 +26,12 @@ import contextlib
 import functools
 import os
 import signal
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._client import AsyncGenStudio
+from .._batch import WorkerPool
 from .._exceptions import (
     APIConnectionError,
     AuthenticationError,
@@ -41,12 +42,16 @@ from .._exceptions import (
 )
 from ..types import Submission
 from . import defaults as CD
-from .client import make_client, service_of
+from .client import endpoint_of, make_client
 from .console import Console
 from .display import BatchProgress
 from .errors import CLIError, ExitCode, describe_error
 from .jobs import Job, load_jobs
 from .journal import Journal, JournalContents, JournalWriteError
+from .services import profile_of
+
+if TYPE_CHECKING:
+    from .services import Client
 
 T = TypeVar("T")
 
@@ -94,6 +99,7 @@ class Batch:
         self.contents = contents
         self.output = Path(args.out)
         self.cwd = Path(os.getcwd())
+        self.profile = profile_of(args)
         self.outcomes = {job.name: Outcome(job) for job in jobs}
         self.to_run: list[Job] = []
         for job in jobs:
@@ -104,14 +110,15 @@ class Batch:
                 outcome.prompt_id = history.submission.prompt_id if history.submission else None
             else:
                 self.to_run.append(job)
-        self.display = BatchProgress(console, len(jobs), done_before=len(jobs) - len(self.to_run))
-        self._pending: Iterator[Job] = iter(self.to_run)
-        self._workers: list[asyncio.Task[None]] = []
+        self.display = BatchProgress(
+            console, len(jobs), done_before=len(jobs) - len(self.to_run), profile=self.profile
+        )
+        self._pool: WorkerPool[Job] | None = None
         self._kept: set[asyncio.Future[Any]] = set()
         self._submitting: dict[asyncio.Future[Any], Outcome] = {}
         self._stop_signal: signal.Signals | None = None
         self._fatal: BaseException | None = None
-        self._client: AsyncGenStudio | None = None
+        self._client: Client | None = None
 
     # --- the plan ----------------------------------------------------------------------------------------
     def resumable(self, job: Job) -> Submission | None:
@@ -119,16 +126,17 @@ class Batch:
         history = self.contents.history(job.name, *job.aliases)
         if history.submission is None or (history.task_failed and self.args.retry_failed):
             return None
-        if not history.made_for(job.workflow_id, job.fingerprint):
-            return None  # the job was edited since: its old task is not what it asks for now
+        if not history.made_for(job.workflow_id, job.fingerprint, self.profile.name):
+            return None  # the job was edited since (or ran on the other service): not what it asks for now
         return history.submission
 
     def plan_line(self) -> str:
         resume = sum(1 for job in self.to_run if self.resumable(job) is not None)
         before = len(self.outcomes) - len(self.to_run)
+        private = "mode 0600: it holds prompt tokens" if self.profile.progress_socket else "mode 0600"
         return (
             f"batch: {len(self.outcomes)} jobs from {self.args.jobs}: {before} already downloaded, {resume} to resume, "
-            f"{len(self.to_run) - resume} to submit; journal {self.journal.path} (mode 0600: it holds prompt tokens)"
+            f"{len(self.to_run) - resume} to submit; journal {self.journal.path} ({private})"
         )
 
     # --- running -----------------------------------------------------------------------------------------
@@ -146,10 +154,11 @@ class Batch:
                 self._client = client
                 with self.display:
                     count = min(self.args.concurrency, len(self.to_run))
-                    self._workers = [
-                        asyncio.create_task(self._worker(), name=f"genstudio-batch-{n}") for n in range(count)
-                    ]
-                    await asyncio.gather(*self._workers, return_exceptions=True)
+                    self._pool = WorkerPool(self.to_run, self._run_job, size=count, name="genstudio-batch")
+                    try:
+                        await self._pool.join()
+                    finally:
+                        await self._pool.aclose()
                     await self._finish_kept()
         finally:
             for signum in handled:
@@ -169,10 +178,9 @@ class Batch:
             self._abandon(self._kept)
 
     def _stop(self) -> None:
-        current = asyncio.current_task()
-        for worker in self._workers:
-            if worker is not current:
-                worker.cancel()
+        """No job starts any more; the workers other than the caller are cancelled."""
+        if self._pool is not None:
+            self._pool.stop()
 
     async def _finish_kept(self) -> None:
         """Wait for the submits and records that outlive a cancelled worker (bounded; a second Ctrl-C cuts it)."""
@@ -191,12 +199,13 @@ class Batch:
                 outcome.state = UNANSWERED  # (an answered one is being journaled: the write goes on, aclose waits)
             future.cancel()
 
-    async def _worker(self) -> None:
+    async def _run_job(self, job: Job) -> None:
+        """One worker's turn with ``job`` (the pool's ``handle``); once the batch is stopping, none starts."""
+        if self._stop_signal is not None or self._fatal is not None:
+            self._stop()  # stopped before the pool existed (a Ctrl-C while connecting): it stops now
+            return
         try:
-            for job in self._pending:
-                if self._stop_signal is not None or self._fatal is not None:
-                    return
-                await self._process(job)
+            await self._process(job)
         except Exception as error:  # noqa: BLE001 - a broken journal or a bug: stop the batch, report it once
             if self._fatal is None:
                 self._fatal = error
@@ -220,7 +229,7 @@ class Batch:
         outcome = self.outcomes[job.name]
         submission = self.resumable(job)
         resumed = submission is not None
-        service = service_of(self.args)  # where submit and wait go (a download goes to the storage host)
+        endpoint = endpoint_of(self.args)  # where submit and wait go (a download goes to the storage host)
         try:
             if submission is None:
                 self.display.started(job.name, "submitting")
@@ -232,7 +241,7 @@ class Batch:
             progress = functools.partial(self.display.update, job.name)
             result = await client.wait(submission, timeout=self.args.timeout, on_progress=progress)
             self.display.downloading(job.name)
-            service = None  # a connection error from here on is the storage host's, not the service's
+            endpoint = None  # a connection error from here on is the storage host's, not the service's
             paths = await client.download(result, self.output / job.folder)
             await asyncio.shield(self._keep(self._record_download(job, outcome, submission, paths)))
         except GenStudioError as error:
@@ -240,26 +249,26 @@ class Batch:
                 self._fatal = error  # the key is refused: every other job would fail the same way
                 self._stop()
             task_failed = isinstance(error, TaskError) or (resumed and isinstance(error, NotFoundError))
-            message = describe_error(error, service)
+            message = describe_error(error, endpoint)
             if resumed and isinstance(error, NotFoundError):
                 message += " (the task in the journal is unknown to the service: --retry-failed submits it again)"
             elif isinstance(error, APIConnectionError) and error.request_sent and outcome.prompt_id is None:
                 message += " (the submit's answer never came: the service may have created the task anyway)"
             await asyncio.shield(self._keep(self._record_failure(job, outcome, message, task_failed=task_failed)))
 
-    async def _submit(self, client: AsyncGenStudio, job: Job, outcome: Outcome) -> Submission:
+    async def _submit(self, client: Client, job: Job, outcome: Outcome) -> Submission:
         try:
             submission = await client.submit(job.workflow_id, job.prompt)
         except GenStudioError as error:
             # Recorded here too: after a Ctrl-C no worker awaits this any more, and the summary must say it.
-            outcome.error = describe_error(error, service_of(self.args))
+            outcome.error = describe_error(error, endpoint_of(self.args))
             if isinstance(error, APIConnectionError) and error.request_sent:
                 outcome.state = UNANSWERED
             raise
         outcome.prompt_id = submission.prompt_id  # known from here on, whatever happens to the journal write
         try:
             await self.journal.submitted(  # before anything else happens
-                job.name, job.workflow_id, submission, fingerprint=job.fingerprint
+                job.name, job.workflow_id, submission, fingerprint=job.fingerprint, service=self.profile.name
             )
         except JournalWriteError as exc:
             outcome.state = SUBMITTED
@@ -358,7 +367,8 @@ def open_batch(args: argparse.Namespace) -> tuple[list[Job], Journal, JournalCon
     """The file work before the batch starts (in a thread): read and check the jobs file, open (and lock) the
     journal, and see which jobs' files are already downloaded."""
     jobs_path = Path(args.jobs)
-    jobs = load_jobs(jobs_path)
+    profile = profile_of(args)
+    jobs = load_jobs(jobs_path, profile)
     journal_path = Path(args.journal) if args.journal else jobs_path.with_name(jobs_path.name + CD.CLI_JOURNAL_SUFFIX)
     if journal_path.resolve() == jobs_path.resolve():
         raise CLIError("the journal cannot be the jobs file itself", ExitCode.USAGE)
@@ -367,7 +377,7 @@ def open_batch(args: argparse.Namespace) -> tuple[list[Job], Journal, JournalCon
     downloaded = set()
     for job in jobs:
         history = contents.history(job.name, *job.aliases)
-        if history.made_for(job.workflow_id, job.fingerprint) and history.files_present():
+        if history.made_for(job.workflow_id, job.fingerprint, profile.name) and history.files_present():
             downloaded.add(job.name)
     return jobs, journal, contents, downloaded
 
@@ -385,11 +395,11 @@ async def batch_command(args: argparse.Namespace, console: Console) -> int:
             job.name
             for job in jobs
             if (history := contents.history(job.name, *job.aliases)).submission is not None
-            and not history.made_for(job.workflow_id, job.fingerprint)
+            and not history.made_for(job.workflow_id, job.fingerprint, profile_of(args).name)
         ]
         if changed:
             console.note(
-                f"{len(changed)} job(s) changed since their task was submitted (workflow or prompt): "
+                f"{len(changed)} job(s) changed since their task was submitted (workflow, prompt or service): "
                 f"{', '.join(changed[:10])}{' …' if len(changed) > 10 else ''}; they are submitted again"
             )
         batch = Batch(args, console, jobs, journal, contents, downloaded)

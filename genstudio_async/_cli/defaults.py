@@ -8,6 +8,9 @@ from __future__ import annotations
 from typing import Final
 
 # --- the `genstudio` command (genstudio_async.cli) ------------------------------------------------------------
+# Which service a command talks to: --service NAME, else this environment variable, else GenStudio (the names
+# and the default are the emulator's: genstudio_async.emulator._defaults.SERVICE_*).
+CLI_SERVICE_ENV: Final = "GENSTUDIO_SERVICE"
 # Where `genstudio run` saves a task's files: CLI_RUN_OUTPUT_DIR/<prompt_id>/<node id>/<file name>.
 CLI_RUN_OUTPUT_DIR: Final = "genstudio-output"
 # The <prompt_id> folder is named from the server's id made safe (no separator, no leading dot) and at most this
@@ -30,3 +33,6 @@ CLI_DEMO_STEP_SECONDS: Final = 0.1
 CLI_DEMO_WORKERS: Final = 1
 # Tasks of "other users" queued ahead of each demo generation, so the queue position is seen to move.
 CLI_DEMO_TASKS_AHEAD: Final = (2, 1)
+# How often the demo asks a service without a progress socket (GPUGeek) for its task: well under one emulated
+# step, so every queue position and the move to "running" are seen (it is an in-process emulator: no cost).
+CLI_DEMO_POLL_INTERVAL: Final = 0.05

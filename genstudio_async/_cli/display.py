@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from .._text import printable
 from ..types import TaskInfo, TaskStatus
 from .console import Console
+from .services import GENSTUDIO, Profile
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -27,16 +28,23 @@ def _escaped(text: str) -> str:
     return escape(printable(text))
 
 
-def describe(info: TaskInfo) -> str:
-    """A task's state in a few words: ``queued: position 2 of 3``, ``running:  40%``, ``succeeded: 100%``."""
+def describe(info: TaskInfo, profile: Profile = GENSTUDIO) -> str:
+    """A task's state in a few words: ``queued: position 2 of 3``, ``running:  40%``, ``succeeded: 100%``
+    (on a service that gives no percent, GPUGeek: ``running``, ``succeeded``)."""
     if info.status is TaskStatus.QUEUED:
         if info.queue_position:
             return f"queued: position {info.queue_position} of {max(info.queue_size, info.queue_position)}"
         return "queued"
-    if info.status is TaskStatus.FAILED:  # the service's 4 means failed, and cancelled too
-        return f"failed: {info.error_message}" if info.error_message else "failed or cancelled"
+    if info.status is TaskStatus.FAILED:  # GenStudio's 4 means failed, and cancelled too
+        if info.error_message:
+            return f"failed: {info.error_message}"
+        return "failed or cancelled" if profile.failed_may_be_cancelled else "failed"
+    if info.status is TaskStatus.CANCELLED:
+        return "cancelled"
     if info.status is TaskStatus.PERMISSION_DENIED:
         return "permission denied"
+    if not profile.percent:  # 0 until it succeeds, then 100: a percent would only mislead
+        return info.status.name.lower()
     return f"{info.status.name.lower()}: {info.progress:3d}%"
 
 
@@ -50,9 +58,10 @@ def shown_paths(paths: Sequence[Path]) -> str:
 class TaskProgress:
     """The progress of one task: a rich bar, or a plain line per change. Use as a context manager."""
 
-    def __init__(self, console: Console, label: str) -> None:
+    def __init__(self, console: Console, label: str, profile: Profile = GENSTUDIO) -> None:
         self._console = console
         self._label = label
+        self._profile = profile
         self._last = ""
         self._progress: Progress | None = None
         self._row: TaskID | None = None
@@ -79,7 +88,7 @@ class TaskProgress:
 
     def update(self, info: TaskInfo) -> None:
         """Show ``info`` (called with every progress event)."""
-        text = describe(info)
+        text = describe(info, self._profile)
         if text == self._last:
             return
         self._last = text
@@ -95,8 +104,9 @@ class TaskProgress:
 class BatchProgress:
     """A batch's progress: an overall bar and a row per running job (rich), or a line per change (plain)."""
 
-    def __init__(self, console: Console, total: int, *, done_before: int = 0) -> None:
+    def __init__(self, console: Console, total: int, *, done_before: int = 0, profile: Profile = GENSTUDIO) -> None:
         self._console = console
+        self._profile = profile
         self.total = total
         self.finished = done_before
         self.done = done_before
@@ -149,7 +159,7 @@ class BatchProgress:
 
     def update(self, job: str, info: TaskInfo) -> None:
         """A progress event of a job's task. Plain lines show only a change of status, not every percent."""
-        text = describe(info)
+        text = describe(info, self._profile)
         if self._progress is not None:
             if job in self._rows:
                 self._progress.update(self._rows[job], completed=info.progress, state=_escaped(text))

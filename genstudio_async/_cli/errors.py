@@ -22,7 +22,6 @@ from .._exceptions import (
     TaskError,
     TaskTimeoutError,
 )
-from .._services.genstudio import ENV_API_KEY
 
 
 class ExitCode(IntEnum):
@@ -62,12 +61,13 @@ KEY_FROM_FLAG = "--api-key"
 
 
 @dataclass(frozen=True)
-class Service:
-    """What a command talks to, for its error messages: the base URL its requests go to, and where its API key
-    came from (``--api-key`` or the ``GENSTUDIO_API_KEY`` variable). ``make_client`` records it."""
+class Endpoint:
+    """Where a command's requests go, for its error messages: the base URL, and where its API key came from
+    (``--api-key``, or the service's variable: ``GENSTUDIO_API_KEY``, ``GPUGEEK_API_KEY``). ``make_client``
+    records it."""
 
     base_url: str
-    key_source: str = ENV_API_KEY
+    key_source: str
 
     @property
     def shown_url(self) -> str:
@@ -96,10 +96,10 @@ def exit_code_for(error: BaseException) -> ExitCode:
     return ExitCode.FAILED
 
 
-def describe_error(error: BaseException, service: Service | None = None) -> str:
+def describe_error(error: BaseException, endpoint: Endpoint | None = None) -> str:
     """The error as the user should read it: one line, or a header and one line per problem of a prompt.
 
-    ``service``: what the request that failed was sent to (leave it out for a download, which goes to the
+    ``endpoint``: where the request that failed was sent (leave it out for a download, which goes to the
     storage host of a signed URL): a connection error names its base URL, a refused key where it came from.
     """
     if isinstance(error, PromptValidationError) and error.problems:
@@ -113,10 +113,10 @@ def describe_error(error: BaseException, service: Service | None = None) -> str:
         return f"{one_line(str(error))} (the task goes on: 'genstudio status {error.prompt_id}')"
     text = one_line(str(error)) or type(error).__name__
     if isinstance(error, APIConnectionError):
-        where = f"{service.shown_url}: " if service else ""
+        where = f"{endpoint.shown_url}: " if endpoint else ""
         return f"cannot reach the service: {where}{text}"
     if isinstance(error, AuthenticationError):
-        return f"{text} (check {service.key_hint if service else ENV_API_KEY})"
+        return f"{text} (check {endpoint.key_hint if endpoint else 'the API key'})"
     return text
 
 

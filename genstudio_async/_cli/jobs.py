@@ -1,11 +1,25 @@
 """The jobs file of ``genstudio batch``: JSON lines, one job each, all checked before anything is sent.
 
-::
+GenStudio::
 
     {"id": "fox", "workflow_id": "wf-c73diz7kadp6ffgn", "prompt": {"6": {"inputs": {"text": "a red fox"}}}}
     {"workflow_id": "wf-c73diz7kadp6ffgn"}
 
 ``workflow_id`` is required; ``prompt`` (overrides, ``{node_id: {"inputs": {...}}}``) and ``id`` are optional.
+
+GPUGeek (``--service gpugeek``), whose prompt is the whole workflow::
+
+    {"id": "fox", "workflow_id": 763311996779461, "set": {"6": {"text": "a red fox"}, "KSampler": {"steps": 5}}}
+    {"workflow_id": 763311996779461, "prompt": {"3": {"class_type": "KSampler", "inputs": {...}}, ...}}
+    {"workflow_id": 1234, "workflow_json": "my_workflow_api.json", "set": {"Load Image": {"image": "https://…"}}}
+
+``workflow_id`` (an integer, or a string of digits) is required. The workflow is ``prompt`` (the whole API-format
+workflow), or the ComfyUI export in the file ``workflow_json`` (relative to the jobs file's folder), or else the
+built-in export of a built-in id. ``set`` changes it: ``{NODE: {INPUT: VALUE}}``, NODE a node id, a class_type
+or a title, each VALUE JSON as it is sent (an image is a URL: ``genstudio upload`` prints one for a local file),
+checked like ``run --set`` (the node must have the input; a link cannot be set). The job's fingerprint is that
+of the workflow it sends: editing the export file makes its jobs new ones.
+
 A job's name is its ``id``, or else a hash of the line (``job-1a2b3c4d``; ``job-1a2b3c4d-2`` for the second identical
 line): inserting, deleting or moving other lines never renames a job, and editing a job makes it a new one (a job
 with an ``id`` whose workflow or prompt changed is submitted again too). Blank lines are skipped.
@@ -20,12 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._exceptions import InvalidInputError, PromptValidationError
 from .._files import _safe_component
-from .._prompt import prompt_shape_problems
 from . import defaults as CD
 from .errors import CLIError, ExitCode
+from .prompt import Assignment, build_prompt, load_json, whole_workflow
+from .services import GENSTUDIO, Profile
 
-_KNOWN_KEYS = frozenset({"id", "workflow_id", "prompt"})
+_KEYS = {False: ("id", "workflow_id", "prompt"), True: ("id", "workflow_id", "prompt", "workflow_json", "set")}
 _PROBLEMS_SHOWN = 20
 
 
@@ -35,7 +51,7 @@ class Job:
 
     name: str
     line: int
-    workflow_id: str
+    workflow_id: str | int  # GPUGeek's: an int
     prompt: dict[str, Any] | None
     folder: str  # the job's directory under --out: its name, made safe for a file system
     aliases: tuple[str, ...] = ()  # names an earlier version of the command gave this job (journal lookups)
@@ -54,8 +70,33 @@ def job_folder(name: str) -> str:
     return _safe_component(name, "job")
 
 
-def load_jobs(path: Path) -> list[Job]:
-    """Every job of the file; raises ``CLIError`` (exit 2) listing every problem found, by line."""
+class WorkflowSources:
+    """The whole workflows GPUGeek jobs start from, each read once (a thousand jobs may share one export)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder  # where a relative "workflow_json" is
+        self._read: dict[object, Mapping[str, Any] | CLIError] = {}
+
+    def base(self, workflow_id: str | int, prompt: Any, workflow_json: str | None) -> Mapping[str, Any]:
+        """The workflow a job starts from (see ``prompt.whole_workflow``); ``CLIError`` if there is none."""
+        source = self.folder / workflow_json if workflow_json is not None else None
+        if prompt is not None:
+            return whole_workflow(workflow_id, prompt, source, json_name="'workflow_json'")
+        key = source.resolve() if source is not None else workflow_id
+        if key not in self._read:
+            try:
+                self._read[key] = whole_workflow(workflow_id, None, source, json_name="'workflow_json'")
+            except CLIError as error:
+                self._read[key] = error
+        found = self._read[key]
+        if isinstance(found, CLIError):
+            raise found
+        return found
+
+
+def load_jobs(path: Path, profile: Profile = GENSTUDIO) -> list[Job]:
+    """Every job of the file, for ``profile``'s service; raises ``CLIError`` (exit 2) listing every problem
+    found, by line."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -68,12 +109,13 @@ def load_jobs(path: Path) -> list[Job]:
     folders: dict[str, str] = {}
     # Only "\n" ends a line: str.splitlines() also splits at U+2028, U+0085, \x1c…, which JSON strings may hold.
     occurrences: dict[str, int] = {}  # an unnamed job is named by its content, and which copy of it it is
+    sources = WorkflowSources(path.parent)
     for number, line in enumerate(text.split("\n"), start=1):
         line = line.removesuffix("\r")
         if not line.strip():
             continue
         occurrences[line.strip()] = occurrence = occurrences.get(line.strip(), 0) + 1
-        job, trouble = _parse_line(number, line, occurrence)
+        job, trouble = _parse_line(number, line, occurrence, profile=profile, sources=sources)
         if trouble:
             problems += [f"line {number}: {problem}" for problem in trouble]
             continue
@@ -102,30 +144,40 @@ def load_jobs(path: Path) -> list[Job]:
     return jobs
 
 
-def _parse_line(number: int, line: str, occurrence: int = 1) -> tuple[Job | None, list[str]]:
+def _parse_line(
+    number: int, line: str, occurrence: int = 1, *, profile: Profile = GENSTUDIO, sources: WorkflowSources
+) -> tuple[Job | None, list[str]]:
     try:
-        data = json.loads(line)
+        data = load_json(line)
     except ValueError as exc:
         return None, [f"not valid JSON ({exc})"]
     if not isinstance(data, Mapping):
         return None, ["a job must be a JSON object with a 'workflow_id'"]
     problems: list[str] = []
-    unknown = sorted(set(data) - _KNOWN_KEYS)
+    keys = _KEYS[profile.whole_workflow]
+    unknown = sorted(set(data) - set(keys))
     if unknown:
-        problems.append(f"unknown keys {unknown} (a job has 'workflow_id', 'prompt' and 'id')")
-    workflow_id = data.get("workflow_id")
-    if not isinstance(workflow_id, str) or not workflow_id.strip():
-        problems.append("'workflow_id' must be a non-empty string")
-    prompt = data.get("prompt")
-    if prompt is not None:
-        problems += [str(problem) for problem in prompt_shape_problems(prompt)]
+        named = ", ".join(repr(key) for key in keys[:-1])
+        problems.append(f"unknown keys {unknown} (a {profile.title} job has {named} and {keys[-1]!r})")
+    workflow_id = profile.workflow_id(data.get("workflow_id"))
+    if workflow_id is None:
+        kind = "a positive integer (or a string of digits)" if profile.whole_workflow else "a non-empty string"
+        problems.append(f"'workflow_id' must be {kind}")
     raw_id = data.get("id")
     valid_id = isinstance(raw_id, str | int) and not isinstance(raw_id, bool) and bool(str(raw_id).strip())
     if raw_id is not None and not valid_id:
         problems.append("'id' must be a non-empty string or a number")
+    prompt: dict[str, Any] | None = None
+    if workflow_id is not None or not profile.whole_workflow:  # (a GPUGeek job may start from its id's export)
+        try:
+            prompt = _prompt_of(data, workflow_id, profile, sources)
+        except PromptValidationError as error:
+            problems += [str(problem) for problem in error.problems] or [str(error)]
+        except (InvalidInputError, CLIError) as error:
+            problems.append(str(error))
     if problems:
         return None, problems
-    assert isinstance(workflow_id, str)
+    assert workflow_id is not None
     aliases: tuple[str, ...] = ()
     if raw_id is not None:
         name = str(raw_id).strip()
@@ -134,5 +186,31 @@ def _parse_line(number: int, line: str, occurrence: int = 1) -> tuple[Job | None
         digest = hashlib.sha256(line.strip().encode()).hexdigest()[: CD.CLI_JOB_HASH_DIGITS]
         name = f"job-{digest}" if occurrence == 1 else f"job-{digest}-{occurrence}"
         aliases = (f"{number}-{digest}",)  # the line-numbered name of journals written before
-    prompt_copy = dict(prompt) if prompt is not None else None
-    return Job(name, number, workflow_id.strip(), prompt_copy, job_folder(name), aliases), []
+    return Job(name, number, workflow_id, prompt, job_folder(name), aliases), []
+
+
+def _prompt_of(
+    data: Mapping[str, Any], workflow_id: str | int | None, profile: Profile, sources: WorkflowSources
+) -> dict[str, Any] | None:
+    """The prompt a job sends, its shape checked once and copied (``PromptBuilder``); raises what is wrong."""
+    prompt = data.get("prompt")
+    if not profile.whole_workflow:
+        from ..workflow import PromptBuilder
+
+        return PromptBuilder(prompt).build() if prompt is not None else None
+    workflow_json = data.get("workflow_json")
+    if workflow_json is not None and (not isinstance(workflow_json, str) or not workflow_json.strip()):
+        raise CLIError("'workflow_json' must be the path of a ComfyUI API-format export")
+    settings = data.get("set")
+    if settings is not None and not (
+        isinstance(settings, Mapping) and all(isinstance(inputs, Mapping) for inputs in settings.values())
+    ):
+        raise CLIError("'set' must be an object {NODE: {INPUT: VALUE}} (NODE: a node id, a class_type or a title)")
+    assignments = [
+        Assignment(str(node), str(name), value, "json")
+        for node, inputs in (settings or {}).items()
+        for name, value in inputs.items()
+    ]
+    assert workflow_id is not None
+    base = sources.base(workflow_id, prompt, workflow_json)
+    return build_prompt(base, assignments, profile=profile)

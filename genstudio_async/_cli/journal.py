@@ -2,12 +2,16 @@
 
 Each line is one event of one job::
 
-    {"v": 1, "event": "submitted",  "job": "fox", "workflow_id": "wf-…", "prompt_id": "cft-…", "prompt_token": "…"}
+    {"v": 1, "event": "submitted",  "job": "fox", "workflow_id": "wf-…", "prompt_id": "cft-…", "prompt_token": "…",
+     "service": "genstudio"}
     {"v": 1, "event": "downloaded", "job": "fox", "prompt_id": "cft-…", "paths": ["/abs/out/fox/9/x.png"]}
     {"v": 1, "event": "failed",     "job": "fox", "prompt_id": "cft-…", "error": "…", "task_failed": true}
 
 A ``submitted`` line is written (and fsync'ed) the moment ``submit`` returns, before the task is followed, so a
-batch stopped by Ctrl-C or a crash is resumed from its tasks' ids instead of submitting them again. Writes go
+batch stopped by Ctrl-C or a crash is resumed from its tasks' ids instead of submitting them again. A GPUGeek
+task has no prompt token (``null``); ``service`` says which service has the task (a record without one, written
+before it was recorded, is GenStudio's), so a rerun against the other service submits the job there instead of
+asking it about a task it cannot know. Writes go
 through one file descriptor opened ``O_APPEND``, one ``write`` per line under a lock, then ``fsync``, all in a
 worker thread (never on the event loop). The file is created with mode 0600: it holds prompt tokens, which open
 a task's progress stream for 24 hours. An exclusive ``flock`` keeps a second batch off the same journal.
@@ -29,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ..emulator._defaults import DEFAULT_SERVICE
 from ..types import Submission
 from . import defaults as CD
 from .errors import CLIError, ExitCode
@@ -53,14 +58,18 @@ class JobHistory:
     """What the journal says about one job: its latest task, and whether that task's files were saved."""
 
     submission: Submission | None = None
-    workflow_id: str | None = None
+    workflow_id: str | int | None = None
     fingerprint: str | None = None  # of the job the latest task was submitted for (None: an older journal)
+    service: str = DEFAULT_SERVICE  # which service has the latest task (older journals: GenStudio, the only one)
     paths: list[str] | None = None  # the files of the latest task, once downloaded
     task_failed: bool = False  # the latest task ended failed or denied (``--retry-failed`` submits it again)
     error: str | None = None
 
-    def made_for(self, workflow_id: str, fingerprint: str) -> bool:
-        """True when the latest task was submitted for this version of the job (not before it was edited)."""
+    def made_for(self, workflow_id: str | int, fingerprint: str, service: str = DEFAULT_SERVICE) -> bool:
+        """True when the latest task was submitted for this version of the job (not before it was edited), to
+        ``service``."""
+        if self.service != service:
+            return False
         if self.fingerprint is not None:
             return self.fingerprint == fingerprint
         return self.workflow_id is None or self.workflow_id == workflow_id
@@ -108,11 +117,14 @@ def _apply(history: JobHistory, record: dict[str, Any]) -> None:
     prompt_id = record.get("prompt_id")
     if event == "submitted":
         token = record.get("prompt_token")
-        if isinstance(prompt_id, str) and prompt_id and isinstance(token, str) and token:
-            history.submission = Submission(prompt_id=prompt_id, prompt_token=token)
-            history.workflow_id = record.get("workflow_id")
+        service = record.get("service", DEFAULT_SERVICE)
+        if isinstance(prompt_id, str) and prompt_id and (token is None or (isinstance(token, str) and token)):
+            history.submission = Submission(prompt_id=prompt_id, prompt_token=token)  # GPUGeek's: no token
+            workflow_id = record.get("workflow_id")
+            history.workflow_id = workflow_id if isinstance(workflow_id, str | int) else None
             fingerprint = record.get("fingerprint")
             history.fingerprint = fingerprint if isinstance(fingerprint, str) else None
+            history.service = service if isinstance(service, str) else ""
             history.paths, history.task_failed, history.error = None, False, None
         return
     if history.submission is None or prompt_id != history.submission.prompt_id:
@@ -194,7 +206,9 @@ class Journal:
         except OSError as exc:  # disk full, quota, I/O error: one clear line, not an "internal error"
             raise JournalWriteError(f"cannot write the journal {self.path}: {exc.strerror or exc}") from None
 
-    async def submitted(self, job: str, workflow_id: str, submission: Submission, *, fingerprint: str) -> None:
+    async def submitted(
+        self, job: str, workflow_id: str | int, submission: Submission, *, fingerprint: str, service: str
+    ) -> None:
         await self.append(
             "submitted",
             job,
@@ -202,6 +216,7 @@ class Journal:
             fingerprint=fingerprint,
             prompt_id=submission.prompt_id,
             prompt_token=submission.prompt_token,
+            service=service,
         )
 
     def _append_line(self, line: bytes) -> None:

@@ -1,10 +1,11 @@
 """``genstudio run``: one task from the command line, submit to saved files, with live progress.
 
-The prompt is built from ``--prompt``, ``--set`` and ``--image`` and checked in full before anything is sent
-(see ``prompt``). Images given with ``--image`` are uploaded at submit time. Files are saved under ``--out``
-(default ``genstudio-output/<prompt_id>/``, the id made a safe folder name: ``task_folder``) as
-``<node id>/<file name>``. ``--json`` prints one JSON object (``prompt_id``, ``status``, ``files``, ``paths``)
-and nothing else on stdout, also when the task fails.
+The prompt is built from ``--prompt``, ``--set`` and ``--image`` (on GPUGeek, from the whole workflow:
+``--prompt``, ``--workflow-json`` or a built-in export) and checked in full before anything is sent (see
+``prompt``). Images given with ``--image`` are uploaded at submit time (GPUGeek: presigned, PUT and committed).
+Files are saved under ``--out`` (default ``genstudio-output/<prompt_id>/``, the id made a safe folder name:
+``task_folder``) as ``<node id>/<file name>``. ``--json`` prints one JSON object (``prompt_id``, ``status``,
+``files``, ``paths``) and nothing else on stdout, also when the task fails.
 Ctrl-C leaves the task running on the service and says how to follow or cancel it.
 """
 
@@ -20,11 +21,12 @@ from .._exceptions import GenStudioError, TaskCancelledError, TaskError, TaskPer
 from .._files import _safe_component
 from ..types import Submission, TaskResult
 from . import defaults as CD
-from .client import make_client, service_of
+from .client import endpoint_of, make_client
 from .console import Console
 from .display import TaskProgress
-from .errors import CLIError, ExitCode, Service, describe_error, exit_code_for
-from .prompt import build_prompt, load_prompt_file, load_spec
+from .errors import CLIError, Endpoint, ExitCode, describe_error, exit_code_for
+from .prompt import build_prompt, load_prompt_file, load_spec, whole_workflow
+from .services import Profile, profile_of
 
 
 def task_folder(prompt_id: str) -> str:
@@ -57,9 +59,10 @@ def result_document(
     result: TaskResult | None,
     paths: list[Path],
     error: BaseException | None,
-    service: Service | None = None,
+    endpoint: Endpoint | None = None,
 ) -> dict[str, Any]:
-    """The ``--json`` object of a finished run (``service``: where the failed request went, as for the error line)."""
+    """The ``--json`` object of a finished run (``endpoint``: where the failed request went, as for the error
+    line)."""
     document: dict[str, Any] = {
         "prompt_id": prompt_id,
         "status": status_word(error),
@@ -67,36 +70,69 @@ def result_document(
         "paths": [str(path) for path in paths],
     }
     if error is not None:
-        document["error"] = describe_error(error, service)
+        document["error"] = describe_error(error, endpoint)
     return document
 
 
+def workflow_id_of(args: argparse.Namespace, profile: Profile) -> str | int:
+    """``WORKFLOW_ID`` as the service takes it (GPUGeek's an int); ``CLIError`` (exit 2) if it cannot be one."""
+    workflow_id = profile.workflow_id(args.workflow_id)
+    if workflow_id is None:
+        raise CLIError(
+            f"a {profile.title} workflow id is {profile.service.workflow_id_hint}, got {args.workflow_id!r}",
+            ExitCode.USAGE,
+        )
+    return workflow_id
+
+
 def prepare(args: argparse.Namespace) -> None:
-    """The local work, before the event loop starts: read ``--spec`` and ``--prompt`` (stdin may block until
-    EOF; outside the loop a Ctrl-C there is a plain KeyboardInterrupt, exit 130), build and check the prompt,
-    and refuse an ``--out`` that cannot be a directory, before a task is paid for."""
+    """The local work, before the event loop starts: read ``--spec``, ``--prompt`` and ``--workflow-json``
+    (stdin may block until EOF; outside the loop a Ctrl-C there is a plain KeyboardInterrupt, exit 130), build
+    and check the prompt, and refuse an ``--out`` that cannot be a directory, before a task is paid for."""
     if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
         raise CLIError(f"--out {args.out!r} exists and is not a directory", ExitCode.USAGE)
-    args.loaded_spec = load_spec(args.spec, args.workflow_id)
-    args.built_prompt = build_prompt(load_prompt_file(args.prompt), args.set, args.image, args.loaded_spec)
+    profile = profile_of(args)
+    workflow_id = args.wire_workflow_id = workflow_id_of(args, profile)
+    assignments = [*args.set, *args.image]
+    workflow_json: str | None = getattr(args, "workflow_json", None)
+    if profile.whole_workflow:
+        if args.spec is not None:
+            raise CLIError(
+                "--spec is a GenStudio parameter spec ('入参范围'); on GPUGeek the workflow itself (built-in, "
+                "--workflow-json or --prompt) names the nodes and types the values",
+                ExitCode.USAGE,
+            )
+        given = load_prompt_file(args.prompt, profile)
+        source = Path(workflow_json) if workflow_json is not None else None
+        base = whole_workflow(workflow_id, given, source, json_name="--workflow-json")
+        args.built_prompt = build_prompt(base, assignments, profile=profile)
+        return
+    if workflow_json is not None:
+        raise CLIError(
+            "--workflow-json is GPUGeek's (its prompt is the whole workflow); a GenStudio prompt holds overrides "
+            "only: name nodes with --spec SPEC.json",
+            ExitCode.USAGE,
+        )
+    spec = load_spec(args.spec, str(workflow_id))
+    args.built_prompt = build_prompt(load_prompt_file(args.prompt), assignments, spec)
 
 
 async def run_command(args: argparse.Namespace, console: Console) -> int:
     if not hasattr(args, "built_prompt"):
         prepare(args)
-    spec, prompt = args.loaded_spec, args.built_prompt
+    profile, prompt = profile_of(args), args.built_prompt
     submission: Submission | None = None
     try:
         async with make_client(args, console) as client:
-            submission = await client.submit(args.workflow_id, prompt, spec=spec)
+            submission = await client.submit(args.wire_workflow_id, prompt)  # checked in full by prepare
             uploads = f" (uploaded {', '.join(Path(image.value).name for image in args.image)})" if args.image else ""
             console.line(f"submitted {submission.prompt_id}{uploads}")
             try:
-                with TaskProgress(console, submission.prompt_id) as progress:
+                with TaskProgress(console, submission.prompt_id, profile) as progress:
                     result = await client.wait(submission, timeout=args.timeout, on_progress=progress.update)
             except (TaskError, TaskTimeoutError) as error:
                 if args.json:
-                    console.json(result_document(submission.prompt_id, None, [], error, service_of(args)))
+                    console.json(result_document(submission.prompt_id, None, [], error, endpoint_of(args)))
                 raise
             directory = Path(args.out) if args.out else Path(CD.CLI_RUN_OUTPUT_DIR) / task_folder(submission.prompt_id)
             try:

@@ -1,4 +1,7 @@
-"""``genstudio status``, ``genstudio cancel`` and ``genstudio upload``: one request each, for a shell or a script."""
+"""``genstudio status``, ``genstudio cancel`` and ``genstudio upload``: a few requests each, for a shell or a script.
+
+GenStudio answers the status of many tasks in one request; GPUGeek one task per request (a few at once).
+"""
 
 from __future__ import annotations
 
@@ -9,15 +12,17 @@ from typing import Any
 from .._exceptions import GenStudioError
 from .._redact import redact_shapes
 from ..types import TaskInfo, TaskStatus
-from .client import make_client, service_of
+from .client import endpoint_of, make_client
 from .console import Console
 from .display import describe
 from .errors import ExitCode, describe_error, exit_code_for
+from .services import Profile, profile_of
 
 
 def task_document(info: TaskInfo) -> dict[str, Any]:
-    """A task as ``status --json`` shows it."""
-    return {
+    """A task as ``status --json`` shows it (with what only GPUGeek sends, when it is there: the time queued
+    and running in seconds, the price, when it was created)."""
+    document: dict[str, Any] = {
         "prompt_id": info.prompt_id,
         "status": info.status.name.lower(),
         "status_code": int(info.status),
@@ -28,10 +33,20 @@ def task_document(info: TaskInfo) -> dict[str, Any]:
         "files": info.files,
         "final_files": info.final_files,
     }
+    for name in ("queue_duration", "run_duration"):
+        duration = getattr(info, name)
+        if duration is not None:
+            document[name] = duration.total_seconds()
+    if info.price is not None:
+        document["price"] = info.price
+    if info.created_at is not None:
+        document["created_at"] = info.created_at.isoformat()
+    return document
 
 
 async def status_command(args: argparse.Namespace, console: Console) -> int:
-    """Every task asked for, in one ``get_task_info`` request. Exit 1 when the service knows some id not."""
+    """Every task asked for (GenStudio: in one request). Exit 1 when the service knows some id not."""
+    profile = profile_of(args)
     async with make_client(args, console) as client:
         infos = await client.get_tasks(args.prompt_ids)
     found = {info.prompt_id: info for info in infos}
@@ -55,7 +70,7 @@ async def status_command(args: argparse.Namespace, console: Console) -> int:
                 rows.append([shown[prompt_id], "not found", "", ""])
                 continue
             files = sum(len(urls) for urls in info.files.values()) or len(info.final_files)
-            rows.append([prompt_id, info.status.name.lower(), describe(info), str(files)])
+            rows.append([prompt_id, info.status.name.lower(), describe(info, profile), str(files)])
         console.table(["prompt_id", "status", "state", "files"], rows)
     for prompt_id in missing:
         console.note(f"the service does not know task {shown[prompt_id]}")
@@ -65,13 +80,16 @@ async def status_command(args: argparse.Namespace, console: Console) -> int:
 # How a task that has already ended ended, for "already ...: not cancelled".
 _ENDED = {
     TaskStatus.SUCCEEDED: "succeeded",
-    TaskStatus.FAILED: "failed or cancelled",  # the service's 4 means both
+    TaskStatus.FAILED: "failed",
+    TaskStatus.CANCELLED: "cancelled",
     TaskStatus.PERMISSION_DENIED: "ended (permission denied)",
 }
 
 
-def ended_as(info: TaskInfo) -> str:
+def ended_as(info: TaskInfo, profile: Profile) -> str:
     """How a terminal task ended, in a word or two."""
+    if info.status is TaskStatus.FAILED and profile.failed_may_be_cancelled:
+        return "failed or cancelled"  # GenStudio's 4 means both
     return _ENDED.get(info.status, f"ended ({info.status.name.lower()})")
 
 
@@ -83,11 +101,12 @@ async def cancel_command(args: argparse.Namespace, console: Console) -> int:
     code = ExitCode.OK
     outcomes: list[dict[str, Any]] = []
     asked = list(dict.fromkeys(prompt_id.strip() for prompt_id in args.prompt_ids))
+    profile = profile_of(args)
     async with make_client(args, console) as client:
         try:
             found = {info.prompt_id: info for info in await client.get_tasks(asked)}
         except GenStudioError as error:
-            console.note(f"cannot ask the tasks' status first ({describe_error(error, service_of(args))}): "
+            console.note(f"cannot ask the tasks' status first ({describe_error(error, endpoint_of(args))}): "
                          "cancelling them anyway")
             found = {}
         for prompt_id in asked:
@@ -95,7 +114,7 @@ async def cancel_command(args: argparse.Namespace, console: Console) -> int:
             info = found.get(prompt_id)
             if info is not None and info.is_terminal:  # unknown ones are asked anyway: the service says why not
                 code = max(code, ExitCode.FAILED)
-                message = f"already {ended_as(info)}: not cancelled"
+                message = f"already {ended_as(info, profile)}: not cancelled"
                 status = info.status.name.lower()
                 outcomes.append({"prompt_id": shown, "cancelled": False, "status": status, "error": message})
                 console.error(f"{shown} {message}")
@@ -104,7 +123,7 @@ async def cancel_command(args: argparse.Namespace, console: Console) -> int:
                 await client.cancel(prompt_id)
             except GenStudioError as error:
                 code = max(code, exit_code_for(error))
-                message = describe_error(error, service_of(args))
+                message = describe_error(error, endpoint_of(args))
                 outcomes.append({"prompt_id": shown, "cancelled": False, "error": message})
                 console.error(f"cannot cancel {shown}: {message}")
             else:
@@ -116,11 +135,13 @@ async def cancel_command(args: argparse.Namespace, console: Console) -> int:
 
 
 async def upload_command(args: argparse.Namespace, console: Console) -> int:
-    """Upload an image; print its ``image_id`` (the value for a ``LoadImage`` input)."""
+    """Upload an image; print the value for a ``LoadImage`` input: GenStudio's ``image_id``, GPUGeek's committed
+    ``oss_url`` (presigned, PUT, then committed; ``--json`` names it so)."""
+    answer = profile_of(args).upload_answer
     async with make_client(args, console) as client:
-        image_id = await client.upload_image(Path(args.file))
+        value = await client.upload_image(Path(args.file))
     if args.json:
-        console.json({"file": args.file, "image_id": image_id})
+        console.json({"file": args.file, answer: value})
     else:
-        console.line(image_id)
+        console.line(value)
     return ExitCode.OK

@@ -19,7 +19,7 @@ or from a shell: ``python -m genstudio_async.emulator --port 8188 --api-key sk-e
 
 The docs' example workflows are registered: GenStudio's (``BUILTIN_WORKFLOW_IDS``), whose parameter specs ship
 with the SDK in ``genstudio_async/workflows/`` (read by ``genstudio_async.workflows``), and GPUGeek's
-(``GPUGEEK_BUILTIN_WORKFLOW_IDS``), API-format exports in ``genstudio_async/emulator/gpugeek_workflows/``.
+(``GPUGEEK_BUILTIN_WORKFLOW_IDS``), API-format exports in ``genstudio_async/workflows/gpugeek/``.
 
 Layout: a neutral core (``_core``, ``_state``: queue, workers, clock, faults, counters, object store, signer,
 the shared HTTP pieces ``_endpoints``/``_admin``/``_storage``) and one layer per service: GenStudio's
@@ -87,10 +87,10 @@ def _builtin_ids(name: str) -> tuple[Any, ...]:
 
         #: The example workflows every GenStudio emulator knows unless told otherwise (the specs the SDK ships).
         return tuple(builtin_workflow_ids())
-    from ._defaults import GPUGEEK_BUILTIN_WORKFLOW_FILES
+    from ..workflows import builtin_api_workflow_ids
 
     #: The example workflows every GPUGeek emulator knows unless told otherwise (the docs' API-format exports).
-    return tuple(GPUGEEK_BUILTIN_WORKFLOW_FILES)
+    return tuple(builtin_api_workflow_ids())
 
 
 if not TYPE_CHECKING:

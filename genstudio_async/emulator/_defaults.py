@@ -18,20 +18,10 @@ DEFAULT_SERVICE: Final = SERVICE_GENSTUDIO
 # How many characters of a client's id or name a refusal quotes (a hostile one may be kilobytes long).
 QUOTED_CHARS: Final = 80
 
-# --- GPUGeek: the built-in workflows ------------------------------------------------------------------------------
-# The API doc's request sample submits to workflow 763311996779461: the emulator runs the docs' text-to-image
-# export under that id. The doc names no second id; the image-to-image export gets one of the same shape.
-GPUGEEK_T2I_WORKFLOW_ID: Final = 763311996779461
-GPUGEEK_I2I_WORKFLOW_ID: Final = 763311996779525
-# The exports themselves (ComfyUI "Save (API Format)"), package data in genstudio_async/emulator/gpugeek_workflows/.
-GPUGEEK_BUILTIN_WORKFLOW_FILES: Final = {
-    GPUGEEK_T2I_WORKFLOW_ID: "t2i_workflow_api.json",
-    GPUGEEK_I2I_WORKFLOW_ID: "i2i_workflow_api.json",
-}
+# --- GPUGeek: tasks -----------------------------------------------------------------------------------------------
+# (The built-in workflows, the docs' exports under the ids they run as, ship with the SDK: genstudio_async.workflows.)
 # Every task reports this ``env_id`` (the doc's sample shows a 15-digit id like the workflow's).
 GPUGEEK_ENV_ID: Final = 763311996770001
-
-# --- GPUGeek: tasks -----------------------------------------------------------------------------------------------
 # prompt_ids are 15-digit integers in the doc ("763289064770885"); the emulator draws random ones of that length.
 GPUGEEK_PROMPT_ID_DIGITS: Final = 15
 # ``origin_price`` of every task, in yuan: the doc's sample value.

@@ -2,24 +2,24 @@
 
 GPUGeek runs the workflow it is sent (``prompt`` is the whole export: every node with ``class_type``,
 ``inputs`` and ``_meta``); the ``workflow_id`` names the hosted workflow it runs under. The emulator knows the
-docs' two exports as built-ins (``genstudio_async/emulator/gpugeek_workflows/``, ids in ``_defaults``) plus any
-registered, and refuses what ComfyUI would refuse before queueing: a node without ``class_type`` or ``inputs``
-(the SDK's own check, ``workflow_shape_problems``), a link to a node the workflow does not have, no output node,
-and a ``LoadImage`` image that is neither an upload committed to this emulator nor an http(s) URL.
+docs' two exports as built-ins (the SDK ships them, in ``genstudio_async.workflows``, which the ``genstudio``
+command reads too) plus any registered, and refuses what ComfyUI would refuse before queueing: a node without
+``class_type`` or ``inputs`` (the SDK's own check, ``workflow_shape_problems``), a link to a node the workflow
+does not have, no output node, and a ``LoadImage`` image that is neither an upload committed to this emulator
+nor an http(s) URL.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Mapping
-from importlib import resources
 from typing import Any
 
 from .._exceptions import InvalidInputError, PromptProblem
 from .._prompt import copy_workflow, workflow_shape_problems
 from ..workflow import ApiWorkflow, SpecSource, _load_json_source
+from ..workflows import builtin_api_workflows
 from ._core import Registry
-from ._defaults import GPUGEEK_BUILTIN_WORKFLOW_FILES, GPUGEEK_IMAGE_CLASS_TYPES, GPUGEEK_OUTPUT_CLASS_TYPES
+from ._defaults import GPUGEEK_IMAGE_CLASS_TYPES, GPUGEEK_OUTPUT_CLASS_TYPES
 from ._plan import RunNode
 
 #: The input of a ``LoadImage`` node that names the image.
@@ -27,12 +27,9 @@ IMAGE_INPUT = "image"
 
 
 def builtin_gpugeek_workflows() -> dict[int, dict[str, Any]]:
-    """The docs' API-format exports the GPUGeek emulator knows unless told otherwise, by workflow id."""
-    folder = resources.files(__package__).joinpath("gpugeek_workflows")
-    return {
-        workflow_id: json.loads(folder.joinpath(name).read_text(encoding="utf-8"))
-        for workflow_id, name in GPUGEEK_BUILTIN_WORKFLOW_FILES.items()
-    }
+    """The docs' API-format exports the GPUGeek emulator knows unless told otherwise, by workflow id (fresh
+    copies: the SDK's built-in ones, ``genstudio_async.workflows.builtin_api_workflows``)."""
+    return {workflow_id: workflow.to_dict() for workflow_id, workflow in builtin_api_workflows().items()}
 
 
 def is_workflow_id(value: object) -> bool:
