@@ -37,7 +37,8 @@ from benchmarks._support import (
 from genstudio_async import ApiWorkflow, AsyncGenStudio, AsyncGPUGeek, Submission
 from genstudio_async import _constants as C
 from genstudio_async._services import genstudio as GS
-from genstudio_async.emulator._defaults import GPUGEEK_T2I_WORKFLOW_ID as GPUGEEK_T2I
+
+GPUGEEK_T2I = 763311996779461  # the doc's workflow id, the built-in text-to-image export
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "workflows"
 
