@@ -114,6 +114,6 @@ def test_a_workflow_id_is_an_integer_or_a_string_of_digits() -> None:
     service.redact = Redactor()
     assert service.workflow_id(763311996779461) == 763311996779461
     assert service.workflow_id(" 763311996779461 ") == 763311996779461
-    for bad in ("wf-1", "", 0, -3, True, 1.5, "٣"):
+    for bad in ("wf-1", "", 0, "0", -3, True, 1.5, "٣"):
         with pytest.raises(InvalidInputError):
             service.workflow_id(bad)

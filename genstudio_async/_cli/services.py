@@ -29,20 +29,13 @@ if TYPE_CHECKING:  # the clients are imported when one is made
 
 @dataclass(frozen=True)
 class Profile:
-    """One service, as the ``genstudio`` command talks to it and words what it says."""
+    """One service, as the ``genstudio`` command talks to it and words what it says. What the service is and
+    can do comes from its ``_services`` class; what is here is the command's own wording."""
 
     name: str
     """The ``--service`` value: ``genstudio`` or ``gpugeek``."""
     service: type[Service]
-    """The SDK's wire for it: its name, environment variables and default base URL."""
-    whole_workflow: bool
-    """Its prompt is the whole API-format workflow (GPUGeek), not input overrides (GenStudio)."""
-    progress_socket: bool
-    """It pushes progress over a WebSocket (GenStudio); else progress is polled."""
-    percent: bool
-    """Its progress is a percent (GenStudio's ``progress_num``); else it is 0 until the task succeeds."""
-    failed_may_be_cancelled: bool
-    """Its "failed" status also means cancelled (GenStudio's 4); else a cancel has a status of its own."""
+    """The SDK's wire for it: its name, environment variables, default base URL and what it can do."""
     prompt_id_example: str
     """What a task's prompt_id looks like, for help texts."""
     upload_answer: str
@@ -58,20 +51,31 @@ class Profile:
         """The variables its client reads: the API key's and the base URL's."""
         return self.service.environment
 
-    def workflow_id(self, value: object) -> str | int | None:
-        """``value`` as a workflow id this service can have (GPUGeek's an int), or ``None`` when it cannot be one.
+    @property
+    def whole_workflow(self) -> bool:
+        return self.service.whole_workflow
 
-        The same rule as the SDK's ``Service.workflow_id`` (which needs a client), so a jobs file is checked in
-        full before anything is sent.
-        """
-        if self.whole_workflow:
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value if value > 0 else None
-            text = value.strip() if isinstance(value, str) else ""
-            return int(text) if text.isascii() and text.isdigit() and int(text) > 0 else None
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-        return None
+    @property
+    def progress_socket(self) -> bool:
+        return self.service.push_stream
+
+    @property
+    def percent(self) -> bool:
+        return self.service.reports_percent
+
+    @property
+    def failed_may_be_cancelled(self) -> bool:
+        return self.service.failure_may_be_cancel
+
+    def workflow_id(self, value: object) -> str | int | None:
+        """``value`` as a workflow id this service can have (GPUGeek's an int), or ``None`` when it cannot be one:
+        the SDK's own rule, so a jobs file is checked in full before anything is sent."""
+        from .._exceptions import InvalidInputError
+
+        try:
+            return self.service.workflow_id(value)
+        except InvalidInputError:
+            return None
 
     def client(
         self, api_key: str | None, *, base_url: str | None, poll_interval: float, use_websocket: bool
@@ -86,26 +90,8 @@ class Profile:
         return AsyncGPUGeek(api_key, base_url=base_url, poll_interval=poll_interval)  # nothing to turn off
 
 
-GENSTUDIO = Profile(
-    name=SERVICE_GENSTUDIO,
-    service=GenStudio,
-    whole_workflow=False,
-    progress_socket=True,
-    percent=True,
-    failed_may_be_cancelled=True,
-    prompt_id_example="cft-…",
-    upload_answer="image_id",
-)
-GPUGEEK = Profile(
-    name=SERVICE_GPUGEEK,
-    service=GPUGeek,
-    whole_workflow=True,
-    progress_socket=False,
-    percent=False,
-    failed_may_be_cancelled=False,
-    prompt_id_example="763289064770885",
-    upload_answer="oss_url",
-)
+GENSTUDIO = Profile(name=SERVICE_GENSTUDIO, service=GenStudio, prompt_id_example="cft-…", upload_answer="image_id")
+GPUGEEK = Profile(name=SERVICE_GPUGEEK, service=GPUGeek, prompt_id_example="763289064770885", upload_answer="oss_url")
 PROFILES: dict[str, Profile] = {profile.name: profile for profile in (GENSTUDIO, GPUGEEK)}
 
 

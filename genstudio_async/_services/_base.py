@@ -104,37 +104,51 @@ class Service(ABC):
     """How many task ids one status request may carry; 1: the service answers one task per request."""
     workflow_id_hint: ClassVar[str]
     """What a workflow id looks like, for error messages."""
+    whole_workflow: ClassVar[bool]
+    """Its prompt is the whole API-format workflow (it runs what it is sent), not input overrides."""
+    push_stream: ClassVar[bool]
+    """It pushes progress over a socket (``progress_socket``); else progress is polled."""
+    reports_percent: ClassVar[bool]
+    """Its ``progress`` is a percent; else 0 until the task succeeds, then 100."""
+    failure_may_be_cancel: ClassVar[bool]
+    """Its failure status also means "cancelled by the user" (only the canceller can tell the two apart)."""
 
     def __init__(self, http: HTTPCore, redact: Redactor) -> None:
         self.http = http
         self.redact = redact
 
     # --- prompts -----------------------------------------------------------------------------------------
+    # The prompt rules need no client: class methods, so a command can check a jobs file before it makes one.
+    @classmethod
     @abstractmethod
-    def workflow_id(self, workflow_id: object) -> str | int:
+    def workflow_id(cls, workflow_id: object) -> str | int:
         """The wire value of a workflow id; ``InvalidInputError`` for one this service cannot have."""
 
+    @classmethod
     @abstractmethod
-    def prompt_problems(self, prompt: Mapping[Any, Any]) -> list[Any]:
+    def prompt_problems(cls, prompt: Mapping[Any, Any]) -> list[Any]:
         """Every way ``prompt`` departs from the shape this service takes (``PromptProblem`` list)."""
 
+    @classmethod
     @abstractmethod
-    def copy_prompt(self, prompt: Mapping[Any, Any]) -> dict[str, Any]:
+    def copy_prompt(cls, prompt: Mapping[Any, Any]) -> dict[str, Any]:
         """A copy of a well-shaped ``prompt`` that the caller's later changes cannot reach, with string node ids."""
 
-    def check_prompt(self, prompt: Mapping[Any, Any] | None, spec: WorkflowSpec | None) -> dict[str, Any] | None:
+    @classmethod
+    def check_prompt(cls, prompt: Mapping[Any, Any] | None, spec: WorkflowSpec | None) -> dict[str, Any] | None:
         """``prompt`` checked once (its shape, then against ``spec`` when given) and copied; raises
         ``PromptValidationError`` listing every problem."""
         if prompt is None:
             return None
-        problems = self.prompt_problems(prompt)
+        problems = cls.prompt_problems(prompt)
         if spec is not None and isinstance(prompt, Mapping):
-            problems += spec.input_problems(self.spec_view(prompt), problems)
+            problems += spec.input_problems(cls.spec_view(prompt), problems)
         if problems:
             raise PromptValidationError(problems)
-        return self.copy_prompt(prompt)
+        return cls.copy_prompt(prompt)
 
-    def spec_view(self, prompt: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    @classmethod
+    def spec_view(cls, prompt: Mapping[Any, Any]) -> Mapping[Any, Any]:
         """The part of ``prompt`` a parameter spec ("入参范围") checks: ``{node_id: {"inputs": {...}}}``."""
         return prompt
 

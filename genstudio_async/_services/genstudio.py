@@ -192,16 +192,23 @@ class GenStudio(Service):
     message_fields = ("msg", "message")
     status_batch_size = STATUS_BATCH_SIZE
     workflow_id_hint = "a string such as 'wf-c73diz7kadp6ffgn'"
+    whole_workflow = False
+    push_stream = True
+    reports_percent = True
+    failure_may_be_cancel = True
 
-    def workflow_id(self, workflow_id: object) -> str:
+    @classmethod
+    def workflow_id(cls, workflow_id: object) -> str:
         if not isinstance(workflow_id, str) or not workflow_id.strip():
             raise InvalidInputError(f"workflow_id must be a non-empty string, got {workflow_id!r}")
         return workflow_id.strip()
 
-    def prompt_problems(self, prompt: Mapping[Any, Any]) -> list[Any]:
+    @classmethod
+    def prompt_problems(cls, prompt: Mapping[Any, Any]) -> list[Any]:
         return prompt_shape_problems(prompt)
 
-    def copy_prompt(self, prompt: Mapping[Any, Any]) -> dict[str, Any]:
+    @classmethod
+    def copy_prompt(cls, prompt: Mapping[Any, Any]) -> dict[str, Any]:
         return copy_overrides(prompt)
 
     async def submit(self, workflow_id: str | int, prompt: dict[str, Any] | None) -> Submission:

@@ -170,23 +170,32 @@ class GPUGeek(Service):
     message_fields = ("message", "msg")
     status_batch_size = 1
     workflow_id_hint = "an integer such as 763311996779461"
+    whole_workflow = True
+    push_stream = False
+    reports_percent = False
+    failure_may_be_cancel = False
 
-    def workflow_id(self, workflow_id: object) -> int:
-        if isinstance(workflow_id, int) and not isinstance(workflow_id, bool) and workflow_id > 0:
-            return workflow_id
+    @classmethod
+    def workflow_id(cls, workflow_id: object) -> int:
+        number: object = workflow_id
         if isinstance(workflow_id, str) and workflow_id.strip().isdigit() and workflow_id.strip().isascii():
-            return int(workflow_id.strip())
+            number = int(workflow_id.strip())
+        if isinstance(number, int) and not isinstance(number, bool) and number > 0:
+            return number
         raise InvalidInputError(
             f"a GPUGeek workflow_id is a positive integer (or a string of digits), got {workflow_id!r}"
         )
 
-    def prompt_problems(self, prompt: Mapping[Any, Any]) -> list[Any]:
+    @classmethod
+    def prompt_problems(cls, prompt: Mapping[Any, Any]) -> list[Any]:
         return workflow_shape_problems(prompt)
 
-    def copy_prompt(self, prompt: Mapping[Any, Any]) -> dict[str, Any]:
+    @classmethod
+    def copy_prompt(cls, prompt: Mapping[Any, Any]) -> dict[str, Any]:
         return copy_workflow(prompt)
 
-    def spec_view(self, prompt: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    @classmethod
+    def spec_view(cls, prompt: Mapping[Any, Any]) -> Mapping[Any, Any]:
         return {
             node_id: {"inputs": node["inputs"]}
             for node_id, node in prompt.items()
