@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,29 +40,31 @@ def is_local_image(value: object) -> bool:
     return isinstance(value, LocalImage | Path)
 
 
-def prompt_shape_problems(prompt: Any) -> list[PromptProblem]:
-    """Every way ``prompt`` departs from ``{node_id: {"inputs": {...}}}``; empty when it fits."""
+def _nodes(
+    prompt: Any, *, shape: str, allowed: str, problems: list[PromptProblem]
+) -> Iterator[tuple[str, Mapping[Any, Any]]]:
+    """The well-formed nodes of ``prompt`` (``node_id``, node), each a mapping with an ``inputs`` mapping; every
+    other node (and a prompt that is not a mapping at all) is a problem appended to ``problems``."""
     if not isinstance(prompt, Mapping):
-        return [
-            PromptProblem(
-                node_id="*",
-                input=None,
-                problem=f"the prompt must be a mapping of node ids to {{'inputs': {{...}}}}, "
-                f"got {type(prompt).__name__}",
-            )
-        ]
-    problems: list[PromptProblem] = []
+        problems.append(PromptProblem("*", None, f"the prompt must be {shape}, got {type(prompt).__name__}"))
+        return
     for node_id, node in prompt.items():
         node_name = str(node_id)
         if not isinstance(node_id, str | int) or isinstance(node_id, bool) or not node_name:
             problems.append(PromptProblem(node_name, None, "node ids must be non-empty strings"))
-            continue
-        if not isinstance(node, Mapping) or not isinstance(node.get("inputs"), Mapping):
+        elif not isinstance(node, Mapping) or not isinstance(node.get("inputs"), Mapping):
             problems.append(
-                PromptProblem(node_name, None, "each node must be an object with an 'inputs' object",
-                              allowed="{'inputs': {name: value}}")
+                PromptProblem(node_name, None, "each node must be an object with an 'inputs' object", allowed=allowed)
             )
-            continue
+        else:
+            yield node_name, node
+
+
+def prompt_shape_problems(prompt: Any) -> list[PromptProblem]:
+    """Every way ``prompt`` departs from ``{node_id: {"inputs": {...}}}``; empty when it fits."""
+    problems: list[PromptProblem] = []
+    shape = "a mapping of node ids to {'inputs': {...}}"
+    for node_name, node in _nodes(prompt, shape=shape, allowed="{'inputs': {name: value}}", problems=problems):
         extra_keys = sorted(str(key) for key in node if key != "inputs")
         if extra_keys:
             hint = (
@@ -115,29 +117,13 @@ _OVERRIDES_HINT = (
 def workflow_shape_problems(workflow: Any) -> list[PromptProblem]:
     """Every way ``workflow`` departs from a whole API-format workflow,
     ``{node_id: {"class_type": str, "inputs": {...}, "_meta"?: {...}}}``; empty when it fits."""
-    if not isinstance(workflow, Mapping):
-        return [
-            PromptProblem(
-                node_id="*",
-                input=None,
-                problem=f"the prompt must be the whole API-format workflow (a mapping of node ids to nodes), "
-                f"got {type(workflow).__name__}",
-            )
-        ]
-    if not workflow:
+    if isinstance(workflow, Mapping) and not workflow:
         return [PromptProblem("*", None, "the workflow has no nodes")]
     problems: list[PromptProblem] = []
-    for node_id, node in workflow.items():
-        node_name = str(node_id)
-        if not isinstance(node_id, str | int) or isinstance(node_id, bool) or not node_name:
-            problems.append(PromptProblem(node_name, None, "node ids must be non-empty strings"))
-            continue
-        if not isinstance(node, Mapping) or not isinstance(node.get("inputs"), Mapping):
-            problems.append(
-                PromptProblem(node_name, None, "each node must be an object with an 'inputs' object",
-                              allowed="{'class_type': ..., 'inputs': {...}}")
-            )
-            continue
+    shape = "the whole API-format workflow (a mapping of node ids to nodes)"
+    for node_name, node in _nodes(
+        workflow, shape=shape, allowed="{'class_type': ..., 'inputs': {...}}", problems=problems
+    ):
         class_type = node.get("class_type")
         if not isinstance(class_type, str) or not class_type.strip():
             problems.append(PromptProblem(node_name, None, _OVERRIDES_HINT, allowed="a class_type string"))

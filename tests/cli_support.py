@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from genstudio_async.emulator import Emulator
-from tests.support import png_size
+from tests.support import png_size, raw_http_server, read_request_head
 
 GENSTUDIO = Path(sys.executable).with_name("genstudio")
 TIMEOUT = 60.0
@@ -161,7 +161,7 @@ async def fake_service(respond: Responder) -> AsyncIterator[str]:
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
+            head = await read_request_head(reader)
             request_line, *header_lines = head.decode("latin-1").split("\r\n")
             method, target, _version = request_line.split(" ", 2)
             headers = {
@@ -175,16 +175,8 @@ async def fake_service(respond: Responder) -> AsyncIterator[str]:
                 "Connection: close\r\n\r\n".encode() + payload
             )
             await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except asyncio.IncompleteReadError:
             pass  # the client went away: nothing to answer
-        finally:
-            writer.close()
-            await writer.wait_closed()
 
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.close()
-        await server.wait_closed()
+    async with raw_http_server(serve) as origin:
+        yield origin
