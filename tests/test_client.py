@@ -7,6 +7,7 @@ import gc
 import io
 import json
 import math
+import threading
 import warnings
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -617,18 +618,25 @@ async def test_get_tasks_rejects_a_non_iterable_before_any_request(
 async def in_other_loops(client: Any, *uses: Callable[[Any], Coroutine[Any, Any, Any]]) -> list[Any]:
     """Run each use of ``client`` with asyncio.run() in turn (a new loop each), in a thread, as a script would;
     each outcome is its result or the exception it raised."""
+    loop = asyncio.get_running_loop()
+    finished = asyncio.Event()
+    outcomes: list[Any] = []
 
-    def script() -> list[Any]:
-        outcomes: list[Any] = []
+    def script() -> None:
         for use in uses:
             try:
                 outcomes.append(asyncio.run(use(client)))
             except Exception as error:  # noqa: BLE001 - the outcome the test looks at
                 outcomes.append(error.with_traceback(None))  # its frames would keep the client's sockets alive
-        return outcomes
+        loop.call_soon_threadsafe(finished.set)
 
+    # A thread of its own, joined: a pool's worker would hold the client's sockets alive past the test.
+    thread = threading.Thread(target=script, name="user-script")
+    thread.start()
     async with asyncio.timeout(30):  # a failure bound only
-        return await asyncio.to_thread(script)
+        await finished.wait()
+    thread.join()
+    return outcomes
 
 
 def collect_leftover_sockets() -> None:
