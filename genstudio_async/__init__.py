@@ -8,6 +8,11 @@ async with AsyncGenStudio() as client:                 # api_key from GENSTUDIO_
     info = await client.get_task(sub)
 ```
 
+Without asyncio (scripts, notebooks), the sync twins ``GenStudio`` and ``GPUGeek`` have the same methods::
+
+    with GenStudio() as client:
+        result = client.run("wf-…", {"6": {"inputs": {"text": "a red fox"}}})
+
 The public names are loaded on first use (PEP 562): ``import genstudio_async`` alone imports neither httpx nor
 pydantic, so the ``genstudio`` command answers ``--version`` and ``--help`` without them. Each public exception's
 ``__module__`` is ``"genstudio_async"``, so a traceback says ``genstudio_async.TaskFailedError``.
@@ -31,6 +36,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time each name is imported b
         AuthenticationError,
         BadRequestError,
         ConfigurationError,
+        EventLoopError,
         GenStudioError,
         InternalServerError,
         InvalidInputError,
@@ -47,6 +53,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time each name is imported b
         TaskPermissionError,
         TaskTimeoutError,
     )
+    from ._sync import GenStudio, GPUGeek
     from .types import (
         ImagePostProcess,
         JobOutcome,
@@ -69,6 +76,9 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ConfigurationError",
+    "EventLoopError",
+    "GPUGeek",
+    "GenStudio",
     "GenStudioError",
     "ImagePostProcess",
     "InternalServerError",
@@ -102,6 +112,8 @@ __all__ = [
 _EXPORTS: dict[str, str] = {
     "AsyncGenStudio": "._client",
     "AsyncGPUGeek": "._client",
+    "GenStudio": "._sync",
+    "GPUGeek": "._sync",
     **dict.fromkeys(
         (
             "APIConnectionError",
@@ -111,6 +123,7 @@ _EXPORTS: dict[str, str] = {
             "AuthenticationError",
             "BadRequestError",
             "ConfigurationError",
+            "EventLoopError",
             "GenStudioError",
             "InternalServerError",
             "InvalidInputError",

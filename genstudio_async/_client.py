@@ -131,6 +131,7 @@ class _AsyncClient:
         """Release what the client holds. Safe to call more than once."""
         if self._closed:
             return
+        self._http.check_loop()  # what it closes belongs to the loop that used it
         self._closed = True
         await self._poller.aclose()
         await self._stream_settings.sockets.aclose()
@@ -224,6 +225,7 @@ class _AsyncClient:
         (GPUGeek) the shared poller. Use ``async for``; wrap in ``async with`` to close the socket the moment you
         leave early.
         """
+        self._http.check_loop()  # a stream may open a socket before any request: checked here too
         if isinstance(task, Submission):
             self._redact.add(task.prompt_token)  # rebuilt elsewhere (a journal, a queue): masked here too
             return TaskStream(self._stream_settings, task.prompt_id, task.prompt_token)

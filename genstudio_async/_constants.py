@@ -134,6 +134,16 @@ MAX_RESULT_FILES: Final = 10_000
 # --- batches -----------------------------------------------------------------------------------------------
 DEFAULT_RUN_MANY_CONCURRENCY: Final = 8
 
+# --- the sync twins (GenStudio, GPUGeek) --------------------------------------------------------------------
+# The helper thread that runs a sync client's event loop is named this (as a debugger or a thread dump shows it).
+SYNC_THREAD_NAME: Final = "genstudio-sync"
+# A caller blocked on a sync call wakes this often (seconds) so that Python can act on a Ctrl-C even where a
+# blocking wait is not interrupted by the signal (Windows; a signal delivered to another thread).
+SYNC_SIGNAL_CHECK_INTERVAL: Final = 0.1
+# A sync call interrupted by Ctrl-C is cancelled on the loop and gets this long (seconds) to close its socket and
+# leave the poller before KeyboardInterrupt goes on; a task on the service is never cancelled by it.
+SYNC_INTERRUPT_GRACE: Final = 0.5
+
 # --- secrets in logs, reprs and errors ------------------------------------------------------------------------
 # How many leading characters of a key or token may be shown; the rest is replaced by "…".
 SECRET_VISIBLE_PREFIX: Final = 6

@@ -3,6 +3,7 @@
 ```
 GenStudioError
 ├── ConfigurationError            bad client settings (no API key, a malformed URL)
+├── EventLoopError                an async client used on another event loop than the one that first used it
 ├── InvalidInputError             bad arguments, caught before any request
 │   └── PromptValidationError     a prompt that does not fit the workflow (lists every problem)
 ├── APIConnectionError            the request did not get an HTTP answer
@@ -38,6 +39,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ConfigurationError",
+    "EventLoopError",
     "GenStudioError",
     "InternalServerError",
     "InvalidInputError",
@@ -78,6 +80,16 @@ def _rebuild(cls: type[GenStudioError], args: tuple[Any, ...], state: dict[str, 
 
 class ConfigurationError(GenStudioError, ValueError):
     """The client cannot be built as asked: no API key, a URL that is not http(s), and so on."""
+
+
+class EventLoopError(GenStudioError, RuntimeError):
+    """An async client was used on an event loop other than the one that first used it.
+
+    Its connections belong to that loop (each ``asyncio.run()`` starts a new one), so the SDK refuses rather than
+    let httpx fail with ``Event loop is closed``. Use one client per event loop, created inside it, or the sync
+    twin (``GenStudio``, ``GPUGeek``), which runs its own loop. A sync client called from its own helper thread
+    (from an async callback it runs there) raises it too.
+    """
 
 
 class InvalidInputError(GenStudioError, ValueError):

@@ -36,6 +36,7 @@ from ._exceptions import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    EventLoopError,
     GenStudioError,
     InternalServerError,
     InvalidInputError,
@@ -436,10 +437,36 @@ class HTTPCore:
             "Accept-Encoding": C.ACCEPT_ENCODING,
             "User-Agent": f"{C.USER_AGENT}/{__version__}",
         }
+        # The event loop that first used this client: its connections (and its poller's task) belong to it.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def base_url(self) -> str:
         return self._base_url
+
+    def check_loop(self) -> None:
+        """Raise ``EventLoopError`` when running on another event loop than the one that first used the client.
+
+        Called where every request and poll (``_send``) and every stream (the client's ``stream``) starts: a
+        pooled connection of a loop that has ended fails deep in httpx with ``Event loop is closed``. Outside any
+        loop there is nothing to check (no I/O happens there). One lookup and one comparison per call.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if loop is self._loop:
+            return
+        if self._loop is None:
+            self._loop = loop
+            return
+        twin = self._client_name.removeprefix("Async")
+        raise EventLoopError(
+            f"this {self._client_name} was first used on another event loop, and its connections belong to that "
+            "loop (each asyncio.run() starts a new one). Use one client per event loop, created inside it "
+            f"('async with {self._client_name}() as client:' in the coroutine you run), or the sync client "
+            f"{twin}, which runs its own loop: 'with {twin}() as client: client.run(...)'"
+        )
 
     async def call(
         self,
@@ -579,6 +606,7 @@ class HTTPCore:
         label: str,
     ) -> T:
         """Run ``attempt`` on a fresh request until it answers 2xx, retrying what ``should_retry`` allows."""
+        self.check_loop()
         policy = self._retry_policy
         attempt_number = 0
         held_until = 0.0  # the hold this request itself set and has already slept through

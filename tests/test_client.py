@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import io
 import json
 import math
-from collections.abc import Callable
+import threading
+import warnings
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +21,9 @@ from genstudio_async import (
     APIError,
     APIStatusError,
     AsyncGenStudio,
+    AsyncGPUGeek,
     ConfigurationError,
+    EventLoopError,
     GenStudioError,
     ImagePostProcess,
     InvalidInputError,
@@ -29,6 +35,7 @@ from genstudio_async import (
 )
 from genstudio_async import _constants as C
 from genstudio_async._services import genstudio as GS
+from genstudio_async.emulator import Emulator
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJ0YXNrX2lkIjoiY2Z0LTEiLCJleHAiOjE3Mjg2OTk5NjN9.c2lnbmF0dXJl"
 WS_PATH = "/api/maas/comfy_task_ws_api/get_task_progress"
@@ -600,3 +607,101 @@ async def test_get_tasks_rejects_a_non_iterable_before_any_request(
     with pytest.raises(InvalidInputError, match="prompt_ids"):
         await client.get_tasks(123)  # type: ignore[arg-type]
     assert api.calls.call_count == 0
+
+
+# --- one event loop per client ---------------------------------------------------------------------------------------
+#
+# Each asyncio.run() starts a new loop; a client's pooled connections belong to the loop that first used it. Real
+# sockets (the emulator) show what a user meets: without the check, httpx's own "RuntimeError: Event loop is closed".
+
+
+async def in_other_loops(client: Any, *uses: Callable[[Any], Coroutine[Any, Any, Any]]) -> list[Any]:
+    """Run each use of ``client`` with asyncio.run() in turn (a new loop each), in a thread, as a script would;
+    each outcome is its result or the exception it raised."""
+    loop = asyncio.get_running_loop()
+    finished = asyncio.Event()
+    outcomes: list[Any] = []
+
+    def script() -> None:
+        for use in uses:
+            try:
+                outcomes.append(asyncio.run(use(client)))
+            except Exception as error:  # noqa: BLE001 - the outcome the test looks at
+                outcomes.append(error.with_traceback(None))  # its frames would keep the client's sockets alive
+        loop.call_soon_threadsafe(finished.set)
+
+    # A thread of its own, joined: a pool's worker would hold the client's sockets alive past the test.
+    thread = threading.Thread(target=script, name="user-script")
+    thread.start()
+    async with asyncio.timeout(30):  # a failure bound only
+        await finished.wait()
+    thread.join()
+    return outcomes
+
+
+def collect_leftover_sockets() -> None:
+    """Collect the sockets of a loop that ended with the client still open (the misuse itself leaves them), once the
+    test has dropped the client: here, their ResourceWarnings expected, rather than in some later test."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        gc.collect()
+
+
+@pytest.mark.genstudio_emulator(steps=2, step_seconds=0.01)
+async def test_a_client_used_on_a_second_event_loop_says_what_to_do(genstudio_emulator: Emulator) -> None:
+    client = AsyncGenStudio(genstudio_emulator.api_key, base_url=genstudio_emulator.base_url)
+    run = lambda client: client.run("wf-c73diz7kadp6ffgn")  # noqa: E731
+    outcomes = await in_other_loops(client, run, run, lambda client: client.aclose())
+    first, second, closing = outcomes
+    assert first.status is TaskStatus.SUCCEEDED  # the loop that used it first keeps it
+    assert isinstance(second, EventLoopError) and isinstance(second, GenStudioError)  # not "Event loop is closed"
+    message = str(second)
+    assert "first used on another event loop" in message and "one client per event loop" in message
+    assert "async with AsyncGenStudio() as client" in message and "with GenStudio() as client" in message
+    assert isinstance(closing, EventLoopError)  # aclose too: what it would close belongs to the first loop
+    assert genstudio_emulator.stats.submits == 1  # the second run sent nothing
+    del client, outcomes, first, second, closing
+    collect_leftover_sockets()
+
+
+@pytest.mark.genstudio_emulator(steps=2, step_seconds=0.01)
+async def test_a_stream_on_a_second_event_loop_is_refused_before_its_socket_opens(
+    genstudio_emulator: Emulator,
+) -> None:
+    client = AsyncGenStudio(genstudio_emulator.api_key, base_url=genstudio_emulator.base_url)
+
+    async def follow(client: AsyncGenStudio, sub: Submission) -> list[TaskStatus]:
+        return [event.status async for event in client.stream(sub)]
+
+    [sub] = await in_other_loops(client, lambda client: client.submit("wf-c73diz7kadp6ffgn"))
+    [refused] = await in_other_loops(client, lambda client: follow(client, sub))
+    assert isinstance(refused, EventLoopError)
+    assert genstudio_emulator.stats.ws_connections_opened == 0
+    del client, refused
+    collect_leftover_sockets()
+
+
+@pytest.mark.genstudio_emulator(service="gpugeek", steps=2, step_seconds=0.01)
+async def test_the_gpugeek_client_names_its_own_sync_twin(genstudio_emulator: Emulator) -> None:
+    client = genstudio_emulator.client()
+    assert isinstance(client, AsyncGPUGeek)
+    ask = lambda client: client.get_tasks(["1"])  # noqa: E731
+    _, refused = await in_other_loops(client, ask, ask)
+    assert isinstance(refused, EventLoopError)
+    assert "AsyncGPUGeek" in str(refused) and "with GPUGeek() as client" in str(refused)
+    del client, refused
+    collect_leftover_sockets()
+
+
+def test_checking_the_loop_costs_nothing_outside_one_and_binds_to_the_first(api: respx.MockRouter) -> None:
+    client = AsyncGenStudio("sk-test-loop-check-key", base_url="https://genstudio.test")
+    client.stream("cft-1")  # made outside any loop: nothing to check yet, nothing bound
+    api.post(GS.TASK_INFO_PATH).respond(json=envelope({"comfy_task_info": [wire_task("cft-1")]}))
+
+    async def twice() -> list[str]:
+        return [(await client.get_task("cft-1")).prompt_id for _ in range(2)]
+
+    assert asyncio.run(twice()) == ["cft-1", "cft-1"]
+    asyncio.run(AsyncGenStudio("sk-test-loop-check-key", base_url="https://genstudio.test").aclose())  # unused
+    with pytest.raises(EventLoopError):
+        asyncio.run(client.aclose())

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -332,6 +333,68 @@ async def test_gpugeek_sends_whole_workflows_and_uploads_its_result_to_the_servi
     stats = gpugeek_emulator.stats
     assert stats.submits == 2 and stats.commits == 1 and stats.storage_requests_with_authorization == 0
     no_crash(done.stderr)
+
+
+
+
+# --- notebook.py ---------------------------------------------------------------------------------------------------
+
+
+async def test_notebook_runs_the_tutorials_job_with_the_sync_client(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    done = await run_against(genstudio_emulator, "notebook.py", "-o", "out", "--prompt", "a red fox", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "using the built-in emulator" not in done.stdout  # the key in the environment wins
+    assert re.search(r"^submitted cft-\S+$", done.stdout, re.M)
+    progress = re.findall(r"^  running: +(\d+)%$", done.stdout, re.M)
+    assert progress and [int(p) for p in progress] == sorted(int(p) for p in progress)  # live, forward only
+    assert "  succeeded: 100%" in done.stdout
+    [png] = pngs_under(tmp_path / "out")
+    assert png.parent == tmp_path / "out" / "9" and f"saved {png.relative_to(tmp_path)}" in done.stdout
+    [task] = list(genstudio_emulator.service.tasks)
+    assert task.workflow_id == "wf-c73diz7kadp6ffgn"
+    assert task.plan.text.startswith("a red fox") and "ugly, deformed" in task.plan.text  # the tutorial's edits
+    stats = genstudio_emulator.stats
+    assert stats.submits == 1 and stats.ws_connections_opened >= 1  # progress over the WebSocket
+    await eventually(lambda: stats.ws_connections_open == 0, what="the progress socket closed")
+    no_crash(done.stderr)
+
+
+def test_notebook_runs_offline_against_its_own_emulator(tmp_path: Path) -> None:
+    done = run_example("notebook.py", "-o", "out", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "using the built-in emulator" in done.stdout and "  succeeded: 100%" in done.stdout
+    [png] = pngs_under(tmp_path / "out")
+    assert f"saved {png.relative_to(tmp_path)}" in done.stdout
+    no_crash(done.stderr)
+
+
+async def test_notebook_cells_run_in_a_jupyter_kernel(
+    genstudio_emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each ``# %%`` cell pasted into a real kernel's notebook (whose own loop runs where the cells do)."""
+    import nbclient
+    import nbformat
+
+    source = (EXAMPLES / "notebook.py").read_text(encoding="utf-8")
+    cells = [cell.strip() for cell in re.split(r"^# %%.*$", source, flags=re.M)[1:]]
+    assert len(cells) >= 4
+    shutil.copytree(EXAMPLES / "workflows", tmp_path / "workflows")  # a notebook has no __file__: found from here
+    for name, value in example_env(genstudio_emulator).items():
+        monkeypatch.setenv(name, value)
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell) for cell in cells])  # type: ignore[no-untyped-call]
+    runner = nbclient.NotebookClient(
+        notebook, timeout=int(EXAMPLE_TIMEOUT), kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
+    await runner.async_execute()
+    outputs = [output for cell in notebook.cells for output in cell.outputs]
+    assert [output for output in outputs if output.get("output_type") == "error"] == []
+    text = "".join(output.get("text", "") for output in outputs if output.get("output_type") == "stream")
+    assert "  succeeded: 100%" in text, text
+    [png] = pngs_under(tmp_path / "output")
+    assert png.parent.name == "9" and f"saved {png.relative_to(tmp_path)}" in text
+    assert genstudio_emulator.stats.submits == 1
 
 
 # --- web_app.py ----------------------------------------------------------------------------------------------------
