@@ -25,6 +25,7 @@ from ._exceptions import (
     APIError,
     APIStatusError,
     ConfigurationError,
+    GenStudioError,
     InvalidInputError,
     NotFoundError,
     TaskCancelledError,
@@ -237,13 +238,15 @@ class _AsyncClient:
         *,
         timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
+        cancel_on_timeout: bool = False,
     ) -> TaskResult:
         """Follow ``task`` to its end and return its ``TaskResult``.
 
         Raises ``TaskFailedError`` (with the server's error message), ``TaskCancelledError`` (cancelled: by
         anyone on GPUGeek; on GenStudio, which reports a cancel as a failure, by this client),
-        ``TaskPermissionError`` (GenStudio's 5) or ``TaskTimeoutError`` when ``timeout`` seconds pass first (the
-        task itself goes on; cancel it if you no longer want it).
+        ``TaskPermissionError`` (GenStudio's 5) or ``TaskTimeoutError`` when ``timeout`` seconds pass first. The
+        task itself goes on, unless ``cancel_on_timeout``: then it is cancelled on the service before the error is
+        raised (and the error says so: ``cancelled``), so nobody pays for a task nobody waits for.
         """
         if timeout is not None and timeout <= 0:
             raise InvalidInputError(f"timeout must be > 0 seconds, got {timeout}")
@@ -258,11 +261,22 @@ class _AsyncClient:
         except TimeoutError:
             if not deadline.expired():
                 raise  # a TimeoutError of the caller's own on_progress, not ours
+            message = f"task {events.prompt_id} did not finish within {timeout} s"
+            cancelled = False
+            if cancel_on_timeout:
+                try:
+                    await self.cancel(events.prompt_id)
+                except GenStudioError as error:
+                    message += f"; cancelling it failed, it may go on: {error}"
+                else:
+                    cancelled = True
+                    message += "; it was cancelled on the service"
             raise TaskTimeoutError(
-                f"task {events.prompt_id} did not finish within {timeout} s",
+                message,
                 prompt_id=events.prompt_id,
                 timeout=timeout or 0.0,
                 last_info=events.last_event,
+                cancelled=cancelled,
             ) from None
         final = events.last_event
         assert final is not None and final.is_terminal
@@ -276,10 +290,13 @@ class _AsyncClient:
         spec: WorkflowSpec | None = None,
         timeout: float | None = None,
         on_progress: ProgressCallback | None = None,
+        cancel_on_timeout: bool = False,
     ) -> TaskResult:
         """``submit`` then ``wait``: one generation, start to finish."""
         submission = await self.submit(workflow_id, prompt, spec=spec)
-        return await self.wait(submission, timeout=timeout, on_progress=on_progress)
+        return await self.wait(
+            submission, timeout=timeout, on_progress=on_progress, cancel_on_timeout=cancel_on_timeout
+        )
 
     def run_many(
         self,
@@ -289,19 +306,23 @@ class _AsyncClient:
         timeout: float | None = None,
         spec: WorkflowSpec | None = None,
         on_progress: JobProgressCallback | None = None,
+        cancel_on_timeout: bool = False,
     ) -> AsyncGenerator[JobOutcome, None]:
         """Run ``(workflow_id, prompt)`` jobs, at most ``concurrency`` at once; yield each ``JobOutcome`` as it
         finishes. A failed job is an outcome with ``error`` set; it never stops the batch. Leaving the loop
-        early cancels the jobs still running (on the service too). ``timeout`` bounds each job's wait;
-        ``spec`` validates every prompt (a bad one is that job's ``PromptValidationError``); ``on_progress``
-        gets ``(job_index, event)`` for every event of every job."""
+        early cancels the jobs still running (on the service too). ``timeout`` bounds each job's wait (and with
+        ``cancel_on_timeout`` a job that times out is cancelled on the service); ``spec`` validates every prompt
+        (a bad one is that job's ``PromptValidationError``); ``on_progress`` gets ``(job_index, event)`` for
+        every event of every job."""
 
         async def submit(workflow_id: WorkflowId, prompt: Mapping[str, Any] | None) -> Submission:
             return await self.submit(workflow_id, prompt, spec=spec)
 
         async def wait_for(index: int, submission: Submission) -> TaskResult:
             callback = None if on_progress is None else functools.partial(on_progress, index)
-            return await self.wait(submission, timeout=timeout, on_progress=callback)
+            return await self.wait(
+                submission, timeout=timeout, on_progress=callback, cancel_on_timeout=cancel_on_timeout
+            )
 
         return run_many(jobs, submit=submit, wait=wait_for, cancel=self.cancel, concurrency=concurrency)
 

@@ -282,10 +282,23 @@ class TaskPermissionError(TaskError):
 
 
 class TaskTimeoutError(GenStudioError, TimeoutError):
-    """``wait(timeout=)`` ran out before the task reached a terminal status. The task is not cancelled."""
+    """``wait(timeout=)`` ran out before the task reached a terminal status.
 
-    def __init__(self, message: str, *, prompt_id: str, timeout: float, last_info: TaskInfo | None) -> None:
+    The task goes on on the service, unless ``cancel_on_timeout`` asked for it to be cancelled: ``cancelled`` says
+    whether that cancel was made (``False`` when not asked, or when the service refused it; the message says).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        prompt_id: str,
+        timeout: float,
+        last_info: TaskInfo | None,
+        cancelled: bool = False,
+    ) -> None:
         super().__init__(message)
         self.prompt_id = prompt_id
         self.timeout = timeout
         self.last_info = last_info
+        self.cancelled = cancelled

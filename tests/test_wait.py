@@ -246,3 +246,42 @@ async def test_run_many_reports_each_jobs_progress_and_validates_with_a_spec(gen
     assert genstudio_emulator.stats.submits == 2  # the bad prompt was never sent
     assert set(seen) == {0, 2}
     assert all(events[-1].status is TaskStatus.SUCCEEDED for events in seen.values())
+
+
+# --- cancel on timeout -------------------------------------------------------------------------------------------
+
+
+async def test_a_wait_that_times_out_can_cancel_the_task_on_the_service(genstudio_emulator: Emulator) -> None:
+    genstudio_emulator.pause()
+    async with genstudio_emulator.client(poll_interval=0.02) as client:
+        kept, dropped = await client.submit(T2I), await client.submit(T2I)
+        with pytest.raises(TaskTimeoutError) as plain:
+            await client.wait(kept, timeout=0.2)
+        with pytest.raises(TaskTimeoutError) as cancelling:
+            await client.wait(dropped, timeout=0.2, cancel_on_timeout=True)
+    assert not plain.value.cancelled and "cancelled" not in str(plain.value)
+    assert cancelling.value.cancelled and "it was cancelled on the service" in str(cancelling.value)
+    assert genstudio_emulator.task_info(kept.prompt_id)["status"] == 1  # type: ignore[index]  # still queued
+    assert genstudio_emulator.task_info(dropped.prompt_id)["status"] == 4  # type: ignore[index]  # GenStudio's cancel
+    assert genstudio_emulator.stats.cancels == 1
+
+
+async def test_run_and_run_many_pass_cancel_on_timeout_on(genstudio_emulator: Emulator) -> None:
+    genstudio_emulator.pause()
+    async with genstudio_emulator.client(poll_interval=0.02) as client:
+        with pytest.raises(TaskTimeoutError) as caught:
+            await client.run(T2I, timeout=0.2, cancel_on_timeout=True)
+        outcomes = [o async for o in client.run_many([(T2I, None)] * 2, timeout=0.2, cancel_on_timeout=True)]
+    assert caught.value.cancelled
+    assert all(isinstance(o.error, TaskTimeoutError) and o.error.cancelled for o in outcomes)
+    assert genstudio_emulator.stats.cancels == 3
+
+
+async def test_a_refused_cancel_on_timeout_still_raises_the_timeout_and_says_so(genstudio_emulator: Emulator) -> None:
+    genstudio_emulator.pause()
+    genstudio_emulator.set_faults(http_error_rate=1.0, http_error_status=500, endpoints=frozenset({"cancel"}))
+    async with genstudio_emulator.client(poll_interval=0.02, max_retries=0) as client:
+        sub = await client.submit(T2I)
+        with pytest.raises(TaskTimeoutError) as caught:
+            await client.wait(sub, timeout=0.2, cancel_on_timeout=True)
+    assert not caught.value.cancelled and "cancelling it failed" in str(caught.value)
