@@ -178,7 +178,7 @@ class _AsyncClient:
         URLs stay valid (service default 600), ``image_post_process`` asks OSS to convert the images. GPUGeek has
         neither, and answers one task per request (a few in flight at once).
         """
-        ids = _task_ids(prompt_ids)
+        ids = [self._service_type.task_id(prompt_id) for prompt_id in _task_ids(prompt_ids)]
         query = TaskQuery(url_expire_period=url_expire_period, image_post_process=image_post_process)
         return await self._service.get_tasks(ids, query)
 
@@ -190,7 +190,7 @@ class _AsyncClient:
         image_post_process: ImagePostProcess | Mapping[str, Any] | None = None,
     ) -> TaskInfo:
         """The state of one task; raises ``NotFoundError`` when the service does not know it."""
-        prompt_id = task_id(task)
+        prompt_id = self._task_id(task)
         infos = await self.get_tasks(
             [prompt_id], url_expire_period=url_expire_period, image_post_process=image_post_process
         )
@@ -203,7 +203,7 @@ class _AsyncClient:
 
         (GenStudio's docs do not name the cancel body's field: see ``CANCEL_BODY_FIELD`` and the README.)
         """
-        prompt_id = task_id(task)
+        prompt_id = self._task_id(task)
         self._cancelled.add(prompt_id)
         try:
             await self._service.cancel(prompt_id)
@@ -212,9 +212,13 @@ class _AsyncClient:
             self._cancelled.discard(prompt_id)
             raise
 
+    def _task_id(self, task: TaskRef) -> str:
+        """The prompt_id of ``task``, checked to be one this service can have."""
+        return self._service_type.task_id(task_id(task))
+
     def was_cancelled(self, task: TaskRef) -> bool:
         """True when this client asked to cancel ``task``."""
-        return task_id(task) in self._cancelled
+        return self._task_id(task) in self._cancelled
 
     # --- progress and results ----------------------------------------------------------------------------
 
@@ -227,10 +231,10 @@ class _AsyncClient:
         leave early.
         """
         self._http.check_loop()  # a stream may open a socket before any request: checked here too
-        if isinstance(task, Submission):
-            self._redact.add(task.prompt_token)  # rebuilt elsewhere (a journal, a queue): masked here too
-            return TaskStream(self._stream_settings, task.prompt_id, task.prompt_token)
-        return TaskStream(self._stream_settings, task_id(task), None)
+        prompt_id = self._task_id(task)
+        token = task.prompt_token if isinstance(task, Submission) else None
+        self._redact.add(token)  # a Submission rebuilt elsewhere (a journal, a queue): its token masked here too
+        return TaskStream(self._stream_settings, prompt_id, token)
 
     async def wait(
         self,
@@ -349,8 +353,9 @@ class _AsyncClient:
         if info.status is TaskStatus.SUCCEEDED:
             return TaskResult.from_info(info)
         if info.status is TaskStatus.PERMISSION_DENIED:
-            raise TaskPermissionError(f"task {info.prompt_id}: permission denied (status 5)", info)
-        if info.status is TaskStatus.CANCELLED or info.prompt_id in self._cancelled:
+            raise TaskPermissionError(f"task {info.prompt_id}: permission denied", info)
+        cancelled_by_us = self._service_type.failure_may_be_cancel and info.prompt_id in self._cancelled
+        if info.status is TaskStatus.CANCELLED or cancelled_by_us:
             raise TaskCancelledError(f"task {info.prompt_id} was cancelled", info)
         reason = info.error_message or "no error message given"
         raise TaskFailedError(f"task {info.prompt_id} failed: {reason}", info)

@@ -52,14 +52,18 @@ RETRYABLE_STATUS_CODES: Final = frozenset({408, 429, 500, 502, 503, 504})
 SUBMIT_RETRYABLE_STATUS_CODES: Final = frozenset({429, 503})
 
 # --- pacing (``_pacing``): one rate for all of a client's requests once a rate limit is met -------------------
-# On a 429 the rate is multiplied by PACING_DECREASE (at most once per PACING_DECREASE_EVERY s); each answered
-# request then adds PACING_INCREASE / rate, i.e. the rate grows by PACING_INCREASE requests/s every second.
+# On a 429 the rate is multiplied by PACING_DECREASE, once per burst of 429s (a 429 of a request sent after the
+# last decrease is a new burst; without a send time, at most once per PACING_DECREASE_EVERY s). The first limit is
+# measured against the requests sent and answered in the last PACING_DECREASE_EVERY s. Each answered request then
+# adds at least PACING_INCREASE / rate, i.e. the rate grows by PACING_INCREASE requests/s every second.
 PACING_DECREASE: Final = 0.5
 PACING_DECREASE_EVERY: Final = 1.0
 PACING_INCREASE: Final = 1.0
+# Above half the rate a limit was first met at, the rate grows by this share a second; below it, it doubles.
+PACING_GROWTH: Final = 0.1
+# A minute without a 429 and the pacing ends (the ceiling, if one was given, stays).
+PACING_FORGET_AFTER: Final = 60.0
 PACING_MIN_RATE: Final = 0.5
-# How fast the measured gap between requests follows the latest one (an exponential moving average).
-PACING_GAP_SMOOTHING: Final = 0.1
 # A rate limit (429) is retried this many times, apart from max_retries: the pace slows down until it passes.
 RATE_LIMIT_MAX_RETRIES: Final = 8
 
@@ -93,6 +97,9 @@ SOCKET_BUDGET_RESERVED_FDS: Final = 224
 SOCKET_BUDGET_SHARE: Final = 0.5
 SOCKET_BUDGET_MIN: Final = 8
 SOCKET_BUDGET_MAX: Final = 4096
+# After running out of descriptors shrank the budget, each socket given back this long after the last shortage
+# raises it by one again, up to what it was.
+SOCKET_BUDGET_RECOVER_AFTER: Final = 10.0
 # Handshakes in flight at once per client: ten thousand at once would time each other out.
 WS_MAX_HANDSHAKES: Final = 64
 # Handshake statuses that mean "this token will never work": no reconnect, straight to polling.

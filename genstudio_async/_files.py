@@ -51,6 +51,7 @@ from ._exceptions import (
     InvalidResponseError,
     ResponseTooLargeError,
 )
+from ._gather import gather
 from ._http import HTTPCore, RetryPolicy, retry_delay
 from ._prompt import LocalImage, is_local_image
 from .types import TaskInfo, TaskResult
@@ -127,7 +128,7 @@ class ImageUploader:
         ]
         if not local:
             return prompt
-        ids = await asyncio.gather(*(self.image_id(value) for _node_id, _name, value in local))
+        ids = await gather(*(self.image_id(value) for _node_id, _name, value in local))  # one fails: none goes on
         substituted = {node_id: {**node, "inputs": dict(node["inputs"])} for node_id, node in prompt.items()}
         for (node_id, name, _value), image_id in zip(local, ids, strict=True):
             substituted[node_id]["inputs"][name] = image_id
@@ -207,7 +208,7 @@ def _is_signature_param(pair: str) -> bool:
     return name in C.SIGNED_URL_PARAMS or name.startswith(C.SIGNED_URL_PARAM_PREFIXES)
 
 
-def _safe_component(text: str, fallback: str) -> str:
+def safe_name(text: str, fallback: str) -> str:
     """``text`` (a node id or a file name from the service) as one local name that is safe everywhere.
 
     Only letters, digits, ``_``, ``.`` and ``-`` are kept (a separator, NUL, a control or Windows-reserved
@@ -286,7 +287,7 @@ def local_file_name(url: str, fallback: str) -> str:
         key = unquote(urlsplit(url).path)
     except ValueError:  # not a URL: the download reports it, under the fallback name
         return fallback
-    return _safe_component(key.rsplit("/", 1)[-1], fallback)
+    return safe_name(key.rsplit("/", 1)[-1], fallback)
 
 
 def shown_url(url: str) -> str:
@@ -356,10 +357,10 @@ def plan_downloads(result: TaskResult, directory: Path) -> list[PlannedFile]:
         planned.append(PlannedFile(node_id=node_id, url=url, target=target))
 
     for node_id, urls in result.files.items():
-        folder = directory / _safe_component(node_id, "node")
+        folder = directory / safe_name(node_id, "node")
         for url in urls:
             add(folder, node_id, url)
-    final_folder = directory / _safe_component(FINAL_FILES_DIRECTORY, "node")
+    final_folder = directory / safe_name(FINAL_FILES_DIRECTORY, "node")
     for url in result.final_files:
         add(final_folder, FINAL_FILES_DIRECTORY, url)
     return planned

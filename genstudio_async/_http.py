@@ -609,12 +609,12 @@ class HTTPCore:
         self.check_loop()
         policy = self._retry_policy
         attempt_number = 0
-        held_until = 0.0  # the hold this request itself set and has already slept through
         rate_limited = 0  # 429s met: retried apart from max_retries, the pace slowing down until they pass
+        placed = False  # a place in the pace already taken and waited for (a 429's retry takes it at once)
         while True:
-            paced = self.pacer.delay(unless_until=held_until)
-            if paced > 0:
-                await sleep(paced)
+            if not placed:
+                await self._take_place()
+            placed = False
             if self._http.is_closed:
                 raise GenStudioError(f"the client is closed: create a new {self._client_name}")
             try:
@@ -627,6 +627,7 @@ class HTTPCore:
                     f"{label}: the request cannot be sent as JSON: {self._redact(str(exc))}"
                 ) from None
             started = time.perf_counter()
+            sent_at = self.pacer.now()
             try:
                 # auth=None (in ``attempt``): an injected client's own auth= is never applied; the SDK alone
                 # decides which request carries a credential (the storage host gets none).
@@ -659,7 +660,7 @@ class HTTPCore:
                 # max_retries (a 429 proves the server did not take the request, a submit included), unless
                 # retries are off altogether (max_retries=0).
                 delay = retry_delay(rate_limited, policy, retry_after)
-                held_until = self.pacer.limited(delay)
+                self.pacer.limited(delay, sent_at=sent_at)
                 retry = policy.max_retries > 0 and rate_limited < C.RATE_LIMIT_MAX_RETRIES
                 rate_limited += 1
             else:
@@ -676,7 +677,27 @@ class HTTPCore:
             )
             if not retry:
                 raise self._status_error(outcome, retry_after)
-            await sleep(delay)
+            if outcome.status_code == 429:
+                # Its place in the pace is taken now, after the hold: a request refused waits in line ahead of
+                # those that come to the pace later, so no request is refused again and again (RateLimitError).
+                await self._take_place()
+                placed = True
+            else:
+                await sleep(delay)
+
+    async def _take_place(self) -> None:
+        """Wait for this request's place in the client's pace (``Pacer``); a hold that began meanwhile (a 429 of a
+        request sent since the last one) sends it back in line, at the slower rate."""
+        while (paced := self.pacer.delay()) > 0:
+            holds = self.pacer.hold_count
+            try:
+                await sleep(paced)
+            except asyncio.CancelledError:
+                self.pacer.refund()  # given up before it was sent: its place in the pace goes back
+                raise
+            if self.pacer.hold_count == holds:
+                return
+            self.pacer.refund()
 
     def _connection_error(self, exc: Exception, label: str) -> APIConnectionError:
         if isinstance(exc, _DeadlineExceeded):

@@ -6,8 +6,10 @@ retries. ``Pacer`` is shared by every request of a client (submits, polls, cance
 - a 429 holds back every request not yet sent until its ``Retry-After`` has passed (or the request loop's own
   back-off, when the server gives none);
 - and it lowers the client's request rate multiplicatively (halved, at most once per second), from the rate it
-  was sending at; each request that succeeds then raises it additively (by ``PACING_INCREASE`` requests per
-  second per second): AIMD, as TCP does with its window. Requests are spaced at that rate.
+  was sending at; answered requests then raise it again, doubling each second while it is below half the rate the
+  limit was first met at, then by ``PACING_GROWTH`` a second (AIMD with a slow start, as TCP does with its
+  window), and ``PACING_FORGET_AFTER`` s without a limit end the pacing. Requests are spaced at that rate, and a
+  request given up before it is sent gives its place back.
 - ``max_requests_per_second``, for a user who knows the account's limit, is a ceiling from the start.
 
 Pacing only ever delays a request before it is sent; it never sends one again (the request loop's submit-safety
@@ -16,6 +18,7 @@ rule is untouched). With no limit met and no ceiling given, a request costs one 
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Callable
 
@@ -33,9 +36,13 @@ class Pacer:
         self._clock = clock
         self._resume_at = 0.0  # no request starts before this (a Retry-After)
         self._next_at = 0.0  # the earliest start of the next request at ``rate``
-        self._last_start = 0.0
-        self._gap = 0.0  # a moving average of the time between request starts, for the rate at a 429
         self._last_decrease = float("-inf")
+        self._last_limited = float("-inf")
+        self._limit_seen = 0.0  # the rate requests were sent at when a limit was first met
+        # Before the first limit: when requests started and were answered in the last PACING_DECREASE_EVERY s.
+        self._starts: collections.deque[float] = collections.deque()
+        self._answers: collections.deque[float] = collections.deque()
+        self.hold_count = 0  # how many holds began: a request that slept its place through one takes a new place
 
     def delay(self, *, unless_until: float = 0.0) -> float:
         """Seconds the next request must wait before it is sent, its place in the pace reserved.
@@ -49,30 +56,85 @@ class Pacer:
         if self.rate is not None:
             start = max(start, self._next_at)
             self._next_at = start + 1.0 / self.rate
-        if self._last_start:
-            self._gap += (start - self._last_start - self._gap) * C.PACING_GAP_SMOOTHING
-        self._last_start = start
+        else:
+            _remember(self._starts, start)
         return start - now
 
-    def limited(self, hold_seconds: float) -> float:
+    def now(self) -> float:
+        """The pacer's clock, for a ``sent_at``."""
+        return self._clock()
+
+    def limited(self, hold_seconds: float, *, sent_at: float | None = None) -> float:
         """A request was answered 429: hold every request for ``hold_seconds`` and lower the rate; when the hold
-        ends."""
+        ends.
+
+        One burst of 429s is one decrease: ``sent_at`` (``now()`` when the refused request was sent) before the
+        last decrease means it was sent at the old rate, so its 429 says nothing new; sent after it, the lower
+        rate was still too high, and it is lowered again. Without ``sent_at``, at most one decrease every
+        ``PACING_DECREASE_EVERY`` s.
+        """
         now = self._clock()
         self.holds += 1
-        self._resume_at = max(self._resume_at, now + max(hold_seconds, 0.0))
-        if now - self._last_decrease >= C.PACING_DECREASE_EVERY:  # one burst of 429s is one decrease
+        self._last_limited = now
+        fresh = (
+            sent_at >= self._last_decrease if sent_at is not None
+            else now - self._last_decrease >= C.PACING_DECREASE_EVERY
+        )
+        if now + hold_seconds > self._resume_at:
+            self._resume_at = now + max(hold_seconds, 0.0)
+            if fresh:  # a new hold: requests waiting for a place inside it take a new one (``hold_count``)
+                self.hold_count += 1
+        if fresh:
             self._last_decrease = now
-            sending = self.rate if self.rate is not None else (1.0 / self._gap if self._gap > 0 else None)
+            sending = self.rate
+            if sending is None:  # the first limit met: measured against the requests sent (and answered) lately
+                sending, self._limit_seen = self._measured_rates()
             if sending is not None:
                 self.rate = max(C.PACING_MIN_RATE, sending * C.PACING_DECREASE)
                 if self.ceiling is not None:
                     self.rate = min(self.rate, self.ceiling)
+                self._next_at = min(self._next_at, now)  # places reserved at the old rate are re-taken at the new
         return self._resume_at
 
+    def _measured_rates(self) -> tuple[float | None, float]:
+        """Requests per second sent, and answered, over the last ``PACING_DECREASE_EVERY`` s: from the oldest
+        start in that window to now, so a burst sent at once and refused a round trip later is measured by what it
+        achieved (N requests a round trip), not by its instant starts. ``(None, 0.0)``: nothing sent lately."""
+        now = self._clock()
+        for times in (self._starts, self._answers):
+            while times and now - times[0] > C.PACING_DECREASE_EVERY:
+                times.popleft()
+        if not self._starts:
+            return None, 0.0
+        window = max(now - self._starts[0], 1e-3)
+        return len(self._starts) / window, len(self._answers) / window
+
+    def refund(self) -> None:
+        """A request that took a place in the pace was given up before it was sent (its caller was cancelled):
+        the place goes back, so requests given up never hold the live ones back."""
+        if self.rate is not None:
+            self._next_at = max(self._clock(), self._next_at - 1.0 / self.rate)
+
     def succeeded(self) -> None:
-        """A request was answered: the rate may grow again (by ``PACING_INCREASE`` per second of answers)."""
+        """A request was answered: the rate grows again, fast (doubling per second of answers) while it is below
+        half the rate a limit was first met at, then by ``PACING_GROWTH`` a second; after ``PACING_FORGET_AFTER``
+        s without a limit, pacing stops (down to the ceiling, if one was given)."""
+        now = self._clock()
+        if self.rate is None:  # what a first limit is measured against
+            _remember(self._answers, now)
         rate = self.rate
         if rate is None or (self.ceiling is not None and rate >= self.ceiling):
             return
-        rate += C.PACING_INCREASE / rate
+        if now - self._last_limited >= C.PACING_FORGET_AFTER:
+            self.rate = self.ceiling
+            return
+        per_second = 2.0 if rate < self._limit_seen * C.PACING_DECREASE else 1.0 + C.PACING_GROWTH
+        rate = max(rate * per_second ** (1.0 / rate), rate + C.PACING_INCREASE / rate)
         self.rate = min(rate, self.ceiling) if self.ceiling is not None else rate
+
+
+def _remember(times: collections.deque[float], now: float) -> None:
+    """Add ``now`` to a window of times, dropping those older than ``PACING_DECREASE_EVERY`` s."""
+    times.append(now)
+    while now - times[0] > C.PACING_DECREASE_EVERY:
+        times.popleft()

@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 
 from . import _constants as C
 from ._exceptions import (
-    APIError,
+    APIConnectionError,
     APIStatusError,
     AuthenticationError,
     GenStudioError,
@@ -35,12 +35,14 @@ FetchTasks = Callable[[Sequence[str]], Awaitable[list[TaskInfo]]]
 
 
 def is_fatal_poll_error(error: GenStudioError) -> bool:
-    """Errors that polling again will not cure: the service refused the request itself."""
-    if isinstance(error, APIError):
-        return True
+    """Errors that polling again will not cure. Only a failed connection and a 5xx/408/429 answer are worth another
+    round; the rest (the service refused the request, an id it cannot have, a client used on another event loop,
+    an answer that cannot be read) ends the waiter's polling with that error, instead of polling for ever."""
+    if isinstance(error, APIConnectionError):
+        return False
     if isinstance(error, APIStatusError):
         return error.status_code < 500 and error.status_code not in C.RETRYABLE_STATUS_CODES
-    return False
+    return True
 
 
 class PollWaiter:

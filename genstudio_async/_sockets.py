@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import time
 from collections import deque
 from typing import Any
 
@@ -86,6 +87,8 @@ class SocketPool:
 
     def __init__(self, max_open: int | None = None, *, max_handshakes: int = C.WS_MAX_HANDSHAKES) -> None:
         self.max_open = default_socket_budget() if max_open is None else max_open
+        self._configured = self.max_open
+        self._short_at = float("-inf")
         self.handshakes = asyncio.Semaphore(max_handshakes)
         self.open = 0  # seats granted and not yet given back: sockets open, opening or closing
         self.peak_open = 0  # the most ever held at once (for tests and benchmarks)
@@ -127,7 +130,9 @@ class SocketPool:
             raise
 
     def shrink(self) -> None:
-        """The process ran out of file descriptors: hold no more sockets than are open now."""
+        """The process ran out of file descriptors: hold no more sockets than are open now (then, after
+        ``SOCKET_BUDGET_RECOVER_AFTER`` s without another shortage, one more each time a socket is given back)."""
+        self._short_at = time.monotonic()
         smaller = max(1, self.open - 1)
         if smaller < self.max_open:
             log.debug("out of file descriptors with %d progress sockets: the budget is now %d", self.open, smaller)
@@ -140,6 +145,8 @@ class SocketPool:
 
     def _give_back(self) -> None:
         self.open -= 1
+        if self.max_open < self._configured and time.monotonic() - self._short_at >= C.SOCKET_BUDGET_RECOVER_AFTER:
+            self.max_open += 1
         while self._waiting and self.open < self.max_open and not self._closed:
             future = self._waiting.popleft()
             if not future.done():

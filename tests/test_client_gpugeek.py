@@ -24,6 +24,7 @@ from genstudio_async import (
     Submission,
     TaskCancelledError,
     TaskFailedError,
+    TaskResult,
     TaskStatus,
 )
 from genstudio_async._services import gpugeek as G
@@ -233,3 +234,127 @@ def test_the_client_reads_its_own_environment(monkeypatch: pytest.MonkeyPatch) -
     client = AsyncGPUGeek()
     assert client.base_url == "http://127.0.0.1:9" and "sk-fro" in repr(client)
     assert repr(client).startswith("AsyncGPUGeek(") and not hasattr(client, "ws_url")
+
+
+# --- what a hostile review found ---------------------------------------------------------------------------------
+
+
+async def test_an_id_gpugeek_cannot_have_is_refused_at_once_not_polled_for_ever(client: AsyncGPUGeek) -> None:
+    for bad in ("comfy-1234", "76328906477088５"):
+        with pytest.raises(InvalidInputError, match="digits"):
+            await asyncio.wait_for(client.wait(bad, timeout=30), timeout=5)
+        with pytest.raises(InvalidInputError):
+            await client.cancel(bad)
+    assert not client._poller.polling
+
+
+async def test_a_task_this_client_cancelled_that_then_failed_is_a_failure(gpu_api: respx.MockRouter) -> None:
+    # GenStudio reports a cancel as a failure, so a failure there after a cancel is a cancellation; GPUGeek has a
+    # status of its own for a cancel: its 4 is a failure, whoever asked to cancel.
+    gpu_api.post(G.CANCEL_PATH).respond(json=_envelope(None))
+    gpu_api.get(G.TASK_PATH.format(prompt_id="42")).respond(
+        json=_envelope({"prompt_id": 42, "status": 4, "error_msg": "CUDA out of memory"})
+    )
+    async with AsyncGPUGeek("sk-gpugeek-test-0123456789", base_url=BASE, poll_interval=0.01) as client:
+        await client.cancel("42")
+        with pytest.raises(TaskFailedError, match="CUDA out of memory"):
+            await client.wait("42", timeout=5)
+
+
+async def test_a_failed_status_request_leaves_none_of_its_siblings_running(gpu_api: respx.MockRouter) -> None:
+    started: list[str] = []
+
+    async def answer(request: Any, prompt_id: str) -> Any:
+        import httpx
+
+        started.append(prompt_id)
+        if prompt_id == "1":
+            return httpx.Response(200, json=_envelope({"prompt_id": 999, "status": 2}))  # another task's answer
+        await asyncio.sleep(0.2)
+        return httpx.Response(200, json=_envelope({"prompt_id": int(prompt_id), "status": 2}))
+
+    gpu_api.get(path__regex=r"/api/v1/task/(?P<prompt_id>\d+)").mock(side_effect=answer)
+    async with AsyncGPUGeek("sk-gpugeek-test-0123456789", base_url=BASE) as client:
+        from genstudio_async import InvalidResponseError
+
+        with pytest.raises(InvalidResponseError):
+            await client.get_tasks([str(n) for n in range(1, 6)])
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+    assert others == []  # the other GETs were cancelled with the failure, not left sending
+
+
+async def test_a_prompt_id_too_long_to_name_anything_is_an_invalid_response(gpu_api: respx.MockRouter) -> None:
+    from genstudio_async import InvalidResponseError
+
+    gpu_api.post(G.SUBMIT_PATH).respond(json=_envelope({"prompt_id": "9" * 300}))
+    async with AsyncGPUGeek("sk-gpugeek-test-0123456789", base_url=BASE) as client:
+        with pytest.raises(InvalidResponseError, match="300 digits"):
+            await client.submit(1, whole("t2i").builder().build())
+
+
+@pytest.mark.parametrize(
+    ("result_url", "files"),
+    [
+        (["http://a/x.png"], {"result": ["http://a/x.png"]}),
+        ("http://a/x.png", {"result": ["http://a/x.png"]}),
+        ({"9": [{"url": "http://a/x.png"}]}, {"9": ["http://a/x.png"]}),
+        ({"9": "http://a/x.png", "10": None}, {"9": ["http://a/x.png"], "10": []}),
+    ],
+)
+def test_every_shape_of_result_url_keeps_its_files(result_url: Any, files: dict[str, list[str]]) -> None:
+    info = G.parse_task_info({"prompt_id": 1, "status": 3, "result_url": result_url})
+    assert info.files == files
+    assert TaskResult.from_info(info).outputs == [url for urls in files.values() for url in urls]
+
+
+def test_a_result_url_part_that_names_no_url_is_kept_not_dropped() -> None:
+    info = G.parse_task_info({"prompt_id": 1, "status": 3, "result_url": {"9": [{"href": "x"}, 7]}})
+    assert info.files == {"9": []} and info.model_extra == {"result_url_unread": [{"href": "x"}, 7]}
+
+
+@pytest.mark.parametrize(
+    "created_at",
+    ["2026-01-19T14:46:54Z", "2026-01-19T14:46:54+08:00", "2026-01-19 14:46:54.250", "2026-01-19T06:46:54+00:00"],
+)
+def test_created_at_reads_iso_times_too_keeping_their_zone(created_at: str) -> None:
+    from datetime import UTC, datetime
+
+    info = G.parse_task_info({"prompt_id": 1, "created_at": created_at})
+    assert info.created_at is not None and info.created_at.tzinfo is not None
+    expected = {"2026-01-19T14:46:54Z": datetime(2026, 1, 19, 14, 46, 54, tzinfo=UTC)}.get(
+        created_at, datetime(2026, 1, 19, 6, 46, 54, tzinfo=UTC)
+    )
+    assert abs((info.created_at - expected).total_seconds()) < 1
+
+
+@pytest.mark.parametrize(
+    ("signed", "committed"),
+    [
+        ("http://", "https://oss.test/x.png"),
+        ("http://[::1/x", "https://oss.test/x.png"),
+        ("file:///etc/passwd", "https://oss.test/x.png"),
+        ("https://oss.test/x.png?s=1", "javascript:alert(1)"),
+        ("https://oss.test/x.png?s=1", "https://oss.test/" + "x" * 9000),
+    ],
+)
+async def test_an_upload_answer_that_is_no_url_is_an_invalid_response(
+    gpu_api: respx.MockRouter, signed: str, committed: str
+) -> None:
+    from genstudio_async import InvalidResponseError
+
+    gpu_api.get(G.PRESIGN_PATH).respond(json=_envelope({"signed_url": signed}))
+    gpu_api.route(method="PUT", host="oss.test").respond(200)
+    gpu_api.post(G.COMMIT_PATH).respond(json=_envelope({"oss_url": committed}))
+    async with AsyncGPUGeek("sk-gpugeek-test-0123456789", base_url=BASE) as client:
+        with pytest.raises(InvalidResponseError):
+            await client.upload_image(b"\x89PNG...", filename="fox.png")
+
+
+async def test_a_legal_long_or_odd_file_name_uploads(
+    gpugeek_emulator: GPUGeekEmulator, client: AsyncGPUGeek
+) -> None:
+    for name in ("a" * 246 + ".png", "fox\twith a tab.png", "狐狸" * 40 + ".png"):
+        url = await client.upload_image(tiny_png(4, 4), filename=name)
+        assert url.startswith(gpugeek_emulator.storage_url) and url.endswith(".png")
+    assert G.upload_name("x" * 400 + ".png", b"1").endswith(".png") and len(G.upload_name("x" * 400, b"1")) <= 255
+

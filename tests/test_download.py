@@ -396,7 +396,7 @@ def assert_safely_inside(out: Path, paths: list[Path], scratch: Path) -> None:
 async def test_the_last_guard_holds_even_when_the_name_rules_let_a_path_through(
     api: respx.MockRouter, client: AsyncGenStudio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_files, "_safe_component", lambda text, fallback: text)  # a name rule gone wrong
+    monkeypatch.setattr(_files, "safe_name", lambda text, fallback: text)  # a name rule gone wrong
     api.get(STORAGE_URL).respond(200, content=PNG_SIGNATURE)
     out = tmp_path / "out"
     with pytest.raises(InvalidResponseError, match="outside"):

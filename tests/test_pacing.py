@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+import httpx
 import pytest
 
 from genstudio_async import AsyncGenStudio, AsyncGPUGeek, ConfigurationError
@@ -57,12 +58,79 @@ def test_a_rate_limit_holds_everyone_then_halves_the_rate_and_successes_raise_it
         pacer.limited(2.0)
     assert pacer.rate == slowed and pacer.holds == 6
     clock.now += 10
-    for _ in range(int(slowed)):  # about a second of answers at that rate: + PACING_INCREASE requests/s
+    for _ in range(int(slowed)):  # about a second of answers at that rate, at half the limit: + PACING_GROWTH
         pacer.succeeded()
-    assert pacer.rate == pytest.approx(slowed + C.PACING_INCREASE, rel=0.05)
+    grown = slowed * (1 + C.PACING_GROWTH)
+    assert pacer.rate == pytest.approx(grown, rel=0.05)
     clock.now += C.PACING_DECREASE_EVERY
     pacer.limited(1.0)
-    assert pacer.rate == pytest.approx((slowed + C.PACING_INCREASE) * C.PACING_DECREASE, rel=0.05)
+    assert pacer.rate == pytest.approx(grown * C.PACING_DECREASE, rel=0.05)
+
+
+def test_after_a_storm_the_rate_climbs_back_fast_and_a_quiet_minute_ends_the_pacing() -> None:
+    clock = Clock()
+    pacer = Pacer(clock=clock)
+    for _ in range(600):  # 600 requests a second answered, then a storm of 429s halves the rate four times
+        pacer.delay()
+        pacer.succeeded()
+        clock.now += 1 / 600
+    for _ in range(4):
+        pacer.limited(1.0)
+        clock.now += C.PACING_DECREASE_EVERY
+    assert pacer.rate == pytest.approx(37.5, rel=0.05)
+    seconds = 0
+    while pacer.rate is not None and pacer.rate < 0.9 * 600 and seconds < 60:  # a second of answers at a time
+        for _ in range(int(pacer.rate)):
+            pacer.succeeded()
+        seconds += 1
+    assert seconds <= 15  # doubling up to half the limit, then +10 % a second: not 500 s at +1/s
+    clock.now += C.PACING_FORGET_AFTER
+    pacer.succeeded()
+    assert pacer.rate is None and pacer.delay() == 0.0
+
+
+def test_one_burst_of_429s_is_one_decrease_and_a_429_sent_after_it_is_another() -> None:
+    clock = Clock()
+    pacer = Pacer(clock=clock)
+    sent = []
+    for _ in range(30):  # a burst sent at once, before any answer: its starts say nothing of the server's limit
+        pacer.delay()
+        sent.append(pacer.now())
+        clock.now += 0.0001
+    pacer.limited(0.05, sent_at=sent[0])
+    first = pacer.rate
+    assert first is not None
+    for at in sent[1:]:  # the rest of the same burst, refused too: sent at the old rate, no new news
+        pacer.limited(0.05, sent_at=at)
+    assert pacer.rate == first and pacer.holds == 30
+    clock.now += 0.05
+    pacer.delay()
+    again = pacer.now()  # sent at the lower rate, and refused still: lowered again, without waiting a second
+    clock.now += 0.001
+    pacer.limited(0.05, sent_at=again)
+    assert pacer.rate == pytest.approx(first * C.PACING_DECREASE)
+
+
+def test_first_limit_after_answers_is_measured_by_the_answers() -> None:
+    clock = Clock()
+    pacer = Pacer(clock=clock)
+    for _ in range(200):  # 200 requests a second answered over a second ...
+        pacer.delay()
+        pacer.succeeded()
+        clock.now += 1 / 200
+    pacer.limited(1.0, sent_at=pacer.now())
+    assert pacer.rate == pytest.approx(200 * C.PACING_DECREASE, rel=0.05)  # ... halved, AIMD's decrease
+
+
+def test_a_place_given_up_before_sending_goes_back() -> None:
+    clock = Clock()
+    pacer = Pacer(10.0, clock=clock)
+    assert pacer.delay() == 0.0
+    waits = [pacer.delay() for _ in range(100)]  # a hundred callers queue up ...
+    assert waits[-1] == pytest.approx(10.0)
+    for _ in range(100):  # ... and are cancelled before they send
+        pacer.refund()
+    assert pacer.delay() == pytest.approx(0.1)  # the next one waits its own place, not the abandoned ones'
 
 
 def test_the_rate_never_falls_below_its_floor() -> None:
@@ -87,10 +155,14 @@ async def test_a_batch_against_a_rate_limit_completes_without_a_rate_limit_error
 ) -> None:
     from genstudio_async import _http
 
-    async def short_sleep(seconds: float) -> None:  # the emulator's Retry-After is whole seconds; its bucket refills
-        await asyncio.sleep(min(seconds, 0.05))  # in 10 ms: a shorter hold keeps the test fast, the pace is real
+    parse_retry_after = _http.parse_retry_after
 
-    monkeypatch.setattr(_http, "sleep", short_sleep)
+    def short_retry_after(headers: httpx.Headers) -> float | None:  # the emulator's Retry-After is whole seconds;
+        seconds = parse_retry_after(headers)  # its bucket refills in 10 ms: a shorter hold keeps the test fast, and
+        return None if seconds is None else min(seconds, 0.05)  # every sleep (hold, pace) stays real
+
+    monkeypatch.setattr(_http, "parse_retry_after", short_retry_after)
+    monkeypatch.setattr(_http, "sleep", asyncio.sleep)  # the suite's recorded sleep would skip the pace: a real one
     genstudio_emulator.set_faults(Faults(rate_limit=100.0, rate_limit_burst=5, endpoints=frozenset({"submit"})))
     jobs = [("wf-c73diz7kadp6ffgn", {"6": {"inputs": {"text": f"fox {n}"}}}) for n in range(60)]
     async with genstudio_emulator.client(use_websocket=False, poll_interval=0.02) as client:

@@ -9,6 +9,7 @@ import errno
 import pytest
 
 from genstudio_async import TaskStatus
+from genstudio_async import _constants as C
 from genstudio_async._sockets import SocketPool, default_socket_budget, out_of_descriptors
 from genstudio_async.emulator import Emulator
 
@@ -102,3 +103,25 @@ async def test_out_of_file_descriptors_is_never_an_error_the_caller_sees(
         pool = client._stream_settings.sockets
         assert pool.max_open < 10  # the budget shrank to what the process could hold
     assert result.status is TaskStatus.SUCCEEDED  # followed over HTTP instead
+
+
+def test_a_shrunk_budget_grows_back_after_a_quiet_while(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    pool = SocketPool(max_open=5)
+    seats = [seat for seat in (pool.try_seat() for _ in range(3)) if seat is not None]
+    pool.shrink()  # one shortage of descriptors with three open
+    assert pool.max_open == 2 and len(seats) == 3
+    seats.pop().release()  # too soon: no growth
+    assert pool.max_open == 2
+    now[0] += C.SOCKET_BUDGET_RECOVER_AFTER
+    for seat in seats:
+        seat.release()
+    assert pool.max_open == 4  # one more for each socket given back after the quiet while, up to what it was
+    for _ in range(5):
+        extra = pool.try_seat()
+        assert extra is not None
+        extra.release()
+    assert pool.max_open == 5

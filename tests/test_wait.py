@@ -285,3 +285,38 @@ async def test_a_refused_cancel_on_timeout_still_raises_the_timeout_and_says_so(
         with pytest.raises(TaskTimeoutError) as caught:
             await client.wait(sub, timeout=0.2, cancel_on_timeout=True)
     assert not caught.value.cancelled and "cancelling it failed" in str(caught.value)
+
+
+@pytest.mark.parametrize("error_type", ["InvalidInputError", "EventLoopError", "ConfigurationError"])
+async def test_an_error_polling_again_cannot_cure_ends_the_wait_instead_of_polling_for_ever(error_type: str) -> None:
+    import genstudio_async
+
+    error = getattr(genstudio_async, error_type)("no use asking again")
+
+    async def fetch(ids: Sequence[str]) -> list[TaskInfo]:
+        raise error
+
+    poller = TaskPoller(fetch, interval=0.001)
+    with pytest.raises(type(error), match="no use asking again"):
+        async with poller.watch("cft-1") as waiter:
+            await asyncio.wait_for(waiter.next(), timeout=5)
+    await poller.aclose()
+
+
+async def test_a_connection_error_is_polled_through() -> None:
+    from genstudio_async import APIConnectionError
+
+    calls = 0
+
+    async def fetch(ids: Sequence[str]) -> list[TaskInfo]:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise APIConnectionError("reset")
+        return [TaskInfo(prompt_id="cft-1", status=TaskStatus.SUCCEEDED)]
+
+    poller = TaskPoller(fetch, interval=0.001)
+    async with poller.watch("cft-1") as waiter:
+        info = await asyncio.wait_for(waiter.next(), timeout=5)
+    await poller.aclose()
+    assert info.status is TaskStatus.SUCCEEDED and calls == 3

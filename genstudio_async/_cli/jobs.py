@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from .._exceptions import InvalidInputError, PromptValidationError
-from .._files import _safe_component
+from .._files import safe_name
 from . import defaults as CD
 from .errors import CLIError, ExitCode
 from .prompt import Assignment, build_prompt, load_json, whole_workflow
@@ -67,7 +67,7 @@ class Job:
 def job_folder(name: str) -> str:
     """The job's folder under ``--out``: its name with anything but letters, digits, ``.``, ``-`` and ``_``
     replaced (the same rule as every other name the SDK puts on disk)."""
-    return _safe_component(name, "job")
+    return safe_name(name, "job")
 
 
 class WorkflowSources:

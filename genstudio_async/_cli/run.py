@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .._exceptions import GenStudioError, TaskCancelledError, TaskError, TaskPermissionError, TaskTimeoutError
-from .._files import _safe_component
+from .._files import safe_name
 from ..types import Submission, TaskResult
 from . import defaults as CD
 from .client import endpoint_of, make_client
@@ -33,7 +33,7 @@ def task_folder(prompt_id: str) -> str:
     """The folder ``run`` saves a task's files in by default, under ``CLI_RUN_OUTPUT_DIR``: named from the
     server's ``prompt_id``, which may be anything (``../../x``, ``/etc``): made a safe single name, of bounded
     length, so nothing the server sends places a file outside the output folder."""
-    name = _safe_component(prompt_id, "task")
+    name = safe_name(prompt_id, "task")
     if len(name.encode()) <= CD.CLI_TASK_FOLDER_MAX_BYTES:
         return name
     digest = hashlib.sha256(prompt_id.encode()).hexdigest()[:8]

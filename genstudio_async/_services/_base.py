@@ -120,6 +120,14 @@ class Service(ABC):
     # --- prompts -----------------------------------------------------------------------------------------
     # The prompt rules need no client: class methods, so a command can check a jobs file before it makes one.
     @classmethod
+    def task_id(cls, prompt_id: str) -> str:
+        """``prompt_id`` checked to be one this service can have; ``InvalidInputError`` otherwise (before any
+        request: a poll for an id that cannot exist would wait for ever)."""
+        if any(char.isspace() or not char.isprintable() for char in prompt_id) or len(prompt_id) > 256:
+            raise InvalidInputError(f"{prompt_id!r} cannot be a {cls.name} prompt_id")
+        return prompt_id
+
+    @classmethod
     @abstractmethod
     def workflow_id(cls, workflow_id: object) -> str | int:
         """The wire value of a workflow id; ``InvalidInputError`` for one this service cannot have."""

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
 from .._exceptions import InvalidInputError, InvalidResponseError, NotFoundError
+from .._logs import log
 from .._prompt import copy_workflow, workflow_shape_problems
 from .._redact import Redactor
 from .._status import TaskStatus
@@ -48,6 +49,9 @@ PRESIGN_PATH: Final = "/api/v1/file/upload/pre-signed-url"
 COMMIT_PATH: Final = "/api/v1/file/upload/commit"
 TASK_TYPE: Final = 1  # "任务类型: 目前仅支持1"
 UPLOAD_CONTENT_TYPE: Final = "application/octet-stream"
+
+# A URL the service hands back (pre-signed, committed) longer than this is not one.
+MAX_URL_CHARS: Final = 8192
 
 # How many status GETs one get_tasks call keeps in flight (there is no batch endpoint).
 STATUS_FAN_OUT: Final = 8
@@ -90,12 +94,19 @@ def _milliseconds(value: Any) -> timedelta | None:
 
 
 def _created_at(value: Any) -> datetime | None:
-    if not isinstance(value, str):
+    """The doc's ``"YYYY-MM-DD HH:MM:SS"`` (read as UTC+8), or any ISO 8601 time (its own zone kept; UTC+8 when
+    it names none); ``None`` for anything else."""
+    if not isinstance(value, str) or len(value) > 64:
         return None
+    text = value.strip()
     try:
-        return datetime.strptime(value.strip(), CREATED_AT_FORMAT).replace(tzinfo=CREATED_AT_ZONE)
+        moment = datetime.strptime(text, CREATED_AT_FORMAT)
     except ValueError:
-        return None
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=CREATED_AT_ZONE)
 
 
 def _price(value: Any) -> float | None:
@@ -116,6 +127,35 @@ def _identifier(value: Any) -> str | None:
     return text or None
 
 
+# A result_url that is no object of node ids gets this node id (the files are kept, under a name of our own).
+RESULT_NODE: Final = "result"
+
+
+def _urls(value: Any, unread: list[Any]) -> list[str]:
+    """The URLs in one ``result_url`` value: a string, a list of strings, or objects with a ``url``."""
+    if isinstance(value, str):
+        return [value] if value else []
+    if isinstance(value, Mapping) and isinstance(value.get("url"), str):
+        return [value["url"]]
+    if isinstance(value, list):
+        return [url for item in value for url in _urls(item, unread)]
+    if value is not None:
+        unread.append(value)
+    return []
+
+
+def result_files(value: Any) -> tuple[dict[str, list[str]], list[Any]]:
+    """``result_url`` as ``{node_id: [url]}``, whatever its shape (an object of node ids, the doc's; a bare list or
+    string; items that are objects with a ``url``), and what could not be read (kept, not silently dropped)."""
+    unread: list[Any] = []
+    if isinstance(value, Mapping):
+        files = {str(node_id): _urls(urls, unread) for node_id, urls in value.items()}
+    else:
+        urls = _urls(value, unread)
+        files = {RESULT_NODE: urls} if urls else {}
+    return files, unread
+
+
 def parse_task_info(raw: Any, redact: Redactor | None = None) -> TaskInfo:
     """A ``GET /api/v1/task/{id}`` answer as a ``TaskInfo``; ``InvalidResponseError`` when it names no task."""
     prompt_id = _identifier(raw.get("prompt_id")) if isinstance(raw, Mapping) else None
@@ -124,9 +164,14 @@ def parse_task_info(raw: Any, redact: Redactor | None = None) -> TaskInfo:
     assert isinstance(raw, Mapping)
     fields = wire_fields(raw, _FIELDS, redact)
     status = status_of(raw.get("status"))
+    files, unread = result_files(raw.get("result_url"))
+    if unread:
+        log.debug("task %s: a result_url part that names no URL was kept in result_url_unread", prompt_id)
+        fields["result_url_unread"] = redact.excerpt(unread) if redact is not None else unread
     fields.update(
         prompt_id=prompt_id,
         status=status,
+        files=files,
         progress=100 if status is TaskStatus.SUCCEEDED else 0,
         queue_duration=_milliseconds(raw.get("queue_duration")),
         run_duration=_milliseconds(raw.get("run_duration")),
@@ -151,13 +196,26 @@ def object_url(signed_url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
+# The longest object name the pre-signed upload is asked for (a file name: 255 bytes).
+UPLOAD_MAX_NAME_BYTES: Final = 255
+
+
 def upload_name(name: str, content: bytes) -> str:
-    """The object name an upload asks for: a digest of the bytes, then the file's own name.
+    """The object name an upload asks for: a digest of the bytes, then the file's own name made safe.
 
     Two different images both called ``image.png`` must not land on one object; the same bytes land on the same
-    one (an upload repeated is harmless).
+    one (an upload repeated is harmless). The name is cleaned as a downloaded file's is (no separators, controls
+    or dots that hide it) and cut to fit ``UPLOAD_MAX_NAME_BYTES`` with the digest, keeping its extension.
     """
-    return f"{hashlib.sha256(content).hexdigest()[:16]}-{name}"
+    from .._files import safe_name
+
+    prefix = f"{hashlib.sha256(content).hexdigest()[:16]}-"
+    stem, dot, extension = safe_name(name, "image.png").rpartition(".")
+    if not dot or len(extension) > 16:
+        stem, extension = f"{stem}{dot}{extension}", ""
+    tail = f".{extension}" if extension else ""
+    room = UPLOAD_MAX_NAME_BYTES - len(prefix) - len(tail.encode())
+    return prefix + stem.encode()[:room].decode("utf-8", "ignore") + tail
 
 
 class GPUGeek(Service):
@@ -174,6 +232,10 @@ class GPUGeek(Service):
     push_stream = False
     reports_percent = False
     failure_may_be_cancel = False
+
+    @classmethod
+    def task_id(cls, prompt_id: str) -> str:
+        return _path_segment(prompt_id)
 
     @classmethod
     def workflow_id(cls, workflow_id: object) -> int:
@@ -215,14 +277,19 @@ class GPUGeek(Service):
             raise InvalidResponseError("submit answered without a prompt_id of digits")
         from ..types import Submission
 
-        return Submission(prompt_id=prompt_id)
+        try:
+            return Submission(prompt_id=prompt_id)
+        except ValueError:  # pydantic's ValidationError: an id too long to name anything
+            raise InvalidResponseError(f"submit answered with a prompt_id of {len(prompt_id)} digits") from None
 
     async def get_tasks(self, prompt_ids: Sequence[str], query: TaskQuery) -> list[TaskInfo]:
         self.refuse_query(query)
         if len(prompt_ids) == 1:
             found = await self._get_task(prompt_ids[0])
             return [found] if found is not None else []
-        import asyncio
+        import asyncio  # here, not at the top: the CLI's --help must not import asyncio
+
+        from .._gather import gather
 
         limit = asyncio.Semaphore(STATUS_FAN_OUT)
 
@@ -230,7 +297,7 @@ class GPUGeek(Service):
             async with limit:
                 return await self._get_task(prompt_id)
 
-        answers = await asyncio.gather(*(one(prompt_id) for prompt_id in prompt_ids))
+        answers = await gather(*(one(prompt_id) for prompt_id in prompt_ids))  # one fails: the others stop
         return [info for info in answers if info is not None]
 
     async def _get_task(self, prompt_id: str) -> TaskInfo | None:
@@ -251,18 +318,22 @@ class GPUGeek(Service):
         answer = await self.http.call(
             "GET", PRESIGN_PATH, params={"file_name": upload_name(name, content)}, idempotent=True
         )
+        from .._files import check_result_url
+
         signed_url = None
         if isinstance(answer, Mapping):
             signed_url = answer.get("signed_url") or answer.get("signedUrl")
-        if not isinstance(signed_url, str) or not signed_url.startswith(("http://", "https://")):
+        if not isinstance(signed_url, str) or len(signed_url) > MAX_URL_CHARS:
             raise InvalidResponseError("the pre-signed upload answer holds no signed_url")
+        check_result_url(signed_url, "the pre-signed upload URL")  # http(s), a host, parseable: else ours
         await self.http.storage_put(signed_url, content, content_type=UPLOAD_CONTENT_TYPE)
         committed = await self.http.call(
             "POST", COMMIT_PATH, json={"oss_url": object_url(signed_url)}, idempotent=True
         )
         oss_url = committed.get("oss_url") if isinstance(committed, Mapping) else None
-        if not isinstance(oss_url, str) or not oss_url:
+        if not isinstance(oss_url, str) or not oss_url or len(oss_url) > MAX_URL_CHARS:
             raise InvalidResponseError("the upload commit answered without an oss_url")
+        check_result_url(oss_url, "the committed upload URL")  # it goes into prompts: a URL, nothing else
         return oss_url
 
 

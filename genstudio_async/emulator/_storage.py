@@ -67,7 +67,11 @@ class StorageEndpoints:
         service, stats = self._service, self._service.stats
         stats.requests[endpoint] += 1
         host = _host(request)
-        if "authorization" in request.headers:
+        key_sent = service.settings.api_key.encode("latin-1", "replace")
+        carried = "authorization" in request.headers or any(
+            key_sent in value for _name, value in request.scope.get("headers", ())
+        ) or key_sent in request.scope.get("query_string", b"")
+        if carried:  # an Authorization header, or the key anywhere else: another header, a cookie, the query
             stats.storage_requests_with_authorization += 1
             stats.storage_requests_refused += 1
             return oss_error(

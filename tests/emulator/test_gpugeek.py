@@ -337,6 +337,22 @@ async def test_the_object_store_refuses_the_api_key_and_counts_it(
     assert gpu.stats.storage_requests_with_authorization == 2 and gpu.stats.uploads == 0
 
 
+async def test_the_object_store_finds_the_key_wherever_it_is_sent(
+    gpu: GPUGeekEmulator, api: httpx.AsyncClient, storage: httpx.AsyncClient
+) -> None:
+    info = await gpu.wait_status(await submit(api, export("t2i")), 3)
+    url = info["result_url"]["9"][0]
+    carriers: list[dict[str, Any]] = [
+        {"headers": {"X-Api-Key": gpu.api_key}},
+        {"headers": {"Cookie": f"session={gpu.api_key}"}},
+        {"params": {"key": gpu.api_key}},
+    ]
+    for carrier in carriers:
+        assert (await storage.get(url, **carrier)).status_code == 400, carrier
+    assert (await storage.get(url)).status_code == 200
+    assert gpu.stats.storage_requests_with_authorization == len(carriers)
+
+
 async def test_a_put_is_signed_for_its_content_type_and_its_expiry(
     gpu: GPUGeekEmulator, api: httpx.AsyncClient, storage: httpx.AsyncClient
 ) -> None:
