@@ -148,8 +148,12 @@ SYNC_THREAD_NAME: Final = "genstudio-sync"
 # blocking wait is not interrupted by the signal (Windows; a signal delivered to another thread).
 SYNC_SIGNAL_CHECK_INTERVAL: Final = 0.1
 # A sync call interrupted by Ctrl-C is cancelled on the loop and gets this long (seconds) to close its socket and
-# leave the poller before KeyboardInterrupt goes on; a task on the service is never cancelled by it.
+# leave the poller before KeyboardInterrupt goes on; a task on the service is never cancelled by it. An interrupted
+# run_many waits instead until it has cancelled its jobs on the service; past this long it says it is waiting.
 SYNC_INTERRUPT_GRACE: Final = 0.5
+# The thread that runs a sync iterator's plain-function callbacks (run_many's on_progress), one at a time, is named
+# this: one such thread per iterator, started at its first callback, ended when the iterator ends.
+SYNC_CALLBACK_THREAD_NAME: Final = "genstudio-sync-callbacks"
 
 # --- secrets in logs, reprs and errors ------------------------------------------------------------------------
 # How many leading characters of a key or token may be shown; the rest is replaced by "…".

@@ -7,14 +7,22 @@ caller's thread only waits, so a sync client works where that thread runs an eve
 cell, an async framework's thread), without nesting loops.
 
 - Errors are the async client's own; nothing of the portal's (``RuntimeError``, ``concurrent.futures``) gets out.
-- Callbacks (``on_progress``): a plain function runs in the caller's thread, while that thread waits on the call
-  (for ``run_many``, while it waits in ``next()``); a coroutine function runs on the client's loop, in the helper
-  thread, and must not block.
+- Callbacks (``on_progress``): a plain function given to ``wait`` or ``run`` runs in the caller's thread, while that
+  thread waits on the call. One given to ``run_many`` runs in a thread of that iterator's own
+  (``SYNC_CALLBACK_THREAD_NAME``), one call at a time, alongside the caller's loop body: each job waits for its
+  own callback (as an async job does), never for the code that consumes the iterator, so a caller busy with one
+  outcome neither stalls the other jobs nor spends their ``timeout``. A job's callbacks have all run before its
+  outcome is yielded. A coroutine function runs on the client's loop, in the helper thread, and must not block.
 - Ctrl-C: the waiting caller gets ``KeyboardInterrupt`` at once; the call is cancelled on the loop, which closes
-  its socket and leaves the poller (``SYNC_INTERRUPT_GRACE``). The task goes on on the service (``run_many``'s
-  jobs are cancelled, as when its ``async for`` is left). The client stays usable.
+  its socket and leaves the poller (``SYNC_INTERRUPT_GRACE``). The task goes on on the service. An interrupted
+  ``run_many`` cancels its unfinished jobs on the service, as leaving its ``async for`` does, and the interrupt
+  waits until they are cancelled (past ``SYNC_INTERRUPT_GRACE`` it says so in the log; a second Ctrl-C stops
+  waiting, saying that the tasks not cancelled yet may go on). The client stays usable.
 - Leaving an iterator early (``break``, an exception, ``close()``, ``with``, dropping it) closes it on the loop,
-  as leaving ``async for`` does. ``close()`` of the client closes the iterators still open, then the client.
+  as leaving ``async for`` does. ``close()`` of the client closes the iterators still open, then the client; a
+  clean-up that cancels tasks on the service (``run_many``'s) is let finish, by ``close()`` and at exit alike.
+- An iterator is used from one thread at a time: ``next()`` while another thread is in it raises
+  ``GenStudioError``.
 """
 
 from __future__ import annotations
@@ -28,13 +36,14 @@ import inspect
 import queue
 import textwrap
 import threading
+import time
 import typing
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Generator, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, ClassVar, Concatenate, ParamSpec, Self, TypeVar
+from typing import Any, ClassVar, Concatenate, ParamSpec, Protocol, Self, TypeVar
 
 from anyio.from_thread import start_blocking_portal
 
@@ -50,7 +59,7 @@ R = TypeVar("R")
 P = ParamSpec("P")
 
 
-# --- callbacks: run in the caller's thread ----------------------------------------------------------------------
+# --- callbacks: run in the caller's thread, or in an iterator's own ------------------------------------------
 
 
 @dataclass
@@ -71,6 +80,10 @@ class _CallbackCall:
             self._reply(self.answer.set_exception, error)
         else:
             self._reply(self.answer.set_result, outcome)
+
+    def fail(self, error: Exception) -> None:
+        """Answer the loop with ``error`` instead of running the callback (or after it ended abnormally)."""
+        self._reply(self.answer.set_exception, error)
 
     def _reply(self, deliver: Callable[[Any], None], value: Any) -> None:
         def on_loop() -> None:
@@ -121,18 +134,83 @@ class _Inbox:
             # Else: the done marker of an earlier call served here (an iterator's previous ``next()``).
 
 
+class _CallbackThread:
+    """Where one iterator's plain-function callbacks run: a thread of its own, started at the first callback, that
+    runs them one at a time in the order they come. The job that made a call waits for it (its result or its
+    error, as an async job awaits its callback), never for whoever consumes the iterator."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[_CallbackCall | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._lock = threading.Lock()  # the start (on the loop) and the close (in the iterating thread) never cross
+
+    def relay(self, callback: Callable[..., Any]) -> Callable[..., Awaitable[None]]:
+        """A coroutine function for the loop that has ``callback`` called in this thread and waits for it."""
+
+        async def on_loop(*args: Any) -> None:
+            loop = asyncio.get_running_loop()
+            answer: asyncio.Future[Any] = loop.create_future()
+            if not self._put(_CallbackCall(callback, args, loop, answer)):
+                log.debug("a callback came after its iterator had ended: not run")
+                return
+            outcome = await answer
+            if inspect.isawaitable(outcome):  # a plain function that returned an awaitable: awaited, as async
+                await outcome
+
+        return on_loop
+
+    def _put(self, call: _CallbackCall) -> bool:
+        with self._lock:
+            if self._closed:
+                return False
+            if self._thread is None:
+                # A daemon: a callback that never returns must not keep the interpreter from exiting.
+                self._thread = threading.Thread(target=self._serve, name=C.SYNC_CALLBACK_THREAD_NAME, daemon=True)
+                self._thread.start()
+            self._queue.put(call)
+            return True
+
+    def _serve(self) -> None:
+        while (call := self._queue.get()) is not None:
+            try:
+                call.run()
+            except BaseException as error:  # noqa: BLE001 - SystemExit, say: nothing in this thread can act on it
+                log.debug("an iterator's callback raised %s", type(error).__name__)
+                failure = GenStudioError(f"the callback raised {type(error).__name__} in its thread")
+                failure.__cause__ = error
+                call.fail(failure)
+
+    def close(self, *, join: bool) -> None:
+        """No callback starts after those already queued; the thread ends once it has run them. ``join``: wait for
+        that here (not on the client's loop, which a callback may be calling). Safe to call more than once."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+        if thread is None:
+            return
+        self._queue.put(None)
+        if join and thread is not threading.current_thread():
+            thread.join()
+
+
+class _Relay(Protocol):
+    def relay(self, callback: Callable[..., Any]) -> Callable[..., Awaitable[None]]: ...
+
+
 def _relay_callbacks(
     signature: inspect.Signature, callbacks: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any],
-    inbox: _Inbox,
+    relay: _Relay,
 ) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """``args`` and ``kwargs`` with each plain-function callback (an ``on_…`` argument) relayed to ``inbox``."""
+    """``args`` and ``kwargs`` with each plain-function callback (an ``on_…`` argument) relayed to ``relay`` (the
+    caller's ``_Inbox``, or an iterator's ``_CallbackThread``)."""
     if not callbacks:
         return args, kwargs
     bound = signature.bind(None, *args, **kwargs)  # None stands for self; a wrong call raises TypeError here
     for name in callbacks:
         callback = bound.arguments.get(name)
         if callback is not None and not inspect.iscoroutinefunction(callback):
-            bound.arguments[name] = inbox.relay(callback)
+            bound.arguments[name] = relay.relay(callback)
     return bound.args[1:], bound.kwargs
 
 
@@ -183,25 +261,36 @@ def _waiting_twin(method: Callable[..., Any], note: str) -> Callable[..., Any]:
 
 
 def _iterating(
-    method: Callable[Concatenate[_AsyncClient, P], AsyncIterator[T]],
+    method: Callable[Concatenate[_AsyncClient, P], AsyncIterator[T]], *, cancels_on_leave: bool = False
 ) -> Callable[Concatenate[_SyncClient, P], BlockingIterator[T]]:
-    """The sync twin of an async client's method that returns an async iterator: a plain iterator of the same."""
+    """The sync twin of an async client's method that returns an async iterator: a plain iterator of the same.
+
+    ``cancels_on_leave``: leaving the iterator early cancels work on the service (``run_many``'s jobs); an
+    interrupted ``next()`` and the client's ``close()`` then wait for that clean-up to end instead of cutting it
+    short.
+    """
     name = method.__name__
     signature = inspect.signature(method)
     callbacks = _callback_names(method)
 
     def twin(self: _SyncClient, /, *args: P.args, **kwargs: P.kwargs) -> BlockingIterator[T]:
+        callback_thread = _CallbackThread()
+        relayed_args, relayed_kwargs = _relay_callbacks(signature, callbacks, args, kwargs, callback_thread)
         inbox = _Inbox()
-        relayed_args, relayed_kwargs = _relay_callbacks(signature, callbacks, args, kwargs, inbox)
         source: AsyncIterator[T] = self._call(name, relayed_args, relayed_kwargs, inbox)
-        return self._iterate(source, inbox)
+        return self._iterate(source, inbox, callback_thread, name=name, cancels_on_leave=cancels_on_leave)
 
     note = (
-        "Sync twin of the async client's method: a plain iterator (use ``for``). Leaving it early (``break``, an "
-        "exception, ``close()``, ``with``) closes it as leaving ``async for`` does."
+        "Sync twin of the async client's method: a plain iterator (use ``for``), used from one thread at a time. "
+        "Leaving it early (``break``, an exception, ``close()``, ``with``) closes it as leaving ``async for`` does."
     )
+    if cancels_on_leave:
+        note += " Interrupted (Ctrl-C), it waits until its unfinished tasks are cancelled; a second Ctrl-C stops that."
     if callbacks:
-        note += " A plain-function callback runs in the iterating thread, while it waits in ``next()``."
+        note += (
+            " A plain-function callback runs in a thread of the iterator's own, one call at a time (no job waits"
+            " for your loop's body); a coroutine function on the client's loop."
+        )
     _carry_over(twin, method, returns=BlockingIterator[_item_type(method)], note=note)  # type: ignore[misc]
     return twin
 
@@ -252,19 +341,35 @@ def _loop_thread_setup() -> tuple[threading.Thread, asyncio.AbstractEventLoop]:
     return thread, asyncio.get_running_loop()
 
 
+class _Ending(enum.Enum):
+    """What stopping a call early (Ctrl-C in its caller, the client's ``close()``) does to it."""
+
+    CANCEL = enum.auto()  # cancelled; given SYNC_INTERRUPT_GRACE to close its socket and leave the poller
+    CANCEL_AND_WAIT = enum.auto()  # cancelled; its clean-up cancels tasks on the service: waited for to its end
+    WAIT = enum.auto()  # it is such a clean-up itself (closing a run_many): never cancelled, waited for to its end
+
+
 class _Call:
     """One call running on a sync client's loop for a thread that waits for it."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, function: Callable[[], Awaitable[Any]]) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, function: Callable[[], Awaitable[Any]], ending: _Ending, label: str
+    ) -> None:
         self._loop = loop
         self._function = function
+        self.ending = ending
+        self.label = label  # what it is, for the log: "GenStudio.run_many()"
         self._task: asyncio.Task[Any] | None = None
+        self._cancelled = False  # on the loop: cancelled once already (a second cancel would cut a clean-up short)
         self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self.finished = threading.Event()  # set once the call has ended there, clean-up included
+        self.abandoned = False  # a second Ctrl-C stopped the wait for its clean-up: nobody waits for it any more
 
     async def run(self) -> Any:
         self._task = asyncio.current_task()
         try:
+            if self._cancelled:  # cancelled before it started: it does nothing, so there is nothing to clean up
+                raise asyncio.CancelledError
             return await self._function()
         finally:
             self.finished.set()
@@ -272,15 +377,18 @@ class _Call:
     def cancel(self) -> None:
         """Cancel it as asyncio cancels a task: once, so that a clean-up that awaits (``run_many`` cancelling its
         jobs on the service) still runs. (Cancelling the portal's future would cancel it anyio's way, again at
-        every ``await``, and cut such a clean-up short.)"""
-        task = self._task
-        if task is None:  # not started yet: nothing to clean up
-            self.future.cancel()
-            return
+        every ``await``, and cut such a clean-up short.) Safe to call more than once, from any thread."""
         try:
-            self._loop.call_soon_threadsafe(task.cancel)
+            self._loop.call_soon_threadsafe(self._cancel_on_loop)
         except RuntimeError:  # the loop has ended: so has the call
             log.debug("a cancelled call's loop had already ended")
+
+    def _cancel_on_loop(self) -> None:
+        if self._cancelled:
+            return
+        self._cancelled = True
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
 
 
 class BlockingIterator(Iterator[T]):
@@ -293,16 +401,30 @@ class BlockingIterator(Iterator[T]):
 
     def __init__(self, items: Generator[T, None, None]) -> None:
         self._items = items
+        self._in_use = threading.Lock()  # held by the thread in next() or close()
 
     def __next__(self) -> T:
-        return next(self._items)
+        if not self._in_use.acquire(blocking=False):
+            raise GenStudioError(
+                "this iterator is in next() in another thread already: use an iterator from one thread at a time "
+                "(give each thread a stream() or run_many() of its own)"
+            )
+        try:
+            return next(self._items)
+        finally:
+            self._in_use.release()
 
     def close(self) -> None:
         """Close it now (on the loop). Safe to call more than once."""
+        if not self._in_use.acquire(blocking=False):
+            log.debug("an iterator was closed while another thread was in next(): its client's close() ends it")
+            return
         try:
             self._items.close()
-        except ValueError:  # "generator already executing": next() is running in another thread
-            log.debug("an iterator was closed while another thread was in next(): its client's close() ends it")
+        except ValueError:  # "generator already executing": its own clean-up runs in another thread (a drop)
+            log.debug("an iterator was closed while it was being closed in another thread")
+        finally:
+            self._in_use.release()
 
     def __enter__(self) -> Self:
         return self
@@ -336,7 +458,7 @@ class _SyncClient:
     stream = _iterating(_AsyncClient.stream)
     wait = _blocking(_AsyncClient.wait)
     run = _blocking(_AsyncClient.run)
-    run_many = _iterating(_AsyncClient.run_many)
+    run_many = _iterating(_AsyncClient.run_many, cancels_on_leave=True)  # leaving it cancels its jobs on the service
     download = _blocking(_AsyncClient.download)
     upload_image = _blocking(_AsyncClient.upload_image)
 
@@ -377,25 +499,36 @@ class _SyncClient:
         self.close()
 
     def close(self) -> None:
-        """Close the iterators still open, release what the client holds, and stop its loop and thread. Safe to
-        call more than once."""
+        """Close the iterators still open, release what the client holds, and stop its loop and thread. A clean-up
+        that cancels tasks on the service (a ``run_many`` left or interrupted) is let finish first; Ctrl-C here
+        stops waiting for it. Safe to call more than once."""
         if self._closed:
             return
         self._check_thread("close")
         self._closed = True
         _open_clients.discard(self)
+        interrupted = False
         try:
             for iterator in list(self._iterators):
                 iterator.close()
-            # Calls still running for other threads (one in an iterator's next(), say): ended as Ctrl-C ends them.
+            # Calls still running for other threads (one in an iterator's next(), say): ended as Ctrl-C ends them;
+            # a clean-up already under way is not cancelled but waited for.
             calls = list(self._calls)
             for call in calls:
-                call.cancel()
+                if call.ending is not _Ending.WAIT:
+                    call.cancel()
             for call in calls:
-                call.finished.wait(C.SYNC_INTERRUPT_GRACE)
+                if call.abandoned or interrupted:
+                    continue
+                if call.ending is _Ending.CANCEL:
+                    call.finished.wait(C.SYNC_INTERRUPT_GRACE)
+                elif not self._await_clean_up(call):
+                    interrupted = True  # Ctrl-C: stop waiting for any of them
             self._wait(self._client.aclose, _Inbox())
         finally:
             self._stop_loop()
+        if interrupted:
+            raise KeyboardInterrupt
 
     # --- calling the async client ---------------------------------------------------------------------------------
 
@@ -415,47 +548,104 @@ class _SyncClient:
 
         return self._wait(call, inbox)
 
-    def _wait(self, function: Callable[[], Awaitable[T]], inbox: _Inbox) -> T:
+    def _wait(
+        self, function: Callable[[], Awaitable[T]], inbox: _Inbox, ending: _Ending = _Ending.CANCEL, label: str = ""
+    ) -> T:
         """Run ``function()`` on the loop and wait for it here, running the callbacks it relays to ``inbox``.
 
-        Interrupted here (Ctrl-C), the call is cancelled on the loop and given ``SYNC_INTERRUPT_GRACE`` s to
-        clean up before the interrupt goes on.
+        Interrupted here (Ctrl-C), the call is stopped as ``ending`` says (``_stop``) before the interrupt goes on.
         """
-        call = _Call(self._loop, function)
+        result: T = self._serve(self._start(function, ending, label), inbox)
+        return result
+
+    def _start(self, function: Callable[[], Awaitable[Any]], ending: _Ending, label: str) -> _Call:
+        call = _Call(self._loop, function, ending, label)
         try:
             call.future = self._portal.start_task_soon(call.run)
         except RuntimeError:  # the portal has stopped: another thread closed the client
             raise GenStudioError(f"the client is closed: create a new {type(self).__name__}") from None
         self._calls.add(call)
+        return call
+
+    def _serve(self, call: _Call, inbox: _Inbox) -> Any:
         try:
-            result: T = inbox.serve(call.future)
+            return inbox.serve(call.future)
         except concurrent.futures.CancelledError:
             raise GenStudioError(f"the {type(self).__name__} was closed while this call was running") from None
         except BaseException:
             if not call.future.done():  # interrupted here (Ctrl-C) while the call runs there: stop it
-                call.cancel()
-                call.finished.wait(C.SYNC_INTERRUPT_GRACE)
+                self._stop(call)
             raise
         finally:
             self._calls.discard(call)
-        return result
 
-    def _iterate(self, source: AsyncIterator[T], inbox: _Inbox) -> BlockingIterator[T]:
-        iterator = BlockingIterator(self._pull(source, inbox))
+    def _stop(self, call: _Call) -> None:
+        """Stop a call whose waiting caller was interrupted: cancel it there (unless it is a clean-up itself), then
+        give it ``SYNC_INTERRUPT_GRACE`` s, or, when its clean-up cancels tasks on the service, all it takes."""
+        if call.ending is not _Ending.WAIT:
+            call.cancel()
+        if call.ending is _Ending.CANCEL:
+            call.finished.wait(C.SYNC_INTERRUPT_GRACE)
+        else:
+            self._await_clean_up(call)
+
+    def _await_clean_up(self, call: _Call) -> bool:
+        """Wait until ``call`` has ended on the loop, its clean-up included (each request it makes is bounded by its
+        own timeout and retries); past ``SYNC_INTERRUPT_GRACE`` s, say so. True once it has ended; False if a
+        Ctrl-C here abandoned it (said so too)."""
+        notice_at = time.monotonic() + C.SYNC_INTERRUPT_GRACE
+        noticed = False
+        try:
+            while not call.finished.wait(C.SYNC_SIGNAL_CHECK_INTERVAL):
+                if not self._loop_thread.is_alive():
+                    return True  # the loop has ended, and the call with it
+                if not noticed and time.monotonic() >= notice_at:
+                    noticed = True
+                    log.warning(
+                        "%s: waiting until its unfinished tasks are cancelled on the service "
+                        "(press Ctrl-C again to stop waiting)", call.label,
+                    )
+        except KeyboardInterrupt:
+            call.abandoned = True
+            log.warning(
+                "%s: stopped waiting; the tasks it had not cancelled yet may go on running on the service "
+                "(and be billed)", call.label,
+            )
+            return False
+        return True
+
+    def _iterate(
+        self, source: AsyncIterator[T], inbox: _Inbox, callback_thread: _CallbackThread, *, name: str,
+        cancels_on_leave: bool,
+    ) -> BlockingIterator[T]:
+        label = f"{type(self).__name__}.{name}()"
+        iterator = BlockingIterator(self._pull(source, inbox, callback_thread, label, cancels_on_leave))
         self._iterators.add(iterator)
         return iterator
 
-    def _pull(self, source: AsyncIterator[T], inbox: _Inbox) -> Generator[T, None, None]:
+    def _pull(
+        self, source: AsyncIterator[T], inbox: _Inbox, callback_thread: _CallbackThread, label: str,
+        cancels_on_leave: bool,
+    ) -> Generator[T, None, None]:
+        call: _Call | None = None
         try:
             while True:
-                item = self._wait(functools.partial(_next_or_end, source), inbox)
+                ending = _Ending.CANCEL_AND_WAIT if cancels_on_leave else _Ending.CANCEL
+                call = self._start(functools.partial(_next_or_end, source), ending, label)
+                item = self._serve(call, inbox)
                 if item is _End.END:
                     return
                 yield item
         finally:
-            self._close_source(source, inbox)
+            try:
+                if call is not None and call.abandoned:  # its own clean-up still runs there: nothing to close
+                    log.debug("%s was left to its clean-up, still under way", label)
+                else:
+                    self._close_source(source, inbox, _Ending.WAIT if cancels_on_leave else _Ending.CANCEL, label)
+            finally:
+                callback_thread.close(join=threading.current_thread() is not self._loop_thread)
 
-    def _close_source(self, source: AsyncIterator[Any], inbox: _Inbox) -> None:
+    def _close_source(self, source: AsyncIterator[Any], inbox: _Inbox, ending: _Ending, label: str) -> None:
         """Close an async iterator left early, on the loop; an error doing so is logged, not raised."""
         if threading.current_thread() is self._loop_thread:
             # Dropped on the loop's own thread (the cyclic garbage collector runs on any thread): asyncio's own
@@ -466,7 +656,7 @@ class _SyncClient:
         if aclose is None:
             return
         try:
-            self._wait(aclose, inbox)
+            self._wait(aclose, inbox, ending, label)
         except Exception as error:  # noqa: BLE001 - leaving a loop must not raise; the reason is logged
             log.debug("closing an iterator left early failed: %s: %s", type(error).__name__, error)
 
@@ -496,6 +686,8 @@ def _close_clients_left_open() -> None:
     for client in list(_open_clients):
         try:
             client.close()
+        except KeyboardInterrupt:  # Ctrl-C while a clean-up was waited for: close() said so, and stopped
+            log.debug("closing a %s at exit was interrupted", type(client).__name__)
         except Exception as error:  # noqa: BLE001 - exiting anyway; the reason is logged
             log.debug("closing a %s at exit failed: %s", type(client).__name__, error)
 
@@ -509,8 +701,9 @@ class GenStudio(_SyncClient):
     For scripts and notebooks (Jupyter's own running loop is no obstacle). The arguments are ``AsyncGenStudio``'s
     (``help(AsyncGenStudio)``); ``stream`` and ``run_many`` return plain iterators. Use ``with GenStudio() as
     client:`` or call ``close()``. The client runs on an event loop in a helper thread of its own: a plain
-    ``on_progress`` function runs in your thread, a coroutine function on that loop (it must not block).
-    Ctrl-C interrupts a call at once and leaves the task running on the service.
+    ``on_progress`` function runs in your thread (``run_many``'s: in a thread of the iterator's own, one call at a
+    time), a coroutine function on that loop (it must not block). Ctrl-C interrupts a call at once and leaves the
+    task running on the service (``run_many`` first cancels its unfinished jobs, as leaving it does).
     """
 
     _async_type = AsyncGenStudio
@@ -524,7 +717,7 @@ class GPUGeek(_SyncClient):
     """A blocking client for GPUGeek: every method of ``AsyncGPUGeek``, without ``await``.
 
     The arguments are ``AsyncGPUGeek``'s; otherwise as ``GenStudio``: ``with`` / ``close()``, plain iterators from
-    ``stream`` and ``run_many``, a plain ``on_progress`` function run in your thread.
+    ``stream`` and ``run_many``, a plain ``on_progress`` function run in your thread (``run_many``'s in its own).
     """
 
     _async_type = AsyncGPUGeek

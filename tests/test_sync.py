@@ -38,10 +38,11 @@ from genstudio_async import (
     TaskCancelledError,
     TaskStatus,
     TaskTimeoutError,
+    _http,
 )
 from genstudio_async import _constants as C
 from genstudio_async._sync import BlockingIterator
-from genstudio_async.emulator import Emulator
+from genstudio_async.emulator import Emulator, Faults
 from tests.cli_support import command_env, spawn
 from tests.support import PNG_SIGNATURE, eventually, tiny_png
 
@@ -207,7 +208,9 @@ async def test_genstudio_every_method_against_the_emulator(
     )
     assert sorted(outcome.index for outcome in outcomes) == [0, 1, 2]
     assert all(outcome.result is not None and outcome.error is None for outcome in outcomes)
-    assert {index for index, _ in job_events} == {0, 1, 2} and {name for _, name in job_events} == {"user-script"}
+    assert {index for index, _ in job_events} == {0, 1, 2}
+    # run_many's plain callback runs in its iterator's own thread (not the iterating one: no job waits for it).
+    assert {name for _, name in job_events} == {C.SYNC_CALLBACK_THREAD_NAME}
 
     emulator.pause()
     queued = await blocking(genstudio.submit, T2I, PROMPT)
@@ -349,6 +352,62 @@ async def test_closing_the_client_closes_the_iterators_still_open(
         next(events)  # closed: it ends
 
 
+def statuses_on_the_service(emulator: Emulator) -> list[int]:
+    return [(emulator.task_info(task) or {})["status"] for task in emulator.task_ids()]
+
+
+async def test_closing_the_client_lets_a_run_many_finish_cancelling_its_tasks(
+    genstudio_emulator: Emulator, genstudio: GenStudio, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    genstudio_emulator.pause()
+    outcomes = genstudio.run_many([(T2I, PROMPT)] * 2)
+    pending = asyncio.ensure_future(blocking(next, outcomes))  # another thread iterates, and waits
+    await eventually(lambda: genstudio_emulator.stats.submits == 2, what="run_many's submits")
+    # The service answers the second cancel 429; the request loop's back-off before it asks again lasts until the
+    # test lets it end: cancelling takes as long as the test likes.
+    genstudio_emulator.set_faults(Faults(rate_limit=2, endpoints=frozenset({"cancel"})))
+    backing_off, back_off_over = threading.Event(), threading.Event()
+
+    async def held_back_off(seconds: float) -> None:
+        backing_off.set()
+        await asyncio.to_thread(back_off_over.wait, CALL_TIMEOUT)  # the test sets it, from its own loop
+
+    monkeypatch.setattr(_http, "sleep", held_back_off)
+    closing = asyncio.ensure_future(blocking(genstudio.close))
+    notice = "GenStudio.run_many(): waiting until its unfinished tasks are cancelled on the service"
+    await eventually(
+        lambda: closing.done() or notice in caplog.text, what="close() to wait, saying so", timeout=CALL_TIMEOUT
+    )
+    assert backing_off.is_set() and not closing.done()  # close() waits for the clean-up under way, and says so
+    genstudio_emulator.set_faults(Faults())
+    back_off_over.set()
+    await closing
+    with pytest.raises(GenStudioError, match="closed"):
+        await pending
+    # Nothing is left running (and billing) on the service.
+    assert statuses_on_the_service(genstudio_emulator) == [4, 4] and genstudio_emulator.stats.cancels == 2
+    assert helper_threads() == []
+
+
+async def test_an_iterator_used_from_two_threads_at_once_raises_a_genstudio_error(
+    genstudio_emulator: Emulator, genstudio: GenStudio
+) -> None:
+    genstudio_emulator.pause()  # queued: a next() waits until the task moves
+    sub = await blocking(genstudio.submit, T2I, PROMPT)
+    events = genstudio.stream(sub)
+    assert (await blocking(next, events)).status is TaskStatus.QUEUED
+    first, second = (asyncio.ensure_future(blocking(next, events)) for _ in range(2))  # a thread each
+    done, _ = await asyncio.wait([first, second], return_when=asyncio.FIRST_COMPLETED)
+    [refused] = done
+    with pytest.raises(GenStudioError, match="one thread at a time"):
+        await refused
+    genstudio_emulator.resume()
+    moved = await (second if refused is first else first)  # the other thread's next() was not disturbed
+    rest = await blocking(lambda: list(events))
+    assert moved.status is not TaskStatus.QUEUED and [moved, *rest][-1].status is TaskStatus.SUCCEEDED
+
+
 # --- errors and callbacks ------------------------------------------------------------------------------------------
 
 
@@ -398,6 +457,66 @@ async def test_a_plain_callback_may_call_the_client(genstudio_emulator: Emulator
 
     assert (await blocking(genstudio.run, T2I, PROMPT, on_progress=on_progress)).status is TaskStatus.SUCCEEDED
     assert statuses and statuses[-1] is TaskStatus.SUCCEEDED
+
+
+def callback_threads() -> list[str]:
+    return [thread.name for thread in threading.enumerate() if thread.name == C.SYNC_CALLBACK_THREAD_NAME]
+
+
+async def test_run_manys_jobs_and_callbacks_go_on_while_the_caller_is_busy_with_an_outcome(
+    genstudio_emulator: Emulator, genstudio: GenStudio
+) -> None:
+    """The caller spends a while on the first outcome (downloading it, say): the other jobs go on meanwhile, their
+    plain callbacks included, and none of them spends its timeout waiting for the caller."""
+    jobs = 4
+    finished: set[int] = set()  # the jobs whose callback has seen SUCCEEDED
+    threads: set[tuple[int, str]] = set()
+    every_job_finished = threading.Event()
+
+    def on_progress(index: int, event: ProgressEvent) -> None:
+        threads.add((threading.get_ident(), threading.current_thread().name))
+        if event.status is TaskStatus.SUCCEEDED:
+            finished.add(index)
+            if len(finished) == jobs:
+                every_job_finished.set()
+
+    def consume() -> tuple[list[tuple[JobOutcome, bool]], bool]:
+        seen: list[tuple[JobOutcome, bool]] = []
+        others_went_on = False
+        outcomes = genstudio.run_many(
+            [(T2I, PROMPT)] * jobs, concurrency=jobs, timeout=CALL_TIMEOUT / 6, on_progress=on_progress
+        )
+        for outcome in outcomes:
+            seen.append((outcome, outcome.index in finished))  # its callbacks had run before it was yielded
+            if len(seen) == 1:  # busy with the first outcome until every job is done (or a failure bound)
+                others_went_on = every_job_finished.wait(CALL_TIMEOUT / 3)
+        return seen, others_went_on
+
+    seen, others_went_on = await blocking(consume)
+    assert others_went_on, "the other jobs waited for the caller to come back to next()"
+    assert sorted(outcome.index for outcome, _ in seen) == list(range(jobs))
+    assert [outcome.error for outcome, _ in seen] == [None] * jobs  # every job succeeded: no TaskTimeoutError
+    assert all(callbacks_done for _, callbacks_done in seen)
+    [(_, name)] = threads  # one thread ran them all, one at a time; neither the caller's nor the loop's
+    assert name == C.SYNC_CALLBACK_THREAD_NAME
+    assert callback_threads() == []  # it ended with the iterator
+
+
+async def test_a_run_many_callback_may_call_the_client_and_its_error_is_its_jobs(
+    genstudio_emulator: Emulator, genstudio: GenStudio
+) -> None:
+    statuses: list[TaskStatus] = []
+
+    def on_progress(index: int, event: ProgressEvent) -> None:
+        if index == 1:
+            raise LookupError("the callback refused job 1")
+        statuses.append(genstudio.get_task(event.prompt_id).status)  # from the callback's thread: allowed
+
+    outcomes = await blocking(lambda: list(genstudio.run_many([(T2I, PROMPT)] * 2, on_progress=on_progress)))
+    by_index = {outcome.index: outcome for outcome in outcomes}
+    assert by_index[0].result is not None and statuses[-1] is TaskStatus.SUCCEEDED
+    assert isinstance(by_index[1].error, LookupError)  # as the async run_many reports it: that job's outcome
+    assert callback_threads() == []
 
 
 async def test_closing_the_client_from_another_thread_ends_a_call_with_a_genstudio_error(
@@ -529,3 +648,64 @@ async def test_ctrl_c_interrupts_a_sync_call_and_leaves_the_task_running(
     else:
         assert set(statuses) == {1} and stats.cancels == 0  # the task goes on on the service
     await eventually(lambda: stats.ws_connections_open == 0, what="the script's socket closed")
+
+
+RUN_MANY_SCRIPT = """
+from genstudio_async import GenStudio
+
+client = GenStudio(poll_interval=0.05)  # not closed: the interpreter's exit closes it
+for outcome in client.run_many([("wf-c73diz7kadp6ffgn", None)] * 2):
+    print("outcome", outcome, flush=True)
+"""
+WAITING = "GenStudio.run_many(): waiting until its unfinished tasks are cancelled on the service"
+
+
+async def interrupt_run_many(emulator: Emulator, tmp_path: Path, cancel_rate: float, *, twice: bool) -> str:
+    """Run ``RUN_MANY_SCRIPT`` until its two jobs are queued, make the service answer all but the first cancel 429
+    (``Retry-After`` about ``1 / cancel_rate`` s), press Ctrl-C (``twice``: again once the script says it waits);
+    the script's stderr, after checking it ended by that Ctrl-C and cleanly."""
+    script = tmp_path / "run_many.py"
+    script.write_text(RUN_MANY_SCRIPT, encoding="utf-8")
+    emulator.pause()  # queued for ever: only Ctrl-C ends the batch
+    async with spawn(sys.executable, str(script), cwd=tmp_path, env=command_env(emulator)) as process:
+        assert process.stderr is not None
+        await eventually(
+            lambda: emulator.stats.submits == 2 and emulator.stats.ws_connections_open == 2,
+            what="the script to be waiting", timeout=CALL_TIMEOUT,
+        )
+        emulator.set_faults(Faults(rate_limit=cancel_rate, endpoints=frozenset({"cancel"})))
+        process.send_signal(signal.SIGINT)
+        said = b""
+        if twice:
+            async with asyncio.timeout(CALL_TIMEOUT):  # a failure bound: the script must say it waits, or end
+                while WAITING.encode() not in said and (line := await process.stderr.readline()):
+                    said += line
+            assert WAITING.encode() in said and b"press Ctrl-C again to stop waiting" in said, said.decode()
+            process.send_signal(signal.SIGINT)
+        async with asyncio.timeout(CALL_TIMEOUT):  # a failure bound: the script must exit, not hang
+            _, stderr = await process.communicate()
+    assert process.returncode == -signal.SIGINT  # an uncaught KeyboardInterrupt: Python exits by SIGINT
+    errors = said.decode() + stderr.decode()
+    assert errors.rstrip().endswith("KeyboardInterrupt"), errors
+    for sign in ("ResourceWarning", "Unclosed", "Task was destroyed", "never retrieved", "Exception in thread"):
+        assert sign not in errors, errors
+    return errors
+
+
+async def test_ctrl_c_during_run_many_waits_until_its_tasks_are_cancelled(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    # The second cancel is answered 429 (Retry-After: 1 s): cancelling takes longer than SYNC_INTERRUPT_GRACE.
+    await interrupt_run_many(genstudio_emulator, tmp_path, cancel_rate=2, twice=False)
+    # As when its async for is interrupted: every task it started was cancelled before the script ended.
+    assert statuses_on_the_service(genstudio_emulator) == [4, 4] and genstudio_emulator.stats.cancels == 2
+
+
+async def test_a_second_ctrl_c_stops_waiting_for_run_manys_cancels_and_says_so(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    # The second cancel is answered 429 with Retry-After: 10 s; the user will not wait that long.
+    errors = await interrupt_run_many(genstudio_emulator, tmp_path, cancel_rate=0.1, twice=True)
+    assert "GenStudio.run_many(): stopped waiting; the tasks it had not cancelled yet may go on running" in errors
+    assert sorted(statuses_on_the_service(genstudio_emulator)) == [1, 4]  # as it said: one goes on
+    await eventually(lambda: genstudio_emulator.stats.ws_connections_open == 0, what="the script's sockets closed")
