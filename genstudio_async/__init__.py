@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time each name is imported b
         TaskPermissionError,
         TaskTimeoutError,
     )
+    from ._transports import AioHttpClient
     from .types import (
         ImagePostProcess,
         JobOutcome,
@@ -63,6 +64,7 @@ __all__ = [
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "AioHttpClient",
     "ApiWorkflow",
     "AsyncGPUGeek",
     "AsyncGenStudio",
@@ -102,6 +104,7 @@ __all__ = [
 _EXPORTS: dict[str, str] = {
     "AsyncGenStudio": "._client",
     "AsyncGPUGeek": "._client",
+    "AioHttpClient": "._transports",
     **dict.fromkeys(
         (
             "APIConnectionError",
