@@ -16,10 +16,13 @@ Each cell (client × N × open-file limit) is one job done by four kinds of clie
 The N tasks start at once (``asyncio.gather``): each submits, then streams. The SDK bounds its own requests in
 flight; the bare clients get the same bound (100 submits in flight, the SDK's pool size), without which httpx's
 pool does quadratic work (``probe_http_hotspots.py``). Every cell runs in a fresh client process (this script
-with ``--worker``, its soft ``RLIMIT_NOFILE`` set to the cell's limit before it imports anything) against a fresh
+with ``--worker``, its soft ``RLIMIT_NOFILE`` set to the cell's limit before it opens anything) against a fresh
 emulator in another process (``EmulatorProcess``: ``--stamp-snapshots``, one worker per task, so nothing queues
-on the emulator's side, and the emulator's own open-file limit as high as the hard limit allows). A cell has a
-deadline; a task not finished by then counts as not completed, and every error a task met is counted by kind.
+on the emulator's side, and the emulator's own open-file limit as high as the hard limit allows). At large N the
+progress steps are longer (``--frames-per-second``): a task then outlasts the submits of the others, so the N
+streams are open at once (what the ``ulimit -n 1024`` cells are about), and the emulator is not what limits the
+frame rate. A cell has a deadline; a task not finished by then counts as not completed, and every error a task
+met is counted by kind.
 
 Per cell: completed/N; wall time; client CPU (``getrusage``, from the first submit to the last task's end) per
 task and per event; the client's peak RSS; event-loop lag p99 and max (a monitor coroutine sleeping
@@ -406,7 +409,7 @@ async def measure_cell(args: argparse.Namespace, client: str, tasks: int, file_l
                        profile: bool = False) -> Cell | None:
     """Start an emulator, run one client process against it, and read both sides' figures."""
     deadline = args.deadline_base + args.deadline_per_task * tasks
-    async with EmulatorProcess(workers=tasks, steps=args.steps, step_seconds=args.step_seconds,
+    async with EmulatorProcess(workers=tasks, steps=args.steps, step_seconds=step_seconds(args, tasks),
                                stamp_snapshots=True, open_files=args.emulator_open_files) as emulator:
         with tempfile.TemporaryDirectory() as scratch:
             out = Path(scratch) / "cell.json"
@@ -440,6 +443,12 @@ async def measure_cell(args: argparse.Namespace, client: str, tasks: int, file_l
         sockets_opened=int(stats["ws_connections_opened"]), task_info_requests=int(stats["task_info_requests"]),
         emulator_peak_rss_mib=emulator_rss,
     )
+
+
+def step_seconds(args: argparse.Namespace, tasks: int) -> float:
+    """Seconds per progress step for ``tasks`` tasks: ``--step-seconds``, or longer so that all of them running
+    at once push at most ``--frames-per-second`` progress frames (and a task outlasts the submits of the rest)."""
+    return max(args.step_seconds, tasks / args.frames_per_second)
 
 
 def show(cell: Cell) -> str:
@@ -545,7 +554,10 @@ async def run(args: argparse.Namespace, report: Report) -> None:
         profiled = await measure_cell(args, "sdk", args.probe_tasks, high, profile=True)
     judge(report, cells + probes, args, low, high)
     report.note(
-        f"Emulator: one worker per task, {args.steps} steps of {args.step_seconds:g} s per task, snapshots stamped; "
+        f"Emulator: one worker per task, {args.steps} steps per task of "
+        + ", ".join(f"{step_seconds(args, n):g} s (N={n:,})" for n in args.tasks)
+        + f" (at least {args.step_seconds:g} s, and N / {args.frames_per_second:g}: N running tasks push at most "
+        f"that many progress frames a second, and a task outlasts the submits of the rest), snapshots stamped; "
         f"a fresh emulator and a fresh client process per cell; open-file limits {', '.join(map(str, limits))} "
         f"(hard limit {hard}); the emulator's own limit {args.emulator_open_files} (or the hard limit). Deadline per "
         f"cell: {args.deadline_base:g} s + {args.deadline_per_task * 1000:g} ms per task. Loop lag sampled every "
@@ -578,7 +590,10 @@ def main() -> int:
                         help="client soft open-file limits (capped at the hard limit) (default %(default)s)")
     parser.add_argument("--clients", nargs="+", choices=list(CLIENTS), default=list(CLIENTS))
     parser.add_argument("--steps", type=int, default=10, help="progress steps per task (default %(default)s)")
-    parser.add_argument("--step-seconds", type=float, default=0.2, help="seconds per step (default %(default)s)")
+    parser.add_argument("--step-seconds", type=float, default=0.2, help="seconds per step, at least (default "
+                        "%(default)s)")
+    parser.add_argument("--frames-per-second", type=float, default=2000.0, help="longer steps at large N, so that "
+                        "N tasks push at most this many progress frames a second (default %(default)s)")
     parser.add_argument("--probe-tasks", type=int, default=1000, help="N of the uvloop and profile runs and of the "
                         "judged ratios (default %(default)s)")
     parser.add_argument("--no-uvloop", action="store_true", help="skip the uvloop run")
