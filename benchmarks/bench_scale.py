@@ -448,7 +448,7 @@ async def measure_cell(args: argparse.Namespace, client: str, tasks: int, file_l
 def step_seconds(args: argparse.Namespace, tasks: int) -> float:
     """Seconds per progress step for ``tasks`` tasks: ``--step-seconds``, or longer so that all of them running
     at once push at most ``--frames-per-second`` progress frames (and a task outlasts the submits of the rest)."""
-    return max(args.step_seconds, tasks / args.frames_per_second)
+    return float(max(args.step_seconds, tasks / args.frames_per_second))
 
 
 def show(cell: Cell) -> str:
