@@ -16,6 +16,7 @@ replaces the request itself, because three of its choices would break rules the 
 
 from __future__ import annotations
 
+import importlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -25,6 +26,12 @@ import yarl
 from httpx_aiohttp import AiohttpTransport
 
 log = logging.getLogger("genstudio_async")
+
+# The SDK's waits (retry and reconnect back-off) go through anyio, which imports its asyncio backend on first use.
+# Over httpx's transport that first use is the first request; over aiohttp it may be the first back-off, when a
+# process out of file descriptors (10,000 sockets under ulimit -n 1024) can no longer read a module: the import
+# fails with a raw OSError (EMFILE) that reaches the caller. Imported now, while files can still be opened.
+importlib.import_module("anyio._backends._asyncio")
 
 #: Bytes handed to httpx per read of a response body.
 CHUNK_SIZE = 64 * 1024

@@ -10,6 +10,7 @@ travels byte for byte, the caps and deadlines hold, no secret shows.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -263,3 +264,16 @@ def test_without_the_extra_the_helper_says_what_to_install(monkeypatch: pytest.M
     assert genstudio_async.AioHttpClient is AioHttpClient  # importing the name needs no extra; using it does
     with pytest.raises(ImportError, match=r"pip install 'genstudio-async\[aiohttp\]'"):
         AioHttpClient()
+
+
+def test_the_helper_loads_what_the_sdks_back_off_needs_before_descriptors_run_out() -> None:
+    # Under ulimit -n 1024 with thousands of sockets, anyio's lazy import of its backend at the first back-off
+    # failed with a raw OSError (EMFILE): over httpx the first request imports it, over aiohttp nothing did.
+    probe = (
+        "import sys\n"
+        "from genstudio_async import AioHttpClient\n"
+        "AioHttpClient()\n"
+        "print('anyio._backends._asyncio' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.strip() == "True"
