@@ -51,6 +51,7 @@ import resource
 import sys
 import tempfile
 import time
+import traceback
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -103,6 +104,7 @@ class TaskOutcome:
     status: int | None = None
     notice_ms: float | None = None
     error: str | None = None
+    error_where: str | None = None  # the innermost frames of the error's traceback
 
 
 @dataclass
@@ -127,6 +129,8 @@ class CellResult:
     notice_p50_ms: float = math.nan
     notice_max_ms: float = math.nan
     errors: dict[str, int] = field(default_factory=dict)
+    #: Where each kind of error was raised (the first one met): its innermost frames, file:line.
+    error_where: dict[str, str] = field(default_factory=dict)
     sources: dict[str, int] = field(default_factory=dict)
     deadline_hit: bool = False
     profile: list[str] = field(default_factory=list)
@@ -176,6 +180,15 @@ def error_kind(error: BaseException) -> str:
     if errno is None and cause is not None:
         errno = getattr(cause, "errno", None)
     return f"{type(error).__name__}" + (f" (errno {errno})" if errno else "")
+
+
+def raised_where(error: BaseException, frames: int = 8) -> str:
+    """The innermost ``frames`` frames of ``error``'s traceback (the import machinery's left out), as
+    ``folder/module.py:line(function)``, innermost first."""
+    summary = [frame for frame in traceback.extract_tb(error.__traceback__)
+               if "importlib._bootstrap" not in frame.filename][-frames:]
+    return " < ".join(f"{'/'.join(Path(frame.filename).parts[-2:])}:{frame.lineno}({frame.name})"
+                      for frame in reversed(summary))
 
 
 #: One task's job for a kind of client: submit, follow to the end, fill in the outcome.
@@ -301,7 +314,7 @@ async def run_cell(args: argparse.Namespace) -> CellResult:
             try:
                 await job(outcome)
             except Exception as exc:  # noqa: BLE001 - a benchmark counts what each task met
-                outcome.error = error_kind(exc)
+                outcome.error, outcome.error_where = error_kind(exc), raised_where(exc)
 
         lag_task = asyncio.create_task(monitor.run())
         with GcPauses().installed() as gc_pauses:
@@ -333,6 +346,7 @@ async def run_cell(args: argparse.Namespace) -> CellResult:
                 sources[outcome.source] += 1
         elif outcome.error is not None:
             errors[outcome.error] += 1
+            result.error_where.setdefault(outcome.error, outcome.error_where or "")
         elif outcome.status is not None:
             errors[f"status {outcome.status}"] += 1
         else:
@@ -573,6 +587,7 @@ async def run(args: argparse.Namespace, report: Report) -> None:
             f"{cell.emulator_cpu_s:.1f} s CPU, peak RSS {cell.emulator_peak_rss_mib:.0f} MiB; client: RSS after "
             f"imports {c.rss_after_imports_mib:.0f} MiB, {c.gc_pauses} GC runs ({c.gc_total_ms:.0f} ms in all)"
             + (f"; sources of the terminal event {c.sources}" if c.sources else "")
+            + "".join(f"; {kind} raised at {where}" for kind, where in sorted(c.error_where.items()))
             + ("; DEADLINE HIT" if c.deadline_hit else "") + "."
         )
     if profiled is not None:
