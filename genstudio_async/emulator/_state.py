@@ -172,8 +172,16 @@ class TaskStore:
         self._resumed.set()
         self._wake_workers(len(self._queued_seqs))
 
-    def set_timing(self, *, steps: int | None = None, step_seconds: float | None = None) -> None:
-        """Change how tasks advance, for tasks that start from now on."""
+    def set_timing(
+        self, *, steps: int | None = None, step_seconds: float | None = None,
+        queue_notify_interval: float | None = None,
+    ) -> None:
+        """Change how tasks advance, for tasks that start from now on; and how often queue changes are pushed
+        (from the next round on; a benchmark with thousands of running tasks pushes them seldom, or never)."""
+        if queue_notify_interval is not None:
+            if not queue_notify_interval > 0:
+                raise ValueError("queue_notify_interval must be above 0")
+            self._queue_notify_interval = queue_notify_interval
         if steps is not None:
             if steps < 0:
                 raise ValueError("steps must be 0 or more")
@@ -186,6 +194,10 @@ class TaskStore:
     @property
     def steps(self) -> int:
         return self._steps
+
+    @property
+    def queue_notify_interval(self) -> float:
+        return self._queue_notify_interval
 
     @property
     def step_seconds(self) -> float:
