@@ -522,8 +522,13 @@ class EmulatorProcess:
     async def reset_stats(self) -> dict[str, Any]:
         return await self._admin_call("POST", "/stats/reset")
 
-    async def timing(self, *, steps: int | None = None, step_seconds: float | None = None) -> dict[str, Any]:
+    async def timing(
+        self, *, steps: int | None = None, step_seconds: float | None = None,
+        queue_notify_interval: float | None = None,
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {}
+        if queue_notify_interval is not None:
+            body["queue_notify_interval"] = queue_notify_interval
         if steps is not None:
             body["steps"] = steps
         if step_seconds is not None:
