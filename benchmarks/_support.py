@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 import types
+from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -147,6 +148,69 @@ def package_of(path: str, *, stdlib_modules: bool = True) -> str:
     return "other"
 
 
+def short_name(path: str) -> str:
+    """A profiled function's file as a reader knows it: ``httpcore/_async/connection_pool.py``,
+    ``genstudio_async/_stream.py``, ``asyncio/selector_events.py``."""
+    if "site-packages/" in path:
+        return path.split("site-packages/", 1)[1]
+    if "genstudio_async/" in path:
+        return "genstudio_async/" + path.split("genstudio_async/", 1)[1]
+    if "/lib/python3" in path:
+        return path.rsplit("/lib/python3", 1)[1].split("/", 1)[1]
+    return path
+
+
+def profile_summary(
+    profiler: cProfile.Profile,
+    events: int,
+    top: int = 12,
+    *,
+    by_sdk_module: bool = False,
+    entry_points: dict[str, tuple[str, str]] | None = None,
+) -> list[str]:
+    """Own time by package, and the functions with the most own time, per event (µs, under cProfile).
+
+    ``epoll.poll`` is left out: under cProfile it counts the time the loop sat waiting, which is not CPU. With
+    ``by_sdk_module`` the SDK's share is also split by its modules; ``entry_points`` (label → (file suffix,
+    function name)) adds the cumulative share of those functions (a coroutine's cumulative time is what its
+    resumptions cost, callees included: CPU, not waiting).
+    """
+    by_package: Counter[str] = Counter()
+    by_module: Counter[str] = Counter()
+    by_function: Counter[str] = Counter()
+    stats: dict[Any, Any] = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    cumulative: Counter[str] = Counter()
+    for (path, line, name), (_, _, own, cum, _) in stats.items():
+        path = str(path)
+        if "select.epoll" in name:
+            continue
+        by_package[package_of(path)] += own
+        if "genstudio_async" in path:
+            by_module[short_name(path)] += own
+        by_function[f"{short_name(path)}:{line}({name})"] += own
+        for label, (suffix, function) in (entry_points or {}).items():
+            if path.endswith(suffix) and name == function:
+                cumulative[label] += cum
+    total = sum(by_package.values())
+    lines = [
+        "Own time by package under cProfile, waiting in epoll left out (µs per event; the profiler inflates "
+        "everything, read the shares): "
+        + ", ".join(f"{package} {own / events * 1e6:.0f} ({own / total:.0%})"
+                    for package, own in by_package.most_common(10))
+        + "."
+    ]
+    if by_sdk_module and by_module:
+        lines.append("The SDK's own time by module: " + ", ".join(
+            f"`{module}` {own / total:.1%}" for module, own in by_module.most_common(8)) + ".")
+    if cumulative:
+        lines.append("Cumulative time (callees included) as a share of all profiled CPU: " + ", ".join(
+            f"{label} {cum / total:.0%}" for label, cum in cumulative.items())
+            + "; the rest runs in event-loop callbacks (socket reads, websockets' frame parsing) and timers.")
+    lines.append("Top functions by own time (µs per event): " + "; ".join(
+        f"`{name}` {own / events * 1e6:.1f}" for name, own in by_function.most_common(top)) + ".")
+    return lines
+
+
 def stub_sniffio() -> None:
     """Make ``import sniffio`` succeed, as installing it would (asyncio only: that is all the SDK runs on)."""
     module = types.ModuleType("sniffio")
@@ -203,6 +267,8 @@ class Report:
     date: str = ""
     machine: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
+    #: Blocks of Markdown lines (a table with its heading) shown after the figures, before the notes.
+    tables: list[list[str]] = field(default_factory=list)
 
     def add(self, figure: Figure) -> Figure:
         self.figures.append(figure)
@@ -398,7 +464,7 @@ class EmulatorProcess:
 
     def progress_url(self, prompt_token: str) -> str:
         """The progress WebSocket of one task, as a plain client connects to it."""
-        return f"{self.ws_url}?{GS.PROGRESS_WS_TOKEN_PARAM}={prompt_token}"
+        return progress_url(self.base_url, prompt_token)
 
     async def __aenter__(self) -> Self:
         self.file_limit = raise_file_limit(self.open_files)
@@ -456,8 +522,13 @@ class EmulatorProcess:
     async def reset_stats(self) -> dict[str, Any]:
         return await self._admin_call("POST", "/stats/reset")
 
-    async def timing(self, *, steps: int | None = None, step_seconds: float | None = None) -> dict[str, Any]:
+    async def timing(
+        self, *, steps: int | None = None, step_seconds: float | None = None,
+        queue_notify_interval: float | None = None,
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {}
+        if queue_notify_interval is not None:
+            body["queue_notify_interval"] = queue_notify_interval
         if steps is not None:
             body["steps"] = steps
         if step_seconds is not None:
@@ -469,6 +540,11 @@ class EmulatorProcess:
 
     def peak_rss_mib(self) -> float:
         return proc_peak_rss_mib(self.pid)
+
+
+def progress_url(base_url: str, prompt_token: str) -> str:
+    """The progress WebSocket of one task of the emulator at ``base_url``, as a plain client connects to it."""
+    return f"ws{base_url.removeprefix('http')}{GS.PROGRESS_WS_PATH}?{GS.PROGRESS_WS_TOKEN_PARAM}={prompt_token}"
 
 
 async def bare_submit(api: httpx.AsyncClient, workflow_id: str = T2I) -> dict[str, str]:

@@ -53,10 +53,9 @@ from benchmarks._support import (
     base_parser,
     cpu_seconds,
     judged,
-    own_times,
-    package_of,
     parse_args,
     peak_rss_mib,
+    profile_summary,
     raise_file_limit,
     run_benchmark,
 )
@@ -195,34 +194,6 @@ async def raw_run(args: argparse.Namespace, emulator: EmulatorProcess) -> tuple[
                     first = False
 
         return await run_phases(args, emulator, submit, follow, "bare")
-
-
-def profile_summary(profiler: cProfile.Profile, events: int, top: int = 12) -> list[str]:
-    """Own time by package, and the functions with the most own time, per event (µs, under cProfile).
-
-    ``epoll.poll`` is left out: under cProfile it counts the time the loop sat waiting, which is not CPU.
-    """
-    by_package: Counter[str] = Counter()
-    by_function: Counter[str] = Counter()
-    for path, line, name, own in own_times(profiler):
-        if "select.epoll" in name:
-            continue
-        by_package[package_of(path)] += own
-        short = path.split("site-packages/", 1)[-1].split("/work/main/", 1)[-1]
-        if "/lib/python3" in short:
-            short = short.rsplit("/lib/python3", 1)[1].split("/", 1)[1]
-        by_function[f"{short}:{line}({name})"] += own
-    total = sum(by_package.values())
-    lines = [
-        "Own time by package under cProfile, waiting in epoll left out (µs per event; the profiler inflates "
-        "everything, read the shares): "
-        + ", ".join(f"{package} {own / events * 1e6:.0f} ({own / total:.0%})"
-                    for package, own in by_package.most_common(8))
-        + "."
-    ]
-    lines.append("Top functions by own time (µs per event): " + "; ".join(
-        f"`{name}` {own / events * 1e6:.1f}" for name, own in by_function.most_common(top)) + ".")
-    return lines
 
 
 async def run(args: argparse.Namespace, report: Report) -> None:

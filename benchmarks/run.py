@@ -2,6 +2,7 @@
 
     python benchmarks/run.py                 # all five benchmarks and the httpcore probe, about 2 minutes
     python benchmarks/run.py --only 1 5      # some of them ("probe" names the probe)
+    python benchmarks/run.py --only scale    # the scale curve (issue 12), about 25 minutes: only when named
     python benchmarks/run.py --quick         # smaller runs: a smoke test, never written to RESULTS.md
     python benchmarks/run.py --write         # also store the reports and regenerate RESULTS.md
 
@@ -16,7 +17,13 @@ What each measures (the goals are the project's, from issue 4):
 2. 1,000 tasks streamed at once: all complete, client peak RSS (< 150 MB), client CPU per event (< 100 µs);
 3. polling mode: ``get_task_info`` requests per poll interval for N = 10 / 100 / 1,000 (⌈N/50⌉);
 4. completion → caller knows: the WebSocket stream vs the tutorial's 5 s polling loop (≥ 100× sooner);
-5. per-request overhead of ``client.get_task`` vs raw httpx (≤ 1.2×), and the SDK-only cost.
+5. per-request overhead of ``client.get_task`` vs raw httpx (≤ 1.2×), and the SDK-only cost;
+
+and, only when named (issue 12's goals):
+
+scale. N = 100 / 1,000 / 3,000 / 10,000 tasks streamed at once by the SDK, a bare httpx + websockets client, a bare
+   aiohttp client and the SDK with ``AioHttpClient``, under ``ulimit -n 1024`` and a raised limit; the SDK on
+   uvloop; a cProfile of the SDK; the emulator's CPU and frames/s beside each cell.
 
 ``--write`` keeps the latest report of each benchmark in ``benchmarks/results.json`` (so ``--only`` updates just
 those) and regenerates ``benchmarks/RESULTS.md`` from it, keeping the hand-written analysis between the
@@ -42,6 +49,7 @@ HERE = Path(__file__).resolve().parent
 RESULTS_JSON = HERE / "results.json"
 RESULTS_MD = HERE / "RESULTS.md"
 ANALYSIS_START, ANALYSIS_END = "<!-- analysis:start -->", "<!-- analysis:end -->"
+SCALE_NUMBER = 6  # bench_scale.py's report number; its key is "scale"
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,10 @@ class Benchmark:
     key: str
     script: str
     options: tuple[str, ...] = ()
+    #: Bound on the whole script, seconds (``--timeout`` overrides it when larger).
+    timeout: float = 300.0
+    #: Whether a run that names no benchmark runs it.
+    default: bool = True
 
 
 BENCHMARKS = [
@@ -58,6 +70,8 @@ BENCHMARKS = [
     Benchmark("4", "bench_completion_delay.py"),
     Benchmark("5", "bench_request_overhead.py"),
     Benchmark("probe", "probe_http_hotspots.py"),
+    # 34 cells of up to 10,000 tasks, each with its own deadline (bench_scale.py --help): about 25 minutes.
+    Benchmark("scale", "bench_scale.py", timeout=3 * 3600.0, default=False),
 ]
 
 
@@ -68,9 +82,10 @@ def run_one(benchmark: Benchmark, quick: bool, timeout: float) -> Report | None:
         command = [sys.executable, str(HERE / benchmark.script), *benchmark.options, *(["--quick"] if quick else [])]
         print(f"\n$ {shown_command(command)}", flush=True)
         try:
-            done = subprocess.run([*command, "--json", str(report_path)], timeout=timeout, check=False)
+            bound = max(timeout, benchmark.timeout)
+            done = subprocess.run([*command, "--json", str(report_path)], timeout=bound, check=False)
         except subprocess.TimeoutExpired:
-            print(f"!! {benchmark.script} did not finish within {timeout:g} s")
+            print(f"!! {benchmark.script} did not finish within {bound:g} s")
             return None
         if done.returncode != 0 or not report_path.exists():
             print(f"!! {benchmark.script} failed (exit status {done.returncode})")
@@ -85,6 +100,7 @@ def table(reports: list[Report]) -> list[str]:
     rows = ["| # | figure | value | goal | verdict |", "|---|---|---|---|---|"]
     for report in reports:
         label = str(report.number) if report.number else "probe"
+        label = "scale" if report.number == SCALE_NUMBER else label
         for figure in report.figures:
             verdict = "" if figure.met is None else ("**met**" if figure.met else "**missed**")
             if figure.margin and figure.met is not None:
@@ -158,6 +174,8 @@ def render(reports: dict[str, Report], analysis: str) -> str:
             unit = f" {figure.unit}" if figure.unit else ""
             lines.append(f"- **{figure.name}: {format_value(figure.value)}{unit}**{goal}")
         lines.append("")
+        for block in report.tables:
+            lines += [*block, ""]
         lines += [f"- {note}" for note in report.notes]
         lines.append("")
     return "\n".join(lines)
@@ -182,7 +200,7 @@ def main() -> int:
     if args.quick and args.write:
         parser.error("--quick runs are smoke tests: they are not written to RESULTS.md")
 
-    selected = [b for b in BENCHMARKS if args.only is None or b.key in args.only]
+    selected = [b for b in BENCHMARKS if (b.default if args.only is None else b.key in args.only)]
     machine = machine_info()
     print(f"genstudio_async benchmarks: {', '.join(b.key for b in selected)}; nproc {machine['nproc']}, Python "
           f"{machine['python']}, SDK at {machine['sdk_tree']}; load average {load_average()}")

@@ -54,6 +54,7 @@ if TYPE_CHECKING:  # what type checkers see; at run time each name is imported b
         TaskTimeoutError,
     )
     from ._sync import GenStudio, GPUGeek
+    from ._transports import AioHttpClient
     from .types import (
         ImagePostProcess,
         JobOutcome,
@@ -70,6 +71,7 @@ __all__ = [
     "APIError",
     "APIStatusError",
     "APITimeoutError",
+    "AioHttpClient",
     "ApiWorkflow",
     "AsyncGPUGeek",
     "AsyncGenStudio",
@@ -114,6 +116,7 @@ _EXPORTS: dict[str, str] = {
     "AsyncGPUGeek": "._client",
     "GenStudio": "._sync",
     "GPUGeek": "._sync",
+    "AioHttpClient": "._transports",
     **dict.fromkeys(
         (
             "APIConnectionError",

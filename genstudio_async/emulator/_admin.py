@@ -18,12 +18,15 @@ POST     /_emulator/workflows       body ``{"workflow_id", "spec"}`` registers a
                                     id and a parameter spec; GPUGeek: an integer id and, under ``"workflow"``,
                                     an API-format workflow)
 POST     /_emulator/clock           body ``{"advance": seconds}`` moves the emulator clock forward
-POST     /_emulator/timing          body ``{"steps"?, "step_seconds"?}`` changes how tasks advance
+POST     /_emulator/timing          body ``{"steps"?, "step_seconds"?, "queue_notify_interval"?}`` changes how
+                                    tasks advance, and how often queue changes are pushed (the answer names
+                                    ``queue_notify_interval`` when the body did)
 =======  =========================  ==========================================================================
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -158,6 +161,14 @@ class AdminEndpoints:
             isinstance(step_seconds, bool) or not isinstance(step_seconds, int | float) or step_seconds < 0
         ):
             return self._error(CODE_INVALID_PARAMETER, "step_seconds must be a number, 0 or more")
-        self._service.tasks.set_timing(steps=steps, step_seconds=step_seconds)
+        interval = body.get("queue_notify_interval")
+        if interval is not None and (
+            isinstance(interval, bool) or not isinstance(interval, int | float) or not 0 < interval < math.inf
+        ):
+            return self._error(CODE_INVALID_PARAMETER, "queue_notify_interval must be a number of seconds, above 0")
+        self._service.tasks.set_timing(steps=steps, step_seconds=step_seconds, queue_notify_interval=interval)
         tasks = self._service.tasks
-        return self._ok({"steps": tasks.steps, "step_seconds": tasks.step_seconds})
+        answer: dict[str, float] = {"steps": tasks.steps, "step_seconds": tasks.step_seconds}
+        if interval is not None:
+            answer["queue_notify_interval"] = tasks.queue_notify_interval
+        return self._ok(answer)

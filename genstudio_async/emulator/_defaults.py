@@ -82,6 +82,9 @@ EMULATOR_MAX_UPLOAD_BYTES: Final = 20 * 1024 * 1024
 # JSON bodies (submit, get_task_info, cancel) larger than this get 413. The service's limit is undocumented;
 # this only keeps one request from holding hundreds of megabytes for the emulator's lifetime.
 EMULATOR_MAX_JSON_BODY_BYTES: Final = 4 * 1024 * 1024
+# ``python -m genstudio_async.emulator`` runs on uvloop when it is installed; this variable set to "asyncio" keeps
+# asyncio's own loop (to compare the two, or to rule uvloop out).
+EMULATOR_LOOP_ENV: Final = "GENSTUDIO_EMULATOR_LOOP"
 # How long a stopping emulator waits for open connections before cutting them.
 EMULATOR_SHUTDOWN_TIMEOUT: Final = 3.0
 # ``Emulator.wait_status`` gives up after this many seconds unless told otherwise.

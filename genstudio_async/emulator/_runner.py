@@ -4,6 +4,12 @@ The first line on stdout is exactly ``GenStudio emulator listening on http://HOS
 listening on …`` with ``--service gpugeek``; the real port when ``--port 0``), flushed at once, so a script can
 start the emulator and read where it is. SIGINT and SIGTERM stop it cleanly with exit code 0; bad flags exit
 with 2, a port that cannot be bound with 1.
+
+A process of its own, the emulator may serve thousands of sockets at once (benchmarks/bench_scale.py opens
+10,000): it raises its own open-file soft limit to the hard limit, and runs on uvloop when uvloop is installed
+(about twice the frames per CPU second of asyncio's loop; ``GENSTUDIO_EMULATOR_LOOP=asyncio`` keeps asyncio's).
+Neither is done by an emulator run inside another program (``Emulator`` in a test): that process's limits and
+event loop are its own.
 """
 
 from __future__ import annotations
@@ -11,15 +17,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import logging
+import os
+import resource
 import signal
 import sys
+from collections.abc import Callable
 from typing import TextIO
 
 from .._constants import SECRET_VISIBLE_PREFIX
 from .._exceptions import InvalidInputError
 from .._services.genstudio import PROGRESS_WS_PATH
-from ._defaults import EMULATOR_ADMIN_PATH_PREFIX, EMULATOR_DEFAULT_API_KEY
+from ._defaults import EMULATOR_ADMIN_PATH_PREFIX, EMULATOR_DEFAULT_API_KEY, EMULATOR_LOOP_ENV
 from ._faults import Faults
 from ._server import Emulator
 
@@ -107,10 +117,38 @@ def run(args: argparse.Namespace) -> int:
         _say(f"error: {exc}", stream=sys.stderr)
         return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    raise_open_file_limit()
     try:
-        return asyncio.run(_serve(emulator))
+        with asyncio.Runner(loop_factory=loop_factory()) as runner:
+            return runner.run(_serve(emulator))
     except OSError as exc:
         _say(f"error: cannot listen on {args.host}:{args.port}: {exc}", stream=sys.stderr)
         return 1
     except KeyboardInterrupt:  # only where signal handlers cannot be installed (Windows)
         return 0
+
+
+def raise_open_file_limit() -> int:
+    """Raise this process's open-file soft limit to its hard limit (one descriptor per socket); the new limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard <= soft:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as exc:  # a container may refuse: the emulator still runs, on fewer sockets
+        logging.getLogger("genstudio_async.emulator").debug("open-file limit left at %d: %s", soft, exc)
+        return soft
+    return hard
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop when uvloop is installed and ``GENSTUDIO_EMULATOR_LOOP`` does not say ``asyncio``; else
+    ``None`` (asyncio's own)."""
+    if os.environ.get(EMULATOR_LOOP_ENV, "").strip().lower() == "asyncio":
+        return None
+    try:
+        uvloop = importlib.import_module("uvloop")  # optional: not a dependency, so not imported by name
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory

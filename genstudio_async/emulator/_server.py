@@ -302,9 +302,14 @@ class Emulator(Generic[ServiceT]):
         """Let the workers go on."""
         self._service.tasks.resume()
 
-    def set_timing(self, *, steps: int | None = None, step_seconds: float | None = None) -> None:
-        """Change how tasks advance (for tasks that start from now on)."""
-        self._service.tasks.set_timing(steps=steps, step_seconds=step_seconds)
+    def set_timing(
+        self, *, steps: int | None = None, step_seconds: float | None = None,
+        queue_notify_interval: float | None = None,
+    ) -> None:
+        """Change how tasks advance (for tasks that start from now on), and how often queue changes are pushed."""
+        self._service.tasks.set_timing(
+            steps=steps, step_seconds=step_seconds, queue_notify_interval=queue_notify_interval
+        )
 
     def advance_clock(self, seconds: float) -> None:
         """Move the emulator clock forward: URL and token expiry and file retention see the future."""

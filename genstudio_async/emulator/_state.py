@@ -88,7 +88,7 @@ class Task:
     results: dict[str, list[str]] = field(default_factory=dict)
     version: int = 0
     watchers: set[Watcher] = field(default_factory=set)
-    frame_key: tuple[int, int] | None = None
+    frame_key: tuple[int, int, int] | None = None
     frame_text: str = ""
     changed_ns: int = 0  # time.monotonic_ns() of the last change of state
     submitted_at: float = 0.0  # emulator-clock time it was submitted
@@ -128,10 +128,11 @@ class TaskStore:
         self._queued_seqs: list[int] = []
         self._queued_by_seq: dict[int, Task] = {}
         self._next_seq = 0
-        self._queue_epoch = 0
         self._watched: set[Task] = set()
         self._broadcast_handle: asyncio.TimerHandle | None = None
-        self._work_available = asyncio.Event()
+        # Idle workers, each waiting on its own future: a new task wakes one of them, not all (with a worker per
+        # task, waking every idle worker on each submit made submitting N tasks cost O(N²)).
+        self._idle_workers: deque[asyncio.Future[None]] = deque()
         self._resumed = asyncio.Event()
         self._resumed.set()
         self._workers: list[asyncio.Task[None]] = []
@@ -169,10 +170,18 @@ class TaskStore:
     def resume(self) -> None:
         """Let workers go on."""
         self._resumed.set()
-        self._work_available.set()
+        self._wake_workers(len(self._queued_seqs))
 
-    def set_timing(self, *, steps: int | None = None, step_seconds: float | None = None) -> None:
-        """Change how tasks advance, for tasks that start from now on."""
+    def set_timing(
+        self, *, steps: int | None = None, step_seconds: float | None = None,
+        queue_notify_interval: float | None = None,
+    ) -> None:
+        """Change how tasks advance, for tasks that start from now on; and how often queue changes are pushed
+        (from the next round on; a benchmark with thousands of running tasks pushes them seldom, or never)."""
+        if queue_notify_interval is not None:
+            if not queue_notify_interval > 0:
+                raise ValueError("queue_notify_interval must be above 0")
+            self._queue_notify_interval = queue_notify_interval
         if steps is not None:
             if steps < 0:
                 raise ValueError("steps must be 0 or more")
@@ -185,6 +194,10 @@ class TaskStore:
     @property
     def steps(self) -> int:
         return self._steps
+
+    @property
+    def queue_notify_interval(self) -> float:
+        return self._queue_notify_interval
 
     @property
     def step_seconds(self) -> float:
@@ -213,7 +226,7 @@ class TaskStore:
         task.queue_seq = self._next_seq
         self._queued_seqs.append(task.queue_seq)
         self._queued_by_seq[task.queue_seq] = task
-        self._work_available.set()
+        self._wake_workers(1)
         self._queue_changed()
         return task
 
@@ -255,13 +268,12 @@ class TaskStore:
     def frame(self, task: Task, payload: Callable[[Task], Any]) -> str:
         """``payload(task)`` serialised, once per change of the task however many sockets send it.
 
-        A queued or running task's frame also changes with the queue. A finished task's frame may hold signed
-        URLs, so it is made afresh each minute: a socket opened long after the end still gets live URLs.
+        A queued or running task's frame also changes with what it shows of the queue (its size, the task's
+        place), and only then: a change of the queue that leaves both as they were is not a new frame (nor, with
+        ``stamp_snapshots``, a new serialisation stamp). A finished task's frame may hold signed URLs, so it is
+        made afresh each minute: a socket opened long after the end still gets live URLs.
         """
-        if task.is_terminal:
-            key = (task.version, -1 - int(self._clock.now() // _TERMINAL_FRAME_SECONDS))
-        else:
-            key = (task.version, self._queue_epoch)
+        key = self._frame_key(task)
         if task.frame_key != key:
             task.frame_text = dumps(payload(task))
             task.frame_key = key
@@ -327,17 +339,32 @@ class TaskStore:
             watcher.changed.set()
 
     def _queue_changed(self) -> None:
-        self._queue_epoch += 1
         if self._broadcast_handle is None and self._watched:
             loop = asyncio.get_running_loop()
             self._broadcast_handle = loop.call_later(self._queue_notify_interval, self._broadcast_queue)
 
+    def _frame_key(self, task: Task) -> tuple[int, int, int]:
+        """What a task's frame depends on besides the task itself: the queue as the task sees it, or the minute
+        its signed URLs were made in once it has ended."""
+        if task.is_terminal:
+            return (task.version, -1 - int(self._clock.now() // _TERMINAL_FRAME_SECONDS), 0)
+        return (task.version, self.queue_size_for(task), self.position(task))
+
     def _broadcast_queue(self) -> None:
+        """Wake the watchers of each active task whose frame the queue's changes altered (and only those)."""
         self._broadcast_handle = None
         for task in self._watched:
-            if task.state in ACTIVE_STATES:
+            if task.state in ACTIVE_STATES and self._frame_key(task) != task.frame_key:
                 for watcher in task.watchers:
                     watcher.changed.set()
+
+    def _wake_workers(self, count: int) -> None:
+        """Wake up to ``count`` idle workers (each then takes a task if one is still queued)."""
+        while count > 0 and self._idle_workers:
+            waiter = self._idle_workers.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                count -= 1
 
     def _remove_from_queue(self, task: Task) -> None:
         index = bisect.bisect_left(self._queued_seqs, task.queue_seq)
@@ -350,8 +377,13 @@ class TaskStore:
             if self._resumed.is_set() and self._queued_seqs:
                 seq = self._queued_seqs.pop(0)
                 return self._queued_by_seq.pop(seq)
-            self._work_available.clear()
-            await self._work_available.wait()
+            waiter = asyncio.get_running_loop().create_future()
+            self._idle_workers.append(waiter)
+            try:
+                await waiter
+            finally:
+                if not waiter.done():  # cancelled while idle (the emulator stops): nobody may wake it now
+                    waiter.cancel()
 
     async def _worker_loop(self) -> None:
         while True:

@@ -200,3 +200,55 @@ def test_cli_help_lists_the_emulator_and_its_flags(capsys: pytest.CaptureFixture
         assert flag in help_text
     args = build_parser().parse_args(["emulator", "--fault", "delay=1", "--fault", "seed=2", "--port", "0"])
     assert args.fault == ["delay=1", "seed=2"] and args.port == 0
+
+
+def low_file_limit_and_default_sigint() -> None:
+    """In the child, before exec: a soft open-file limit of 256, as a small container might give."""
+    import resource
+
+    default_sigint()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+
+def soft_file_limit(pid: int) -> str:
+    """A process's soft open-file limit, as /proc shows it."""
+    limits = Path(f"/proc/{pid}/limits").read_text()
+    return next(line for line in limits.splitlines() if line.startswith("Max open files")).split()[3]
+
+
+@pytest.mark.skipif(not Path("/proc/self/limits").exists(), reason="reads the child's limits from /proc")
+async def test_a_standalone_emulator_raises_its_own_open_file_limit() -> None:
+    # One descriptor per socket: with the soft limit it was started with, it could not serve 10,000 of them.
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard <= 256:
+        pytest.skip("the hard open-file limit leaves nothing to raise")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "genstudio_async.emulator", "--port", "0", stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, preexec_fn=low_file_limit_and_default_sigint,
+    )
+    try:
+        assert process.stdout is not None
+        assert FIRST_LINE.match((await asyncio.wait_for(process.stdout.readline(), 20)).decode())
+        assert soft_file_limit(process.pid) == ("unlimited" if hard == resource.RLIM_INFINITY else str(hard))
+        process.send_signal(signal.SIGINT)
+        await asyncio.wait_for(process.communicate(), 20)
+        assert process.returncode == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+def test_a_standalone_emulator_runs_on_uvloop_when_it_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from genstudio_async.emulator import _runner
+
+    uvloop = pytest.importorskip("uvloop")
+    monkeypatch.delenv(ED.EMULATOR_LOOP_ENV, raising=False)
+    assert _runner.loop_factory() is uvloop.new_event_loop
+    monkeypatch.setenv(ED.EMULATOR_LOOP_ENV, "asyncio")  # asyncio's own loop when asked
+    assert _runner.loop_factory() is None
+    monkeypatch.delenv(ED.EMULATOR_LOOP_ENV)
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # and when uvloop is not installed
+    assert _runner.loop_factory() is None

@@ -114,3 +114,24 @@ def test_missing_server_dependencies_are_named(monkeypatch: pytest.MonkeyPatch) 
     with pytest.raises(EmulatorDependencyError, match=r"uvicorn, python-multipart.*genstudio-async\[emulator\]"):
         require_server_dependencies()
     assert issubclass(EmulatorDependencyError, ImportError)
+
+
+async def test_a_new_task_wakes_one_idle_worker_not_every_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    # With a worker per task (the benchmarks run 10,000), waking every idle worker on each submit made N submits
+    # cost O(N²) callbacks: the emulator, not the client, was then what a benchmark measured.
+    async with Emulator(workers=200) as emu:
+        for _ in range(3):  # every worker reaches its idle wait
+            await asyncio.sleep(0)
+        loop = asyncio.get_running_loop()
+        scheduled: list[object] = []
+        call_soon = loop.call_soon
+
+        def counting_call_soon(callback: object, *args: object, **kwargs: object) -> object:
+            scheduled.append(callback)
+            return call_soon(callback, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(loop, "call_soon", counting_call_soon)
+        task = emu.service.submit({"workflow_id": T2I})
+        monkeypatch.undo()
+        assert len(scheduled) <= 2  # one worker woken (the old code woke all 200)
+        await emu.wait_status(task["prompt_id"], [3], timeout=10)  # and that one runs the task to its end

@@ -212,3 +212,28 @@ async def test_queue_moves_are_coalesced_for_many_waiting_sockets(emu: Emulator,
     finally:
         for ws in sockets:
             await ws.close()
+
+
+async def test_queue_changes_are_pushed_as_often_as_the_admin_route_says(
+    emu: Emulator, submit: Submit, api: httpx.AsyncClient
+) -> None:
+    # A benchmark with 10,000 running tasks turns queue-only pushes down: each would re-send every task's snapshot.
+    emu.pause()
+    ahead, behind = await submit(), await submit()
+    prefix = ED.EMULATOR_ADMIN_PATH_PREFIX
+    for refused in (0, -1, "soon", True, None):
+        answer = (await api.post(f"{prefix}/timing", json={"queue_notify_interval": refused})).json()
+        assert (answer["code"] != 0) == (refused is not None), refused
+    timing = (await api.post(f"{prefix}/timing", json={"queue_notify_interval": 3600})).json()["data"]
+    assert timing["queue_notify_interval"] == 3600
+    async with connect(emu.progress_url(behind["prompt_token"]), proxy=None) as ws:
+        first = json.loads(await ws.recv())["comfy_task_info"]
+        assert first["current_position"] == 2
+        await api.post(GS.CANCEL_PATH, json={"comfy_task_id": ahead["prompt_id"]})  # behind is now first in line
+        await asyncio.sleep(0.2)  # four of the default rounds (0.05 s): the old emulator pushed position 1 here
+        emu.resume()
+        frames = [first, *(info["comfy_task_info"] for info in await read_all(ws))]
+    # No push for the queue's change alone; the next frame is the task's own change (it starts), which shows the
+    # queue as it is then.
+    assert [frame["status"] for frame in frames[:2]] == [1, 2]
+    assert frames[-1]["status"] == 3

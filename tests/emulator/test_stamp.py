@@ -3,6 +3,8 @@ benchmarks read (off by default, so the wire stays the service's)."""
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import json
 import time
 from typing import Any
@@ -13,6 +15,7 @@ from websockets.asyncio.client import connect
 
 from genstudio_async.cli import build_parser
 from genstudio_async.emulator import Emulator
+from tests.support import eventually
 
 from .support import Submit, task_info
 
@@ -76,3 +79,36 @@ async def test_the_sdk_keeps_the_stamp_as_an_extra_field(emu: Emulator) -> None:
 def test_the_cli_flag_turns_it_on() -> None:
     assert build_parser().parse_args(["emulator", "--stamp-snapshots"]).stamp_snapshots is True
     assert build_parser().parse_args(["emulator"]).stamp_snapshots is False
+
+
+@pytest.mark.genstudio_emulator(stamp_snapshots=True, queue_notify_interval=0.3)
+async def test_a_queue_change_that_leaves_a_snapshot_as_it_was_sends_no_frame(emu: Emulator, submit: Submit) -> None:
+    # A running task reports the queue's size. A task that joins the queue and leaves it again within one
+    # notification round leaves that size as it was: its socket must not get the same snapshot again, freshly
+    # stamped (the old code re-sent every running task's snapshot on every round: twice the frames at scale).
+    from genstudio_async._services.genstudio import CANCEL_BODY_FIELD
+
+    emu.set_timing(steps=2, step_seconds=0.3)
+    running = await submit()
+    received: list[dict[str, Any]] = []
+    started = asyncio.Event()
+
+    async def follow() -> None:
+        async with connect(emu.progress_url(running["prompt_token"]), proxy=None) as ws:
+            async for frame in ws:
+                received.append(json.loads(frame)["comfy_task_info"])
+                if received[-1]["status"] == 2:
+                    started.set()
+
+    follower = asyncio.create_task(follow())
+    await asyncio.wait_for(started.wait(), 10)
+    emu.pause()  # the running task stays where it is; a new one stays queued
+    passing = emu.service.submit({"workflow_id": "wf-c73diz7kadp6ffgn"})
+    emu.service.cancel({CANCEL_BODY_FIELD: passing["prompt_id"]})  # the queue is as it was, within the round
+    tasks = emu.service.tasks
+    await eventually(lambda: tasks._broadcast_handle is None, what="the notification round")
+    emu.resume()
+    await asyncio.wait_for(follower, 10)
+    shown = [{key: value for key, value in info.items() if key != SERIALISED} for info in received]
+    assert all(before != after for before, after in itertools.pairwise(shown)), shown
+    assert shown[-1]["status"] == 3

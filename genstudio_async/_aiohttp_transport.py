@@ -1,0 +1,148 @@
+"""The aiohttp transport behind ``AioHttpClient``: httpx's request and response on aiohttp's connection pool.
+
+Imported only by ``genstudio_async._transports`` once it knows the ``[aiohttp]`` extra is installed. It builds
+on httpx-aiohttp's ``AiohttpTransport`` (its constructor: TLS context, limits, proxy; its ``aclose``) and
+replaces the request itself, because three of its choices would break rules the SDK keeps:
+
+- its error map turns every ``aiohttp.ClientConnectionError`` (a server hanging up after reading the request
+  included) into ``httpx.ConnectTimeout``, which says "never sent": the SDK would send a submit again that the
+  server may have taken. Here only a failure to connect is a connect error; everything after it may have been
+  received (:func:`httpx_error`);
+- it hands aiohttp the URL as a string, which yarl re-quotes (``%2F`` in a signed query becomes ``/``): here the URL
+  goes as httpx encoded it, untouched;
+- its session keeps a cookie jar of its own beside httpx's, and lets an unmapped aiohttp error reach the caller:
+  here httpx alone handles cookies, and every aiohttp failure becomes an ``httpx.TransportError``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
+import httpx
+import yarl
+from httpx_aiohttp import AiohttpTransport
+
+log = logging.getLogger("genstudio_async")
+
+# The SDK's waits (retry and reconnect back-off) go through anyio, which imports its asyncio backend on first use.
+# Over httpx's transport that first use is the first request; over aiohttp it may be the first back-off, when a
+# process out of file descriptors (10,000 sockets under ulimit -n 1024) can no longer read a module: the import
+# fails with a raw OSError (EMFILE) that reaches the caller. Imported now, while files can still be opened.
+importlib.import_module("anyio._backends._asyncio")
+
+#: Bytes handed to httpx per read of a response body.
+CHUNK_SIZE = 64 * 1024
+
+
+def httpx_error(error: Exception) -> httpx.TransportError:
+    """The httpx error that says what an aiohttp (or socket) failure means for the request.
+
+    Connect errors and connect timeouts (the pool's wait included) happen before a byte is sent: the SDK may
+    send a submit again after them. Anything later (a dropped connection, a read timeout, a malformed answer) is
+    a request the server may have received.
+    """
+    message = str(error) or type(error).__name__
+    if isinstance(error, aiohttp.ConnectionTimeoutError):
+        return httpx.ConnectTimeout(message)
+    if isinstance(error, aiohttp.ServerTimeoutError):  # SocketTimeoutError (sock_read) and any later timeout
+        return httpx.ReadTimeout(message)
+    if isinstance(error, aiohttp.ClientConnectorError):  # refused, DNS, TLS: no connection was made
+        return httpx.ConnectError(message)
+    if isinstance(error, aiohttp.InvalidURL):
+        return httpx.UnsupportedProtocol(message)
+    if isinstance(error, aiohttp.ServerDisconnectedError | aiohttp.ClientResponseError):
+        return httpx.RemoteProtocolError(message)
+    if isinstance(error, aiohttp.ClientPayloadError | aiohttp.ClientConnectionError | OSError):
+        return httpx.ReadError(message)
+    return httpx.TransportError(message)
+
+
+class AioHttpResponseStream(httpx.AsyncByteStream):
+    """A response body read from aiohttp as it arrives; closing it early closes the connection."""
+
+    def __init__(self, response: aiohttp.ClientResponse) -> None:
+        self._response = response
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._response.content.iter_chunked(CHUNK_SIZE):
+                yield chunk
+        except (aiohttp.ClientError, OSError) as exc:
+            raise httpx_error(exc) from exc
+
+    async def aclose(self) -> None:
+        # A body read to its end gives the connection back to the pool; one cut short closes it (aiohttp's
+        # ``should_close``), so the rest of a refused download is never read.
+        self._response.release()
+
+
+class AioHttpTransport(AiohttpTransport):
+    """An ``httpx.AsyncBaseTransport`` that sends each request through one ``aiohttp.ClientSession``.
+
+    The session is made on first use, on the loop that uses it, and closed by ``aclose()``. It follows no
+    redirect, decompresses nothing and keeps no cookies (httpx does each of those, as it does over its own
+    transport), and with ``trust_env`` it reads the proxy environment as httpx would.
+    """
+
+    def __init__(
+        self,
+        *,
+        verify: bool | str = True,
+        cert: str | tuple[str, str] | None = None,
+        trust_env: bool = True,
+        limits: httpx.Limits = httpx.Limits(max_connections=100, max_keepalive_connections=20),  # noqa: B008
+    ) -> None:
+        super().__init__(verify=verify, cert=cert, trust_env=trust_env, limits=limits)
+        self._trust_env = trust_env
+
+    def get_client(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(
+            limit=self.limits.max_connections or 0,
+            keepalive_timeout=self.limits.keepalive_expiry,
+            ssl=self.ssl_context,
+        )
+        return aiohttp.ClientSession(
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+            trust_env=self._trust_env,
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if not isinstance(self.client, aiohttp.ClientSession):
+            self.client = self.get_client()
+        timeout = request.extensions.get("timeout", {})
+        # The body as httpx encoded it (a multipart upload is read here: the SDK holds uploads in memory).
+        body = request.content if isinstance(request.stream, httpx.ByteStream) else await request.aread()
+        try:
+            response = await self.client.request(
+                request.method,
+                yarl.URL(str(request.url), encoded=True),  # as httpx encoded it: never re-quoted
+                headers=request.headers.multi_items(),
+                data=body or None,
+                allow_redirects=False,
+                compress=None,
+                timeout=aiohttp.ClientTimeout(
+                    total=None,
+                    connect=timeout.get("pool"),
+                    sock_connect=timeout.get("connect"),
+                    sock_read=timeout.get("read"),
+                ),
+                server_hostname=request.extensions.get("sni_hostname"),
+            )
+        except (aiohttp.ClientError, OSError) as exc:
+            log.debug("aiohttp transport: %s %s failed: %s", request.method, request.url.host, type(exc).__name__)
+            raise httpx_error(exc) from exc
+        extensions: dict[str, object] = {"http_version": b"HTTP/1.1"}
+        if response.reason:
+            extensions["reason_phrase"] = response.reason.encode("ascii", errors="replace")
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.raw_headers,
+            stream=AioHttpResponseStream(response),
+            request=request,
+            extensions=extensions,
+        )
