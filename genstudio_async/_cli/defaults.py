@@ -36,3 +36,7 @@ CLI_DEMO_TASKS_AHEAD: Final = (2, 1)
 # How often the demo asks a service without a progress socket (GPUGeek) for its task: well under one emulated
 # step, so every queue position and the move to "running" are seen (it is an in-process emulator: no cost).
 CLI_DEMO_POLL_INTERVAL: Final = 0.05
+# `--events` (`--json-stream`): the version every JSON-lines event carries, and the JSON Schema of those events,
+# shipped in this package (genstudio_async/_cli/<file>; the README documents each event type).
+CLI_EVENT_SCHEMA: Final = "genstudio.event/1"
+CLI_EVENT_SCHEMA_FILE: Final = "event.schema.json"

@@ -110,6 +110,8 @@ def describe_error(error: BaseException, endpoint: Endpoint | None = None) -> st
     if isinstance(error, CLIError):
         return error.message
     if isinstance(error, TaskTimeoutError):
+        if error.cancelled:  # --cancel-on-timeout: the SDK's message says it was cancelled on the service
+            return one_line(str(error))
         return f"{one_line(str(error))} (the task goes on: 'genstudio status {error.prompt_id}')"
     text = one_line(str(error)) or type(error).__name__
     if isinstance(error, APIConnectionError):
