@@ -6,7 +6,7 @@
     genstudio run WORKFLOW_ID --set KSampler.steps=30 --spec spec.json
     genstudio batch jobs.jsonl --concurrency 8 --out results/
     genstudio run WORKFLOW_ID --events  # JSON lines on stdout, for programs
-    genstudio status ID... | cancel ID... | upload FILE
+    genstudio watch ID... | status ID... | cancel ID... | upload FILE
     genstudio emulator --port 8188      # a local GenStudio (same flags as python -m genstudio_async.emulator)
     genstudio run --service gpugeek 763311996779461 --set KSampler.steps=5   # GPUGeek (or GENSTUDIO_SERVICE)
 
@@ -411,6 +411,26 @@ def add_ids_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("prompt_ids", nargs="+", metavar="PROMPT_ID", help=what)
 
 
+def add_watch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "tasks",
+        nargs="+",
+        metavar="ID",
+        help="a task's prompt_id (GenStudio: cft-…; GPUGeek: digits), or a file holding a saved Submission, "
+        '{"prompt_id": …, "prompt_token": …} (Submission.model_dump_json(), or a batch journal\'s "submitted" '
+        "line): with a token, GenStudio's progress comes over its WebSocket",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help=f"where to save the files: DIR/<node id>/ for one task (as run --out), DIR/<prompt_id>/<node id>/ for "
+        f"several (default: {CLI_RUN_OUTPUT_DIR}/<prompt_id>/, as run)",
+    )
+    parser.add_argument("--no-download", action="store_true", help="follow the tasks to their end, save nothing")
+    _add_follow_arguments(parser)
+    _add_output_arguments(parser, "a list of the outcomes (prompt_id, status, files, paths)")
+
+
 def _add_service_arguments(parser: argparse.ArgumentParser) -> None:
     from ._cli.client import add_service_arguments
 
@@ -513,10 +533,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_service_arguments(batch)
     batch.set_defaults(handler=_async_command("batch", "batch_command"))
 
+    watch = command(
+        "watch",
+        "follow tasks already submitted, then download their files",
+        "Follow existing tasks, by prompt_id or from a saved Submission file (its token opens GenStudio's progress "
+        "WebSocket), with the same live display as run (several tasks: one row each), then download their files "
+        "(--no-download: only follow). A task that has already ended is reported at once (and its files saved). "
+        "Ctrl-C stops watching and leaves the tasks running on the service (exit 130); --timeout with "
+        "--cancel-on-timeout cancels those that are not done in time. The exit code is the worst of the tasks'.",
+    )
+    add_watch_arguments(watch)
+    _add_service_arguments(watch)
+    watch.set_defaults(handler=_async_command("watch", "watch_command"))
+
     status = command(
         "status",
         "show tasks' status",
-        "Show the status of tasks (GenStudio: one request for all of them; GPUGeek: one request each).",
+        "Show the status of tasks (GenStudio: one request for all of them; GPUGeek: one request each). To follow "
+        "tasks to their end and save their files: genstudio watch.",
     )
     add_ids_arguments(status, "a task's prompt_id (GenStudio: cft-…, asked together; GPUGeek: digits)")
     _add_json_argument(status, "a list of the tasks")
@@ -596,6 +630,7 @@ def _secrets_of(args: argparse.Namespace) -> list[str]:
 
     candidates = [getattr(args, "api_key", None)]
     candidates += [os.environ.get(service.environment.api_key) for service in (GenStudio, GPUGeek)]
+    candidates += getattr(args, "prompt_tokens", [])  # read from files (watch): credentials too
     return [key.strip() for key in candidates if key and key.strip()]
 
 

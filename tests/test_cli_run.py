@@ -164,7 +164,7 @@ async def test_timeout_and_ctrl_c_leave_the_task_running(genstudio_emulator: Emu
     assert timed_out.returncode == 1
     [first] = genstudio_emulator.task_ids()
     assert one_error_line(timed_out.stderr) == (
-        f"task {first} did not finish within 0.3 s (the task goes on: 'genstudio status {first}')"
+        f"task {first} did not finish within 0.3 s (the task goes on: 'genstudio watch {first}')"
     )
 
     async with started("run", T2I, cwd=tmp_path, env=env) as process:

@@ -8,7 +8,7 @@
   ``--api-key`` warning);
 - ``prompt``: ``--prompt``, ``--set`` and ``--image`` into one checked prompt (overrides, or a whole workflow);
 - ``events``: ``--events``, the JSON-lines stream of ``run``, ``batch`` and ``watch`` (its JSON Schema beside it);
-- ``run``, ``demo``, ``tasks`` (status, cancel, upload), ``batch`` with ``jobs`` and ``journal``.
+- ``run``, ``demo``, ``watch``, ``tasks`` (status, cancel, upload), ``batch`` with ``jobs`` and ``journal``.
 
 Nothing here is public API: use ``genstudio_async.cli.main`` or the ``genstudio`` command.
 """

@@ -283,7 +283,7 @@ class Batch:
             outcome.error = (
                 f"{exc.message}. Task {submission.prompt_id} "
                 f"of job {job.name} was created but is not journaled: a rerun would submit it again "
-                f"('genstudio status {submission.prompt_id}', 'genstudio cancel {submission.prompt_id}')"
+                f"('genstudio watch {submission.prompt_id}', 'genstudio cancel {submission.prompt_id}')"
             )
             raise CLIError(outcome.error, ExitCode.FAILED) from None
         outcome.state = SUBMITTED

@@ -7,7 +7,7 @@ Files are saved under ``--out`` (default ``genstudio-output/<prompt_id>/``, the 
 ``task_folder``) as ``<node id>/<file name>``. ``--json`` prints one JSON object (``prompt_id``, ``status``,
 ``files``, ``paths``) and nothing else on stdout, also when the task fails; ``--events`` JSON lines as it goes
 (``events``). ``--timeout`` with ``--cancel-on-timeout`` cancels a task that is not done in time.
-Ctrl-C leaves the task running on the service and says how to follow or cancel it.
+Ctrl-C leaves the task running on the service and says how to follow (``genstudio watch``) or cancel it.
 """
 
 from __future__ import annotations
@@ -164,13 +164,14 @@ async def run_command(args: argparse.Namespace, console: Console) -> int:
             try:
                 paths = await client.download(result, directory)
             except GenStudioError as error:
-                # The task succeeded: say which one, so its files can still be fetched ('genstudio status').
+                # The task succeeded: say which one, so its files can still be fetched ('genstudio watch').
                 events.outcome(DOWNLOAD_FAILED, prompt_id=prompt_id, error=describe_error(error))
                 if args.json:
                     document = result_document(prompt_id, result, [], error)
                     console.json(document | {"status": DOWNLOAD_FAILED})
                 raise CLIError(
-                    f"task {prompt_id} succeeded but its files were not saved: {describe_error(error)}",
+                    f"task {prompt_id} succeeded but its files were not saved: {describe_error(error)} "
+                    f"('genstudio watch {prompt_id}' saves them while the service keeps them)",
                     exit_code_for(error),
                 ) from error
             events.downloaded(prompt_id, paths)
@@ -179,7 +180,7 @@ async def run_command(args: argparse.Namespace, console: Console) -> int:
             task = submission.prompt_id
             console.note(
                 f"interrupted: task {task} goes on on the service "
-                f"('genstudio status {task}' to follow it, 'genstudio cancel {task}' to stop it)"
+                f"('genstudio watch {task}' to follow it, 'genstudio cancel {task}' to stop it)"
             )
             events.outcome(INTERRUPTED, prompt_id=task, error="interrupted: the task goes on on the service")
         else:

@@ -1,0 +1,192 @@
+"""``genstudio watch``: the installed command in a subprocess, following tasks the test submitted itself.
+
+Each test holds the emulator paused while the command starts, so the task is seen queued, then lets it run: the
+command shows it move and saves its files, whatever the machine's speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from genstudio_async.emulator import Emulator
+from genstudio_async.emulator._gpugeek import GPUGeekService
+from genstudio_async.emulator._state import TaskState
+from genstudio_async.workflows import builtin_api_workflow
+from tests.cli_support import (
+    GPUGEEK_T2I,
+    T2I,
+    command_env,
+    event_lines,
+    finish,
+    genstudio,
+    one_error_line,
+    outcomes_by_job,
+    pngs_under,
+    started,
+)
+from tests.support import eventually, no_crash
+
+
+@pytest.fixture
+def genstudio_emulator_options() -> dict[str, Any]:
+    return {"workers": 2, "steps": 4, "step_seconds": 0.02}
+
+
+@pytest.fixture
+def gpugeek_emulator_options() -> dict[str, Any]:
+    return {"workers": 2, "steps": 4, "step_seconds": 0.05}
+
+
+async def first_line(process: asyncio.subprocess.Process) -> str:
+    assert process.stdout is not None
+    async with asyncio.timeout(20):
+        return (await process.stdout.readline()).decode()
+
+
+async def test_watch_follows_a_saved_submission_over_the_websocket_and_saves_its_files(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    genstudio_emulator.pause()
+    async with genstudio_emulator.client() as client:
+        submission = await client.submit(T2I)
+    assert submission.prompt_token is not None
+    (tmp_path / "task.json").write_text(submission.model_dump_json(), encoding="utf-8")
+    async with started("watch", "task.json", cwd=tmp_path, env=command_env(genstudio_emulator)) as process:
+        assert await first_line(process) == "  queued: position 1 of 1\n"  # following it before it runs
+        genstudio_emulator.resume()
+        done = await finish(process)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    progress = [int(percent) for percent in re.findall(r"^  running: +(\d+)%$", done.stdout, re.M)]
+    assert progress and progress == sorted(progress) and "  succeeded: 100%" in lines
+    [png] = pngs_under(tmp_path / "genstudio-output" / submission.prompt_id)  # run's default folder
+    assert png.parent.name == "9" and lines[-1] == f"saved {png.relative_to(tmp_path)}"
+    assert genstudio_emulator.stats.ws_connections_opened == 1  # the token opened the progress socket
+    assert genstudio_emulator.stats.submits == 1  # followed, never submitted again
+    assert submission.prompt_token not in done.stdout + done.stderr
+    no_crash(done.stderr)
+
+
+async def test_watch_of_several_ids_gives_each_its_row_folder_and_outcome(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    async with genstudio_emulator.client() as client:
+        finished = await client.run(T2I)  # ended before the watch: reported, its files saved
+        genstudio_emulator.pause()
+        queued = await client.submit(T2I)
+    ids = (finished.prompt_id, queued.prompt_id, "cft-unknown")
+    env = command_env(genstudio_emulator, dev_mode=False)  # (debug mode's slow-callback notes: stderr is read)
+    async with started("watch", *ids, "--out", "out", "--events", cwd=tmp_path, env=env) as process:
+        assert process.stdout is not None
+        seen: list[dict[str, Any]] = []
+        while not any(e["type"] == "progress" and e["prompt_id"] == queued.prompt_id for e in seen):
+            seen.append(json.loads(await process.stdout.readline()))
+        genstudio_emulator.resume()
+        done = await finish(process)
+    assert done.returncode == 1  # the unknown id
+    events = event_lines("".join(json.dumps(e) + "\n" for e in seen) + done.stdout)
+    outcomes = outcomes_by_job(events, "prompt_id")
+    assert {name: event["status"] for name, event in outcomes.items()} == {
+        finished.prompt_id: "succeeded", queued.prompt_id: "succeeded", "cft-unknown": "not_found",
+    }
+    assert {e["prompt_id"] for e in events if e["type"] == "following"} == {finished.prompt_id, queued.prompt_id}
+    for prompt_id in (finished.prompt_id, queued.prompt_id):
+        [png] = pngs_under(tmp_path / "out" / prompt_id)  # several tasks: DIR/<prompt_id>/<node id>/
+        assert outcomes[prompt_id]["paths"] == [str(png.relative_to(tmp_path))]
+    statuses = [e["status"] for e in events if e["type"] == "progress" and e["prompt_id"] == queued.prompt_id]
+    assert statuses[0] == "queued" and statuses[-1] == "succeeded"
+    assert one_error_line(done.stderr) == "the service does not know task cft-unknown"
+    assert genstudio_emulator.stats.submits == 2
+
+    plain = await genstudio("watch", finished.prompt_id, queued.prompt_id, "--no-download", cwd=tmp_path, env=env)
+    assert plain.returncode == 0, plain.stderr
+    assert set(plain.stdout.splitlines()) == {  # one line per task, named by its id
+        f"{finished.prompt_id}: succeeded: 100%", f"{queued.prompt_id}: succeeded: 100%",
+        f"{finished.prompt_id}: succeeded", f"{queued.prompt_id}: succeeded",
+    }
+
+
+async def test_ctrl_c_leaves_the_watched_task_running_and_says_so(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    genstudio_emulator.pause()
+    async with genstudio_emulator.client() as client:
+        submission = await client.submit(T2I)
+    task = submission.prompt_id
+    env = command_env(genstudio_emulator)
+    async with started("watch", task, "--events", cwd=tmp_path, env=env) as process:
+        assert process.stdout is not None
+        seen = [json.loads(await process.stdout.readline()) for _ in range(3)]  # start, following, progress
+        assert seen[-1]["type"] == "progress" and seen[-1]["status"] == "queued"
+        process.send_signal(signal.SIGINT)
+        interrupted = await finish(process)
+    assert interrupted.returncode == 130
+    events = event_lines("".join(json.dumps(e) + "\n" for e in seen) + interrupted.stdout)
+    assert events[-2]["type"] == "outcome" and events[-2]["status"] == "interrupted" and events[-1]["exit_code"] == 130
+    assert f"interrupted: 1 task(s) go on on the service: {task} ('genstudio watch {task}'" in interrupted.stderr
+    no_crash(interrupted.stderr)
+    assert genstudio_emulator.stats.cancels == 0
+    assert (genstudio_emulator.task_info(task) or {}).get("status") == 1  # still queued on the service
+
+
+async def test_watch_refuses_what_is_not_a_task_before_any_request(tmp_path: Path) -> None:
+    (tmp_path / "junk.json").write_text('{"prompt_token": "x"}', encoding="utf-8")
+    env = command_env(GENSTUDIO_API_KEY="sk-test-0123456789", GENSTUDIO_BASE_URL="http://127.0.0.1:9", dev_mode=False)
+    missing, junk, spaced, no_timeout = await asyncio.gather(
+        genstudio("watch", "saved/task.json", cwd=tmp_path, env=env),
+        genstudio("watch", "junk.json", cwd=tmp_path, env=env),
+        genstudio("watch", "cft-a b", cwd=tmp_path, env=env),
+        genstudio("watch", "cft-a", "--cancel-on-timeout", cwd=tmp_path, env=env),
+    )
+    assert [f.returncode for f in (missing, junk, spaced, no_timeout)] == [2, 2, 2, 2]
+    assert one_error_line(missing.stderr) == (
+        "no such file: 'saved/task.json' (a task is a prompt_id, or a file holding one)"
+    )
+    assert one_error_line(junk.stderr).startswith("the saved task 'junk.json' must hold a 'prompt_id'")
+    assert "is not a prompt_id" in one_error_line(spaced.stderr)
+    assert one_error_line(no_timeout.stderr).startswith("--cancel-on-timeout needs --timeout S")
+
+
+# --- GPUGeek: polled ------------------------------------------------------------------------------------------
+
+
+async def test_watch_on_gpugeek_shows_progress_saves_files_and_cancels_on_timeout(
+    gpugeek_emulator: Emulator[GPUGeekService], tmp_path: Path
+) -> None:
+    workflow = builtin_api_workflow(GPUGEEK_T2I)
+    assert workflow is not None
+    gpugeek_emulator.pause()
+    async with gpugeek_emulator.client() as client:
+        followed = await client.submit(GPUGEEK_T2I, workflow.builder().build())
+        abandoned = await client.submit(GPUGEEK_T2I, workflow.builder().build())
+    env = command_env(gpugeek_emulator, GENSTUDIO_SERVICE="gpugeek")
+    watch = ("watch", "--poll-interval", "0.02")
+    async with started(*watch, followed.prompt_id, "--out", "one", cwd=tmp_path, env=env) as process:
+        assert (await first_line(process)).startswith("  queued: position ")
+        timed_out = await genstudio(
+            *watch, abandoned.prompt_id, "--timeout", "0.3", "--cancel-on-timeout", "--json", cwd=tmp_path, env=env
+        )  # (still paused: it cannot finish in time)
+        gpugeek_emulator.resume()
+        done = await finish(process)
+    assert done.returncode == 0, done.stderr
+    assert "  running\n" in done.stdout and "  succeeded\n" in done.stdout and "%" not in done.stdout
+    [png] = pngs_under(tmp_path / "one")  # one task: --out is its folder, as for run
+    assert png.parent == tmp_path / "one" / "9"
+    no_crash(done.stderr)
+
+    assert timed_out.returncode == 1
+    [document] = timed_out.json()
+    assert document["status"] == "timeout" and document["cancelled"] is True
+    assert document["error"] == (
+        f"task {abandoned.prompt_id} did not finish within 0.3 s; it was cancelled on the service"
+    )
+    await eventually(lambda: gpugeek_emulator.stats.cancels == 1, what="the cancel")
+    states = {task.task_id: task.state for task in gpugeek_emulator.service.tasks}
+    assert states == {followed.prompt_id: TaskState.SUCCEEDED, abandoned.prompt_id: TaskState.CANCELLED}
