@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from genstudio_async._cli.defaults import CLI_SUBMISSION_FILE_MAX_BYTES
 from genstudio_async.emulator import Emulator
 from genstudio_async.emulator._gpugeek import GPUGeekService
 from genstudio_async.emulator._state import TaskState
@@ -22,8 +23,12 @@ from genstudio_async.workflows import builtin_api_workflow
 from tests.cli_support import (
     GPUGEEK_T2I,
     T2I,
+    Answer,
     command_env,
+    envelope,
     event_lines,
+    fake_service,
+    files_under,
     finish,
     genstudio,
     one_error_line,
@@ -31,7 +36,7 @@ from tests.cli_support import (
     pngs_under,
     started,
 )
-from tests.support import eventually, no_crash
+from tests.support import eventually, no_crash, tiny_png
 
 
 @pytest.fixture
@@ -137,21 +142,90 @@ async def test_ctrl_c_leaves_the_watched_task_running_and_says_so(
 
 
 async def test_watch_refuses_what_is_not_a_task_before_any_request(tmp_path: Path) -> None:
-    (tmp_path / "junk.json").write_text('{"prompt_token": "x"}', encoding="utf-8")
+    token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ3YXRjaCJ9.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg"
+    (tmp_path / "junk.json").write_text(json.dumps({"prompt_token": token}), encoding="utf-8")
+    (tmp_path / "spaced.json").write_text(json.dumps({"prompt_id": "cft a", "prompt_token": token}), encoding="utf-8")
+    padding = "x" * CLI_SUBMISSION_FILE_MAX_BYTES  # valid JSON, a real id: only its size is wrong
+    (tmp_path / "huge.json").write_text(json.dumps({"prompt_id": "cft-a", "pad": padding}), encoding="utf-8")
     env = command_env(GENSTUDIO_API_KEY="sk-test-0123456789", GENSTUDIO_BASE_URL="http://127.0.0.1:9", dev_mode=False)
-    missing, junk, spaced, no_timeout = await asyncio.gather(
+    missing, junk, spaced, spaced_file, huge, no_timeout = await asyncio.gather(
         genstudio("watch", "saved/task.json", cwd=tmp_path, env=env),
         genstudio("watch", "junk.json", cwd=tmp_path, env=env),
         genstudio("watch", "cft-a b", cwd=tmp_path, env=env),
+        genstudio("watch", "spaced.json", cwd=tmp_path, env=env),
+        genstudio("watch", "huge.json", cwd=tmp_path, env=env),
         genstudio("watch", "cft-a", "--cancel-on-timeout", cwd=tmp_path, env=env),
     )
-    assert [f.returncode for f in (missing, junk, spaced, no_timeout)] == [2, 2, 2, 2]
+    assert [f.returncode for f in (missing, junk, spaced, spaced_file, huge, no_timeout)] == [2] * 6
     assert one_error_line(missing.stderr) == (
         "no such file: 'saved/task.json' (a task is a prompt_id, or a file holding one)"
     )
     assert one_error_line(junk.stderr).startswith("the saved task 'junk.json' must hold a 'prompt_id'")
     assert "is not a prompt_id" in one_error_line(spaced.stderr)
+    assert one_error_line(spaced_file.stderr).startswith("the saved task 'spaced.json' is not a prompt_id")
+    assert one_error_line(huge.stderr).startswith("the saved task 'huge.json' is ")  # refused unread
     assert one_error_line(no_timeout.stderr).startswith("--cancel-on-timeout needs --timeout S")
+    for finished in (junk, spaced_file):
+        assert token not in finished.stdout + finished.stderr
+
+
+async def test_a_token_pasted_as_an_id_is_never_shown_whole(genstudio_emulator: Emulator, tmp_path: Path) -> None:
+    """A prompt_token where the prompt_id belongs (both come back from a submit): unknown, and masked, as
+    ``status`` masks it, on stderr and in ``--json``."""
+    async with genstudio_emulator.client() as client:
+        submission = await client.submit(T2I)
+    token = submission.prompt_token
+    assert token is not None
+    env = command_env(genstudio_emulator, dev_mode=False)  # (debug mode's slow-callback notes: stderr is read)
+    done = await genstudio("watch", token, "--json", cwd=tmp_path, env=env)
+    assert done.returncode == 1
+    assert token not in done.stdout + done.stderr
+    [document] = done.json()
+    assert document["status"] == "not_found" and document["prompt_id"].endswith("…")
+    assert one_error_line(done.stderr) == f"the service does not know task {document['prompt_id']}"
+
+
+async def test_a_hostile_service_places_no_file_outside_the_folder_and_a_refusal_ends_each_task(
+    tmp_path: Path,
+) -> None:
+    """The ids come from a file anyone may have written, the answers from a service that means harm: the files
+    land under genstudio-output/<safe id>/; and when the first request is refused, each task still gets its
+    outcome event before the error."""
+    hostile_id = "../../escape"
+    (tmp_path / "task.json").write_text(json.dumps({"prompt_id": hostile_id}), encoding="utf-8")
+    work = tmp_path / "work"
+    work.mkdir()
+    service: dict[str, Any] = {"refuse": False}
+
+    def respond(method: str, path: str, body: bytes) -> Answer:
+        if service["refuse"]:
+            return 401, "application/json", b'{"code": 401, "msg": "invalid key"}'
+        if path.endswith("/get_task_info"):
+            files = {"../9": [f"{service['url']}/bucket/..%2F..%2Fpwn.png?Expires=4102444800&Signature=x%2By"]}
+            return envelope({"comfy_task_info": [
+                {"comfy_task_id": hostile_id, "status": 3, "progress_num": 100, "files": files, "final_files": []}
+            ]})
+        if path.startswith("/bucket/"):
+            return 200, "image/png", tiny_png(4, 4)
+        return 404, "text/plain", b"no"
+
+    async with fake_service(respond) as service["url"]:
+        env = command_env(GENSTUDIO_API_KEY="sk-test-0123456789", GENSTUDIO_BASE_URL=service["url"])
+        done = await genstudio("watch", "../task.json", "--poll-interval", "0.05", cwd=work, env=env)
+        service["refuse"] = True
+        refused = await genstudio("watch", "cft-a", "cft-b", "--events", cwd=work, env=env)
+    assert done.returncode == 0, done.stderr
+    [png] = files_under(tmp_path)[1:]  # (task.json first) nothing was written anywhere else
+    assert png.is_relative_to(work / "genstudio-output") and png.parent.parent.parent == work / "genstudio-output"
+    assert done.stdout.splitlines()[-1] == f"saved {png.relative_to(work)}"
+    no_crash(done.stderr)
+
+    assert refused.returncode == 3, refused.stderr  # authentication, as for every command
+    events = event_lines(refused.stdout)
+    outcomes = outcomes_by_job(events, "prompt_id")
+    assert {name: event["status"] for name, event in outcomes.items()} == {"cft-a": "failed", "cft-b": "failed"}
+    assert [event["type"] for event in events][-2:] == ["error", "end"]
+    assert outcomes["cft-a"]["error"] == events[-2]["message"]  # the same reason, once per task
 
 
 # --- GPUGeek: polled ------------------------------------------------------------------------------------------
@@ -190,3 +264,4 @@ async def test_watch_on_gpugeek_shows_progress_saves_files_and_cancels_on_timeou
     await eventually(lambda: gpugeek_emulator.stats.cancels == 1, what="the cancel")
     states = {task.task_id: task.state for task in gpugeek_emulator.service.tasks}
     assert states == {followed.prompt_id: TaskState.SUCCEEDED, abandoned.prompt_id: TaskState.CANCELLED}
+

@@ -16,6 +16,9 @@ CLI_RUN_OUTPUT_DIR: Final = "genstudio-output"
 # The <prompt_id> folder is named from the server's id made safe (no separator, no leading dot) and at most this
 # many UTF-8 bytes (file systems allow 255): a longer id is cut and ends in a hash of the whole id.
 CLI_TASK_FOLDER_MAX_BYTES: Final = 64
+# `genstudio watch FILE`: a saved Submission ({"prompt_id", "prompt_token"}) is a few hundred bytes; a bigger
+# file is refused unread (it may come from anywhere, and would be read whole).
+CLI_SUBMISSION_FILE_MAX_BYTES: Final = 64 * 1024
 # Where `genstudio batch` saves each job's files: CLI_BATCH_OUTPUT_DIR/<job name>/<node id>/<file name>.
 CLI_BATCH_OUTPUT_DIR: Final = "genstudio-batch"
 CLI_BATCH_CONCURRENCY: Final = 4

@@ -59,8 +59,8 @@ class TaskProgress:
     """The progress of one task (``run``, ``demo``), or of several (``watch``: one row each): a rich bar per task,
     or a plain line per change. Use as a context manager.
 
-    ``label``: the task's row (its prompt_id), or a list of them (each task's ``update`` goes to the row of its
-    ``prompt_id``). With one task a plain line is ``  running:  40%``; with several ``cft-…: running:  40%``.
+    ``label``: the task's row (its prompt_id), or a list of them (each ``update`` names its row: ``label``). With
+    one task a plain line is ``  running:  40%``; with several ``cft-…: running:  40%``.
     """
 
     def __init__(self, console: Console, label: str | Sequence[str], profile: Profile = GENSTUDIO) -> None:
@@ -92,12 +92,12 @@ class TaskProgress:
         if self._progress is not None:
             self._progress.stop()
 
-    def _label_of(self, info: TaskInfo) -> str:
-        return self._labels[0] if len(self._labels) == 1 else info.prompt_id
+    def update(self, info: TaskInfo, label: str | None = None) -> None:
+        """Show ``info`` (called with every progress event) in the row ``label`` (default: the first row).
 
-    def update(self, info: TaskInfo) -> None:
-        """Show ``info`` (called with every progress event)."""
-        label = self._label_of(info)
+        The row is the caller's, never ``info.prompt_id``: what the server says a task is called picks no row.
+        """
+        label = self._labels[0] if label is None else label
         text = describe(info, self._profile)
         if self._last.get(label) == text:
             return
@@ -109,13 +109,6 @@ class TaskProgress:
             self._console.line(f"  {text}")
         else:
             self._console.line(f"{label}: {text}")
-
-    def say(self, text: str) -> None:
-        """A line of its own, above the bars when they are drawn."""
-        if self._progress is not None:
-            self._progress.console.print(printable(text), markup=False, highlight=False, soft_wrap=True)
-        else:
-            self._console.line(text)
 
 
 # --- a batch -----------------------------------------------------------------------------------------------

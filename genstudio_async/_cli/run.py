@@ -75,11 +75,14 @@ def result_document(
     return document
 
 
-def on_progress_of(display: TaskProgress, events: EventLog, job: str | None = None) -> Callable[[ProgressEvent], None]:
-    """``wait``'s ``on_progress``: each event to the live display and to the ``--events`` stream."""
+def on_progress_of(
+    display: TaskProgress, events: EventLog, job: str | None = None, *, row: str | None = None
+) -> Callable[[ProgressEvent], None]:
+    """``wait``'s ``on_progress``: each event to the live display (its ``row``, for several tasks) and to the
+    ``--events`` stream."""
 
     def show(event: ProgressEvent) -> None:
-        display.update(event)
+        display.update(event, row)
         events.progress(event, job=job)
 
     return show

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import GenStudioError, NotFoundError
+from .._redact import redact_shapes
 from ..types import Submission, TaskResult
 from . import defaults as CD
 from .client import endpoint_of, make_client
@@ -30,6 +31,7 @@ from .display import TaskProgress
 from .errors import CLIError, ExitCode, describe_error, exit_code_for
 from .events import (
     DOWNLOAD_FAILED,
+    FAILED,
     INTERRUPTED,
     NOT_FOUND,
     SUCCEEDED,
@@ -62,9 +64,14 @@ class Watched:
     def prompt_id(self) -> str:
         return self.submission.prompt_id
 
+    @property
+    def shown(self) -> str:
+        """Its id as printed: a prompt token pasted where an id belongs is masked, as ``status`` masks it."""
+        return redact_shapes(self.prompt_id)
+
     def document(self) -> dict[str, Any]:
         """Its ``--json`` object: ``run --json``'s."""
-        document = result_document(self.prompt_id, self.result, self.paths, self.error)
+        document = result_document(self.shown, self.result, self.paths, self.error)
         document["status"] = self.status
         if self.message is not None:
             document["error"] = self.message
@@ -74,11 +81,19 @@ class Watched:
 def submission_of(text: str) -> Submission:
     """The task an ``ID`` argument names: a prompt_id, or the ``Submission`` saved in the file of that name.
 
-    ``CLIError`` (exit 2) for a file that holds no Submission, a name that looks like a file and is not one
-    (``…/…``, ``….json``), and an id no service could have (a space, a control character).
+    ``CLIError`` (exit 2) for a file that holds no Submission (or is far too big to be one), a name that looks
+    like a file and is not one (``…/…``, ``….json``), and an id no service could have (a space, a control
+    character). The file may come from anywhere: nothing of it is shown but its name, never its token.
     """
     path = Path(text)
     if path.is_file():
+        size = path.stat().st_size
+        if size > CD.CLI_SUBMISSION_FILE_MAX_BYTES:
+            raise CLIError(
+                f"the saved task {text!r} is {size} bytes: a Submission is a small JSON object (at most "
+                f"{CD.CLI_SUBMISSION_FILE_MAX_BYTES} bytes here)",
+                ExitCode.USAGE,
+            )
         data = read_json_object(text, "the saved task", '{"prompt_id": …, "prompt_token": …} (a Submission)')
         prompt_id, token = data.get("prompt_id"), data.get("prompt_token")
         if isinstance(prompt_id, int) and not isinstance(prompt_id, bool):
@@ -148,21 +163,29 @@ class Watch:
 
     async def run(self) -> None:
         async with make_client(self.args, self.console) as client:
-            infos = await client.get_tasks([item.prompt_id for item in self.watched])
+            try:
+                infos = await client.get_tasks([item.prompt_id for item in self.watched])
+            except GenStudioError as error:  # no task followed: each still gets its outcome, then the error line
+                message = describe_error(error, endpoint_of(self.args))
+                for item in self.watched:
+                    self._end(item, FAILED, error=error, message=message)
+                if self.args.json:
+                    self.console.json([item.document() for item in self.watched])
+                raise
             known = {info.prompt_id: info for info in infos}
             for item in self.watched:
                 if item.prompt_id not in known:
-                    message = f"the service does not know task {item.prompt_id}"
+                    message = f"the service does not know task {item.shown}"
                     self._end(item, NOT_FOUND, message=message, error=NotFoundError(message, status_code=404))
                 else:
                     self.events.following(item.prompt_id)
             following = [item for item in self.watched if item.status is None]
             if not following:
                 return
-            with TaskProgress(self.console, [item.prompt_id for item in following], self.profile) as progress:
+            with TaskProgress(self.console, [item.shown for item in following], self.profile) as progress:
                 for item in following:
                     info = known[item.prompt_id]
-                    progress.update(info)
+                    progress.update(info, item.shown)
                     self.events.progress(info)
                 async with asyncio.TaskGroup() as group:
                     for item in following:
@@ -174,7 +197,7 @@ class Watch:
             item.result = await client.wait(
                 item.submission,
                 timeout=self.args.timeout,
-                on_progress=on_progress_of(progress, self.events),
+                on_progress=on_progress_of(progress, self.events, row=item.shown),
                 cancel_on_timeout=self.args.cancel_on_timeout,
             )
         except GenStudioError as error:
@@ -187,7 +210,7 @@ class Watch:
         try:
             item.paths = await client.download(item.result, item.directory)
         except GenStudioError as error:
-            message = f"task {item.prompt_id} succeeded but its files were not saved: {describe_error(error)}"
+            message = f"task {item.shown} succeeded but its files were not saved: {describe_error(error)}"
             self._end(item, DOWNLOAD_FAILED, error=error, message=message)
             return
         self.events.downloaded(item.prompt_id, item.paths)
@@ -210,7 +233,7 @@ class Watch:
                 INTERRUPTED, prompt_id=item.prompt_id, error="interrupted: the task goes on on the service"
             )
         if running:
-            ids = " ".join(item.prompt_id for item in running)
+            ids = " ".join(item.shown for item in running)
             self.console.note(
                 f"interrupted: {len(running)} task(s) go on on the service: {ids} "
                 f"('genstudio watch {ids}' to follow them again, 'genstudio cancel {ids}' to stop them)"
@@ -224,13 +247,13 @@ class Watch:
             for path in item.paths:
                 self.console.line(f"saved {path}")
             if item.status == SUCCEEDED and not item.paths and several:
-                self.console.line(f"{item.prompt_id}: succeeded")
+                self.console.line(f"{item.shown}: succeeded")
             if item.message is not None:
                 if item.error is None or item.status == NOT_FOUND:  # an unknown id: exit 1, as for 'status'
                     code = max(code, ExitCode.FAILED)
                 else:
                     code = max(code, exit_code_for(item.error))
-                named = item.message if item.prompt_id in item.message else f"{item.prompt_id}: {item.message}"
+                named = item.message if item.shown in item.message else f"{item.shown}: {item.message}"
                 self.console.error(named)
         if self.args.json:
             self.console.json([item.document() for item in self.watched])
