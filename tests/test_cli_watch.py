@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from genstudio_async._cli.defaults import CLI_SUBMISSION_FILE_MAX_BYTES
-from genstudio_async.emulator import Emulator
+from genstudio_async.emulator import Emulator, Faults
 from genstudio_async.emulator._gpugeek import GPUGeekService
 from genstudio_async.emulator._state import TaskState
 from genstudio_async.workflows import builtin_api_workflow
@@ -185,6 +185,39 @@ async def test_a_token_pasted_as_an_id_is_never_shown_whole(genstudio_emulator: 
     assert one_error_line(done.stderr) == f"the service does not know task {document['prompt_id']}"
 
 
+async def test_an_ended_task_is_reported_and_a_late_one_cancelled_on_timeout(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    """One ``--events`` stream, both ways a watch ends badly: a task that failed before (exit 1, its message),
+    and one cancelled on the service by ``--cancel-on-timeout``; one terminal outcome each."""
+    genstudio_emulator.set_faults(Faults(fail_tasks="CUDA out of memory"))
+    async with genstudio_emulator.client() as client:
+        failed = await client.submit(T2I)
+        await eventually(lambda: (genstudio_emulator.task_info(failed.prompt_id) or {}).get("status") == 4,
+                         what="the task's failure")
+        genstudio_emulator.pause()
+        late = await client.submit(T2I)
+    env = command_env(genstudio_emulator)
+    done = await genstudio(
+        "watch", failed.prompt_id, late.prompt_id, "--timeout", "0.3", "--cancel-on-timeout", "--events",
+        cwd=tmp_path, env=env,
+    )
+    assert done.returncode == 1, done.stderr
+    events = event_lines(done.stdout)
+    outcomes = outcomes_by_job(events, "prompt_id")
+    assert set(outcomes) == {failed.prompt_id, late.prompt_id}
+    assert outcomes[failed.prompt_id]["status"] == "failed" and not outcomes[failed.prompt_id]["cancelled"]
+    assert "CUDA out of memory" in outcomes[failed.prompt_id]["error"]
+    assert outcomes[late.prompt_id]["status"] == "timeout" and outcomes[late.prompt_id]["cancelled"] is True
+    assert events[-1] == events[-1] | {"type": "end", "exit_code": 1}
+    await eventually(lambda: genstudio_emulator.stats.cancels == 1, what="the cancel")
+    assert {task.task_id: task.state for task in genstudio_emulator.service.tasks} == {
+        failed.prompt_id: TaskState.FAILED, late.prompt_id: TaskState.CANCELLED,
+    }
+    assert not files_under(tmp_path)
+    no_crash(done.stderr)
+
+
 async def test_a_hostile_service_places_no_file_outside_the_folder_and_a_refusal_ends_each_task(
     tmp_path: Path,
 ) -> None:
@@ -265,3 +298,11 @@ async def test_watch_on_gpugeek_shows_progress_saves_files_and_cancels_on_timeou
     states = {task.task_id: task.state for task in gpugeek_emulator.service.tasks}
     assert states == {followed.prompt_id: TaskState.SUCCEEDED, abandoned.prompt_id: TaskState.CANCELLED}
 
+    quiet = command_env(gpugeek_emulator, dev_mode=False, GENSTUDIO_SERVICE="gpugeek")  # (stderr is read)
+    again = await genstudio(*watch, followed.prompt_id, "424242", "--no-download", "--events", cwd=tmp_path, env=quiet)
+    assert again.returncode == 1  # the unknown id; the known one still reported
+    outcomes = outcomes_by_job(event_lines(again.stdout), "prompt_id")
+    assert {name: event["status"] for name, event in outcomes.items()} == {
+        followed.prompt_id: "succeeded", "424242": "not_found",
+    }
+    assert one_error_line(again.stderr) == "the service does not know task 424242"
