@@ -1,7 +1,8 @@
 """Check the built distributions in a folder: the wheel holds what an installed SDK needs at run time.
 
 ``twine check --strict`` checks the metadata (the README renders on PyPI); this checks the files: the typing
-marker and the data files the SDK reads (the built-in workflow specs), and that no test or cache slipped in.
+marker and the data files the SDK reads (the built-in workflow specs) or documents (the JSON Schema of the
+command's ``--events`` lines), and that no test or cache slipped in.
 """
 
 from __future__ import annotations
@@ -10,7 +11,12 @@ import sys
 import zipfile
 from pathlib import Path
 
-REQUIRED = ("genstudio_async/py.typed", "genstudio_async/__init__.py", "genstudio_async/cli.py")
+REQUIRED = (
+    "genstudio_async/py.typed",
+    "genstudio_async/__init__.py",
+    "genstudio_async/cli.py",
+    "genstudio_async/_cli/event.schema.json",  # the JSON Schema of `--events` lines (genstudio.event/1)
+)
 REQUIRED_SUFFIXES = (".json",)  # the built-in workflows' specs
 FORBIDDEN_PARTS = ("__pycache__", ".pyc", "tests/", ".venv")
 

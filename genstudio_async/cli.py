@@ -5,7 +5,8 @@
     genstudio demo                      # the whole thing end to end against an in-process emulator
     genstudio run WORKFLOW_ID --set KSampler.steps=30 --spec spec.json
     genstudio batch jobs.jsonl --concurrency 8 --out results/
-    genstudio status ID... | cancel ID... | upload FILE
+    genstudio run WORKFLOW_ID --events  # JSON lines on stdout, for programs
+    genstudio watch ID... | status ID... | cancel ID... | upload FILE
     genstudio emulator --port 8188      # a local GenStudio (same flags as python -m genstudio_async.emulator)
     genstudio run --service gpugeek 763311996779461 --set KSampler.steps=5   # GPUGeek (or GENSTUDIO_SERVICE)
 
@@ -30,6 +31,7 @@ from ._cli.defaults import (
     CLI_BATCH_OUTPUT_DIR,
     CLI_DEMO_OUTPUT_DIR,
     CLI_DEMO_STEP_SECONDS,
+    CLI_EVENT_SCHEMA,
     CLI_JOURNAL_SUFFIX,
     CLI_RUN_OUTPUT_DIR,
 )
@@ -49,6 +51,7 @@ from .emulator._defaults import (
 if TYPE_CHECKING:
     from ._cli.console import Console
     from ._cli.errors import Endpoint
+    from ._cli.events import EventLog
 
 __all__ = ["add_emulator_arguments", "build_parser", "main"]
 
@@ -247,9 +250,18 @@ def _positive_float(text: str) -> float:
 
 
 def _add_follow_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--timeout``, ``--no-websocket`` and ``--poll-interval``: how a task is followed."""
+    """``--timeout``, ``--cancel-on-timeout``, ``--no-websocket`` and ``--poll-interval``: how a task is followed."""
     parser.add_argument(
-        "--timeout", type=_positive_float, metavar="S", help="give up waiting for a task after S seconds (it goes on)"
+        "--timeout",
+        type=_positive_float,
+        metavar="S",
+        help="give up waiting for a task after S seconds (it goes on, unless --cancel-on-timeout)",
+    )
+    parser.add_argument(
+        "--cancel-on-timeout",
+        action="store_true",
+        help="with --timeout: cancel a task on the service when its time is up, so nobody pays for a task nobody "
+        "waits for (the outcome says it was cancelled)",
     )
     parser.add_argument(  # accepted with either service, so one script serves both (GENSTUDIO_SERVICE)
         "--no-websocket",
@@ -265,8 +277,25 @@ def _add_follow_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_json_argument(parser: argparse.ArgumentParser, what: str) -> None:
+def _add_json_argument(
+    parser: argparse.ArgumentParser | argparse._MutuallyExclusiveGroup, what: str
+) -> None:
     parser.add_argument("--json", action="store_true", help=f"print {what} as JSON on stdout, and nothing else there")
+
+
+def _add_output_arguments(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--json`` (one document at the end) or ``--events`` (JSON lines as it goes), not both."""
+    group = parser.add_mutually_exclusive_group()
+    _add_json_argument(group, what)
+    group.add_argument(
+        "--events",
+        "--json-stream",
+        dest="events",
+        action="store_true",
+        help=f"print one JSON object per line on stdout as things happen ({CLI_EVENT_SCHEMA}: start, submitted, "
+        "following, progress, downloaded, outcome, error, end), and nothing else there; the JSON Schema ships in "
+        "the package (genstudio_async/_cli/event.schema.json)",
+    )
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -338,7 +367,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         "--out", metavar="DIR", help=f"where to save the files (default: {CLI_RUN_OUTPUT_DIR}/<prompt_id>/)"
     )
     _add_follow_arguments(parser)
-    _add_json_argument(parser, "the outcome (prompt_id, status, files, paths)")
+    _add_output_arguments(parser, "the outcome (prompt_id, status, files, paths)")
 
 
 def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
@@ -382,6 +411,26 @@ def add_ids_arguments(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument("prompt_ids", nargs="+", metavar="PROMPT_ID", help=what)
 
 
+def add_watch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "tasks",
+        nargs="+",
+        metavar="ID",
+        help="a task's prompt_id (GenStudio: cft-…; GPUGeek: digits), or a file holding a saved Submission, "
+        '{"prompt_id": …, "prompt_token": …} (Submission.model_dump_json(), or a batch journal\'s "submitted" '
+        "line): with a token, GenStudio's progress comes over its WebSocket",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help=f"where to save the files: DIR/<node id>/ for one task (as run --out), DIR/<prompt_id>/<node id>/ for "
+        f"several (default: {CLI_RUN_OUTPUT_DIR}/<prompt_id>/, as run)",
+    )
+    parser.add_argument("--no-download", action="store_true", help="follow the tasks to their end, save nothing")
+    _add_follow_arguments(parser)
+    _add_output_arguments(parser, "a list of the outcomes (prompt_id, status, files, paths)")
+
+
 def _add_service_arguments(parser: argparse.ArgumentParser) -> None:
     from ._cli.client import add_service_arguments
 
@@ -397,15 +446,26 @@ def _async_command(module: str, name: str) -> Handler:
 
         from ._cli.client import enable_debug_logging
         from ._cli.console import Console
+        from ._cli.errors import CLIError, ExitCode
+        from ._cli.events import EventLog
+        from ._cli.services import profile_of
+        from ._redact import Redactor
 
         loaded = importlib.import_module(f"._cli.{module}", __package__)
         command: Command = getattr(loaded, name)
         if getattr(args, "debug", False):
             enable_debug_logging()
+        events = bool(getattr(args, "events", False))
+        # With --events stdout holds the event lines and nothing else: no human display (notes stay on stderr).
+        console = Console(quiet=bool(getattr(args, "json", False)) or events)
+        args.event_log = EventLog(console.out if events else None, Redactor(_secrets_of(args)))
+        args.event_log.start(args.command, profile_of(args).name)
+        if getattr(args, "cancel_on_timeout", False) and getattr(args, "timeout", None) is None:
+            raise CLIError("--cancel-on-timeout needs --timeout S (the time after which a task is cancelled)",
+                           ExitCode.USAGE)
         prepare = getattr(loaded, "prepare", None)
         if prepare is not None:
             prepare(args)  # blocking local reads (files, stdin) before the event loop exists
-        console = Console(quiet=bool(getattr(args, "json", False)))
         return asyncio.run(command(args, console))
 
     return handler
@@ -473,10 +533,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_service_arguments(batch)
     batch.set_defaults(handler=_async_command("batch", "batch_command"))
 
+    watch = command(
+        "watch",
+        "follow tasks already submitted, then download their files",
+        "Follow existing tasks, by prompt_id or from a saved Submission file (its token opens GenStudio's progress "
+        "WebSocket), with the same live display as run (several tasks: one row each), then download their files "
+        "(--no-download: only follow). A task that has already ended is reported at once (and its files saved). "
+        "Ctrl-C stops watching and leaves the tasks running on the service (exit 130); --timeout with "
+        "--cancel-on-timeout cancels those that are not done in time. The exit code is the worst of the tasks'.",
+    )
+    add_watch_arguments(watch)
+    _add_service_arguments(watch)
+    watch.set_defaults(handler=_async_command("watch", "watch_command"))
+
     status = command(
         "status",
         "show tasks' status",
-        "Show the status of tasks (GenStudio: one request for all of them; GPUGeek: one request each).",
+        "Show the status of tasks (GenStudio: one request for all of them; GPUGeek: one request each). To follow "
+        "tasks to their end and save their files: genstudio watch.",
     )
     add_ids_arguments(status, "a task's prompt_id (GenStudio: cft-…, asked together; GPUGeek: digits)")
     _add_json_argument(status, "a list of the tasks")
@@ -524,10 +598,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return handler(args)
+        code = handler(args)
     except KeyboardInterrupt:
         print("genstudio: interrupted", file=sys.stderr)
-        return 130
+        code = 130
     except BrokenPipeError:  # stdout was closed early (``genstudio status ... | head``): stop quietly
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
@@ -536,7 +610,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._cli.client import endpoint_of
 
         debug = bool(getattr(args, "debug", False))
-        return _report(error, debug=debug, secrets=_secrets_of(args), endpoint=endpoint_of(args))
+        code = _report(
+            error, debug=debug, secrets=_secrets_of(args), endpoint=endpoint_of(args), events=_event_log(args)
+        )
+    events = _event_log(args)
+    if events is not None:
+        events.end(code)  # the last line of --events, whatever happened
+    return code
+
+
+def _event_log(args: argparse.Namespace) -> EventLog | None:
+    """The ``--events`` stream the command's handler opened (``None`` before, or for the emulator)."""
+    return getattr(args, "event_log", None)
 
 
 def _secrets_of(args: argparse.Namespace) -> list[str]:
@@ -545,12 +630,21 @@ def _secrets_of(args: argparse.Namespace) -> list[str]:
 
     candidates = [getattr(args, "api_key", None)]
     candidates += [os.environ.get(service.environment.api_key) for service in (GenStudio, GPUGeek)]
+    candidates += getattr(args, "prompt_tokens", [])  # read from files (watch): credentials too
     return [key.strip() for key in candidates if key and key.strip()]
 
 
-def _report(error: Exception, *, debug: bool, secrets: Sequence[str] = (), endpoint: Endpoint | None = None) -> int:
-    """``error`` as one line on stderr (a prompt's problems: one line each), the traceback first with --debug.
-    ``endpoint``: where the command's requests went (see ``describe_error``).
+def _report(
+    error: Exception,
+    *,
+    debug: bool,
+    secrets: Sequence[str] = (),
+    endpoint: Endpoint | None = None,
+    events: EventLog | None = None,
+) -> int:
+    """``error`` as one line on stderr (a prompt's problems: one line each), the traceback first with --debug,
+    and as an ``error`` event with ``--events``. ``endpoint``: where the command's requests went (see
+    ``describe_error``).
 
     Everything goes through a redactor: a traceback shows the chained httpx/h11 exceptions, whose messages the
     SDK never saw (``Illegal header value b'Bearer <the whole key>'``).
@@ -570,11 +664,16 @@ def _report(error: Exception, *, debug: bool, secrets: Sequence[str] = (), endpo
     if debug:
         print(shown("".join(traceback.format_exception(error))), end="", file=sys.stderr)
     if isinstance(error, GenStudioError | CLIError):
-        print(shown(f"genstudio: error: {describe_error(error, endpoint)}"), file=sys.stderr)
+        message = describe_error(error, endpoint)
+        print(shown(f"genstudio: error: {message}"), file=sys.stderr)
     else:
         hint = "" if debug else " (run with --debug for the traceback)"
-        print(shown(f"genstudio: internal error: {type(error).__name__}: {error}{hint}"), file=sys.stderr)
-    return int(exit_code_for(error))
+        message = f"internal error: {type(error).__name__}: {error}"
+        print(shown(f"genstudio: {message}{hint}"), file=sys.stderr)
+    code = int(exit_code_for(error))
+    if events is not None:
+        events.error(redactor(message), code)  # escaped as JSON escapes it, not for a terminal
+    return code
 
 
 if __name__ == "__main__":

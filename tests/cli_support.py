@@ -24,6 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from jsonschema import Draft202012Validator
+
+from genstudio_async._cli.events import schema_path
 from genstudio_async.emulator import Emulator
 from tests.support import png_size, raw_http_server, read_request_head
 
@@ -134,6 +137,39 @@ def pngs_under(directory: Path) -> list[Path]:
 def files_under(directory: Path) -> list[Path]:
     """Every file under ``directory``, at any depth."""
     return sorted(path for path in directory.rglob("*") if path.is_file())
+
+
+_EVENT_SCHEMA = Draft202012Validator(json.loads(schema_path().read_text(encoding="utf-8")))
+
+
+def event_lines(stdout: str) -> list[dict[str, Any]]:
+    """The ``--events`` stream on ``stdout``: every line asserted to be one JSON object valid under the JSON
+    Schema the package ships (nothing else on stdout, not even a blank line), the last one ``end``."""
+    assert stdout.endswith("\n"), stdout[-200:]
+    events = []
+    for number, line in enumerate(stdout.split("\n")[:-1], start=1):
+        event = json.loads(line)
+        problems = [error.message for error in _EVENT_SCHEMA.iter_errors(event)]
+        assert not problems, f"line {number} breaks the schema: {problems}\n{line}"
+        events.append(event)
+    assert events and events[0]["type"] == "start" and events[-1]["type"] == "end", stdout
+    assert [event["type"] for event in events].count("end") == 1
+    return events
+
+
+def outcomes_by_job(events: list[dict[str, Any]], key: str = "job") -> dict[Any, dict[str, Any]]:
+    """Each job's (or, with ``key="prompt_id"``, each task's) ``outcome`` event, asserted to be its only one and
+    its last event."""
+    found: dict[Any, dict[str, Any]] = {}
+    for index, event in enumerate(events):
+        if event["type"] != "outcome":
+            continue
+        name = event[key]
+        assert name not in found, f"a second outcome for {name!r}: {event}"
+        found[name] = event
+        later = [other for other in events[index + 1 :] if other.get(key) == name and other["type"] != "end"]
+        assert not later, f"events of {name!r} after its outcome: {later}"
+    return found
 
 
 def one_error_line(stderr: str) -> str:

@@ -13,6 +13,7 @@ import pytest
 
 from genstudio_async.emulator import Emulator, Faults
 from genstudio_async.emulator._gpugeek import GPUGeekService
+from genstudio_async.emulator._state import TaskState
 from tests.cli_support import (
     EXPORTS,
     GPUGEEK_I2I,
@@ -163,7 +164,7 @@ async def test_timeout_and_ctrl_c_leave_the_task_running(genstudio_emulator: Emu
     assert timed_out.returncode == 1
     [first] = genstudio_emulator.task_ids()
     assert one_error_line(timed_out.stderr) == (
-        f"task {first} did not finish within 0.3 s (the task goes on: 'genstudio status {first}')"
+        f"task {first} did not finish within 0.3 s (the task goes on: 'genstudio watch {first}')"
     )
 
     async with started("run", T2I, cwd=tmp_path, env=env) as process:
@@ -181,6 +182,24 @@ async def test_timeout_and_ctrl_c_leave_the_task_running(genstudio_emulator: Emu
     stats = genstudio_emulator.stats
     assert stats.cancels == 0 and stats.submits == 2
     assert all((genstudio_emulator.task_info(task) or {}).get("status") == 1 for task in (first, second))
+
+
+async def test_cancel_on_timeout_cancels_the_task_on_the_service_and_says_so(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    genstudio_emulator.pause()  # the task stays queued: the timeout comes first
+    env = command_env(genstudio_emulator, dev_mode=False)
+    plain, as_json = await asyncio.gather(
+        genstudio("run", T2I, "--timeout", "0.3", "--cancel-on-timeout", cwd=tmp_path, env=env),
+        genstudio("run", T2I, "--timeout", "0.3", "--cancel-on-timeout", "--json", cwd=tmp_path, env=env),
+    )
+    assert plain.returncode == 1 and as_json.returncode == 1
+    document = as_json.json()
+    assert document["status"] == "timeout" and document["cancelled"] is True
+    first = next(task for task in genstudio_emulator.task_ids() if task != document["prompt_id"])
+    assert one_error_line(plain.stderr) == f"task {first} did not finish within 0.3 s; it was cancelled on the service"
+    assert genstudio_emulator.stats.cancels == 2
+    assert {task.state for task in genstudio_emulator.service.tasks} == {TaskState.CANCELLED}
 
 
 @pytest.mark.parametrize("hostile_id", ["../../x", "ABSOLUTE", "..", "x/../../../y", "a" * 250])  # longer ids: refused

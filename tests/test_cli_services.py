@@ -12,6 +12,7 @@ COMMANDS = (
     ["demo"],
     ["run", "1"],
     ["batch", "jobs.jsonl"],
+    ["watch", "1"],
     ["status", "1"],
     ["cancel", "1"],
     ["upload", "fox.png"],

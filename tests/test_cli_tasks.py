@@ -58,8 +58,9 @@ async def test_upload_status_and_cancel(genstudio_emulator: Emulator, tmp_path: 
 
     assert status.returncode == 1  # one id is unknown
     rows = {line.split()[0]: line for line in status.stdout.splitlines()[1:]}
-    assert re.search(r"\bsucceeded\b.*\bsucceeded: 100%\s+1$", rows[finished.prompt_id])
-    assert "queued" in rows[queued.prompt_id] and rows["cft-unknown"].split()[1:] == ["not", "found"]
+    assert rows[finished.prompt_id].split()[1:] == ["succeeded:", "100%", "1"]  # one status column, not two
+    assert rows[queued.prompt_id].split()[1:3] == ["queued:", "position"]
+    assert rows["cft-unknown"].split()[1:] == ["not", "found"]
     assert status.stderr == "genstudio: the service does not know task cft-unknown\n"
     assert status_json.returncode == 0
     [document] = status_json.json()
@@ -321,8 +322,8 @@ async def test_gpugeek_upload_status_and_cancel(gpugeek_emulator: GPUGeekEmulato
 
     assert status.returncode == 1  # one id is unknown
     rows = {line.split()[0]: line.split()[1:] for line in status.stdout.splitlines()[1:]}
-    assert rows[finished.prompt_id] == ["succeeded", "succeeded", "1"]  # no percent: GPUGeek gives none
-    assert rows[queued.prompt_id][:2] == ["queued", "queued:"] and rows[unknown] == ["not", "found"]
+    assert rows[finished.prompt_id] == ["succeeded", "1"]  # no percent: GPUGeek gives none
+    assert rows[queued.prompt_id][:2] == ["queued:", "position"] and rows[unknown] == ["not", "found"]
     assert status.stderr == f"genstudio: the service does not know task {unknown}\n"
     assert status_json.returncode == 0
     [document] = status_json.json()

@@ -7,7 +7,8 @@
 - ``client``: the client a command talks through, ``AsyncGenStudio`` or ``AsyncGPUGeek`` (key, base URL,
   ``--api-key`` warning);
 - ``prompt``: ``--prompt``, ``--set`` and ``--image`` into one checked prompt (overrides, or a whole workflow);
-- ``run``, ``demo``, ``tasks`` (status, cancel, upload), ``batch`` with ``jobs`` and ``journal``.
+- ``events``: ``--events``, the JSON-lines stream of ``run``, ``batch`` and ``watch`` (its JSON Schema beside it);
+- ``run``, ``demo``, ``watch``, ``tasks`` (status, cancel, upload), ``batch`` with ``jobs`` and ``journal``.
 
 Nothing here is public API: use ``genstudio_async.cli.main`` or the ``genstudio`` command.
 """

@@ -39,6 +39,7 @@ from .._exceptions import (
     NotFoundError,
     PermissionDeniedError,
     TaskError,
+    TaskTimeoutError,
 )
 from ..types import Submission
 from . import defaults as CD
@@ -239,7 +240,12 @@ class Batch:
                 self.display.started(job.name, f"resuming {submission.prompt_id}")
                 outcome.state, outcome.prompt_id = SUBMITTED, submission.prompt_id
             progress = functools.partial(self.display.update, job.name)
-            result = await client.wait(submission, timeout=self.args.timeout, on_progress=progress)
+            result = await client.wait(
+                submission,
+                timeout=self.args.timeout,
+                on_progress=progress,
+                cancel_on_timeout=self.args.cancel_on_timeout,
+            )
             self.display.downloading(job.name)
             endpoint = None  # a connection error from here on is the storage host's, not the service's
             paths = await client.download(result, self.output / job.folder)
@@ -248,7 +254,9 @@ class Batch:
             if isinstance(error, AuthenticationError | PermissionDeniedError):
                 self._fatal = error  # the key is refused: every other job would fail the same way
                 self._stop()
-            task_failed = isinstance(error, TaskError) or (resumed and isinstance(error, NotFoundError))
+            # A task cancelled on its timeout is over, as a failed one is: --retry-failed submits it again.
+            cancelled = isinstance(error, TaskTimeoutError) and error.cancelled
+            task_failed = isinstance(error, TaskError) or (resumed and isinstance(error, NotFoundError)) or cancelled
             message = describe_error(error, endpoint)
             if resumed and isinstance(error, NotFoundError):
                 message += " (the task in the journal is unknown to the service: --retry-failed submits it again)"
@@ -275,7 +283,7 @@ class Batch:
             outcome.error = (
                 f"{exc.message}. Task {submission.prompt_id} "
                 f"of job {job.name} was created but is not journaled: a rerun would submit it again "
-                f"('genstudio status {submission.prompt_id}', 'genstudio cancel {submission.prompt_id}')"
+                f"('genstudio watch {submission.prompt_id}', 'genstudio cancel {submission.prompt_id}')"
             )
             raise CLIError(outcome.error, ExitCode.FAILED) from None
         outcome.state = SUBMITTED

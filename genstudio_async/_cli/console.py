@@ -31,12 +31,17 @@ RICH_MISSING = "progress bars and tables need rich: pip install 'genstudio-async
 _JSON_RAW_CONTROLS = re.compile(f"[\x7f-\x9f{BIDI_AND_SEPARATORS}]")
 
 
-def json_text(document: Any) -> str:
+def json_text(document: Any, *, one_line: bool = False) -> str:
     """``document`` as indented JSON, with the controls ``json.dumps`` leaves raw escaped as ``\\uXXXX``.
 
     Outside strings JSON is ASCII, so every such character is inside a string, where the escape means the same.
+    ``one_line``: compact, on one line (a JSON-lines record: a line break inside a string is escaped as ``\\n``,
+    U+2028 and U+2029 as ``\\u2028``, so no reader splits it).
     """
-    text = json.dumps(document, ensure_ascii=False, indent=2)
+    if one_line:
+        text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    else:
+        text = json.dumps(document, ensure_ascii=False, indent=2)
     return _JSON_RAW_CONTROLS.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
 
 

@@ -16,6 +16,9 @@ CLI_RUN_OUTPUT_DIR: Final = "genstudio-output"
 # The <prompt_id> folder is named from the server's id made safe (no separator, no leading dot) and at most this
 # many UTF-8 bytes (file systems allow 255): a longer id is cut and ends in a hash of the whole id.
 CLI_TASK_FOLDER_MAX_BYTES: Final = 64
+# `genstudio watch FILE`: a saved Submission ({"prompt_id", "prompt_token"}) is a few hundred bytes; a bigger
+# file is refused unread (it may come from anywhere, and would be read whole).
+CLI_SUBMISSION_FILE_MAX_BYTES: Final = 64 * 1024
 # Where `genstudio batch` saves each job's files: CLI_BATCH_OUTPUT_DIR/<job name>/<node id>/<file name>.
 CLI_BATCH_OUTPUT_DIR: Final = "genstudio-batch"
 CLI_BATCH_CONCURRENCY: Final = 4
@@ -36,3 +39,7 @@ CLI_DEMO_TASKS_AHEAD: Final = (2, 1)
 # How often the demo asks a service without a progress socket (GPUGeek) for its task: well under one emulated
 # step, so every queue position and the move to "running" are seen (it is an in-process emulator: no cost).
 CLI_DEMO_POLL_INTERVAL: Final = 0.05
+# `--events` (`--json-stream`): the version every JSON-lines event carries, and the JSON Schema of those events,
+# shipped in this package (genstudio_async/_cli/<file>; the README documents each event type).
+CLI_EVENT_SCHEMA: Final = "genstudio.event/1"
+CLI_EVENT_SCHEMA_FILE: Final = "event.schema.json"

@@ -56,15 +56,20 @@ def shown_paths(paths: Sequence[Path]) -> str:
 
 
 class TaskProgress:
-    """The progress of one task: a rich bar, or a plain line per change. Use as a context manager."""
+    """The progress of one task (``run``, ``demo``), or of several (``watch``: one row each): a rich bar per task,
+    or a plain line per change. Use as a context manager.
 
-    def __init__(self, console: Console, label: str, profile: Profile = GENSTUDIO) -> None:
+    ``label``: the task's row (its prompt_id), or a list of them (each ``update`` names its row: ``label``). With
+    one task a plain line is ``  running:  40%``; with several ``cft-…: running:  40%``.
+    """
+
+    def __init__(self, console: Console, label: str | Sequence[str], profile: Profile = GENSTUDIO) -> None:
         self._console = console
-        self._label = label
+        self._labels = [label] if isinstance(label, str) else list(label)
         self._profile = profile
-        self._last = ""
+        self._last: dict[str, str] = {}
         self._progress: Progress | None = None
-        self._row: TaskID | None = None
+        self._rows: dict[str, TaskID] = {}
 
     def __enter__(self) -> TaskProgress:
         if self._console.pretty and not self._console.quiet:
@@ -78,7 +83,8 @@ class TaskProgress:
                 TimeElapsedColumn(),
                 console=self._console.rich,
             )
-            self._row = self._progress.add_task(_escaped(self._label), total=100, state="submitting")
+            for label in self._labels:
+                self._rows[label] = self._progress.add_task(_escaped(label), total=100, state="waiting")
             self._progress.start()
         return self
 
@@ -86,16 +92,23 @@ class TaskProgress:
         if self._progress is not None:
             self._progress.stop()
 
-    def update(self, info: TaskInfo) -> None:
-        """Show ``info`` (called with every progress event)."""
+    def update(self, info: TaskInfo, label: str | None = None) -> None:
+        """Show ``info`` (called with every progress event) in the row ``label`` (default: the first row).
+
+        The row is the caller's, never ``info.prompt_id``: what the server says a task is called picks no row.
+        """
+        label = self._labels[0] if label is None else label
         text = describe(info, self._profile)
-        if text == self._last:
+        if self._last.get(label) == text:
             return
-        self._last = text
-        if self._progress is not None and self._row is not None:
-            self._progress.update(self._row, completed=info.progress, state=_escaped(text))
-        else:
+        self._last[label] = text
+        row = self._rows.get(label)
+        if self._progress is not None and row is not None:
+            self._progress.update(row, completed=info.progress, state=_escaped(text))
+        elif len(self._labels) == 1:
             self._console.line(f"  {text}")
+        else:
+            self._console.line(f"{label}: {text}")
 
 
 # --- a batch -----------------------------------------------------------------------------------------------

@@ -38,7 +38,7 @@ class ExitCode(IntEnum):
 EXIT_CODES_HELP = """\
 exit codes:
   0    success
-  1    a task or job failed, was cancelled or denied, or timed out (it goes on: see 'genstudio status');
+  1    a task or job failed, was cancelled or denied, or timed out (it goes on: see 'genstudio watch');
        'status' was asked about an unknown task; 'cancel' found a task already ended; the emulator could
        not start
   2    usage or invalid input: bad flags, a prompt that does not fit its spec (every problem is listed and
@@ -110,7 +110,9 @@ def describe_error(error: BaseException, endpoint: Endpoint | None = None) -> st
     if isinstance(error, CLIError):
         return error.message
     if isinstance(error, TaskTimeoutError):
-        return f"{one_line(str(error))} (the task goes on: 'genstudio status {error.prompt_id}')"
+        if error.cancelled:  # --cancel-on-timeout: the SDK's message says it was cancelled on the service
+            return one_line(str(error))
+        return f"{one_line(str(error))} (the task goes on: 'genstudio watch {error.prompt_id}')"
     text = one_line(str(error)) or type(error).__name__
     if isinstance(error, APIConnectionError):
         where = f"{endpoint.shown_url}: " if endpoint else ""

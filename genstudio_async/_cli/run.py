@@ -5,8 +5,9 @@ The prompt is built from ``--prompt``, ``--set`` and ``--image`` (on GPUGeek, fr
 ``prompt``). Images given with ``--image`` are uploaded at submit time (GPUGeek: presigned, PUT and committed).
 Files are saved under ``--out`` (default ``genstudio-output/<prompt_id>/``, the id made a safe folder name:
 ``task_folder``) as ``<node id>/<file name>``. ``--json`` prints one JSON object (``prompt_id``, ``status``,
-``files``, ``paths``) and nothing else on stdout, also when the task fails.
-Ctrl-C leaves the task running on the service and says how to follow or cancel it.
+``files``, ``paths``) and nothing else on stdout, also when the task fails; ``--events`` JSON lines as it goes
+(``events``). ``--timeout`` with ``--cancel-on-timeout`` cancels a task that is not done in time.
+Ctrl-C leaves the task running on the service and says how to follow (``genstudio watch``) or cancel it.
 """
 
 from __future__ import annotations
@@ -14,17 +15,28 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .._exceptions import GenStudioError, TaskCancelledError, TaskError, TaskPermissionError, TaskTimeoutError
+from .._exceptions import GenStudioError
 from .._files import safe_name
-from ..types import Submission, TaskResult
+from ..types import ProgressEvent, Submission, TaskResult
 from . import defaults as CD
 from .client import endpoint_of, make_client
 from .console import Console
 from .display import TaskProgress
 from .errors import CLIError, Endpoint, ExitCode, describe_error, exit_code_for
+from .events import (
+    DOWNLOAD_FAILED,
+    INTERRUPTED,
+    SUCCEEDED,
+    EventLog,
+    cancelled_on_timeout,
+    events_of,
+    status_word,
+    submit_outcome,
+)
 from .prompt import build_prompt, load_prompt_file, load_spec, whole_workflow
 from .services import Profile, profile_of
 
@@ -39,19 +51,6 @@ def task_folder(prompt_id: str) -> str:
     digest = hashlib.sha256(prompt_id.encode()).hexdigest()[:8]
     head = name.encode()[: CD.CLI_TASK_FOLDER_MAX_BYTES - len(digest) - 1].decode(errors="ignore")
     return f"{head}-{digest}"
-
-
-def status_word(error: BaseException | None) -> str:
-    """How a task ended, as ``--json`` says it."""
-    if error is None:
-        return "succeeded"
-    if isinstance(error, TaskTimeoutError):
-        return "timeout"
-    if isinstance(error, TaskCancelledError):
-        return "cancelled"
-    if isinstance(error, TaskPermissionError):
-        return "permission_denied"
-    return "failed"
 
 
 def result_document(
@@ -71,7 +70,22 @@ def result_document(
     }
     if error is not None:
         document["error"] = describe_error(error, endpoint)
+    if cancelled_on_timeout(error):
+        document["cancelled"] = True
     return document
+
+
+def on_progress_of(
+    display: TaskProgress, events: EventLog, job: str | None = None, *, row: str | None = None
+) -> Callable[[ProgressEvent], None]:
+    """``wait``'s ``on_progress``: each event to the live display (its ``row``, for several tasks) and to the
+    ``--events`` stream."""
+
+    def show(event: ProgressEvent) -> None:
+        display.update(event, row)
+        events.progress(event, job=job)
+
+    return show
 
 
 def workflow_id_of(args: argparse.Namespace, profile: Profile) -> str | int:
@@ -121,43 +135,64 @@ async def run_command(args: argparse.Namespace, console: Console) -> int:
     if not hasattr(args, "built_prompt"):
         prepare(args)
     profile, prompt = profile_of(args), args.built_prompt
+    events = events_of(args)
     submission: Submission | None = None
     try:
         async with make_client(args, console) as client:
-            submission = await client.submit(args.wire_workflow_id, prompt)  # checked in full by prepare
-            uploads = f" (uploaded {', '.join(Path(image.value).name for image in args.image)})" if args.image else ""
-            console.line(f"submitted {submission.prompt_id}{uploads}")
             try:
-                with TaskProgress(console, submission.prompt_id, profile) as progress:
-                    result = await client.wait(submission, timeout=args.timeout, on_progress=progress.update)
-            except (TaskError, TaskTimeoutError) as error:
-                if args.json:
-                    console.json(result_document(submission.prompt_id, None, [], error, endpoint_of(args)))
+                submission = await client.submit(args.wire_workflow_id, prompt)  # checked in full by prepare
+            except GenStudioError as error:
+                events.outcome(submit_outcome(error), prompt_id=None, error=describe_error(error, endpoint_of(args)))
                 raise
-            directory = Path(args.out) if args.out else Path(CD.CLI_RUN_OUTPUT_DIR) / task_folder(submission.prompt_id)
+            events.submitted(submission, args.wire_workflow_id)
+            prompt_id = submission.prompt_id
+            uploads = f" (uploaded {', '.join(Path(image.value).name for image in args.image)})" if args.image else ""
+            console.line(f"submitted {prompt_id}{uploads}")
+            try:
+                with TaskProgress(console, prompt_id, profile) as progress:
+                    result = await client.wait(
+                        submission,
+                        timeout=args.timeout,
+                        on_progress=on_progress_of(progress, events),
+                        cancel_on_timeout=args.cancel_on_timeout,
+                    )
+            except GenStudioError as error:
+                message = describe_error(error, endpoint_of(args))
+                status = status_word(error)
+                events.outcome(status, prompt_id=prompt_id, error=message, cancelled=cancelled_on_timeout(error))
+                if args.json:
+                    console.json(result_document(prompt_id, None, [], error, endpoint_of(args)))
+                raise
+            directory = Path(args.out) if args.out else Path(CD.CLI_RUN_OUTPUT_DIR) / task_folder(prompt_id)
             try:
                 paths = await client.download(result, directory)
             except GenStudioError as error:
-                # The task succeeded: say which one, so its files can still be fetched ('genstudio status').
+                # The task succeeded: say which one, so its files can still be fetched ('genstudio watch').
+                events.outcome(DOWNLOAD_FAILED, prompt_id=prompt_id, error=describe_error(error))
                 if args.json:
-                    document = result_document(submission.prompt_id, result, [], error)
-                    console.json(document | {"status": "download_failed"})
+                    document = result_document(prompt_id, result, [], error)
+                    console.json(document | {"status": DOWNLOAD_FAILED})
                 raise CLIError(
-                    f"task {submission.prompt_id} succeeded but its files were not saved: {describe_error(error)}",
+                    f"task {prompt_id} succeeded but its files were not saved: {describe_error(error)} "
+                    f"('genstudio watch {prompt_id}' saves them while the service keeps them)",
                     exit_code_for(error),
                 ) from error
+            events.downloaded(prompt_id, paths)
     except asyncio.CancelledError:
         if submission is not None:
             task = submission.prompt_id
             console.note(
                 f"interrupted: task {task} goes on on the service "
-                f"('genstudio status {task}' to follow it, 'genstudio cancel {task}' to stop it)"
+                f"('genstudio watch {task}' to follow it, 'genstudio cancel {task}' to stop it)"
             )
+            events.outcome(INTERRUPTED, prompt_id=task, error="interrupted: the task goes on on the service")
         else:
             console.note("interrupted while submitting: the service may or may not have created the task")
+            events.outcome(INTERRUPTED, prompt_id=None, error="interrupted while submitting: the task may exist")
         raise
+    events.outcome(SUCCEEDED, prompt_id=prompt_id, paths=paths)
     if args.json:
-        console.json(result_document(submission.prompt_id, result, paths, None))
+        console.json(result_document(prompt_id, result, paths, None))
     for path in paths:
         console.line(f"saved {path}")
     return ExitCode.OK

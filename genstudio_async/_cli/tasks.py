@@ -1,6 +1,8 @@
 """``genstudio status``, ``genstudio cancel`` and ``genstudio upload``: a few requests each, for a shell or a script.
 
 GenStudio answers the status of many tasks in one request; GPUGeek one task per request (a few at once).
+``status`` answers once (one status column: ``queued: position 2 of 3``, ``running:  40%``); to follow tasks to
+their end and save their files, ``genstudio watch``.
 """
 
 from __future__ import annotations
@@ -67,11 +69,11 @@ async def status_command(args: argparse.Namespace, console: Console) -> int:
         for prompt_id in asked:
             info = found.get(prompt_id)
             if info is None:
-                rows.append([shown[prompt_id], "not found", "", ""])
+                rows.append([shown[prompt_id], "not found", ""])
                 continue
             files = sum(len(urls) for urls in info.files.values()) or len(info.final_files)
-            rows.append([prompt_id, info.status.name.lower(), describe(info, profile), str(files)])
-        console.table(["prompt_id", "status", "state", "files"], rows)
+            rows.append([prompt_id, describe(info, profile), str(files)])  # one column: "running:  40%"
+        console.table(["prompt_id", "status", "files"], rows)
     for prompt_id in missing:
         console.note(f"the service does not know task {shown[prompt_id]}")
     return ExitCode.FAILED if missing else ExitCode.OK
