@@ -16,10 +16,11 @@ no answer (a timeout, a lost connection, another 5xx) may have made a task: the 
 journal says so, and a rerun leaves it alone unless ``--retry-failed`` (a second submit may be a second, billed
 task).
 
-A job submitted again because it changed since its journaled task (its workflow, prompt or an image), or for
-``--retry-failed``, first has what its output folder holds moved aside, to ``<folder>.previous-<n>`` beside it
-(nothing is deleted; a symlink is moved, never followed), so the folder holds only the current result; the
-summary and the job's ``outcome`` event (``moved_aside``) say where.
+A job about to be submitted whose output folder already holds something (the files of an earlier version: it
+changed since its journaled task, in its workflow, prompt or an image; or ``--retry-failed``) first has all of it
+moved aside, to ``<folder>.previous-<n>`` beside it (nothing is deleted; a symlink in the folder's place is renamed,
+never followed), so the folder holds only the current result; the summary and the job's ``outcome`` event
+(``moved_aside``) say where.
 
 ``--events`` writes what happens as JSON lines on stdout (``events``): each submit, progress change, download and
 exactly one ``outcome`` per job of the file, whatever became of it.
@@ -444,7 +445,7 @@ class Batch:
             self._report(outcome, SUBMIT_UNANSWERED)
         else:
             outcome.state = REFUSED
-            self.display.failed_job(job.name, f"never submitted: {outcome.error}")
+            self.display.failed_job(job.name, f"{outcome.error} (never submitted: the service made no task)")
             self._report(outcome, NEVER_SUBMITTED)
 
     async def _submit(self, client: Client, job: Job, outcome: Outcome) -> Submission:
