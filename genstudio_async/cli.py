@@ -376,7 +376,18 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="JOBS.jsonl",
         help='one job a line: {"workflow_id": "wf-…", "prompt": {...}, "id": "optional stable name"}; GPUGeek: '
         '{"workflow_id": 763311996779461, "set": {"KSampler": {"steps": 5}}}, with "prompt" (the whole workflow) '
-        'or "workflow_json" (an export, relative to JOBS.jsonl) for any id',
+        'or "workflow_json" (an export, relative to JOBS.jsonl) for any id; either service: "images": '
+        '{"10": "fox.png"} sets LoadImage node 10\'s image to a local file beside JOBS.jsonl, uploaded once '
+        "however many jobs use it",
+    )
+    parser.add_argument(
+        "--spec",
+        action="append",
+        default=[],
+        metavar="[WORKFLOW_ID=]SPEC.json",
+        help="GenStudio: a workflow's parameter spec ('入参范围' JSON): every job's prompt is checked against it "
+        "before anything is sent, every problem listed (exit 2); WORKFLOW_ID= gives the spec of one workflow's "
+        "jobs; repeatable (default: the built-in spec of the docs' example workflows)",
     )
     parser.add_argument(
         "--concurrency",
@@ -400,11 +411,12 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--retry-failed",
         action="store_true",
-        help="submit again the jobs whose task failed in an earlier run (by default a rerun resumes each "
-        "journaled task as it is and submits no job twice)",
+        help="submit again the jobs whose task failed in an earlier run, and those whose submit got no answer "
+        "(the service may have made their task: see its task list first); by default a rerun resumes each "
+        "journaled task as it is and submits no job twice",
     )
     _add_follow_arguments(parser)
-    _add_json_argument(parser, "the summary")
+    _add_output_arguments(parser, "the summary")
 
 
 def add_ids_arguments(parser: argparse.ArgumentParser, what: str) -> None:

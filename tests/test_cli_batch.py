@@ -23,15 +23,20 @@ from genstudio_async.emulator import Emulator, Faults
 from genstudio_async.emulator._gpugeek import GPUGeekService
 from tests.cli_support import (
     EXPORTS,
+    GPUGEEK_I2I,
     GPUGEEK_T2I,
+    I2I,
+    SPECS,
     T2I,
     command_env,
+    event_lines,
     finish,
     genstudio,
+    outcomes_by_job,
     pngs_under,
     started,
 )
-from tests.support import eventually, no_crash
+from tests.support import eventually, no_crash, tiny_png
 
 
 @pytest.fixture
@@ -203,13 +208,33 @@ async def test_a_second_ctrl_c_stops_at_once_and_says_which_submits_went_unanswe
             pass
         process.send_signal(signal.SIGINT)  # the user will not wait for the answers
         interrupted = await finish(process)
-    assert interrupted.returncode == 130
+    assert interrupted.returncode == 130, interrupted.stderr
     assert (
-        "genstudio: warning: stopped before the service answered the submit of fox-00, fox-01: it may have created "
-        "those tasks, which nothing recorded; a rerun submits those jobs again"
+        "genstudio: warning: no answer came to the submit of fox-00, fox-01: the service may have created those "
+        "tasks, whose ids nothing knows; a rerun leaves those jobs alone (check the service's task list), "
+        "--retry-failed submits them again"
     ) in interrupted.stderr
     assert re.search(r"^fox-00 +submit unanswered", interrupted.stdout, re.M)
     no_crash(interrupted.stderr)
+    journal = tmp_path / "jobs.jsonl.journal"
+    assert sorted(r["job"] for r in journal_records(journal) if r["event"] == "unanswered") == ["fox-00", "fox-01"]
+
+    # The rerun does not submit those two again unasked (a second submit may be a second, billed task)...
+    genstudio_emulator.clear_faults()
+    sent = stats.requests["submit"]
+    held = await genstudio("batch", "jobs.jsonl", "--out", "out", "--events", cwd=tmp_path, env=env)
+    assert held.returncode == 1, held.stderr
+    assert stats.requests["submit"] == sent + 2  # fox-02 and fox-03 only
+    outcomes = outcomes_by_job(event_lines(held.stdout))
+    assert {name: o["status"] for name, o in outcomes.items()} == {
+        "fox-00": "submit_unanswered", "fox-01": "submit_unanswered", "fox-02": "succeeded", "fox-03": "succeeded"
+    }
+    assert "--retry-failed submits it again" in outcomes["fox-00"]["error"]
+    # ...and --retry-failed does.
+    retried = await genstudio("batch", "jobs.jsonl", "--out", "out", "--retry-failed", cwd=tmp_path, env=env)
+    assert retried.returncode == 0, retried.stderr
+    assert stats.requests["submit"] == sent + 4
+    assert job_folders_with_one_png(tmp_path / "out") == ["fox-00", "fox-01", "fox-02", "fox-03"]
 
 
 async def test_failed_jobs_exit_1_and_are_submitted_again_only_when_asked(
@@ -401,8 +426,8 @@ def test_a_gpugeek_jobs_file_lists_every_problem(tmp_path: Path) -> None:
     assert report[0] == f"the jobs file {str(tmp_path / 'jobs.jsonl')!r} has 11 problems; nothing was sent:"
     assert report[1] == "  - line 1: 'workflow_id' must be a positive integer (or a string of digits)"
     assert report[2] == (
-        "  - line 2: unknown keys ['spec'] (a GPUGeek job has 'id', 'workflow_id', 'prompt', 'workflow_json' and "
-        "'set')"
+        "  - line 2: unknown keys ['spec'] (a GPUGeek job has 'id', 'workflow_id', 'prompt', 'workflow_json', 'set' "
+        "and 'images')"
     )
     assert report[3].startswith("  - line 3: GPUGeek runs the workflow it is sent, and 4242 is not a built-in one")
     assert report[4].startswith("  - line 4: cannot read the workflow export ('workflow_json') ")
@@ -430,3 +455,207 @@ def test_a_journal_of_one_service_is_not_resumed_on_the_other(tmp_path: Path) ->
     assert old.made_for("wf", "f", "genstudio") and not old.made_for("wf", "f", "gpugeek")  # written before: GenStudio
     assert geek.submission is not None and geek.submission.prompt_token is None  # GPUGeek's: no token, resumable
     assert geek.made_for(1, "g", "gpugeek") and not geek.made_for(1, "g", "genstudio")
+
+
+# --- --events, local images, --spec, edited jobs, refused submits (issue #13) ---------------------------------
+
+
+def write_lines(path: Path, jobs: list[dict[str, Any]]) -> None:
+    path.write_text("\n".join(json.dumps(job) for job in jobs) + "\n", encoding="utf-8")
+
+
+def fox(number: int, text: str | None = None) -> dict[str, Any]:
+    """The job ``write_jobs(named=True)`` writes for ``number`` (``text``: its prompt edited)."""
+    prompt = {"6": {"inputs": {"text": text or f"fox number {number}"}}}
+    return {"id": f"fox-{number:02d}", "workflow_id": T2I, "prompt": prompt}
+
+
+async def test_batch_events_validate_and_give_each_of_10_jobs_one_outcome_whatever_became_of_it(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    env = command_env(genstudio_emulator)
+    write_jobs(tmp_path / "jobs.jsonl", 3, named=True)
+    first = await genstudio("batch", "jobs.jsonl", "--out", "out", cwd=tmp_path, env=env)
+    assert first.returncode == 0, first.stderr
+    [old_fox_01] = pngs_under(tmp_path / "out" / "fox-01")
+    # A workflow whose submits get a 500 (the service may have made the task) and one the service does not know.
+    genstudio_emulator.register_workflow("wf-flaky", SPECS / f"{T2I}.json")
+    genstudio_emulator.set_workflow_faults(
+        "wf-flaky", http_error_rate=1.0, http_error_status=500, endpoints=frozenset({"submit"})
+    )
+    jobs = [fox(0), fox(1, "a fox, edited"), fox(2), *(fox(n) for n in range(3, 8))]
+    jobs += [{"id": "refused", "workflow_id": "wf-nowhere"}, {"id": "flaky", "workflow_id": "wf-flaky"}]
+    write_lines(tmp_path / "jobs.jsonl", jobs)
+    stats = genstudio_emulator.stats
+    sent = stats.requests["submit"]
+    done = await genstudio("batch", "jobs.jsonl", "--out", "out", "--events", "--concurrency", "4", cwd=tmp_path,
+                           env=command_env(genstudio_emulator, dev_mode=False))
+    assert done.returncode == 1, done.stderr
+    events = event_lines(done.stdout)  # every line valid under the shipped schema; nothing else on stdout
+    outcomes = outcomes_by_job(events)  # one each, and nothing of a job after it
+    assert len(outcomes) == 10
+    assert {name: outcome["status"] for name, outcome in outcomes.items()} == {
+        "fox-00": "done_before", "fox-01": "succeeded", "fox-02": "done_before",
+        **{f"fox-{n:02d}": "succeeded" for n in range(3, 8)},
+        "refused": "never_submitted", "flaky": "submit_unanswered",
+    }
+    assert events[0]["command"] == "batch"
+    assert outcomes["refused"]["prompt_id"] is None and "wf-nowhere" in outcomes["refused"]["error"]
+    assert "may have created the task" in outcomes["flaky"]["error"]
+    # The edited job: submitted again, its earlier files moved aside (said in its event), its folder the new one.
+    assert outcomes["fox-01"]["moved_aside"] == "out/fox-01.previous-1"
+    assert (tmp_path / "out" / "fox-01.previous-1" / "9" / old_fox_01.name).is_file()
+    [new_fox_01] = pngs_under(tmp_path / "out" / "fox-01")
+    assert outcomes["fox-01"]["paths"] == [str(new_fox_01.relative_to(tmp_path))]
+    submitted = {event["job"]: event["prompt_id"] for event in events if event["type"] == "submitted"}
+    assert sorted(submitted) == ["fox-01", *(f"fox-{n:02d}" for n in range(3, 8))]
+    for event in events:
+        if event["type"] in ("progress", "downloaded"):
+            assert submitted[event["job"]] == event["prompt_id"]
+    assert {event["job"] for event in events if event["type"] == "progress"} == set(submitted)
+    assert all(outcomes[job]["prompt_id"] == prompt_id for job, prompt_id in submitted.items())
+    assert "eyJ" not in done.stdout and genstudio_emulator.api_key not in done.stdout  # no token, no key
+    assert stats.requests["submit"] == sent + 8
+    no_crash(done.stderr)
+
+    # A rerun submits the refused job again (it made no task), not the unanswered one (it may have).
+    again = await genstudio("batch", "jobs.jsonl", "--out", "out", "--events", cwd=tmp_path, env=env)
+    assert again.returncode == 1
+    outcomes = outcomes_by_job(event_lines(again.stdout))
+    assert outcomes["refused"]["status"] == "never_submitted" and outcomes["flaky"]["status"] == "submit_unanswered"
+    assert {outcomes[f"fox-{n:02d}"]["status"] for n in range(8)} == {"done_before"}
+    assert stats.requests["submit"] == sent + 9
+
+
+async def test_an_edited_job_moves_its_earlier_files_aside_and_never_follows_a_symlink_out(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    env = command_env(genstudio_emulator)
+    write_lines(tmp_path / "jobs.jsonl", [fox(0)])
+    assert (await genstudio("batch", "jobs.jsonl", "--out", "out", cwd=tmp_path, env=env)).returncode == 0
+    (tmp_path / "out" / "fox-00.previous-1").mkdir()  # taken already: the next number is used
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine", encoding="utf-8")
+    (tmp_path / "out" / "linked").symlink_to(outside, target_is_directory=True)  # a new job's folder, a symlink
+    write_lines(tmp_path / "jobs.jsonl", [fox(0, "an edited fox"), {"id": "linked", "workflow_id": T2I}])
+    done = await genstudio("batch", "jobs.jsonl", "--out", "out", cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "fox-00: earlier files moved to out/fox-00.previous-2" in done.stdout
+    assert re.search(r"^fox-00 +done +cft-\S+ +out/fox-00/9/\S+\.png \(earlier files moved to "
+                     r"out/fox-00\.previous-2\)$", done.stdout, re.M), done.stdout
+    assert len(pngs_under(tmp_path / "out" / "fox-00.previous-2")) == len(pngs_under(tmp_path / "out" / "fox-00")) == 1
+    # The symlink itself was moved aside (renamed in out/); nothing was written or removed through it.
+    assert (tmp_path / "out" / "linked.previous-1").is_symlink()
+    assert sorted(path.name for path in outside.iterdir()) == ["keep.txt"]
+    assert not (tmp_path / "out" / "linked").is_symlink() and len(pngs_under(tmp_path / "out" / "linked")) == 1
+    no_crash(done.stderr)
+
+
+async def test_local_images_are_uploaded_once_each_across_the_batch(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    images = tmp_path / "imgs"
+    images.mkdir()
+    (images / "fox.png").write_bytes(tiny_png(8, 8))
+    (images / "cat.png").write_bytes(tiny_png(4, 4))
+    (images / "fox-copy.png").write_bytes(tiny_png(8, 8))  # the same bytes under another name: no second upload
+    forms: list[Any] = [{"10": "imgs/fox.png"}, {"Load Image": "imgs/cat.png"}, ["10=imgs/fox-copy.png"]]
+    jobs = [{"id": f"i2i-{n}", "workflow_id": I2I, "images": forms[n % 3]} for n in range(6)]
+    write_lines(tmp_path / "jobs.jsonl", jobs)
+    done = await genstudio("batch", "jobs.jsonl", "--out", "out", "--json", cwd=tmp_path, emulator=genstudio_emulator)
+    assert done.returncode == 0, done.stderr
+    assert done.json()["done"] == 6
+    stats = genstudio_emulator.stats
+    assert stats.submits == 6 and stats.uploads == 2 and stats.requests["upload"] == 2
+    assert len(job_folders_with_one_png(tmp_path / "out")) == 6
+
+    # A changed image is a changed job: that job alone is submitted again.
+    (images / "cat.png").write_bytes(tiny_png(5, 5))
+    again = await genstudio("batch", "jobs.jsonl", "--out", "out", "--json", cwd=tmp_path, emulator=genstudio_emulator)
+    assert again.returncode == 0, again.stderr
+    assert {job["job"] for job in again.json()["jobs"] if job["state"] == "done"} == {"i2i-1", "i2i-4"}
+    assert stats.submits == 8 and stats.uploads == 3
+
+
+async def test_a_missing_or_escaping_image_is_a_usage_error_naming_job_and_file_before_any_submit(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    (tmp_path / "batch").mkdir()
+    (tmp_path / "secret.png").write_bytes(tiny_png(2, 2))  # beside the jobs file's folder, not in it
+    (tmp_path / "batch" / "ok.png").write_bytes(tiny_png(2, 2))
+    (tmp_path / "batch" / "evil.png").symlink_to(tmp_path / "secret.png")
+    (tmp_path / "batch" / "empty.png").write_bytes(b"")
+    jobs: list[dict[str, Any]] = [
+        {"id": "good", "workflow_id": I2I, "images": {"10": "ok.png"}},
+        {"id": "missing", "workflow_id": I2I, "images": {"10": "nowhere.png"}},
+        {"id": "symlink", "workflow_id": I2I, "images": {"10": "evil.png"}},
+        {"id": "dotdot", "workflow_id": I2I, "images": {"10": "../secret.png"}},
+        {"id": "empty", "workflow_id": I2I, "images": ["10=empty.png"]},
+        {"id": "folder", "workflow_id": I2I, "images": {"10": "."}},
+    ]
+    write_lines(tmp_path / "batch" / "jobs.jsonl", jobs)
+    done = await genstudio("batch", "batch/jobs.jsonl", cwd=tmp_path,
+                           env=command_env(genstudio_emulator, dev_mode=False))
+    assert done.returncode == 2
+    report = done.stderr.splitlines()
+    assert report[0].endswith("has 5 problems; nothing was sent:")
+    assert report[1].startswith("  - line 2: job 'missing': image 'nowhere.png': no such file")
+    assert report[2].startswith("  - line 3: job 'symlink': image 'evil.png' is outside the jobs file's folder")
+    assert report[3].startswith("  - line 4: job 'dotdot': image '../secret.png' is outside the jobs file's folder")
+    assert report[4] == "  - line 5: job 'empty': image 'empty.png' is empty"
+    assert report[5] == "  - line 6: job 'folder': image '.' is not a regular file"
+    stats = genstudio_emulator.stats
+    assert stats.submits == 0 and stats.uploads == 0 and sum(stats.requests.values()) == 0
+
+
+async def test_spec_checks_every_job_before_anything_is_sent(genstudio_emulator: Emulator, tmp_path: Path) -> None:
+    spec = json.loads((SPECS / f"{T2I}.json").read_text(encoding="utf-8"))
+    (tmp_path / "mine.json").write_text(json.dumps(spec), encoding="utf-8")
+    jobs = [
+        {"id": "fine", "workflow_id": "wf-mine", "prompt": {"3": {"inputs": {"steps": 20}}}},
+        {"id": "typo", "workflow_id": "wf-mine", "prompt": {"3": {"inputs": {"stesp": 20}}}},
+        {"id": "steps", "workflow_id": "wf-mine", "prompt": {"3": {"inputs": {"steps": "many"}}}},
+        {"id": "node", "workflow_id": "wf-mine", "prompt": {"99": {"inputs": {"text": "x"}}}},
+        {"id": "builtin", "workflow_id": T2I, "prompt": {"3": {"inputs": {"cfg": "high"}}}},  # its built-in spec
+    ]
+    write_lines(tmp_path / "jobs.jsonl", jobs)
+    done = await genstudio("batch", "jobs.jsonl", "--spec", "wf-mine=mine.json", cwd=tmp_path,
+                           env=command_env(genstudio_emulator, dev_mode=False))
+    assert done.returncode == 2, done.stderr
+    report = done.stderr.splitlines()
+    assert report[0] == "genstudio: error: the jobs file 'jobs.jsonl' has 4 problems; nothing was sent:"
+    assert report[1].startswith("  - line 2: job 'typo': node '3' (KSampler) input 'stesp'")
+    assert report[2].startswith("  - line 3: job 'steps': node '3' (KSampler) input 'steps'")
+    assert report[3].startswith("  - line 4: job 'node': node '99'")
+    assert report[4].startswith("  - line 5: job 'builtin': node '3' (KSampler) input 'cfg'")
+    assert genstudio_emulator.stats.submits == 0 and sum(genstudio_emulator.stats.requests.values()) == 0
+    assert not (tmp_path / "jobs.jsonl.journal").exists()
+
+
+async def test_a_gpugeek_batch_uploads_each_image_once_streams_events_and_refuses_spec(
+    gpugeek_emulator: Emulator[GPUGeekService], tmp_path: Path
+) -> None:
+    (tmp_path / "fox.png").write_bytes(tiny_png(8, 8))
+    (tmp_path / "cat.png").write_bytes(tiny_png(4, 4))
+    jobs: list[dict[str, Any]] = [
+        {"id": f"geek-{n}", "workflow_id": GPUGEEK_I2I, "images": {"Load Image": ["fox.png", "cat.png"][n % 2]},
+         "set": {"KSampler": {"seed": n}}}
+        for n in range(4)
+    ]
+    write_lines(tmp_path / "jobs.jsonl", jobs)
+    env = command_env(gpugeek_emulator, GENSTUDIO_SERVICE="gpugeek")
+    refused = await genstudio("batch", "jobs.jsonl", "--spec", "mine.json", cwd=tmp_path, env=env)
+    assert refused.returncode == 2 and "--spec is a GenStudio parameter spec" in refused.stderr
+    assert sum(gpugeek_emulator.stats.requests.values()) == 0
+    done = await genstudio("batch", "jobs.jsonl", "--out", "out", "--events", "--poll-interval", "0.05",
+                           cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    events = event_lines(done.stdout)
+    assert events[0]["service"] == "gpugeek"
+    outcomes = outcomes_by_job(events)
+    assert {outcome["status"] for outcome in outcomes.values()} == {"succeeded"} and len(outcomes) == 4
+    stats = gpugeek_emulator.stats
+    assert stats.submits == 4 and stats.uploads == 2 and stats.commits == 2
+    assert len(job_folders_with_one_png(tmp_path / "out")) == 4
+    no_crash(done.stderr)

@@ -7,7 +7,23 @@ early, a batch leaves its tasks running for the rerun). The journal
 
 - skips the jobs whose files were downloaded (and are still there);
 - resumes the jobs that have a task (waits on it by id, then downloads), instead of submitting them again;
-- submits the others; ``--retry-failed`` also submits again the jobs whose task failed.
+- submits the others; ``--retry-failed`` also submits again the jobs whose task failed, and those whose submit
+  got no answer in an earlier run (see below).
+
+A submit the service refused (an HTTP 4xx, a 503, a business error, a request that never left: it certainly made
+no task) leaves its job "never submitted": nothing is journaled, a rerun submits it as a new job. A submit that got
+no answer (a timeout, a lost connection, another 5xx) may have made a task: the job is "submit unanswered", the
+journal says so, and a rerun leaves it alone unless ``--retry-failed`` (a second submit may be a second, billed
+task).
+
+A job about to be submitted whose output folder already holds something (the files of an earlier version: it
+changed since its journaled task, in its workflow, prompt or an image; or ``--retry-failed``) first has all of it
+moved aside, to ``<folder>.previous-<n>`` beside it (nothing is deleted; a symlink in the folder's place is renamed,
+never followed), so the folder holds only the current result; the summary and the job's ``outcome`` event
+(``moved_aside``) say where.
+
+``--events`` writes what happens as JSON lines on stdout (``events``): each submit, progress change, download and
+exactly one ``outcome`` per job of the file, whatever became of it.
 
 Ctrl-C (or SIGTERM) stops cleanly: nothing new is submitted, the answers of submits already sent are awaited and
 journaled, the tasks on the service are left running (not cancelled: the rerun picks them up), the journal is
@@ -24,16 +40,17 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 import signal
-from collections.abc import Coroutine
+import stat
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .._batch import WorkerPool
 from .._exceptions import (
-    APIConnectionError,
     AuthenticationError,
     GenStudioError,
     NotFoundError,
@@ -47,17 +64,34 @@ from .client import endpoint_of, make_client
 from .console import Console
 from .display import BatchProgress
 from .errors import CLIError, ExitCode, describe_error
+from .events import DONE_BEFORE as DONE_BEFORE_EVENT
+from .events import (
+    DOWNLOAD_FAILED,
+    INTERRUPTED,
+    NEVER_SUBMITTED,
+    SUBMIT_UNANSWERED,
+    SUCCEEDED,
+    cancelled_on_timeout,
+    events_of,
+    status_word,
+    submit_outcome,
+)
+from .events import FAILED as FAILED_EVENT
 from .jobs import Job, load_jobs
 from .journal import Journal, JournalContents, JournalWriteError
-from .services import profile_of
+from .prompt import load_spec
+from .services import Profile, profile_of
 
 if TYPE_CHECKING:
+    from ..workflow import WorkflowSpec
     from .services import Client
 
 T = TypeVar("T")
+log = logging.getLogger("genstudio_async")
 
 DONE, DONE_BEFORE, FAILED, SUBMITTED, NOT_SUBMITTED = "done", "done before", "failed", "submitted", "not submitted"
-UNANSWERED = "submit unanswered"  # stopped before the submit's answer: the task may exist, nothing recorded it
+UNANSWERED = "submit unanswered"  # no answer to the submit: the task may exist, nothing knows its id
+REFUSED = "never submitted"  # the service refused the submit: it made no task (a rerun submits it again)
 
 
 @dataclass
@@ -69,6 +103,9 @@ class Outcome:
     prompt_id: str | None = None
     paths: list[str] = field(default_factory=list)
     error: str | None = None
+    moved_aside: str | None = None  # where the files of an earlier version of the job went
+    reported: bool = False  # its ``outcome`` event was written
+    journaled_unanswered: bool = False
 
     def document(self) -> dict[str, Any]:
         return {
@@ -78,7 +115,15 @@ class Outcome:
             "prompt_id": self.prompt_id,
             "paths": self.paths,
             "error": self.error,
+            "moved_aside": self.moved_aside,
         }
+
+    def files_or_error(self) -> str:
+        """The summary's last column."""
+        text = self.error or ", ".join(self.paths)
+        if self.moved_aside:
+            text += f" (earlier files moved to {self.moved_aside})"
+        return text
 
 
 class Batch:
@@ -101,18 +146,32 @@ class Batch:
         self.output = Path(args.out)
         self.cwd = Path(os.getcwd())
         self.profile = profile_of(args)
+        self.events = events_of(args)
         self.outcomes = {job.name: Outcome(job) for job in jobs}
+        self._folders = {job.folder for job in jobs}
         self.to_run: list[Job] = []
+        self.held: list[Job] = []  # an earlier submit got no answer: not submitted again unless --retry-failed
         for job in jobs:
             history = contents.history(job.name, *job.aliases)
+            outcome = self.outcomes[job.name]
             if job.name in downloaded:
-                outcome = self.outcomes[job.name]
                 outcome.state, outcome.paths = DONE_BEFORE, [_shown(path) for path in history.paths or []]
                 outcome.prompt_id = history.submission.prompt_id if history.submission else None
+            elif (
+                history.unanswered
+                and not args.retry_failed
+                and history.made_for(job.workflow_id, job.fingerprint, self.profile.name)
+            ):
+                outcome.state, outcome.journaled_unanswered = UNANSWERED, True
+                outcome.error = (
+                    f"an earlier run's submit got no answer ({history.error}): the service may have created the "
+                    "task; see the service's task list, then --retry-failed submits it again"
+                )
+                self.held.append(job)
             else:
                 self.to_run.append(job)
         self.display = BatchProgress(
-            console, len(jobs), done_before=len(jobs) - len(self.to_run), profile=self.profile
+            console, len(jobs), done_before=len(jobs) - len(self.to_run) - len(self.held), profile=self.profile
         )
         self._pool: WorkerPool[Job] | None = None
         self._kept: set[asyncio.Future[Any]] = set()
@@ -133,11 +192,35 @@ class Batch:
 
     def plan_line(self) -> str:
         resume = sum(1 for job in self.to_run if self.resumable(job) is not None)
-        before = len(self.outcomes) - len(self.to_run)
+        before = len(self.outcomes) - len(self.to_run) - len(self.held)
         private = "mode 0600: it holds prompt tokens" if self.profile.progress_socket else "mode 0600"
+        held = f", {len(self.held)} held (an earlier submit got no answer)" if self.held else ""
         return (
             f"batch: {len(self.outcomes)} jobs from {self.args.jobs}: {before} already downloaded, {resume} to resume, "
-            f"{len(self.to_run) - resume} to submit; journal {self.journal.path} ({private})"
+            f"{len(self.to_run) - resume} to submit{held}; journal {self.journal.path} ({private})"
+        )
+
+    def report_settled(self) -> None:
+        """The ``outcome`` events of the jobs this run does nothing for (done before, held)."""
+        for outcome in self.outcomes.values():
+            if outcome.state == DONE_BEFORE:
+                self._report(outcome, DONE_BEFORE_EVENT)
+            elif outcome.state == UNANSWERED:
+                self._report(outcome, SUBMIT_UNANSWERED)
+
+    def _report(self, outcome: Outcome, status: str, *, cancelled: bool = False) -> None:
+        """The job's one ``outcome`` event."""
+        if outcome.reported:
+            return
+        outcome.reported = True
+        self.events.outcome(
+            status,
+            prompt_id=outcome.prompt_id,
+            job=outcome.job.name,
+            paths=outcome.paths,
+            error=outcome.error,
+            cancelled=cancelled,
+            moved_aside=outcome.moved_aside,
         )
 
     # --- running -----------------------------------------------------------------------------------------
@@ -161,6 +244,7 @@ class Batch:
                     finally:
                         await self._pool.aclose()
                     await self._finish_kept()
+                    await self._journal_unanswered()
         finally:
             for signum in handled:
                 loop.remove_signal_handler(signum)
@@ -192,12 +276,29 @@ class Batch:
         self._abandon(late)
         await asyncio.gather(*kept, return_exceptions=True)
 
+    async def _journal_unanswered(self) -> None:
+        """Journal the submits left unanswered by the stop (a second Ctrl-C), so a rerun holds those jobs."""
+        for outcome in self.outcomes.values():
+            if outcome.state == UNANSWERED and not outcome.journaled_unanswered:
+                await self._record_unanswered(outcome.job, outcome)
+
+    async def _record_unanswered(self, job: Job, outcome: Outcome) -> None:
+        outcome.journaled_unanswered = True
+        await self.journal.unanswered(
+            job.name,
+            job.workflow_id,
+            fingerprint=job.fingerprint,
+            service=self.profile.name,
+            error=outcome.error or "stopped before the service answered",
+        )
+
     def _abandon(self, futures: set[asyncio.Future[Any]]) -> None:
         """Stop waiting for ``futures``; a submit among them may have created a task that nothing records."""
         for future in list(futures):
             outcome = self._submitting.get(future)
             if outcome is not None and not future.done() and outcome.prompt_id is None:
                 outcome.state = UNANSWERED  # (an answered one is being journaled: the write goes on, aclose waits)
+                outcome.error = outcome.error or "stopped before the service answered the submit"
             future.cancel()
 
     async def _run_job(self, job: Job) -> None:
@@ -231,25 +332,44 @@ class Batch:
         submission = self.resumable(job)
         resumed = submission is not None
         endpoint = endpoint_of(self.args)  # where submit and wait go (a download goes to the storage host)
+        downloading = False
         try:
             if submission is None:
+                try:
+                    outcome.moved_aside = await asyncio.to_thread(self._move_aside, job)
+                except OSError as exc:
+                    outcome.state = REFUSED
+                    outcome.error = (
+                        f"not submitted: cannot move the earlier files in {self.output / job.folder} aside: "
+                        f"{exc.strerror or exc}"
+                    )
+                    self.display.failed_job(job.name, outcome.error)
+                    self._report(outcome, NEVER_SUBMITTED)
+                    return
+                if outcome.moved_aside is not None:
+                    self.display.say(f"{job.name}: earlier files moved to {outcome.moved_aside}")
                 self.display.started(job.name, "submitting")
                 submission = await asyncio.shield(self._keep(self._submit(client, job, outcome), submitting=outcome))
                 self.display.submitted(job.name, submission.prompt_id)
+                self.events.submitted(submission, job.workflow_id, job=job.name)
             else:
                 self.display.started(job.name, f"resuming {submission.prompt_id}")
                 outcome.state, outcome.prompt_id = SUBMITTED, submission.prompt_id
-            progress = functools.partial(self.display.update, job.name)
+                self.events.learn(submission)
+                self.events.following(submission.prompt_id, job=job.name)
             result = await client.wait(
                 submission,
                 timeout=self.args.timeout,
-                on_progress=progress,
+                on_progress=functools.partial(self._on_progress, job.name),
                 cancel_on_timeout=self.args.cancel_on_timeout,
             )
             self.display.downloading(job.name)
             endpoint = None  # a connection error from here on is the storage host's, not the service's
+            downloading = True
             paths = await client.download(result, self.output / job.folder)
+            self.events.downloaded(submission.prompt_id, paths, job=job.name)
             await asyncio.shield(self._keep(self._record_download(job, outcome, submission, paths)))
+            self._report(outcome, SUCCEEDED)
         except GenStudioError as error:
             if isinstance(error, AuthenticationError | PermissionDeniedError):
                 self._fatal = error  # the key is refused: every other job would fail the same way
@@ -257,12 +377,76 @@ class Batch:
             # A task cancelled on its timeout is over, as a failed one is: --retry-failed submits it again.
             cancelled = isinstance(error, TaskTimeoutError) and error.cancelled
             task_failed = isinstance(error, TaskError) or (resumed and isinstance(error, NotFoundError)) or cancelled
+            if outcome.prompt_id is None:  # the submit failed: the service refused it, or may have made the task
+                await asyncio.shield(self._keep(self._submit_failed(job, outcome)))
+                return
             message = describe_error(error, endpoint)
             if resumed and isinstance(error, NotFoundError):
                 message += " (the task in the journal is unknown to the service: --retry-failed submits it again)"
-            elif isinstance(error, APIConnectionError) and error.request_sent and outcome.prompt_id is None:
-                message += " (the submit's answer never came: the service may have created the task anyway)"
             await asyncio.shield(self._keep(self._record_failure(job, outcome, message, task_failed=task_failed)))
+            if downloading:
+                self._report(outcome, DOWNLOAD_FAILED)
+            else:
+                self._report(outcome, status_word(error), cancelled=cancelled_on_timeout(error))
+
+    def _on_progress(self, job: str, info: Any) -> None:
+        self.display.update(job, info)
+        self.events.progress(info, job=job)
+
+    def _move_aside(self, job: Job) -> str | None:
+        """Move what the job's output folder holds (an earlier version's files) to ``<folder>.previous-<n>``
+        beside it, before the job is submitted again; ``None`` when there is nothing there. Nothing is deleted
+        and no symlink is followed: a symlink in the folder's place is itself moved (renamed, in the output
+        folder). Raises ``OSError``."""
+        folder = self.output / job.folder
+        try:
+            found = folder.lstat()
+        except FileNotFoundError:
+            return None
+        is_directory = stat.S_ISDIR(found.st_mode)
+        if is_directory:
+            with os.scandir(folder) as entries:
+                if next(entries, None) is None:
+                    return None  # empty: nothing of an earlier version to keep
+        for number in range(1, CD.CLI_BATCH_MAX_PREVIOUS + 1):
+            name = f"{job.folder}{CD.CLI_BATCH_PREVIOUS_SUFFIX}{number}"
+            if name in self._folders:
+                continue  # another job's folder: never taken
+            target = self.output / name
+            if is_directory:
+                try:
+                    os.mkdir(target)  # claims the name (exclusive); the rename then replaces this empty folder
+                except FileExistsError:
+                    continue
+                try:
+                    os.rename(folder, target)
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        os.rmdir(target)
+                    raise
+            else:
+                if os.path.lexists(target):
+                    continue
+                os.rename(folder, target)  # a symlink or a file: renamed itself, never followed
+            log.debug("moved the earlier files of job %s aside to %s", job.name, target)
+            return str(target)
+        raise OSError(f"{CD.CLI_BATCH_MAX_PREVIOUS} earlier versions are there already: clear some")
+
+    async def _submit_failed(self, job: Job, outcome: Outcome) -> None:
+        """A submit that failed: "never submitted" (the service made no task: a rerun submits it again), or
+        "submit unanswered" (it may have: journaled, so a rerun does not submit it again unasked)."""
+        if outcome.state == UNANSWERED:
+            outcome.error = (
+                f"{outcome.error} (the submit's answer never came: the service may have created the task anyway; "
+                "a rerun leaves this job alone, --retry-failed submits it again)"
+            )
+            await self._record_unanswered(job, outcome)
+            self.display.failed_job(job.name, outcome.error)
+            self._report(outcome, SUBMIT_UNANSWERED)
+        else:
+            outcome.state = REFUSED
+            self.display.failed_job(job.name, f"{outcome.error} (never submitted: the service made no task)")
+            self._report(outcome, NEVER_SUBMITTED)
 
     async def _submit(self, client: Client, job: Job, outcome: Outcome) -> Submission:
         try:
@@ -270,8 +454,7 @@ class Batch:
         except GenStudioError as error:
             # Recorded here too: after a Ctrl-C no worker awaits this any more, and the summary must say it.
             outcome.error = describe_error(error, endpoint_of(self.args))
-            if isinstance(error, APIConnectionError) and error.request_sent:
-                outcome.state = UNANSWERED
+            outcome.state = UNANSWERED if submit_outcome(error) == SUBMIT_UNANSWERED else REFUSED
             raise
         outcome.prompt_id = submission.prompt_id  # known from here on, whatever happens to the journal write
         try:
@@ -304,39 +487,71 @@ class Batch:
         self.display.failed_job(job.name, message)
 
     # --- the end -----------------------------------------------------------------------------------------
+    def report_the_rest(self) -> None:
+        """The ``outcome`` event of every job that has none yet: not started, or stopped midway."""
+        for outcome in self.outcomes.values():
+            if outcome.state == UNANSWERED:
+                self._report(outcome, SUBMIT_UNANSWERED)
+            elif outcome.state == SUBMITTED and self._stop_signal is not None:
+                outcome.error = outcome.error or "interrupted: the task goes on on the service (a rerun resumes it)"
+                self._report(outcome, INTERRUPTED)
+            elif outcome.state == SUBMITTED:
+                outcome.error = outcome.error or "the batch stopped: the task goes on on the service"
+                self._report(outcome, FAILED_EVENT)
+            elif outcome.state == REFUSED:
+                self._report(outcome, NEVER_SUBMITTED)
+            elif outcome.state == NOT_SUBMITTED:
+                why = "interrupted" if self._stop_signal is not None else "the batch stopped"
+                if self._fatal is not None:
+                    why += f" ({describe_error(self._fatal)})"
+                outcome.error = outcome.error or f"not submitted: {why} before this job"
+                self._report(outcome, NEVER_SUBMITTED)
+
     def summary(self) -> None:
+        self.report_the_rest()
         outcomes = list(self.outcomes.values())
-        counts = {state: sum(1 for o in outcomes if o.state == state) for state in (DONE, DONE_BEFORE, FAILED)}
+        counts = {
+            state: sum(1 for o in outcomes if o.state == state) for state in (DONE, DONE_BEFORE, FAILED, REFUSED)
+        }
         unfinished = [o for o in outcomes if o.state in (SUBMITTED, NOT_SUBMITTED, UNANSWERED)]
-        if self.args.json:
+        if self.events.enabled:
+            pass  # stdout holds the events; each job's outcome was one of them
+        elif self.args.json:
             self.console.json(
                 {
                     "jobs": [outcome.document() for outcome in outcomes],
                     "done": counts[DONE] + counts[DONE_BEFORE],
                     "done_before": counts[DONE_BEFORE],
                     "failed": counts[FAILED],
+                    "never_submitted": counts[REFUSED],
                     "not_finished": len(unfinished),
                     "journal": str(self.journal.path),
                 }
             )
         else:
-            rows = [
-                [o.job.name, o.state, o.prompt_id or "", o.error or ", ".join(o.paths)] for o in outcomes
-            ]
+            rows = [[o.job.name, o.state, o.prompt_id or "", o.files_or_error()] for o in outcomes]
             self.console.line("")
             self.console.table(["job", "state", "prompt_id", "files / error"], rows, title="summary")
             text = f"{len(outcomes)} jobs: {counts[DONE] + counts[DONE_BEFORE]} done"
             if counts[DONE_BEFORE]:
                 text += f" ({counts[DONE_BEFORE]} before this run)"
             text += f", {counts[FAILED]} failed"
+            if counts[REFUSED]:
+                text += f", {counts[REFUSED]} never submitted"
             if unfinished:
                 text += f", {len(unfinished)} not finished"
             self.console.line(text)
         unanswered = [o.job.name for o in unfinished if o.state == UNANSWERED]
         if unanswered:
             self.console.warn(
-                f"stopped before the service answered the submit of {', '.join(unanswered)}: it may have created "
-                "those tasks, which nothing recorded; a rerun submits those jobs again"
+                f"no answer came to the submit of {', '.join(unanswered)}: the service may have created those "
+                "tasks, whose ids nothing knows; a rerun leaves those jobs alone (check the service's task list), "
+                "--retry-failed submits them again"
+            )
+        if counts[REFUSED]:
+            self.console.note(
+                f"{counts[REFUSED]} job(s) never submitted (the service made no task for them); a rerun submits "
+                "them again"
             )
         if self._stop_signal is not None:
             running = sum(1 for o in unfinished if o.state == SUBMITTED)
@@ -371,12 +586,43 @@ def _shown(path: str) -> str:
     return path if relative.startswith("..") else relative
 
 
+def specs_of(given: list[str], profile: Profile) -> Callable[[str], WorkflowSpec | None]:
+    """The spec each GenStudio job's prompt is checked against, from ``--spec [WORKFLOW_ID=]SPEC.json``
+    (repeatable): a workflow's own, else the one given without an id, else the built-in spec of the docs' example
+    workflows. GPUGeek has no spec: its workflow itself names the nodes and types the values."""
+    if profile.whole_workflow:
+        if given:
+            raise CLIError(
+                "--spec is a GenStudio parameter spec ('入参范围'); on GPUGeek each job's whole workflow (built-in, "
+                "'workflow_json' or 'prompt') names the nodes and types the values, and is checked already",
+                ExitCode.USAGE,
+            )
+        return lambda workflow_id: None
+    from ..workflows import builtin_spec
+
+    by_workflow: dict[str, WorkflowSpec | None] = {}
+    default: WorkflowSpec | None = None
+    for text in given:
+        workflow_id, equals, source = text.partition("=")
+        if not equals or not workflow_id.strip() or os.sep in workflow_id or Path(text).exists():
+            default = load_spec(text)
+        else:
+            by_workflow[workflow_id.strip()] = load_spec(source)
+
+    def spec_of(workflow_id: str) -> WorkflowSpec | None:
+        if workflow_id in by_workflow:
+            return by_workflow[workflow_id]
+        return default if default is not None else builtin_spec(workflow_id)
+
+    return spec_of
+
+
 def open_batch(args: argparse.Namespace) -> tuple[list[Job], Journal, JournalContents, set[str]]:
     """The file work before the batch starts (in a thread): read and check the jobs file, open (and lock) the
     journal, and see which jobs' files are already downloaded."""
     jobs_path = Path(args.jobs)
     profile = profile_of(args)
-    jobs = load_jobs(jobs_path, profile)
+    jobs = load_jobs(jobs_path, profile, spec_of=specs_of(args.spec, profile))
     journal_path = Path(args.journal) if args.journal else jobs_path.with_name(jobs_path.name + CD.CLI_JOURNAL_SUFFIX)
     if journal_path.resolve() == jobs_path.resolve():
         raise CLIError("the journal cannot be the jobs file itself", ExitCode.USAGE)
@@ -402,7 +648,7 @@ async def batch_command(args: argparse.Namespace, console: Console) -> int:
         changed = [
             job.name
             for job in jobs
-            if (history := contents.history(job.name, *job.aliases)).submission is not None
+            if ((history := contents.history(job.name, *job.aliases)).submission is not None or history.unanswered)
             and not history.made_for(job.workflow_id, job.fingerprint, profile_of(args).name)
         ]
         if changed:
@@ -412,6 +658,7 @@ async def batch_command(args: argparse.Namespace, console: Console) -> int:
             )
         batch = Batch(args, console, jobs, journal, contents, downloaded)
         console.line(batch.plan_line())
+        batch.report_settled()
         await batch.run()
     finally:
         await journal.aclose()

@@ -28,6 +28,10 @@ CLI_JOURNAL_SUFFIX: Final = ".journal"
 CLI_JOURNAL_MODE: Final = 0o600
 # How many hex digits of a line's SHA-256 name a job that has no "id" (with its line number: "3-1a2b3c4d").
 CLI_JOB_HASH_DIGITS: Final = 8
+# A job submitted again (edited since its journaled task, or --retry-failed) first has its output folder's earlier
+# files moved aside to <folder>.previous-<n> (n from 1): nothing is deleted; past this many such folders it stops.
+CLI_BATCH_PREVIOUS_SUFFIX: Final = ".previous-"
+CLI_BATCH_MAX_PREVIOUS: Final = 1000
 # After Ctrl-C, how long a batch waits for the answers of submits already sent, so their tasks get journaled.
 CLI_STOP_GRACE_SECONDS: Final = 30.0
 # `genstudio demo`: an in-process emulator slow enough to watch (queue positions, then percent), ~5 s in all.

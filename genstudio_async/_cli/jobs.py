@@ -5,7 +5,17 @@ GenStudio::
     {"id": "fox", "workflow_id": "wf-c73diz7kadp6ffgn", "prompt": {"6": {"inputs": {"text": "a red fox"}}}}
     {"workflow_id": "wf-c73diz7kadp6ffgn"}
 
-``workflow_id`` is required; ``prompt`` (overrides, ``{node_id: {"inputs": {...}}}``) and ``id`` are optional.
+``workflow_id`` is required; ``prompt`` (overrides, ``{node_id: {"inputs": {...}}}``), ``images`` and ``id`` are
+optional. With a spec (``batch --spec [WORKFLOW_ID=]SPEC.json``, else the built-in spec of the docs' example
+workflows) every prompt is checked against its workflow's spec before anything is sent.
+
+Local images, on either service: ``"images": {"10": "fox.png"}`` (or ``["10=fox.png"]``, the form of
+``run --image``) sets the ``image`` input of the LoadImage node ``10`` (a node id; with a spec, or on GPUGeek, also
+a class_type or a title) to that file, uploaded at submit time: each distinct image once for the whole batch. A
+path is relative to the jobs file's folder and must stay inside it, symlinks resolved (a jobs file can only send
+files that sit beside it); a missing, unreadable or empty image, or one outside that folder, is a problem of its
+job (exit 2, nothing sent). The job's fingerprint holds each image's content hash: a changed image makes the job
+a new one.
 
 GPUGeek (``--service gpugeek``), whose prompt is the whole workflow::
 
@@ -29,19 +39,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+import os
+import stat
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._exceptions import InvalidInputError, PromptValidationError
 from .._files import safe_name
 from . import defaults as CD
 from .errors import CLIError, ExitCode
-from .prompt import Assignment, build_prompt, load_json, whole_workflow
+from .prompt import IMAGE_INPUT, Assignment, build_prompt, load_json, whole_workflow
 from .services import GENSTUDIO, Profile
 
-_KEYS = {False: ("id", "workflow_id", "prompt"), True: ("id", "workflow_id", "prompt", "workflow_json", "set")}
+if TYPE_CHECKING:
+    from ..workflow import WorkflowSpec
+
+_KEYS = {
+    False: ("id", "workflow_id", "prompt", "images"),
+    True: ("id", "workflow_id", "prompt", "workflow_json", "set", "images"),
+}
 _PROBLEMS_SHOWN = 20
 
 
@@ -55,12 +73,22 @@ class Job:
     prompt: dict[str, Any] | None
     folder: str  # the job's directory under --out: its name, made safe for a file system
     aliases: tuple[str, ...] = ()  # names an earlier version of the command gave this job (journal lookups)
+    images: tuple[tuple[str, str], ...] = ()  # (the local image's resolved path, the SHA-256 of its content)
 
     @property
     def fingerprint(self) -> str:
-        """What the job asks for (workflow and prompt, key order ignored): a journaled task of another
-        fingerprint was made for an earlier version of this job."""
-        what = json.dumps([self.workflow_id, self.prompt], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        """What the job asks for (workflow and prompt, key order ignored; a local image by its content): a
+        journaled task of another fingerprint was made for an earlier version of this job."""
+        digests = dict(self.images)
+
+        def image(value: object) -> str:
+            if isinstance(value, Path) and str(value) in digests:
+                return f"image sha256:{digests[str(value)]}"
+            raise TypeError(f"not JSON: {type(value).__name__}")
+
+        what = json.dumps(
+            [self.workflow_id, self.prompt], sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=image
+        )
         return hashlib.sha256(what.encode()).hexdigest()[:16]
 
 
@@ -94,9 +122,77 @@ class WorkflowSources:
         return found
 
 
-def load_jobs(path: Path, profile: Profile = GENSTUDIO) -> list[Job]:
+SpecOf = Callable[[str], "WorkflowSpec | None"]
+"""The spec a GenStudio job's prompt is checked against, by its workflow id (``None``: no spec)."""
+
+
+class ImageFiles:
+    """The local images jobs send, each checked and hashed once (a thousand jobs may share one image).
+
+    ``folder``: the jobs file's folder, which every image must be inside once symlinks are resolved.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._root: Path | None = None
+        self._read: dict[str, tuple[Path, str] | str] = {}
+
+    def check(self, given: str) -> tuple[Path, str]:
+        """``(resolved path, SHA-256 of its content)`` of the image ``given`` (relative to ``folder``); raises
+        ``CLIError`` saying what is wrong with it."""
+        if given not in self._read:
+            try:
+                self._read[given] = self._check(given)
+            except CLIError as error:
+                self._read[given] = error.message
+        found = self._read[given]
+        if isinstance(found, str):
+            raise CLIError(found, ExitCode.USAGE)
+        return found
+
+    def _check(self, given: str) -> tuple[Path, str]:
+        if self._root is None:
+            self._root = self.folder.resolve()
+        where = f"(relative to the jobs file's folder {str(self._root)!r})"
+        try:
+            real = (self.folder / given).resolve(strict=True)
+        except FileNotFoundError:
+            raise CLIError(f"image {given!r}: no such file {where}", ExitCode.USAGE) from None
+        except (OSError, RuntimeError) as exc:  # a symlink loop, a path too long, no permission on a folder
+            raise CLIError(f"image {given!r}: cannot resolve it: {getattr(exc, 'strerror', None) or exc}") from None
+        if not real.is_relative_to(self._root):
+            raise CLIError(
+                f"image {given!r} is outside the jobs file's folder {str(self._root)!r} (it resolves to "
+                f"{str(real)!r}): a jobs file sends only the files beside it",
+                ExitCode.USAGE,
+            )
+        try:
+            # O_NOFOLLOW: the path is resolved, so a symlink here was put there since (refused, not followed).
+            descriptor = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+        except OSError as exc:
+            raise CLIError(f"image {given!r}: cannot read it: {exc.strerror or exc}", ExitCode.USAGE) from None
+        try:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                raise CLIError(f"image {given!r} is not a regular file", ExitCode.USAGE)
+            digest = hashlib.sha256()
+            size = 0
+            while chunk := os.read(descriptor, 1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+        except OSError as exc:
+            raise CLIError(f"image {given!r}: cannot read it: {exc.strerror or exc}", ExitCode.USAGE) from None
+        finally:
+            os.close(descriptor)
+        if not size:
+            raise CLIError(f"image {given!r} is empty", ExitCode.USAGE)
+        return real, digest.hexdigest()
+
+
+def load_jobs(
+    path: Path, profile: Profile = GENSTUDIO, *, spec_of: SpecOf | None = None
+) -> list[Job]:
     """Every job of the file, for ``profile``'s service; raises ``CLIError`` (exit 2) listing every problem
-    found, by line."""
+    found, by line (and job name). ``spec_of``: the spec of a GenStudio job's workflow (default: none)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -110,12 +206,16 @@ def load_jobs(path: Path, profile: Profile = GENSTUDIO) -> list[Job]:
     # Only "\n" ends a line: str.splitlines() also splits at U+2028, U+0085, \x1c…, which JSON strings may hold.
     occurrences: dict[str, int] = {}  # an unnamed job is named by its content, and which copy of it it is
     sources = WorkflowSources(path.parent)
+    images = ImageFiles(path.parent)
+    specs = spec_of or _no_spec
     for number, line in enumerate(text.split("\n"), start=1):
         line = line.removesuffix("\r")
         if not line.strip():
             continue
         occurrences[line.strip()] = occurrence = occurrences.get(line.strip(), 0) + 1
-        job, trouble = _parse_line(number, line, occurrence, profile=profile, sources=sources)
+        job, trouble = _parse_line(
+            number, line, occurrence, profile=profile, sources=sources, images=images, spec_of=specs
+        )
         if trouble:
             problems += [f"line {number}: {problem}" for problem in trouble]
             continue
@@ -144,8 +244,19 @@ def load_jobs(path: Path, profile: Profile = GENSTUDIO) -> list[Job]:
     return jobs
 
 
+def _no_spec(workflow_id: str) -> WorkflowSpec | None:
+    return None
+
+
 def _parse_line(
-    number: int, line: str, occurrence: int = 1, *, profile: Profile = GENSTUDIO, sources: WorkflowSources
+    number: int,
+    line: str,
+    occurrence: int = 1,
+    *,
+    profile: Profile = GENSTUDIO,
+    sources: WorkflowSources,
+    images: ImageFiles,
+    spec_of: SpecOf = _no_spec,
 ) -> tuple[Job | None, list[str]]:
     try:
         data = load_json(line)
@@ -168,14 +279,18 @@ def _parse_line(
     if raw_id is not None and not valid_id:
         problems.append("'id' must be a non-empty string or a number")
     prompt: dict[str, Any] | None = None
+    assignments, digests, image_problems = _images_of(data.get("images"), images)
+    problems += image_problems
     if workflow_id is not None or not profile.whole_workflow:  # (a GPUGeek job may start from its id's export)
         try:
-            prompt = _prompt_of(data, workflow_id, profile, sources)
+            prompt = _prompt_of(data, workflow_id, profile, sources, assignments, spec_of)
         except PromptValidationError as error:
             problems += [str(problem) for problem in error.problems] or [str(error)]
         except (InvalidInputError, CLIError) as error:
             problems.append(str(error))
     if problems:
+        if valid_id:  # the job's name too: "line 7: job 'fox': image 'fox.png': no such file"
+            problems = [f"job {str(raw_id).strip()!r}: {problem}" for problem in problems]
         return None, problems
     assert workflow_id is not None
     aliases: tuple[str, ...] = ()
@@ -186,18 +301,57 @@ def _parse_line(
         digest = hashlib.sha256(line.strip().encode()).hexdigest()[: CD.CLI_JOB_HASH_DIGITS]
         name = f"job-{digest}" if occurrence == 1 else f"job-{digest}-{occurrence}"
         aliases = (f"{number}-{digest}",)  # the line-numbered name of journals written before
-    return Job(name, number, workflow_id, prompt, job_folder(name), aliases), []
+    return Job(name, number, workflow_id, prompt, job_folder(name), aliases, digests), []
+
+
+def _images_of(
+    given: Any, images: ImageFiles
+) -> tuple[list[Assignment], tuple[tuple[str, str], ...], list[str]]:
+    """A job's ``images`` (``{NODE: PATH}`` or ``["NODE=PATH", ...]``) as ``image`` assignments of resolved
+    paths, with each image's content hash, and the problems found."""
+    if given is None:
+        return [], (), []
+    pairs: list[tuple[Any, Any]]
+    if isinstance(given, Mapping):
+        pairs = list(given.items())
+    elif isinstance(given, list) and all(isinstance(item, str) and "=" in item for item in given):
+        pairs = [tuple(item.split("=", 1)) for item in given]
+    else:
+        return [], (), ['\'images\' must be an object {NODE: PATH} or a list ["NODE=PATH", ...] (PATH: a local image)']
+    assignments: list[Assignment] = []
+    digests: dict[str, str] = {}
+    problems: list[str] = []
+    for node, path in pairs:
+        if not isinstance(path, str) or not path or not str(node).strip():
+            problems.append(f"image of node {node!r}: expected a node and the path of a local image, got {path!r}")
+            continue
+        try:
+            real, digest = images.check(path)
+        except CLIError as error:
+            problems.append(error.message)
+            continue
+        digests[str(real)] = digest
+        assignments.append(Assignment(str(node).strip(), IMAGE_INPUT, str(real), "image"))
+    return assignments, tuple(sorted(digests.items())), problems
 
 
 def _prompt_of(
-    data: Mapping[str, Any], workflow_id: str | int | None, profile: Profile, sources: WorkflowSources
+    data: Mapping[str, Any],
+    workflow_id: str | int | None,
+    profile: Profile,
+    sources: WorkflowSources,
+    images: list[Assignment],
+    spec_of: SpecOf,
 ) -> dict[str, Any] | None:
-    """The prompt a job sends, its shape checked once and copied (``PromptBuilder``); raises what is wrong."""
+    """The prompt a job sends, its shape checked once and copied (``PromptBuilder``), checked against its spec
+    when it has one (GenStudio), its images set; raises what is wrong."""
     prompt = data.get("prompt")
     if not profile.whole_workflow:
-        from ..workflow import PromptBuilder
-
-        return PromptBuilder(prompt).build() if prompt is not None else None
+        spec = spec_of(str(workflow_id)) if workflow_id is not None else None
+        if prompt is None and not images and spec is None:
+            return None
+        built = build_prompt(prompt, images, spec)
+        return built if built is not None or prompt is None else {}
     workflow_json = data.get("workflow_json")
     if workflow_json is not None and (not isinstance(workflow_json, str) or not workflow_json.strip()):
         raise CLIError("'workflow_json' must be the path of a ComfyUI API-format export")
@@ -213,4 +367,4 @@ def _prompt_of(
     ]
     assert workflow_id is not None
     base = sources.base(workflow_id, prompt, workflow_json)
-    return build_prompt(base, assignments, profile=profile)
+    return build_prompt(base, [*assignments, *images], profile=profile)

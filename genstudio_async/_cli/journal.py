@@ -6,6 +6,12 @@ Each line is one event of one job::
      "service": "genstudio"}
     {"v": 1, "event": "downloaded", "job": "fox", "prompt_id": "cft-…", "paths": ["/abs/out/fox/9/x.png"]}
     {"v": 1, "event": "failed",     "job": "fox", "prompt_id": "cft-…", "error": "…", "task_failed": true}
+    {"v": 1, "event": "unanswered", "job": "fox", "workflow_id": "wf-…", "fingerprint": "…", "service": "genstudio",
+     "error": "…"}
+
+An ``unanswered`` line says a submit of the job got no answer (a timeout, a lost connection, a 5xx, a second
+Ctrl-C): the service may have created a task nothing knows the id of. A rerun does not submit that version of the
+job again unless told to (``--retry-failed``): a second submit may be a second, billed task.
 
 A ``submitted`` line is written (and fsync'ed) the moment ``submit`` returns, before the task is followed, so a
 batch stopped by Ctrl-C or a crash is resumed from its tasks' ids instead of submitting them again. A GPUGeek
@@ -64,6 +70,7 @@ class JobHistory:
     paths: list[str] | None = None  # the files of the latest task, once downloaded
     task_failed: bool = False  # the latest task ended failed or denied (``--retry-failed`` submits it again)
     error: str | None = None
+    unanswered: bool = False  # the latest submit got no answer: a task may exist that nothing knows the id of
 
     def made_for(self, workflow_id: str | int, fingerprint: str, service: str = DEFAULT_SERVICE) -> bool:
         """True when the latest task was submitted for this version of the job (not before it was edited), to
@@ -115,6 +122,14 @@ def parse_journal(data: bytes) -> JournalContents:
 def _apply(history: JobHistory, record: dict[str, Any]) -> None:
     event = record.get("event")
     prompt_id = record.get("prompt_id")
+    if event == "unanswered":
+        fingerprint, workflow_id, service = record.get("fingerprint"), record.get("workflow_id"), record.get("service")
+        history.submission, history.paths, history.task_failed = None, None, False
+        history.unanswered, history.error = True, str(record.get("error") or "")
+        history.fingerprint = fingerprint if isinstance(fingerprint, str) else None
+        history.workflow_id = workflow_id if isinstance(workflow_id, str | int) else None
+        history.service = service if isinstance(service, str) else DEFAULT_SERVICE
+        return
     if event == "submitted":
         token = record.get("prompt_token")
         service = record.get("service", DEFAULT_SERVICE)
@@ -126,6 +141,7 @@ def _apply(history: JobHistory, record: dict[str, Any]) -> None:
             history.fingerprint = fingerprint if isinstance(fingerprint, str) else None
             history.service = service if isinstance(service, str) else ""
             history.paths, history.task_failed, history.error = None, False, None
+            history.unanswered = False
         return
     if history.submission is None or prompt_id != history.submission.prompt_id:
         return  # about a task this job has since replaced
@@ -217,6 +233,13 @@ class Journal:
             prompt_id=submission.prompt_id,
             prompt_token=submission.prompt_token,
             service=service,
+        )
+
+    async def unanswered(
+        self, job: str, workflow_id: str | int, *, fingerprint: str, service: str, error: str
+    ) -> None:
+        await self.append(
+            "unanswered", job, workflow_id=workflow_id, fingerprint=fingerprint, service=service, error=error
         )
 
     def _append_line(self, line: bytes) -> None:
