@@ -659,3 +659,25 @@ async def test_a_gpugeek_batch_uploads_each_image_once_streams_events_and_refuse
     assert stats.submits == 4 and stats.uploads == 2 and stats.commits == 2
     assert len(job_folders_with_one_png(tmp_path / "out")) == 4
     no_crash(done.stderr)
+
+
+async def test_a_resumed_job_never_downloads_through_a_symlink_planted_in_its_folder(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    env = command_env(genstudio_emulator)
+    write_lines(tmp_path / "jobs.jsonl", [fox(0)])
+    genstudio_emulator.pause()  # queued: the first run times out with the task journaled, its files not saved
+    first = await genstudio("batch", "jobs.jsonl", "--out", "out", "--timeout", "0.5", cwd=tmp_path, env=env)
+    assert first.returncode == 1, first.stderr
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (tmp_path / "out").mkdir(exist_ok=True)
+    if (tmp_path / "out" / "fox-00").exists():
+        (tmp_path / "out" / "fox-00").rmdir()
+    (tmp_path / "out" / "fox-00").symlink_to(outside, target_is_directory=True)
+    genstudio_emulator.resume()
+    again = await genstudio("batch", "jobs.jsonl", "--out", "out", cwd=tmp_path, env=env)
+    assert genstudio_emulator.stats.submits == 1  # resumed by id, not submitted again
+    assert again.returncode == 1 and "is a symlink or leads outside" in again.stdout + again.stderr, again.stdout
+    assert list(outside.iterdir()) == []  # nothing written through it
+    no_crash(again.stderr)

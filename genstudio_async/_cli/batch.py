@@ -366,7 +366,7 @@ class Batch:
             self.display.downloading(job.name)
             endpoint = None  # a connection error from here on is the storage host's, not the service's
             downloading = True
-            paths = await client.download(result, self.output / job.folder)
+            paths = await client.download(result, self._download_folder(job))
             self.events.downloaded(submission.prompt_id, paths, job=job.name)
             await asyncio.shield(self._keep(self._record_download(job, outcome, submission, paths)))
             self._report(outcome, SUCCEEDED)
@@ -388,6 +388,17 @@ class Batch:
                 self._report(outcome, DOWNLOAD_FAILED)
             else:
                 self._report(outcome, status_word(error), cancelled=cancelled_on_timeout(error))
+
+    def _download_folder(self, job: Job) -> Path:
+        """The job's output folder, refused if it is a symlink or leads outside the output folder (planted there
+        since an earlier run: a resumed job is not moved aside first); the download would follow it."""
+        folder = self.output / job.folder
+        if folder.is_symlink() or (folder.exists() and not folder.resolve().is_relative_to(self.output.resolve())):
+            raise GenStudioError(
+                f"its output folder {folder} is a symlink or leads outside {self.output}: not followed "
+                "(move it away, then run the batch again)"
+            )
+        return folder
 
     def _on_progress(self, job: str, info: Any) -> None:
         self.display.update(job, info)
