@@ -242,9 +242,9 @@ async def test_a_standalone_emulator_raises_its_own_open_file_limit() -> None:
 
 
 def test_a_standalone_emulator_runs_on_uvloop_when_it_is_installed(monkeypatch: pytest.MonkeyPatch) -> None:
-    from genstudio_async.emulator import _runner
+    import uvloop  # a dev dependency (not on Windows, where the emulator's loop is asyncio's)
 
-    uvloop = pytest.importorskip("uvloop")
+    from genstudio_async.emulator import _runner
     monkeypatch.delenv(ED.EMULATOR_LOOP_ENV, raising=False)
     assert _runner.loop_factory() is uvloop.new_event_loop
     monkeypatch.setenv(ED.EMULATOR_LOOP_ENV, "asyncio")  # asyncio's own loop when asked
