@@ -689,15 +689,16 @@ class HTTPCore:
         """Wait for this request's place in the client's pace (``Pacer``); a hold that began meanwhile (a 429 of a
         request sent since the last one) sends it back in line, at the slower rate."""
         while (paced := self.pacer.delay()) > 0:
-            holds = self.pacer.hold_count
+            holds, place = self.pacer.hold_count, self.pacer.now() + paced
             try:
                 await sleep(paced)
             except asyncio.CancelledError:
-                self.pacer.refund()  # given up before it was sent: its place in the pace goes back
+                if self.pacer.hold_count == holds:  # its place still stands: it goes back to the pace
+                    self.pacer.refund(place)
                 raise
             if self.pacer.hold_count == holds:
                 return
-            self.pacer.refund()
+            # The places were voided meanwhile (a new burst of 429s): take a new one, at the lower rate.
 
     def _connection_error(self, exc: Exception, label: str) -> APIConnectionError:
         if isinstance(exc, _DeadlineExceeded):

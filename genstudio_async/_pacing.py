@@ -19,6 +19,7 @@ rule is untouched). With no limit met and no ceiling given, a request costs one 
 from __future__ import annotations
 
 import collections
+import heapq
 import time
 from collections.abc import Callable
 
@@ -42,7 +43,10 @@ class Pacer:
         # Before the first limit: when requests started and were answered in the last PACING_DECREASE_EVERY s.
         self._starts: collections.deque[float] = collections.deque()
         self._answers: collections.deque[float] = collections.deque()
-        self.hold_count = 0  # how many holds began: a request that slept its place through one takes a new place
+        # How many times the places reserved so far were voided (a new burst of 429s: a hold, a lower rate): a
+        # request that slept its place through one takes a new place, without giving the old one back.
+        self.hold_count = 0
+        self._free: list[float] = []  # a heap of places given back before their time (a request cancelled)
 
     def delay(self, *, unless_until: float = 0.0) -> float:
         """Seconds the next request must wait before it is sent, its place in the pace reserved.
@@ -54,6 +58,10 @@ class Pacer:
         if self._resume_at > unless_until:
             start = max(start, self._resume_at)
         if self.rate is not None:
+            while self._free and self._free[0] < start:  # a place given back whose time has passed: gone
+                heapq.heappop(self._free)
+            if self._free:  # a place given back, still to come: taken before a new one
+                return heapq.heappop(self._free) - now
             start = max(start, self._next_at)
             self._next_at = start + 1.0 / self.rate
         else:
@@ -82,18 +90,19 @@ class Pacer:
         )
         if now + hold_seconds > self._resume_at:
             self._resume_at = now + max(hold_seconds, 0.0)
-            if fresh:  # a new hold: requests waiting for a place inside it take a new one (``hold_count``)
-                self.hold_count += 1
         if fresh:
             self._last_decrease = now
+            self.hold_count += 1  # the places reserved so far are void: their requests take new ones
+            self._free.clear()
+            self._next_at = min(self._next_at, now)
             sending = self.rate
-            if sending is None:  # the first limit met: measured against the requests sent (and answered) lately
-                sending, self._limit_seen = self._measured_rates()
+            if sending is None:  # the first limit met: measured by the requests answered (or sent) lately
+                sent, self._limit_seen = self._measured_rates()
+                sending = self._limit_seen or sent
             if sending is not None:
                 self.rate = max(C.PACING_MIN_RATE, sending * C.PACING_DECREASE)
                 if self.ceiling is not None:
                     self.rate = min(self.rate, self.ceiling)
-                self._next_at = min(self._next_at, now)  # places reserved at the old rate are re-taken at the new
         return self._resume_at
 
     def _measured_rates(self) -> tuple[float | None, float]:
@@ -109,11 +118,16 @@ class Pacer:
         window = max(now - self._starts[0], 1e-3)
         return len(self._starts) / window, len(self._answers) / window
 
-    def refund(self) -> None:
-        """A request that took a place in the pace was given up before it was sent (its caller was cancelled):
-        the place goes back, so requests given up never hold the live ones back."""
-        if self.rate is not None:
-            self._next_at = max(self._clock(), self._next_at - 1.0 / self.rate)
+    def refund(self, place: float) -> None:
+        """The request whose place starts at ``place`` (``now() + delay()``) was given up before it was sent (its
+        caller was cancelled): the place goes back, to the next request that asks, so requests given up never hold
+        the live ones back, and no place is ever given to two requests."""
+        if self.rate is None:
+            return
+        if abs(place + 1.0 / self.rate - self._next_at) < 1e-9:  # the last place reserved: the pace steps back
+            self._next_at = max(self._clock(), place)
+        elif place > self._clock():
+            heapq.heappush(self._free, place)
 
     def succeeded(self) -> None:
         """A request was answered: the rate grows again, fast (doubling per second of answers) while it is below

@@ -128,9 +128,23 @@ def test_a_place_given_up_before_sending_goes_back() -> None:
     assert pacer.delay() == 0.0
     waits = [pacer.delay() for _ in range(100)]  # a hundred callers queue up ...
     assert waits[-1] == pytest.approx(10.0)
-    for _ in range(100):  # ... and are cancelled before they send
-        pacer.refund()
+    for wait in waits:  # ... and are cancelled before they send, the first in line first
+        pacer.refund(clock.now + wait)
     assert pacer.delay() == pytest.approx(0.1)  # the next one waits its own place, not the abandoned ones'
+
+
+def test_no_place_is_given_to_two_requests() -> None:
+    clock = Clock()
+    pacer = Pacer(10.0, clock=clock)
+    places = [clock.now + pacer.delay() for _ in range(5)]  # 0.0, 0.1, ... 0.4
+    pacer.refund(places[1])  # one in the middle of the line is cancelled: its place goes to the next caller
+    later = [clock.now + pacer.delay() for _ in range(2)]
+    assert later == [pytest.approx(places[0] + 0.1), pytest.approx(places[0] + 0.5)]
+    assert len({round(place, 6) for place in [*places, *later]}) == len(places) + 1  # every live place apart
+    clock.now += 1.0
+    pacer.limited(1.0, sent_at=clock.now)  # a new burst of 429s voids the places reserved: nothing given back
+    assert pacer.delay() == pytest.approx(1.0)  # the hold, then the slower pace from there
+    assert pacer.delay() == pytest.approx(1.0 + 1 / pacer.rate)  # type: ignore[operator]
 
 
 def test_the_rate_never_falls_below_its_floor() -> None:
