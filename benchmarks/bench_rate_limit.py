@@ -41,6 +41,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -103,6 +104,7 @@ class Variant:
     pacer_rate: float | None = None
     pacer_holds: int = 0
     samples: list[Sample] = field(default_factory=list)
+    trace: PacerTrace | None = None
 
     @property
     def label(self) -> str:
@@ -111,6 +113,93 @@ class Variant:
     @property
     def ratio(self) -> float:
         return self.submit_requests / self.jobs if self.jobs else math.nan
+
+
+@dataclass
+class Refusal:
+    """One 429 as the SDK's pacer saw it (its clock): when it came, when its request was sent, the rate before
+    and after, and the end of the hold."""
+
+    at: float
+    sent_at: float | None
+    rate_before: float | None
+    rate_after: float | None
+    hold_until: float
+
+
+@dataclass
+class PacerTrace:
+    """What the SDK's pacer did, recorded by wrapping two of its methods on the client's instance: each request's
+    send time (``now()``, read just before a request is sent) and each 429 (``limited``)."""
+
+    started: float
+    sends: list[float] = field(default_factory=list)
+    refusals: list[Refusal] = field(default_factory=list)
+    #: The start of every place in the pace handed out (``delay()``'s answer, when it made a request wait).
+    places: list[float] = field(default_factory=list)
+
+    @classmethod
+    def install(cls, pace: Any) -> PacerTrace:
+        trace = cls(started=pace.now())
+        now, limited, delay = pace.now, pace.limited, pace.delay
+
+        def traced_delay(**kwargs: float) -> float:
+            wait: float = delay(**kwargs)
+            if wait > 0:
+                trace.places.append(round(now() + wait, 6))
+            return wait
+
+        def traced_now() -> float:
+            moment: float = now()
+            trace.sends.append(moment)
+            return moment
+
+        def traced_limited(hold_seconds: float, *, sent_at: float | None = None) -> float:
+            before = pace.rate
+            at = now()
+            until: float = limited(hold_seconds, sent_at=sent_at)
+            trace.refusals.append(Refusal(at, sent_at, before, pace.rate, until))
+            return until
+
+        setattr(pace, "now", traced_now)  # noqa: B010 - an instance attribute over the method, for the probe
+        setattr(pace, "limited", traced_limited)  # noqa: B010
+        setattr(pace, "delay", traced_delay)  # noqa: B010
+        return trace
+
+    def summary(self, limit: float) -> str:
+        """Where the extra requests went: 429s while the rate was still coming down from the first measure, 429s
+        of requests sent at a rate above the limit later on, and those sent at or below it; the decreases; the time
+        held; the busiest 1 s of sends."""
+        refusals = self.refusals
+        decreases = [r for r in refusals if r.rate_after != r.rate_before]
+        first_below = next((r.at for r in decreases if r.rate_after is not None and r.rate_after <= limit), None)
+        descent = [r for r in refusals if first_below is None or r.at <= first_below]
+        later = [r for r in refusals if first_below is not None and r.at > first_below]
+        above = [r for r in later if r.rate_before is not None and r.rate_before > limit]
+        held = 0.0
+        until = -math.inf
+        for r in refusals:  # the union of the holds
+            start = max(r.at, until)
+            if r.hold_until > start:
+                held += r.hold_until - start
+                until = r.hold_until
+        busiest, start = 0, 0
+        for end in range(len(self.sends)):
+            while self.sends[end] - self.sends[start] > 1.0:
+                start += 1
+            busiest = max(busiest, end - start + 1)
+        low = min((r.rate_after for r in decreases[1:] if r.rate_after is not None), default=math.nan)
+        steps = " → ".join(f"{r.rate_after:.0f}" for r in decreases if r.rate_after is not None)
+        when = "" if first_below is None else f" (at {first_below - self.started:.1f} s)"
+        shared = Counter(self.places)
+        crowded = sorted((count for count in shared.values() if count > 1), reverse=True)
+        return (f"{len(self.sends):,} submits sent, {len(refusals):,} refused; {len(descent)} of the 429s came while "
+                f"the rate came down from its first measure to the limit{when}, {len(later)} after it ({len(above)} of "
+                f"requests sent at a rate above {limit:g}/s, {len(later) - len(above)} at or below it); "
+                f"{len(decreases)} decreases ({steps}), the lowest after the first {low:.1f}/s; held (no request "
+                f"sent) {held:.1f} s in all; the busiest second sent {busiest} submits; {sum(crowded)} of "
+                f"{len(self.places):,} places in the pace handed to more than one request (the most crowded: "
+                f"{', '.join(map(str, crowded[:5])) or 'none'} requests on one place)")
 
 
 def floor_seconds(args: argparse.Namespace) -> float:
@@ -176,6 +265,7 @@ async def run_sdk(args: argparse.Namespace, *, use_websocket: bool) -> Variant:
         api_key=API_KEY, base_url=emulator.base_url, use_websocket=use_websocket
     ) as client:
         pace = client._http.pacer  # private: read for the figures only
+        variant.trace = PacerTrace.install(pace)
 
         def pacer() -> tuple[float | None, int]:
             return pace.rate, pace.holds
@@ -343,6 +433,8 @@ async def run(args: argparse.Namespace, report: Report) -> None:
         report.note(f"{variant.label}, second by second (submits accepted/refused by the emulator"
                     + ("" if variant.key == "bare" else ", @ the SDK pacer's rate at the end of that second")
                     + f"): {timeline(variant)}.")
+        if variant.trace is not None:
+            report.note(f"{variant.label}, the SDK pacer's trace: {variant.trace.summary(args.rate)}.")
 
 
 def main() -> int:
