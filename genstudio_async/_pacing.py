@@ -5,11 +5,14 @@ retries. ``Pacer`` is shared by every request of a client (submits, polls, cance
 
 - a 429 holds back every request not yet sent until its ``Retry-After`` has passed (or the request loop's own
   back-off, when the server gives none);
-- and it lowers the client's request rate multiplicatively (halved, at most once per second), from the rate it
-  was sending at; answered requests then raise it again, doubling each second while it is below half the rate the
-  limit was first met at, then by ``PACING_GROWTH`` a second (AIMD with a slow start, as TCP does with its
-  window), and ``PACING_FORGET_AFTER`` s without a limit end the pacing. Requests are spaced at that rate, and a
-  request given up before it is sent gives its place back.
+- and it lowers the client's request rate multiplicatively (by ``PACING_DECREASE``, once per burst of 429s),
+  from the rate it was sending at (at the first limit: the rate the last second's requests were answered at);
+  answered requests then raise it again, doubling each second while it is below ``PACING_DECREASE`` of the rate the
+  server was seen to answer, then by ``PACING_GROWTH`` a second (AIMD with a slow start, as TCP does with its
+  window), and ``PACING_FORGET_AFTER`` s without a limit end the pacing. Requests are spaced at that rate: each
+  takes a place in line, a request refused takes its new place at once, a new burst of 429s voids the places
+  taken (their requests take new ones, at the new rate), and a request given up before it is sent gives its place
+  back. No place is ever given to two requests.
 - ``max_requests_per_second``, for a user who knows the account's limit, is a ceiling from the start.
 
 Pacing only ever delays a request before it is sent; it never sends one again (the request loop's submit-safety
