@@ -781,7 +781,7 @@ async def test_a_batch_killed_while_a_submit_is_in_flight_is_not_submitted_again
     job ("submit unanswered") instead of paying for a second task; --retry-failed submits it."""
     write_jobs(tmp_path / "jobs.jsonl", 1, named=True)
     journal = tmp_path / "jobs.jsonl.journal"
-    genstudio_emulator.set_faults(Faults(delay=5.0, endpoints=frozenset({"submit"})))  # held: the kill comes first
+    genstudio_emulator.set_faults(Faults(delay=2.0, endpoints=frozenset({"submit"})))  # held: the kill comes first
     stats = genstudio_emulator.stats
     env = command_env(genstudio_emulator)
     async with started("batch", "jobs.jsonl", "--out", "out", cwd=tmp_path, env=env) as process:
