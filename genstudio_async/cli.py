@@ -164,13 +164,52 @@ class _Parser(argparse.ArgumentParser):
     """
 
     secrets: tuple[str, ...] = ()
+    events_argv: Sequence[str] | None = None  # the command line, when it asks for --events (--json-stream)
 
     def error(self, message: str) -> NoReturn:
         from ._redact import mask
 
         for secret in self.secrets:
             message = message.replace(secret, mask(secret))
+        command = self.prog.rsplit(" ", 1)[-1]
+        if _Parser.events_argv is not None and command in ("run", "batch", "watch"):
+            _usage_error_events(command, message, _Parser.events_argv, self.secrets)
         super().error(message)
+
+
+def _asks_for_events(argv: Sequence[str]) -> bool:
+    """True when ``argv`` holds ``--events`` or ``--json-stream`` (or an abbreviation argparse would take)."""
+    for arg in argv:
+        if arg == "--":
+            return False
+        name = arg.partition("=")[0]
+        if (len(name) >= 4 and "--events".startswith(name)) or (len(name) > 6 and "--json-stream".startswith(name)):
+            return True
+    return False
+
+
+def _usage_error_events(command: str, message: str, argv: Sequence[str], secrets: Sequence[str]) -> None:
+    """A command line argparse refused, that asked for ``--events``: its ``start``, ``error`` and ``end`` lines
+    on stdout all the same (exit 2), so a reader of the stream always gets an ``end``. The service is the one
+    the command line or ``GENSTUDIO_SERVICE`` names, if valid, else GenStudio."""
+    from ._cli.defaults import CLI_SERVICE_ENV
+    from ._cli.events import EventLog
+    from ._redact import Redactor
+
+    service = "genstudio"
+    named = [os.environ.get(CLI_SERVICE_ENV, "")]
+    for index, arg in enumerate(argv):
+        if arg.startswith("--service="):
+            named.append(arg.partition("=")[2])
+        elif arg == "--service" and index + 1 < len(argv):
+            named.append(argv[index + 1])
+    for name in named:
+        if name.strip().lower() in ("genstudio", "gpugeek"):
+            service = name.strip().lower()
+    events = EventLog(sys.stdout, Redactor(secrets))
+    events.start(command, service)
+    events.error(message, 2)
+    events.end(2)
 
 
 def _api_key_arguments(argv: Sequence[str]) -> tuple[str, ...]:
@@ -470,6 +509,8 @@ def _async_command(module: str, name: str) -> Handler:
         events = bool(getattr(args, "events", False))
         # With --events stdout holds the event lines and nothing else: no human display (notes stay on stderr).
         console = Console(quiet=bool(getattr(args, "json", False)) or events)
+        for secret in _secrets_of(args):
+            console.redact.add(secret)
         args.event_log = EventLog(console.out if events else None, Redactor(_secrets_of(args)))
         args.event_log.start(args.command, profile_of(args).name)
         if getattr(args, "cancel_on_timeout", False) and getattr(args, "timeout", None) is None:
@@ -478,6 +519,8 @@ def _async_command(module: str, name: str) -> Handler:
         prepare = getattr(loaded, "prepare", None)
         if prepare is not None:
             prepare(args)  # blocking local reads (files, stdin) before the event loop exists
+            for secret in getattr(args, "prompt_tokens", []):  # read from files (watch): never shown whole
+                console.redact.add(secret)
         return asyncio.run(command(args, console))
 
     return handler
@@ -537,9 +580,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Run every job of JOBS.jsonl, at most --concurrency at once, and download each one's files. A journal "
         "records each task's prompt_id and prompt_token as soon as it is submitted: after Ctrl-C (exit 130) or a "
         "crash, the same command resumes those tasks instead of submitting them again, and skips the jobs whose "
-        "files are already downloaded. Ctrl-C does not cancel the tasks on the service. The one window no client "
-        "can close: a submit whose answer never arrived (the process died while it was in flight) may have "
-        "created a task that nothing recorded; a rerun submits that job again.",
+        "files are already downloaded. Ctrl-C does not cancel the tasks on the service. A submit whose answer never "
+        "arrived (no answer, or the process died while it was in flight) may have created a task that nothing "
+        "recorded: a rerun holds that job ('submit unanswered') until --retry-failed.",
     )
     add_batch_arguments(batch)
     _add_service_arguments(batch)
@@ -604,6 +647,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``genstudio`` command with ``argv`` (default: ``sys.argv[1:]``); return its exit code."""
     parser = build_parser()
     _Parser.secrets = _api_key_arguments(sys.argv[1:] if argv is None else argv)
+    _Parser.events_argv = given if _asks_for_events(given := sys.argv[1:] if argv is None else argv) else None
     args = parser.parse_args(argv)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:

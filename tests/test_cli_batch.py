@@ -6,7 +6,10 @@ submits no job twice and ends with every image; a rerun after completion that do
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
+import os
 import re
 import signal
 import stat
@@ -15,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from genstudio_async import LocalImage
+from genstudio_async._cli import defaults as CD
 from genstudio_async._cli.errors import CLIError
 from genstudio_async._cli.jobs import load_jobs
 from genstudio_async._cli.journal import Journal, parse_journal
@@ -28,10 +33,14 @@ from tests.cli_support import (
     I2I,
     SPECS,
     T2I,
+    Answer,
     command_env,
+    envelope,
     event_lines,
+    fake_service,
     finish,
     genstudio,
+    one_error_line,
     outcomes_by_job,
     pngs_under,
     started,
@@ -69,6 +78,13 @@ def journal_records_tolerant(path: Path) -> list[dict[str, Any]]:
         except ValueError:
             continue
     return records
+
+
+def journaled_submissions(path: Path) -> int:
+    """How many tasks the journal holds so far (its "submitting" records announce submits, not tasks)."""
+    if not path.exists():
+        return 0
+    return sum(1 for record in journal_records_tolerant(path) if record.get("event") == "submitted")
 
 
 def job_folders_with_one_png(out: Path) -> list[str]:
@@ -123,8 +139,8 @@ async def test_ctrl_c_stops_cleanly_and_the_rerun_resumes_without_submitting_twi
     genstudio_emulator.pause()  # the first tasks stay queued: the interrupt comes while they are followed
     env = command_env(genstudio_emulator)
     async with started("batch", "jobs.jsonl", "--concurrency", "3", "--out", "out", cwd=tmp_path, env=env) as process:
-        await eventually(lambda: len(journal_records_tolerant(journal)) >= 3 if journal.exists() else False,
-                         what="three submissions in the journal", timeout=20.0, interval=0.02)
+        await eventually(lambda: journaled_submissions(journal) >= 3, what="three submissions in the journal",
+                         timeout=20.0, interval=0.02)
         process.send_signal(signal.SIGINT)
         interrupted = await finish(process)
     assert interrupted.returncode == 130, interrupted.stderr
@@ -133,7 +149,7 @@ async def test_ctrl_c_stops_cleanly_and_the_rerun_resumes_without_submitting_twi
     no_crash(interrupted.stderr)
     records = journal_records(journal)  # every line whole
     first_run = [record["job"] for record in records if record["event"] == "submitted"]
-    assert len(first_run) == 3 and all(record["prompt_token"] for record in records)
+    assert len(first_run) == 3 and all(record["prompt_token"] for record in records if record["event"] == "submitted")
     stats = genstudio_emulator.stats
     assert stats.submits == 3 and stats.cancels == 0  # the tasks were left to run on the service
     assert all((genstudio_emulator.task_info(t) or {}).get("status") == 1 for t in genstudio_emulator.task_ids())
@@ -681,3 +697,197 @@ async def test_a_resumed_job_never_downloads_through_a_symlink_planted_in_its_fo
     assert again.returncode == 1 and "is a symlink or leads outside" in again.stdout + again.stderr, again.stdout
     assert list(outside.iterdir()) == []  # nothing written through it
     no_crash(again.stderr)
+
+
+# --- issue #13's hostile review --------------------------------------------------------------------------------
+
+REVIEW_KEY = "sk-test-0123456789abcdef"
+REVIEW_TOKEN = "tok-0123456789-not-a-jwt-but-a-secret"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        (200, "application/json", b'{"code": 0, "msg": "Success", "data": {"prompt_i'),  # cut short
+        envelope({"prompt_id": "cft-made", "prompt_token": None}),  # the task named, its token missing
+    ],
+    ids=["cut-body", "no-token"],
+)
+async def test_a_submit_answered_200_unreadably_is_held_not_submitted_twice(
+    tmp_path: Path, answer: Answer
+) -> None:
+    """An HTTP 200 means the service took the submit: a body the SDK cannot use does not unmake the task. The
+    job is "submit unanswered" (not "never submitted"), and a rerun does not submit it again unasked."""
+    (tmp_path / "jobs.jsonl").write_text(json.dumps({"id": "fox", "workflow_id": T2I}) + "\n", encoding="utf-8")
+    submits = []
+
+    def respond(method: str, path: str, body: bytes) -> Answer:
+        if path.endswith("/prompt"):
+            submits.append(body)
+            return answer
+        return 404, "text/plain", b"no"
+
+    async with fake_service(respond) as url:
+        env = command_env(GENSTUDIO_API_KEY=REVIEW_KEY, GENSTUDIO_BASE_URL=url)
+        first = await genstudio("batch", "jobs.jsonl", "--events", cwd=tmp_path, env=env)
+        rerun = await genstudio("batch", "jobs.jsonl", "--events", cwd=tmp_path, env=env)
+    assert first.returncode == 1, first.stderr
+    assert outcomes_by_job(event_lines(first.stdout))["fox"]["status"] == "submit_unanswered"
+    assert len(submits) == 1, f"the rerun submitted the job again ({rerun.stdout})"
+    assert outcomes_by_job(event_lines(rerun.stdout))["fox"]["status"] == "submit_unanswered"
+
+
+async def test_a_resumed_batch_job_never_writes_through_a_symlink_in_its_folders_place(tmp_path: Path) -> None:
+    """A symlink planted at out/<job> between two runs is refused for a resumed job (main's 0ff4010)."""
+    work, outside = tmp_path / "work", tmp_path / "outside"
+    work.mkdir()
+    outside.mkdir()
+    (work / "jobs.jsonl").write_text(json.dumps({"id": "fox", "workflow_id": T2I}) + "\n", encoding="utf-8")
+    state: dict[str, Any] = {"done": False}
+
+    def respond(method: str, path: str, body: bytes) -> Answer:
+        if path.endswith("/prompt"):
+            return envelope({"prompt_id": "cft-a", "prompt_token": REVIEW_TOKEN})
+        if path.endswith("/get_task_info"):
+            if not state["done"]:  # the first run times out on a running task: journaled, not downloaded
+                return envelope({"comfy_task_info": [
+                    {"comfy_task_id": "cft-a", "status": 2, "progress_num": 10, "files": {}, "final_files": []}]})
+            files = {"9": [f"{state['url']}/bucket/x.png?Expires=4102444800&Signature=a%2Fb"]}
+            return envelope({"comfy_task_info": [
+                {"comfy_task_id": "cft-a", "status": 3, "progress_num": 100, "files": files, "final_files": []}]})
+        if path.startswith("/bucket/"):
+            return 200, "image/png", tiny_png(4, 4)
+        return 404, "text/plain", b"no"
+
+    async with fake_service(respond) as state["url"]:
+        env = command_env(GENSTUDIO_API_KEY=REVIEW_KEY, GENSTUDIO_BASE_URL=state["url"])
+        follow = ("--out", "out", "--no-websocket", "--poll-interval", "0.05")
+        await genstudio("batch", "jobs.jsonl", *follow, "--timeout", "0.2", cwd=work, env=env)
+        state["done"] = True
+        out = work / "out"
+        out.mkdir(exist_ok=True)
+        if (out / "fox").exists():
+            (out / "fox").rmdir()
+        (out / "fox").symlink_to(outside)
+        second = await genstudio("batch", "jobs.jsonl", *follow, cwd=work, env=env)
+    assert second.returncode == 1, second.stderr
+    assert not list(outside.rglob("*")), sorted(outside.rglob("*"))
+
+
+async def test_a_batch_killed_while_a_submit_is_in_flight_is_not_submitted_again(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    """kill -9 while the service holds the submit: the journal's "submitting" record makes the rerun hold the
+    job ("submit unanswered") instead of paying for a second task; --retry-failed submits it."""
+    write_jobs(tmp_path / "jobs.jsonl", 1, named=True)
+    journal = tmp_path / "jobs.jsonl.journal"
+    genstudio_emulator.set_faults(Faults(delay=2.0, endpoints=frozenset({"submit"})))  # held: the kill comes first
+    stats = genstudio_emulator.stats
+    env = command_env(genstudio_emulator)
+    async with started("batch", "jobs.jsonl", "--out", "out", cwd=tmp_path, env=env) as process:
+        await eventually(lambda: stats.requests["submit"] == 1, what="the submit on the wire", timeout=20.0,
+                         interval=0.02)
+        process.kill()  # SIGKILL: no handler, no journal write after this
+        await process.wait()
+    assert [r["event"] for r in journal_records_tolerant(journal)] == ["submitting"]
+    genstudio_emulator.clear_faults()
+    held = await genstudio("batch", "jobs.jsonl", "--out", "out", "--events", cwd=tmp_path, env=env)
+    assert held.returncode == 1, held.stderr
+    outcome = outcomes_by_job(event_lines(held.stdout))["fox-00"]
+    assert outcome["status"] == "submit_unanswered" and "in flight" in outcome["error"]
+    assert stats.requests["submit"] == 1  # not sent again
+    retried = await genstudio("batch", "jobs.jsonl", "--out", "out", "--retry-failed", cwd=tmp_path, env=env)
+    assert retried.returncode == 0, retried.stderr
+    assert stats.requests["submit"] == 2 and job_folders_with_one_png(tmp_path / "out") == ["fox-00"]
+
+
+async def test_a_refused_submit_after_its_submitting_record_is_submitted_again(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    """The "submitting" record is answered by "refused" when the service made no task: the rerun tries again."""
+    (tmp_path / "jobs.jsonl").write_text(json.dumps({"workflow_id": "wf-unknown", "id": "bad"}) + "\n")
+    env = command_env(genstudio_emulator)
+    first = await genstudio("batch", "jobs.jsonl", cwd=tmp_path, env=env)
+    second = await genstudio("batch", "jobs.jsonl", "--events", cwd=tmp_path, env=env)
+    assert first.returncode == second.returncode == 1
+    assert outcomes_by_job(event_lines(second.stdout))["bad"]["status"] == "never_submitted"
+    assert genstudio_emulator.stats.requests["submit"] == 2
+    events = [r["event"] for r in journal_records(tmp_path / "jobs.jsonl.journal")]
+    assert events == ["submitting", "refused", "submitting", "refused"]
+
+
+def test_a_journal_of_an_older_version_reads_as_before() -> None:
+    """Journals written before the "submitting" and "refused" records: the same histories."""
+    old = (
+        b'{"v":1,"event":"submitted","job":"fox","workflow_id":"wf-a","prompt_id":"cft-1","prompt_token":"t"}\n'
+        b'{"v":1,"event":"unanswered","job":"cat","workflow_id":"wf-a","error":"timed out"}\n'
+    )
+    contents = parse_journal(old)
+    fox, cat = contents.history("fox"), contents.history("cat")
+    assert fox.submission is not None and fox.submission.prompt_id == "cft-1" and not fox.unanswered
+    assert cat.unanswered and cat.error == "timed out" and cat.submission is None
+
+
+async def test_ctrl_c_with_no_task_running_says_there_is_nothing_to_resume(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    (tmp_path / "jobs.jsonl").write_text(json.dumps({"workflow_id": "wf-unknown", "id": "bad"}) + "\n")
+    genstudio_emulator.set_faults(Faults(delay=0.3, endpoints=frozenset({"submit"})))
+    env = command_env(genstudio_emulator)
+    async with started("batch", "jobs.jsonl", cwd=tmp_path, env=env) as process:
+        await eventually(lambda: genstudio_emulator.stats.requests["submit"] == 1, what="the submit on the wire")
+        process.send_signal(signal.SIGINT)  # its answer (a refusal) comes in the grace period
+        interrupted = await finish(process)
+    assert interrupted.returncode == 130, interrupted.stderr
+    assert "0 task(s) left running" not in interrupted.stderr
+    assert "interrupted: no task of this batch is left running on the service" in interrupted.stderr
+
+
+async def test_a_fifo_as_the_jobs_file_is_refused_at_once(tmp_path: Path) -> None:
+    """A FIFO would block the read for ever (and Ctrl-C with it): refused unread, exit 2."""
+    os.mkfifo(tmp_path / "jobs.jsonl")
+    env = command_env(GENSTUDIO_API_KEY=REVIEW_KEY, GENSTUDIO_BASE_URL="http://127.0.0.1:9")
+    async with asyncio.timeout(20):  # a failure bound: the old code never returns
+        done = await genstudio("batch", "jobs.jsonl", cwd=tmp_path, env=env)
+    assert done.returncode == 2
+    assert "is not a regular file" in one_error_line(done.stderr)
+
+
+def test_a_jobs_file_too_big_or_a_device_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(CD, "CLI_JOBS_FILE_MAX_BYTES", 100)
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("\n".join(json.dumps({"workflow_id": T2I, "id": f"j{n}"}) for n in range(10)) + "\n")
+    with pytest.raises(CLIError, match="is bigger than 100 bytes") as raised:
+        load_jobs(jobs)
+    assert raised.value.code == 2
+    with pytest.raises(CLIError, match="is not a regular file"):
+        load_jobs(Path("/dev/zero"))  # the old code read it until MemoryError
+
+
+def test_a_jobs_image_too_big_is_a_problem_of_its_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(CD, "CLI_BATCH_IMAGE_MAX_BYTES", 1000)
+    (tmp_path / "big.png").write_bytes(tiny_png(4, 4) + b"\0" * 1000)
+    (tmp_path / "jobs.jsonl").write_text(json.dumps({"id": "fox", "workflow_id": I2I, "images": {"10": "big.png"}}))
+    with pytest.raises(CLIError) as raised:
+        load_jobs(tmp_path / "jobs.jsonl")
+    assert raised.value.code == 2
+    assert "job 'fox': image 'big.png' is bigger than 1000 bytes" in raised.value.message
+
+
+async def test_a_jobs_image_is_sent_as_the_bytes_checked_not_as_the_file_is_later(
+    genstudio_emulator: Emulator, tmp_path: Path
+) -> None:
+    """The image is read once, at load: the bytes hashed into the fingerprint are the ones uploaded, even if the
+    file is swapped before the submit (and a job does not read it again)."""
+    original = tiny_png(8, 8)
+    (tmp_path / "fox.png").write_bytes(original)
+    (tmp_path / "jobs.jsonl").write_text(json.dumps({"id": "fox", "workflow_id": I2I, "images": {"10": "fox.png"}}))
+    [job] = load_jobs(tmp_path / "jobs.jsonl")
+    (tmp_path / "fox.png").write_bytes(b"not a png at all, swapped in after the check")
+    [image] = [value for node in (job.prompt or {}).values() for value in node["inputs"].values()
+               if isinstance(value, LocalImage)]
+    assert image.data == original and image.filename == "fox.png"
+    assert dict(job.images)[str((tmp_path / "fox.png").resolve())] == hashlib.sha256(original).hexdigest()
+    async with genstudio_emulator.client() as client:
+        result = await client.wait(await client.submit(job.workflow_id, job.prompt), timeout=30)
+    assert result.files  # the emulator read the upload as an image: the swapped bytes would fail the task

@@ -97,3 +97,17 @@ def test_the_shipped_schema_is_a_valid_schema_and_an_event_log_escapes_and_masks
     disabled = EventLog(None)
     disabled.outcome("succeeded", prompt_id="cft-1")  # no --events: nothing, nowhere
     assert not disabled.enabled
+
+
+@pytest.mark.parametrize(
+    "argv", [["run", "--events"], ["watch", "--json-stream", "--timeout", "soon", "cft-a"], ["batch", "--ev"]]
+)
+async def test_a_usage_error_argparse_finds_still_ends_the_events_stream(tmp_path: Path, argv: list[str]) -> None:
+    """A command line refused by argparse, that asked for --events: start, error, end on stdout (exit 2)."""
+    env = command_env(GENSTUDIO_API_KEY="sk-test-0123456789abcdef")
+    done = await genstudio(*argv, cwd=tmp_path, env=env)
+    assert done.returncode == 2
+    events = event_lines(done.stdout)  # start first, end last, each valid under the schema
+    assert [event["type"] for event in events] == ["start", "error", "end"]
+    assert events[0]["command"] == argv[0] and events[-1]["exit_code"] == 2
+    assert "usage:" in done.stderr

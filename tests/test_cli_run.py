@@ -24,6 +24,7 @@ from tests.cli_support import (
     Answer,
     command_env,
     envelope,
+    event_lines,
     fake_service,
     files_under,
     finish,
@@ -414,3 +415,19 @@ async def test_each_service_refuses_what_belongs_to_the_other(
     assert "argument --service: expected genstudio or gpugeek (from --service or $GENSTUDIO_SERVICE), got 'gpu-geek'" \
         in bad_service.stderr
     assert sum(gpugeek_emulator.stats.requests.values()) == 0
+
+
+async def test_run_reports_a_submit_answered_200_with_a_cut_body_as_unanswered(tmp_path: Path) -> None:
+    """An HTTP 200 whose body is cut: the service took the submit, so it is not "never submitted"."""
+
+    def respond(method: str, path: str, body: bytes) -> Answer:
+        if path.endswith("/prompt"):
+            return 200, "application/json", b'{"code": 0, "msg": "Success", "data": {"prompt_i'
+        return 404, "text/plain", b"no"
+
+    async with fake_service(respond) as url:
+        env = command_env(GENSTUDIO_API_KEY="sk-test-0123456789abcdef", GENSTUDIO_BASE_URL=url)
+        done = await genstudio("run", T2I, "--events", cwd=tmp_path, env=env)
+    assert done.returncode != 0
+    [outcome] = [event for event in event_lines(done.stdout) if event["type"] == "outcome"]
+    assert outcome["status"] == "submit_unanswered", outcome

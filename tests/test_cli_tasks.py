@@ -217,7 +217,8 @@ def test_help_lists_the_commands_and_exit_codes(capsys: pytest.CaptureFixture[st
     with pytest.raises(SystemExit):
         main(["batch", "--help"])
     batch_help = capsys.readouterr().out
-    assert "--journal" in batch_help and "0600" in batch_help and "window no client" in batch_help
+    assert "--journal" in batch_help and "0600" in batch_help
+    assert "holds that job ('submit unanswered') until --retry-failed" in " ".join(batch_help.split())
 
 
 async def test_debug_shows_the_traceback_and_never_the_key(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ from tests.cli_support import (
     pngs_under,
     started,
 )
-from tests.support import eventually, no_crash, tiny_png
+from tests.support import eventually, no_crash, raw_http_server, read_request_head, tiny_png
 
 
 @pytest.fixture
@@ -199,7 +199,9 @@ async def test_an_ended_task_is_reported_and_a_late_one_cancelled_on_timeout(
         late = await client.submit(T2I)
     env = command_env(genstudio_emulator)
     done = await genstudio(
-        "watch", failed.prompt_id, late.prompt_id, "--timeout", "0.3", "--cancel-on-timeout", "--events",
+        # --timeout bounds the whole follow, the first question included: long enough for a loaded machine to
+        # answer that one (the failed task is then reported as failed), a bound of the late task's wait only.
+        "watch", failed.prompt_id, late.prompt_id, "--timeout", "1.5", "--cancel-on-timeout", "--events",
         cwd=tmp_path, env=env,
     )
     assert done.returncode == 1, done.stderr
@@ -291,9 +293,8 @@ async def test_watch_on_gpugeek_shows_progress_saves_files_and_cancels_on_timeou
     assert timed_out.returncode == 1
     [document] = timed_out.json()
     assert document["status"] == "timeout" and document["cancelled"] is True
-    assert document["error"] == (
-        f"task {abandoned.prompt_id} did not finish within 0.3 s; it was cancelled on the service"
-    )
+    assert document["error"].startswith(f"task {abandoned.prompt_id} did not finish within 0.3 s")
+    assert document["error"].endswith("; it was cancelled on the service")
     await eventually(lambda: gpugeek_emulator.stats.cancels == 1, what="the cancel")
     states = {task.task_id: task.state for task in gpugeek_emulator.service.tasks}
     assert states == {followed.prompt_id: TaskState.SUCCEEDED, abandoned.prompt_id: TaskState.CANCELLED}
@@ -306,3 +307,79 @@ async def test_watch_on_gpugeek_shows_progress_saves_files_and_cancels_on_timeou
         followed.prompt_id: "succeeded", "424242": "not_found",
     }
     assert one_error_line(again.stderr) == "the service does not know task 424242"
+
+
+# --- issue #13's hostile review --------------------------------------------------------------------------------
+
+SAVED_TOKEN = "tok-0123456789-not-a-jwt-but-a-secret"  # a saved Submission's token (no JWT shape to spot it by)
+
+
+async def test_watch_never_shows_the_saved_token_a_service_echoes_in_its_error(tmp_path: Path) -> None:
+    """The first answer about the task (before any wait) quotes the token: neither the progress line, nor the
+    error line, nor --json shows it whole."""
+    (tmp_path / "task.json").write_text(
+        json.dumps({"prompt_id": "cft-a", "prompt_token": SAVED_TOKEN}), encoding="utf-8"
+    )
+
+    def respond(method: str, path: str, body: bytes) -> Answer:
+        if path.endswith("/get_task_info"):
+            return envelope({"comfy_task_info": [{
+                "comfy_task_id": "cft-a", "status": 4, "progress_num": 0, "files": {}, "final_files": [],
+                "errMsg": f"worker crashed; retry with authorization={SAVED_TOKEN} {SAVED_TOKEN}",
+            }]})
+        return 404, "text/plain", b"no"
+
+    async with fake_service(respond) as url:
+        env = command_env(GENSTUDIO_API_KEY="sk-test-0123456789abcdef", GENSTUDIO_BASE_URL=url)
+        plain = await genstudio("watch", "task.json", "--no-websocket", cwd=tmp_path, env=env)
+        as_json = await genstudio("watch", "task.json", "--no-websocket", "--json", cwd=tmp_path, env=env)
+    assert plain.returncode == 1 and "worker crashed" in plain.stdout + plain.stderr, plain.stderr
+    for done in (plain, as_json):
+        assert SAVED_TOKEN not in done.stdout + done.stderr, done.stdout + done.stderr
+    [document] = as_json.json()
+    assert document["status"] == "failed" and "worker crashed" in document["error"]
+
+
+async def test_watch_timeout_bounds_a_service_that_never_answers(tmp_path: Path) -> None:
+    """--timeout S bounds the whole follow, the first question about the task included: a silent service is a
+    timeout after S (exit 1), not minutes of retries (exit 3)."""
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request_head(reader)
+        await asyncio.sleep(3600)
+
+    async with raw_http_server(silent) as url:
+        env = command_env(GENSTUDIO_API_KEY="sk-test-0123456789abcdef", GENSTUDIO_BASE_URL=url)
+        async with asyncio.timeout(20):  # a failure bound only: the command is asked for 0.5 s
+            done = await genstudio("watch", "cft-a", "--timeout", "0.5", "--events", cwd=tmp_path, env=env)
+    assert done.returncode == 1, done.stderr
+    outcome = outcomes_by_job(event_lines(done.stdout), "prompt_id")["cft-a"]
+    assert outcome["status"] == "timeout" and not outcome["cancelled"]
+    assert "did not finish within 0.5 s" in outcome["error"]
+
+
+@pytest.mark.parametrize("several", [False, True], ids=["default-folder", "out-per-task-folder"])
+async def test_watch_never_saves_through_a_symlink_planted_as_the_tasks_folder(
+    genstudio_emulator: Emulator, tmp_path: Path, several: bool
+) -> None:
+    """genstudio-output/<id> (or, for several tasks, --out DIR/<id>) is a folder the command makes: a symlink
+    found in its place is refused (the task's files are not saved, nothing lands where it points)."""
+    async with genstudio_emulator.client() as client:
+        submissions = [await client.submit(T2I) for _ in range(2 if several else 1)]
+        for submission in submissions:
+            await client.wait(submission, timeout=30)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    parent = tmp_path / ("out" if several else "genstudio-output")
+    parent.mkdir()
+    planted = submissions[0].prompt_id
+    (parent / planted).symlink_to(outside)
+    ids = [submission.prompt_id for submission in submissions]
+    out = ["--out", "out"] if several else []
+    done = await genstudio("watch", *ids, *out, "--events", cwd=tmp_path, env=command_env(genstudio_emulator))
+    assert done.returncode == 1, done.stderr
+    assert not list(outside.rglob("*")), sorted(outside.rglob("*"))
+    outcomes = outcomes_by_job(event_lines(done.stdout), "prompt_id")
+    assert outcomes[planted]["status"] == "download_failed" and "symlink" in outcomes[planted]["error"]
+    if several:
+        assert outcomes[ids[1]]["status"] == "succeeded" and pngs_under(parent / ids[1])

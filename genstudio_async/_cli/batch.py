@@ -11,10 +11,10 @@ early, a batch leaves its tasks running for the rerun). The journal
   got no answer in an earlier run (see below).
 
 A submit the service refused (an HTTP 4xx, a 503, a business error, a request that never left: it certainly made
-no task) leaves its job "never submitted": nothing is journaled, a rerun submits it as a new job. A submit that got
-no answer (a timeout, a lost connection, another 5xx) may have made a task: the job is "submit unanswered", the
-journal says so, and a rerun leaves it alone unless ``--retry-failed`` (a second submit may be a second, billed
-task).
+no task) leaves its job "never submitted": a rerun submits it as a new job. A submit that got no usable answer (a
+timeout, a lost connection, another 5xx, an HTTP 200 whose body is cut or lacks the task's id or token) may have
+made a task: the job is "submit unanswered", the journal says so, and a rerun leaves it alone unless
+``--retry-failed`` (a second submit may be a second, billed task).
 
 A job about to be submitted whose output folder already holds something (the files of an earlier version: it
 changed since its journaled task, in its workflow, prompt or an image; or ``--retry-failed``) first has all of it
@@ -29,9 +29,10 @@ Ctrl-C (or SIGTERM) stops cleanly: nothing new is submitted, the answers of subm
 journaled, the tasks on the service are left running (not cancelled: the rerun picks them up), the journal is
 closed intact, and the exit code is 130 (143). A second Ctrl-C stops without waiting for those answers.
 
-The one window no client can close: a submit whose request left but whose answer never arrived (a crash, a
-lost connection, a second Ctrl-C). The service may have created that task; nothing local knows its id, so a
-rerun submits that job again.
+A submit is journaled as "submitting" (fsync'ed) before it is sent, so even a batch killed (``kill -9``, a crash)
+while a submit was in flight leaves a rerun that holds that job as "submit unanswered" rather than submitting it a
+second time: the service may have created that task, and nothing local knows its id (``--retry-failed`` submits it
+again, once the service's task list was checked).
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ from .events import FAILED as FAILED_EVENT
 from .jobs import Job, load_jobs
 from .journal import Journal, JournalContents, JournalWriteError
 from .prompt import load_spec
+from .run import own_folder
 from .services import Profile, profile_of
 
 if TYPE_CHECKING:
@@ -392,13 +394,7 @@ class Batch:
     def _download_folder(self, job: Job) -> Path:
         """The job's output folder, refused if it is a symlink or leads outside the output folder (planted there
         since an earlier run: a resumed job is not moved aside first); the download would follow it."""
-        folder = self.output / job.folder
-        if folder.is_symlink() or (folder.exists() and not folder.resolve().is_relative_to(self.output.resolve())):
-            raise GenStudioError(
-                f"its output folder {folder} is a symlink or leads outside {self.output}: not followed "
-                "(move it away, then run the batch again)"
-            )
-        return folder
+        return own_folder(self.output / job.folder, self.output)
 
     def _on_progress(self, job: str, info: Any) -> None:
         self.display.update(job, info)
@@ -448,24 +444,29 @@ class Batch:
         "submit unanswered" (it may have: journaled, so a rerun does not submit it again unasked)."""
         if outcome.state == UNANSWERED:
             outcome.error = (
-                f"{outcome.error} (the submit's answer never came: the service may have created the task anyway; "
+                f"{outcome.error} (no usable answer came to the submit: the service may have created the task anyway; "
                 "a rerun leaves this job alone, --retry-failed submits it again)"
             )
             await self._record_unanswered(job, outcome)
             self.display.failed_job(job.name, outcome.error)
             self._report(outcome, SUBMIT_UNANSWERED)
         else:
-            outcome.state = REFUSED
+            outcome.state = REFUSED  # (journaled as refused by _submit)
             self.display.failed_job(job.name, f"{outcome.error} (never submitted: the service made no task)")
             self._report(outcome, NEVER_SUBMITTED)
 
     async def _submit(self, client: Client, job: Job, outcome: Outcome) -> Submission:
+        # On disk before the request leaves: if this process dies before the answer is journaled (kill -9, a
+        # crash), the rerun holds the job as "submit unanswered" instead of submitting it a second time.
+        await self.journal.submitting(job.name, job.workflow_id, fingerprint=job.fingerprint, service=self.profile.name)
         try:
             submission = await client.submit(job.workflow_id, job.prompt)
         except GenStudioError as error:
             # Recorded here too: after a Ctrl-C no worker awaits this any more, and the summary must say it.
             outcome.error = describe_error(error, endpoint_of(self.args))
             outcome.state = UNANSWERED if submit_outcome(error) == SUBMIT_UNANSWERED else REFUSED
+            if outcome.state == REFUSED:  # no task: the rerun may submit it again (here: a stop cancels the worker)
+                await self.journal.refused(job.name, outcome.error)
             raise
         outcome.prompt_id = submission.prompt_id  # known from here on, whatever happens to the journal write
         try:
@@ -566,10 +567,15 @@ class Batch:
             )
         if self._stop_signal is not None:
             running = sum(1 for o in unfinished if o.state == SUBMITTED)
-            self.console.note(
-                f"interrupted: {running} task(s) left running on the service (not cancelled) are in the journal "
-                f"{self.journal.path}; run the same command again to resume them"
-            )
+            waiting = sum(1 for o in unfinished if o.state == NOT_SUBMITTED)
+            if running:
+                self.console.note(
+                    f"interrupted: {running} task(s) left running on the service (not cancelled) are in the "
+                    f"journal {self.journal.path}; run the same command again to resume them"
+                )
+            else:  # nothing to resume: say so, not "0 task(s) left running … rerun to resume"
+                rest = f"; run the same command again to submit the {waiting} job(s) not submitted" if waiting else ""
+                self.console.note(f"interrupted: no task of this batch is left running on the service{rest}")
         elif counts[FAILED]:
             self.console.note(
                 f"{counts[FAILED]} job(s) failed; a rerun resumes their tasks as they are, "

@@ -9,6 +9,10 @@ Whatever is written goes through ``printable`` first: the command shows text fro
 an error's ``msg``, ids), and a terminal acts on some characters instead of showing them (ESC starts a sequence
 that can retitle the window, clear the screen or move the cursor to overwrite a line). Those are shown escaped
 (``\x1b``), never acted on, never silently dropped. ``--json`` output escapes them as JSON (``\u009b``).
+
+And through the console's ``redact`` too: it holds the command's secrets (the API key, every prompt token the
+command was given or got), so a server that echoes one back (an ``errMsg`` quoting the token) never gets it shown
+whole, whichever path the text takes to the terminal.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import sys
 from collections.abc import Sequence
 from typing import IO, TYPE_CHECKING, Any
 
+from .._redact import Redactor
 from .._text import BIDI_AND_SEPARATORS, printable
 
 if TYPE_CHECKING:
@@ -63,6 +68,7 @@ class Console:
         self.out = stdout or sys.stdout
         self.err = stderr or sys.stderr
         self.quiet = quiet
+        self.redact = Redactor()  # the command's secrets (``add`` each): masked in everything written
         self._rich: RichConsole | None = None
         self.pretty = False
         if not quiet and stdout_is_terminal():
@@ -81,28 +87,41 @@ class Console:
         return self._rich
 
     # --- writing -------------------------------------------------------------------------------------------
+    def printable(self, text: str, *, newlines: bool = False) -> str:
+        """``text`` as it may be shown: no secret (``redact``), no control character acted on (``printable``)."""
+        return printable(self.redact(text), newlines=newlines)
+
     def line(self, text: str = "") -> None:
         """One line of normal output on stdout (not shown with ``--json``); a line break in it is escaped."""
         if self.quiet:
             return
         if self._rich is not None:
-            self._rich.print(printable(text), markup=False, highlight=False, soft_wrap=True)
+            self._rich.print(self.printable(text), markup=False, highlight=False, soft_wrap=True)
         else:
-            _write(self.out, printable(text))
+            _write(self.out, self.printable(text))
 
     def json(self, document: Any) -> None:
         """The one JSON document of ``--json``, on stdout."""
-        _write(self.out, json_text(document))
+        _write(self.out, json_text(self._redacted(document)))
+
+    def _redacted(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.redact(value)
+        if isinstance(value, dict):
+            return {key: self._redacted(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [self._redacted(item) for item in value]
+        return value
 
     def note(self, text: str) -> None:
         """Something the user should know, on stderr (shown even with ``--json``)."""
-        _write(self.err, printable(f"genstudio: {text}", newlines=True))
+        _write(self.err, self.printable(f"genstudio: {text}", newlines=True))
 
     def warn(self, text: str) -> None:
-        _write(self.err, printable(f"genstudio: warning: {text}", newlines=True))
+        _write(self.err, self.printable(f"genstudio: warning: {text}", newlines=True))
 
     def error(self, text: str) -> None:
-        _write(self.err, printable(f"genstudio: error: {text}", newlines=True))
+        _write(self.err, self.printable(f"genstudio: error: {text}", newlines=True))
 
     # --- tables --------------------------------------------------------------------------------------------
     def table(self, headers: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None) -> None:
@@ -115,12 +134,12 @@ class Console:
 
             table = Table(*headers, title=title, title_justify="left", show_lines=False)
             for row in rows:
-                table.add_row(*(Text(printable(cell)) for cell in row))  # Text: a "[x]" in a job name is not markup
+                table.add_row(*(Text(self.printable(cell)) for cell in row))  # Text: a "[x]" in a name: no markup
             self._rich.print(table)
             return
         if title:
             _write(self.out, title)
-        rows = [[printable(cell) for cell in row] for row in rows]
+        rows = [[self.printable(cell) for cell in row] for row in rows]
         widths = [len(header) for header in headers]
         for row in rows:
             widths = [max(width, len(cell)) for width, cell in zip(widths, row, strict=True)]

@@ -19,9 +19,21 @@ CLI_TASK_FOLDER_MAX_BYTES: Final = 64
 # `genstudio watch FILE`: a saved Submission ({"prompt_id", "prompt_token"}) is a few hundred bytes; a bigger
 # file is refused unread (it may come from anywhere, and would be read whole).
 CLI_SUBMISSION_FILE_MAX_BYTES: Final = 64 * 1024
+# `watch --timeout S` bounds the whole follow, the first question about the tasks included. Once S has passed,
+# a task's wait is given this much (wait() takes a positive timeout): it then times out at once.
+CLI_TIMEOUT_FLOOR_SECONDS: Final = 0.001
+# `watch --cancel-on-timeout` after a service that did not answer within --timeout: each cancel gets this long
+# (a silent service would otherwise hold the command for the SDK's full retries), then is given up, and said so.
+CLI_CANCEL_ON_TIMEOUT_SECONDS: Final = 10.0
 # Where `genstudio batch` saves each job's files: CLI_BATCH_OUTPUT_DIR/<job name>/<node id>/<file name>.
 CLI_BATCH_OUTPUT_DIR: Final = "genstudio-batch"
 CLI_BATCH_CONCURRENCY: Final = 4
+# `genstudio batch JOBS`: the jobs file must be a regular file (a FIFO would block, /dev/zero never ends) of at
+# most this many bytes (read whole, then checked: ~100 000 jobs of a few hundred bytes each fit well).
+CLI_JOBS_FILE_MAX_BYTES: Final = 64 * 1024 * 1024
+# A batch job's local image ("images"): read once at load (hashed and kept: the bytes checked are the bytes sent),
+# so each distinct image is held in memory; a bigger one is a problem of its job (exit 2).
+CLI_BATCH_IMAGE_MAX_BYTES: Final = 32 * 1024 * 1024
 # The batch journal lives next to the jobs file unless told otherwise: JOBS.jsonl + this suffix.
 CLI_JOURNAL_SUFFIX: Final = ".journal"
 # The journal holds prompt tokens (credentials for 24 h): only its owner may read it.

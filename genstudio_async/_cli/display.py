@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .._text import printable
 from ..types import TaskInfo, TaskStatus
 from .console import Console
 from .services import GENSTUDIO, Profile
@@ -20,12 +19,12 @@ if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
 
-def _escaped(text: str) -> str:
-    """``text`` safe to show in a rich column that reads markup: no control characters (``printable``), and
-    brackets shown as brackets (job names and errors may hold ``[red]`` or ``[link=...]``)."""
+def _escaped(console: Console, text: str) -> str:
+    """``text`` safe to show in a rich column that reads markup: no secret and no control characters
+    (``console.printable``), and brackets shown as brackets (job names and errors may hold ``[red]``)."""
     from rich.markup import escape
 
-    return escape(printable(text))
+    return escape(console.printable(text))
 
 
 def describe(info: TaskInfo, profile: Profile = GENSTUDIO) -> str:
@@ -84,7 +83,9 @@ class TaskProgress:
                 console=self._console.rich,
             )
             for label in self._labels:
-                self._rows[label] = self._progress.add_task(_escaped(label), total=100, state="waiting")
+                self._rows[label] = self._progress.add_task(
+                    _escaped(self._console, label), total=100, state="waiting"
+                )
             self._progress.start()
         return self
 
@@ -104,7 +105,7 @@ class TaskProgress:
         self._last[label] = text
         row = self._rows.get(label)
         if self._progress is not None and row is not None:
-            self._progress.update(row, completed=info.progress, state=_escaped(text))
+            self._progress.update(row, completed=info.progress, state=_escaped(self._console, text))
         elif len(self._labels) == 1:
             self._console.line(f"  {text}")
         else:
@@ -153,20 +154,22 @@ class BatchProgress:
     def say(self, text: str) -> None:
         """A line of its own, above the bars when they are drawn."""
         if self._progress is not None:
-            self._progress.console.print(printable(text), markup=False, highlight=False, soft_wrap=True)
+            self._progress.console.print(self._console.printable(text), markup=False, highlight=False, soft_wrap=True)
         else:
             self._console.line(text)
 
     def started(self, job: str, what: str) -> None:
         """A job begins: ``what`` says how (``submitting``, ``resuming cft-…``)."""
         if self._progress is not None:
-            self._rows[job] = self._progress.add_task(_escaped(job), total=100, state=_escaped(what))
+            self._rows[job] = self._progress.add_task(
+                _escaped(self._console, job), total=100, state=_escaped(self._console, what)
+            )
         elif what.startswith("resuming"):
             self.say(f"{job}: {what}")
 
     def submitted(self, job: str, prompt_id: str) -> None:
         if self._progress is not None and job in self._rows:
-            self._progress.update(self._rows[job], state=_escaped(f"submitted {prompt_id}"))
+            self._progress.update(self._rows[job], state=_escaped(self._console, f"submitted {prompt_id}"))
         else:
             self.say(f"{job}: submitted {prompt_id}")
 
@@ -175,7 +178,7 @@ class BatchProgress:
         text = describe(info, self._profile)
         if self._progress is not None:
             if job in self._rows:
-                self._progress.update(self._rows[job], completed=info.progress, state=_escaped(text))
+                self._progress.update(self._rows[job], completed=info.progress, state=_escaped(self._console, text))
             return
         status = info.status.name.lower()
         if self._states.get(job) != status and not info.is_terminal:

@@ -31,7 +31,12 @@ from typing import IO, Any
 
 from .._exceptions import (
     APIConnectionError,
+    APIError,
     APIStatusError,
+    ConfigurationError,
+    EventLoopError,
+    InvalidInputError,
+    InvalidResponseError,
     TaskCancelledError,
     TaskPermissionError,
     TaskTimeoutError,
@@ -51,7 +56,8 @@ TIMEOUT = "timeout"  # --timeout passed first; ``cancelled`` says whether --canc
 DOWNLOAD_FAILED = "download_failed"  # the task succeeded, its files were not saved
 NOT_FOUND = "not_found"  # watch: the service does not know the id
 NEVER_SUBMITTED = "never_submitted"  # the service refused the submit (or it never left): no task was made
-SUBMIT_UNANSWERED = "submit_unanswered"  # no answer (or a 5xx) to the submit: the service may have made the task
+# No answer (or a 5xx, or an unreadable 200) to the submit: the service may have made the task.
+SUBMIT_UNANSWERED = "submit_unanswered"
 INTERRUPTED = "interrupted"  # Ctrl-C: the task (if any) goes on on the service
 DONE_BEFORE = "done_before"  # batch: its files were saved by an earlier run
 OUTCOMES = (
@@ -195,15 +201,21 @@ def events_of(args: Any) -> EventLog:
 
 
 def submit_outcome(error: BaseException) -> str:
-    """What a failed submit means for its job: ``never_submitted`` when the service certainly made no task (it
-    refused: an HTTP 4xx, 503 or a business error; the request never left; the prompt or an image was refused
-    before it), else ``submit_unanswered``: the service may have made it (no answer came, or a 5xx other than
-    503 — the SDK never sends such a submit twice)."""
+    """What a failed submit means for its job: ``never_submitted`` only when an answer proves the service made
+    no task (it refused: an HTTP 4xx, a 429, a 503, a business error in a well-formed envelope), or nothing was
+    sent (the request never left; the prompt or an image was refused before it); else ``submit_unanswered``: the
+    service may have made it (no answer came, a 5xx other than 503, an HTTP 200 whose body the SDK cannot read or
+    that lacks the prompt_id or token: a task was taken, only its name got lost). The SDK never sends such a
+    submit twice, and neither does a rerun unasked."""
     if isinstance(error, APIConnectionError):
         return SUBMIT_UNANSWERED if error.request_sent else NEVER_SUBMITTED
-    if isinstance(error, APIStatusError) and error.status_code >= 500 and error.status_code != 503:
+    if isinstance(error, APIStatusError):
+        return SUBMIT_UNANSWERED if error.status_code >= 500 and error.status_code != 503 else NEVER_SUBMITTED
+    if isinstance(error, InvalidResponseError):  # an answer the SDK cannot read: it proves nothing
         return SUBMIT_UNANSWERED
-    return NEVER_SUBMITTED
+    if isinstance(error, APIError | InvalidInputError | ConfigurationError | EventLoopError):
+        return NEVER_SUBMITTED  # refused by the service, or before anything was sent
+    return SUBMIT_UNANSWERED  # anything else: not proof that no task was made
 
 
 def cancelled_on_timeout(error: BaseException | None) -> bool:

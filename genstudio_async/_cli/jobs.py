@@ -13,9 +13,13 @@ Local images, on either service: ``"images": {"10": "fox.png"}`` (or ``["10=fox.
 ``run --image``) sets the ``image`` input of the LoadImage node ``10`` (a node id; with a spec, or on GPUGeek, also
 a class_type or a title) to that file, uploaded at submit time: each distinct image once for the whole batch. A
 path is relative to the jobs file's folder and must stay inside it, symlinks resolved (a jobs file can only send
-files that sit beside it); a missing, unreadable or empty image, or one outside that folder, is a problem of its
-job (exit 2, nothing sent). The job's fingerprint holds each image's content hash: a changed image makes the job
-a new one.
+files that sit beside it); a missing, unreadable, empty or too big (``CLI_BATCH_IMAGE_MAX_BYTES``) image, or one
+outside that folder, is a problem of its job (exit 2, nothing sent). Each image is read once, when the file is
+loaded: its bytes are hashed and kept, and those very bytes are what is uploaded (a file swapped in meanwhile is
+never sent). The job's fingerprint holds each image's content hash: a changed image makes the job a new one.
+
+The jobs file itself must be a regular file of at most ``CLI_JOBS_FILE_MAX_BYTES`` (a FIFO or a device is refused
+unread, exit 2).
 
 GPUGeek (``--service gpugeek``), whose prompt is the whole workflow::
 
@@ -48,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._exceptions import InvalidInputError, PromptValidationError
 from .._files import safe_name
+from .._prompt import LocalImage
 from . import defaults as CD
 from .errors import CLIError, ExitCode
 from .prompt import IMAGE_INPUT, Assignment, build_prompt, load_json, whole_workflow
@@ -74,22 +79,41 @@ class Job:
     folder: str  # the job's directory under --out: its name, made safe for a file system
     aliases: tuple[str, ...] = ()  # names an earlier version of the command gave this job (journal lookups)
     images: tuple[tuple[str, str], ...] = ()  # (the local image's resolved path, the SHA-256 of its content)
+    # What the job asks for (workflow and prompt, key order ignored; a local image by its content): a journaled
+    # task of another fingerprint was made for an earlier version of this job (``fingerprint_of``).
+    fingerprint: str = ""
 
-    @property
-    def fingerprint(self) -> str:
-        """What the job asks for (workflow and prompt, key order ignored; a local image by its content): a
-        journaled task of another fingerprint was made for an earlier version of this job."""
-        digests = dict(self.images)
 
-        def image(value: object) -> str:
-            if isinstance(value, Path) and str(value) in digests:
-                return f"image sha256:{digests[str(value)]}"
-            raise TypeError(f"not JSON: {type(value).__name__}")
+def fingerprint_of(workflow_id: str | int, prompt: dict[str, Any] | None, images: tuple[tuple[str, str], ...]) -> str:
+    """A job's ``fingerprint``: of its prompt as built, each local image (a ``Path``) by its content hash."""
+    digests = dict(images)
 
-        what = json.dumps(
-            [self.workflow_id, self.prompt], sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=image
-        )
-        return hashlib.sha256(what.encode()).hexdigest()[:16]
+    def image(value: object) -> str:
+        if isinstance(value, Path) and str(value) in digests:
+            return f"image sha256:{digests[str(value)]}"
+        raise TypeError(f"not JSON: {type(value).__name__}")
+
+    what = json.dumps([workflow_id, prompt], sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=image)
+    return hashlib.sha256(what.encode()).hexdigest()[:16]
+
+
+def with_contents(prompt: dict[str, Any] | None, contents: Mapping[str, LocalImage]) -> dict[str, Any] | None:
+    """``prompt`` with each local image (a ``Path``) replaced by the bytes read and hashed at load: those are sent,
+    whatever the file holds by then (and no job reads the file again)."""
+    if prompt is None or not contents:
+        return prompt
+    return {
+        node_id: {
+            **node,
+            "inputs": {
+                name: contents.get(str(value), value) if isinstance(value, Path) else value
+                for name, value in node["inputs"].items()
+            },
+        }
+        if isinstance(node, Mapping) and isinstance(node.get("inputs"), Mapping)
+        else node
+        for node_id, node in prompt.items()
+    }
 
 
 def job_folder(name: str) -> str:
@@ -136,10 +160,11 @@ class ImageFiles:
         self.folder = folder
         self._root: Path | None = None
         self._read: dict[str, tuple[Path, str] | str] = {}
+        self.contents: dict[str, LocalImage] = {}  # each image's bytes, by its resolved path: what is uploaded
 
     def check(self, given: str) -> tuple[Path, str]:
-        """``(resolved path, SHA-256 of its content)`` of the image ``given`` (relative to ``folder``); raises
-        ``CLIError`` saying what is wrong with it."""
+        """``(resolved path, SHA-256 of its content)`` of the image ``given`` (relative to ``folder``), its bytes
+        kept in ``contents``; raises ``CLIError`` saying what is wrong with it."""
         if given not in self._read:
             try:
                 self._read[given] = self._check(given)
@@ -174,18 +199,62 @@ class ImageFiles:
         try:
             if not stat.S_ISREG(os.fstat(descriptor).st_mode):
                 raise CLIError(f"image {given!r} is not a regular file", ExitCode.USAGE)
-            digest = hashlib.sha256()
-            size = 0
-            while chunk := os.read(descriptor, 1 << 20):
-                digest.update(chunk)
-                size += len(chunk)
+            data = _read_at_most(descriptor, CD.CLI_BATCH_IMAGE_MAX_BYTES)
         except OSError as exc:
             raise CLIError(f"image {given!r}: cannot read it: {exc.strerror or exc}", ExitCode.USAGE) from None
         finally:
             os.close(descriptor)
-        if not size:
+        if data is None:
+            raise CLIError(
+                f"image {given!r} is bigger than {CD.CLI_BATCH_IMAGE_MAX_BYTES} bytes, the most a batch job sends",
+                ExitCode.USAGE,
+            )
+        if not data:
             raise CLIError(f"image {given!r} is empty", ExitCode.USAGE)
-        return real, digest.hexdigest()
+        self.contents[str(real)] = LocalImage(data, filename=real.name)
+        return real, hashlib.sha256(data).hexdigest()
+
+
+def _read_at_most(descriptor: int, limit: int) -> bytes | None:
+    """What ``descriptor`` holds, or ``None`` when that is more than ``limit`` bytes (never read further)."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := os.read(descriptor, min(1 << 20, limit + 1 - size)):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return None
+    return b"".join(chunks)
+
+
+def read_jobs_file(path: Path) -> str:
+    """The jobs file's text; ``CLIError`` (exit 2) for one that is not a regular file (a FIFO would block for
+    ever, a device never end), is bigger than ``CLI_JOBS_FILE_MAX_BYTES``, or is not UTF-8."""
+    try:
+        # O_NONBLOCK: opening a FIFO does not wait for a writer (it is then refused, unread).
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise CLIError(f"cannot read the jobs file {str(path)!r}: {exc.strerror or exc}", ExitCode.USAGE) from None
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise CLIError(
+                f"the jobs file {str(path)!r} is not a regular file (a FIFO, a device or a folder): give a file",
+                ExitCode.USAGE,
+            )
+        data = _read_at_most(descriptor, CD.CLI_JOBS_FILE_MAX_BYTES)
+    except OSError as exc:
+        raise CLIError(f"cannot read the jobs file {str(path)!r}: {exc.strerror or exc}", ExitCode.USAGE) from None
+    finally:
+        os.close(descriptor)
+    if data is None:
+        raise CLIError(
+            f"the jobs file {str(path)!r} is bigger than {CD.CLI_JOBS_FILE_MAX_BYTES} bytes: split it",
+            ExitCode.USAGE,
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CLIError(f"the jobs file {str(path)!r} is not UTF-8 text: {exc}", ExitCode.USAGE) from None
 
 
 def load_jobs(
@@ -193,12 +262,7 @@ def load_jobs(
 ) -> list[Job]:
     """Every job of the file, for ``profile``'s service; raises ``CLIError`` (exit 2) listing every problem
     found, by line (and job name). ``spec_of``: the spec of a GenStudio job's workflow (default: none)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CLIError(f"cannot read the jobs file {str(path)!r}: {exc.strerror or exc}", ExitCode.USAGE) from None
-    except UnicodeDecodeError as exc:
-        raise CLIError(f"the jobs file {str(path)!r} is not UTF-8 text: {exc}", ExitCode.USAGE) from None
+    text = read_jobs_file(path)
     jobs: list[Job] = []
     problems: list[str] = []
     names: dict[str, int] = {}
@@ -301,7 +365,9 @@ def _parse_line(
         digest = hashlib.sha256(line.strip().encode()).hexdigest()[: CD.CLI_JOB_HASH_DIGITS]
         name = f"job-{digest}" if occurrence == 1 else f"job-{digest}-{occurrence}"
         aliases = (f"{number}-{digest}",)  # the line-numbered name of journals written before
-    return Job(name, number, workflow_id, prompt, job_folder(name), aliases, digests), []
+    fingerprint = fingerprint_of(workflow_id, prompt, digests)
+    sent = with_contents(prompt, images.contents)  # the bytes hashed are the bytes uploaded
+    return Job(name, number, workflow_id, sent, job_folder(name), aliases, digests, fingerprint), []
 
 
 def _images_of(

@@ -8,6 +8,14 @@ Each line is one event of one job::
     {"v": 1, "event": "failed",     "job": "fox", "prompt_id": "cft-…", "error": "…", "task_failed": true}
     {"v": 1, "event": "unanswered", "job": "fox", "workflow_id": "wf-…", "fingerprint": "…", "service": "genstudio",
      "error": "…"}
+    {"v": 1, "event": "submitting", "job": "fox", "workflow_id": "wf-…", "fingerprint": "…", "service": "genstudio"}
+    {"v": 1, "event": "refused",    "job": "fox", "error": "…"}
+
+A ``submitting`` line is written (and fsync'ed) just before a submit is sent, and its answer follows it: a
+``submitted`` line (the task), an ``unanswered`` one, or a ``refused`` one (the service certainly made no task:
+the job stands as if never submitted). A ``submitting`` line with none of those after it means the batch died
+(``kill -9``, a crash, a power cut) while the submit was in flight: the job is held as "submit unanswered", as
+after an ``unanswered`` line. Journals written before these two records existed read as they always did.
 
 An ``unanswered`` line says a submit of the job got no answer (a timeout, a lost connection, a 5xx, a second
 Ctrl-C): the service may have created a task nothing knows the id of. A rerun does not submit that version of the
@@ -119,13 +127,22 @@ def parse_journal(data: bytes) -> JournalContents:
     return contents
 
 
+# What a rerun says of a job whose ``submitting`` record has no answer after it.
+DIED_SUBMITTING = "the batch stopped (killed, or it crashed) while this job's submit was in flight"
+
+
 def _apply(history: JobHistory, record: dict[str, Any]) -> None:
     event = record.get("event")
     prompt_id = record.get("prompt_id")
-    if event == "unanswered":
+    if event == "refused":  # the submit that a "submitting" line announced made no task
+        if history.unanswered and history.submission is None:
+            history.unanswered, history.error = False, None
+        return
+    if event in ("unanswered", "submitting"):
         fingerprint, workflow_id, service = record.get("fingerprint"), record.get("workflow_id"), record.get("service")
         history.submission, history.paths, history.task_failed = None, None, False
-        history.unanswered, history.error = True, str(record.get("error") or "")
+        history.unanswered = True
+        history.error = str(record.get("error") or "") if event == "unanswered" else DIED_SUBMITTING
         history.fingerprint = fingerprint if isinstance(fingerprint, str) else None
         history.workflow_id = workflow_id if isinstance(workflow_id, str | int) else None
         history.service = service if isinstance(service, str) else DEFAULT_SERVICE
@@ -234,6 +251,14 @@ class Journal:
             prompt_token=submission.prompt_token,
             service=service,
         )
+
+    async def submitting(self, job: str, workflow_id: str | int, *, fingerprint: str, service: str) -> None:
+        """Before a submit is sent: until its answer is journaled, a rerun holds the job (it may have a task)."""
+        await self.append("submitting", job, workflow_id=workflow_id, fingerprint=fingerprint, service=service)
+
+    async def refused(self, job: str, error: str) -> None:
+        """The submit announced by ``submitting`` made no task: the job may be submitted again."""
+        await self.append("refused", job, error=error)
 
     async def unanswered(
         self, job: str, workflow_id: str | int, *, fingerprint: str, service: str, error: str

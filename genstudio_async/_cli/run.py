@@ -53,6 +53,18 @@ def task_folder(prompt_id: str) -> str:
     return f"{head}-{digest}"
 
 
+def own_folder(folder: Path, within: Path) -> Path:
+    """``folder``, a folder the command makes inside ``within`` (the one the user named, or the default output
+    folder) to save one task's or job's files in; ``GenStudioError`` if it is a symlink or leads outside
+    ``within`` (planted there since: the download would write through it)."""
+    if folder.is_symlink() or (folder.exists() and not folder.resolve().is_relative_to(within.resolve())):
+        raise GenStudioError(
+            f"its output folder {folder} is a symlink or leads outside {within}: not followed "
+            "(move it away, then try again)"
+        )
+    return folder
+
+
 def result_document(
     prompt_id: str,
     result: TaskResult | None,
@@ -165,6 +177,8 @@ async def run_command(args: argparse.Namespace, console: Console) -> int:
                 raise
             directory = Path(args.out) if args.out else Path(CD.CLI_RUN_OUTPUT_DIR) / task_folder(prompt_id)
             try:
+                if not args.out:  # a folder this command names inside genstudio-output/: never a planted symlink
+                    own_folder(directory, Path(CD.CLI_RUN_OUTPUT_DIR))
                 paths = await client.download(result, directory)
             except GenStudioError as error:
                 # The task succeeded: say which one, so its files can still be fetched ('genstudio watch').

@@ -8,7 +8,11 @@ id the service does not know is reported at once; the others are followed togeth
 several, by default ``genstudio-output/<prompt_id>/`` (the id made a safe folder name: ``run.task_folder``).
 
 Ctrl-C stops watching and leaves every task running on the service (exit 130, saying so). ``--timeout`` bounds
-each task's wait; with ``--cancel-on-timeout`` a task not done in time is cancelled on the service. The exit code
+the whole follow, the first question about the tasks included (a service that never answers is a timeout, not a
+wait of minutes); with ``--cancel-on-timeout`` a task not done in time is cancelled on the service (a cancel that
+gets no answer within ``CLI_CANCEL_ON_TIMEOUT_SECONDS`` is given up, and the message says so). A folder the
+command makes for a task (``genstudio-output/<prompt_id>``, ``--out``'s ``<prompt_id>``) that is a symlink or
+leads outside the folder it is in is refused, never written through. The exit code
 is the worst of the tasks' (``errors.exit_code_for``); ``--json`` prints a list of ``run --json``'s objects,
 ``--events`` JSON lines as it goes.
 """
@@ -21,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import GenStudioError, NotFoundError
+from .._exceptions import GenStudioError, NotFoundError, TaskTimeoutError
 from .._redact import redact_shapes
 from ..types import Submission, TaskResult
 from . import defaults as CD
@@ -35,13 +39,14 @@ from .events import (
     INTERRUPTED,
     NOT_FOUND,
     SUCCEEDED,
+    TIMEOUT,
     EventLog,
     cancelled_on_timeout,
     events_of,
     status_word,
 )
 from .prompt import read_json_object
-from .run import on_progress_of, result_document, task_folder
+from .run import on_progress_of, own_folder, result_document, task_folder
 from .services import profile_of
 
 if TYPE_CHECKING:
@@ -54,7 +59,9 @@ class Watched:
 
     submission: Submission
     directory: Path
+    within: Path | None = None  # the folder ``directory`` was made in (``None``: the user named ``directory``)
     status: str | None = None  # one of events.OUTCOMES once it ended
+    saving: bool = False  # the task succeeded, its files are being saved
     result: TaskResult | None = None
     paths: list[Path] = field(default_factory=list)
     error: GenStudioError | None = None
@@ -144,10 +151,10 @@ def prepare(args: argparse.Namespace) -> None:
             )
         folders[folder] = submission.prompt_id
         if len(submissions) == 1 and args.out is not None:
-            directory = Path(args.out)  # as run --out: the task's own folder
+            watched.append(Watched(submission, Path(args.out)))  # as run --out: the task's own folder
         else:
-            directory = Path(args.out or CD.CLI_RUN_OUTPUT_DIR) / folder
-        watched.append(Watched(submission, directory))
+            within = Path(args.out or CD.CLI_RUN_OUTPUT_DIR)
+            watched.append(Watched(submission, within / folder, within))
     args.watched = watched
 
 
@@ -160,11 +167,17 @@ class Watch:
         self.watched = watched
         self.profile = profile_of(args)
         self.events: EventLog = events_of(args)
+        self._deadline: float | None = None  # the event loop's time at which --timeout ends the follow
 
     async def run(self) -> None:
+        timeout: float | None = self.args.timeout
+        loop = asyncio.get_running_loop()
+        self._deadline = None if timeout is None else loop.time() + timeout
         async with make_client(self.args, self.console) as client:
+            await self._learn_tokens(client)
             try:
-                infos = await client.get_tasks([item.prompt_id for item in self.watched])
+                async with asyncio.timeout_at(self._deadline) as bound:
+                    infos = await client.get_tasks([item.prompt_id for item in self.watched])
             except GenStudioError as error:  # no task followed: each still gets its outcome, then the error line
                 message = describe_error(error, endpoint_of(self.args))
                 for item in self.watched:
@@ -172,6 +185,11 @@ class Watch:
                 if self.args.json:
                     self.console.json([item.document() for item in self.watched])
                 raise
+            except TimeoutError:
+                if not bound.expired():
+                    raise
+                await asyncio.gather(*(self._timed_out(client, item) for item in self.watched))
+                return
             known = {info.prompt_id: info for info in infos}
             for item in self.watched:
                 if item.prompt_id not in known:
@@ -191,24 +209,70 @@ class Watch:
                     for item in following:
                         group.create_task(self._follow(client, item, progress))
 
+    async def _learn_tokens(self, client: Client) -> None:
+        """Teach the client the saved tasks' tokens before it reads a word from the service: an ``errMsg`` that
+        echoes one is masked in the SDK's own messages and log too, not only where this command prints it.
+        (``stream`` learns the token; the stream, never iterated, opens nothing and is closed at once.)"""
+        for item in self.watched:
+            if item.submission.prompt_token:
+                self.console.redact.add(item.submission.prompt_token)
+                async with client.stream(item.submission):
+                    pass
+
+    def _left(self) -> float | None:
+        """The seconds ``--timeout`` leaves (a tiny positive time once it is past: ``wait`` then times out, and
+        cancels with ``--cancel-on-timeout``)."""
+        if self._deadline is None:
+            return None
+        return max(self._deadline - asyncio.get_running_loop().time(), CD.CLI_TIMEOUT_FLOOR_SECONDS)
+
+    async def _timed_out(self, client: Client, item: Watched) -> None:
+        """``--timeout`` passed before the service said anything of the tasks: each one times out (and, with
+        ``--cancel-on-timeout``, is cancelled if the service answers that in time)."""
+        message = f"task {item.shown} did not finish within {self.args.timeout} s (the service did not answer)"
+        cancelled = False
+        if self.args.cancel_on_timeout:
+            try:
+                async with asyncio.timeout(CD.CLI_CANCEL_ON_TIMEOUT_SECONDS):
+                    await client.cancel(item.submission)
+            except (GenStudioError, TimeoutError) as error:
+                detail = describe_error(error) if isinstance(error, GenStudioError) else "no answer"
+                message += f"; cancelling it failed, it may go on: {detail}"
+            else:
+                cancelled = True
+                message += "; it was cancelled on the service"
+        timed_out = TaskTimeoutError(
+            message, prompt_id=item.prompt_id, timeout=self.args.timeout, last_info=None, cancelled=cancelled
+        )
+        self._end(item, TIMEOUT, error=timed_out, message=describe_error(timed_out, endpoint_of(self.args)))
+
     async def _follow(self, client: Client, item: Watched, progress: TaskProgress) -> None:
         """Wait for one task, then save its files; every way it ends is recorded on ``item``."""
+        left = self._left()
         try:
             item.result = await client.wait(
                 item.submission,
-                timeout=self.args.timeout,
+                timeout=left,
                 on_progress=on_progress_of(progress, self.events, row=item.shown),
                 cancel_on_timeout=self.args.cancel_on_timeout,
             )
         except GenStudioError as error:
+            if isinstance(error, TaskTimeoutError) and left is not None:  # say the --timeout given, not what was left
+                error = TaskTimeoutError(
+                    str(error).replace(f"within {left} s", f"within {self.args.timeout} s", 1),
+                    prompt_id=error.prompt_id, timeout=self.args.timeout, last_info=error.last_info,
+                    cancelled=error.cancelled,
+                )
             status = NOT_FOUND if isinstance(error, NotFoundError) else status_word(error)
             self._end(item, status, error=error, message=describe_error(error, endpoint_of(self.args)))
             return
         if self.args.no_download:
             self._end(item, SUCCEEDED)
             return
+        item.saving = True
         try:
-            item.paths = await client.download(item.result, item.directory)
+            directory = item.directory if item.within is None else own_folder(item.directory, item.within)
+            item.paths = await client.download(item.result, directory)
         except GenStudioError as error:
             message = f"task {item.shown} succeeded but its files were not saved: {describe_error(error)}"
             self._end(item, DOWNLOAD_FAILED, error=error, message=message)
@@ -225,8 +289,22 @@ class Watch:
         )
 
     def interrupted(self) -> None:
-        """Ctrl-C: the tasks not yet ended go on on the service; say so (and how to come back to them)."""
-        running = [item for item in self.watched if item.status is None]
+        """Ctrl-C: the tasks not yet ended go on on the service; say so (and how to come back to them). A task
+        whose files were being saved has succeeded: said so, and how to save them."""
+        saving = [item for item in self.watched if item.status is None and item.saving]
+        running = [item for item in self.watched if item.status is None and not item.saving]
+        for item in saving:
+            item.status = INTERRUPTED
+            self.events.outcome(
+                INTERRUPTED, prompt_id=item.prompt_id,
+                error="interrupted while saving its files: the task succeeded; its files may be incomplete",
+            )
+        if saving:
+            ids = " ".join(item.shown for item in saving)
+            self.console.note(
+                f"interrupted while saving the files of {len(saving)} task(s) that succeeded: {ids} "
+                f"(some files may be missing: 'genstudio watch {ids}' saves them while the service keeps them)"
+            )
         for item in running:
             item.status = INTERRUPTED
             self.events.outcome(
