@@ -157,6 +157,8 @@ class _StreamCore:
         self.last: ProgressEvent | None = None
         # The furthest the task was seen (``_went_further``): only a snapshot past it resets the idle watchdog.
         self.furthest: ProgressEvent | None = None
+        # The snapshot ``_frames`` last yielded, checked against ``last`` just before (``_forward_only``).
+        self._checked: ProgressEvent | None = None
         self._settings = settings
 
     # --- rule 2: once per change, never backwards ----------------------------------------------------------
@@ -165,7 +167,7 @@ class _StreamCore:
         # aclosing: leaving early must close the socket now, not when the loop gets round to finalising.
         async with aclosing(self._sources()) as sources:
             async for snapshot in sources:
-                event = self._forward_only(snapshot)
+                event = snapshot if snapshot is self._checked else self._forward_only(snapshot)
                 if event is None:
                     continue
                 self.last = event
@@ -402,10 +404,14 @@ class _StreamCore:
                             check = asyncio.create_task(self._ask_http(), name="genstudio-ws-idle-check")
                         continue
                     news, reading = reading.result(), None  # result() raises the socket's _SocketGap
-                event = self._forward_only(news)  # again: an idle check may have been yielded since it was read
-                if event is None:
-                    continue
+                    # Again: an idle check may have been yielded since it was read. (Read inline, nothing was.)
+                    checked_news = self._forward_only(news)
+                    if checked_news is None:
+                        continue
+                    news = checked_news
+                event = news
                 moved = self.furthest is None or _went_further(event, self.furthest)
+                self._checked = event  # forward-only already: ``events`` need not ask again
                 yield event
                 if event.is_terminal:
                     return
