@@ -274,12 +274,14 @@ class _StreamCore:
             raise
         socket: ClientConnection | None = None
         try:
-            grace = min(C.WS_HANDSHAKE_GRACE, self._settings.idle_timeout)
-            async with aclosing(self._over_http_until(handshake, grace=grace)) as polled:
-                async for event in polled:
-                    yield event
-                    if event.is_terminal:
-                        return
+            # Most handshakes end within the grace: only a slow one needs the generator that polls meanwhile.
+            await asyncio.wait({handshake}, timeout=min(C.WS_HANDSHAKE_GRACE, self._settings.idle_timeout))
+            if not handshake.done():
+                async with aclosing(self._over_http_until(handshake, grace=0.0)) as polled:
+                    async for event in polled:
+                        yield event
+                        if event.is_terminal:
+                            return
             socket = handshake.result()  # raises the handshake's _SocketGap or _HandshakeRefused
             log.debug("stream %s: socket open", self.prompt_id)
             async with aclosing(self._frames(socket)) as frames:
