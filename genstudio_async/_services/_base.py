@@ -32,6 +32,17 @@ if TYPE_CHECKING:  # the models are imported where they are used: the CLI's --he
     from ..workflow import WorkflowSpec
 
 
+def is_plain_id(text: str) -> bool:
+    """Whether ``text`` holds no whitespace and no control (non-printable) character: an id fit for a folder name,
+    a journal line, a terminal line.
+
+    ``str.isprintable`` in C instead of a Python test per character (once per request and per stream): every
+    whitespace character but the ASCII space is non-printable, so only the space needs looking for apart
+    (``tests/test_services_base.py`` checks this over all of Unicode).
+    """
+    return text.isprintable() and " " not in text
+
+
 @cache
 def _task_info_fields() -> frozenset[str]:
     """``TaskInfo``'s field names, read once: ``TaskInfo.model_fields`` is a descriptor that calls a function on
@@ -132,7 +143,7 @@ class Service(ABC):
     def task_id(cls, prompt_id: str) -> str:
         """``prompt_id`` checked to be one this service can have; ``InvalidInputError`` otherwise (before any
         request: a poll for an id that cannot exist would wait for ever)."""
-        if any(char.isspace() or not char.isprintable() for char in prompt_id) or len(prompt_id) > 256:
+        if not is_plain_id(prompt_id) or len(prompt_id) > 256:
             raise InvalidInputError(f"{prompt_id!r} cannot be a {cls.name} prompt_id")
         return prompt_id
 
