@@ -176,7 +176,6 @@ class Answer:
     reason_phrase: str
     headers: httpx.Headers
     content: bytes
-    encoding: str | None = None
 
     @property
     def is_success(self) -> bool:
@@ -190,8 +189,18 @@ class Answer:
             return None
 
     @property
+    def encoding(self) -> str | None:
+        """The charset its ``Content-Type`` names, if any. Read only when the text is wanted (an error message):
+        httpx parses the header with ``email.message`` on every call, which every answer paid for before."""
+        return httpx.Response(self.status_code, headers=self.headers).charset_encoding
+
+    @property
     def text(self) -> str:
-        return self.content.decode(self.encoding or "utf-8", errors="replace")
+        encoding = self.encoding
+        try:
+            return self.content.decode(encoding or "utf-8", errors="replace")
+        except LookupError:  # a charset Python does not know: the bytes as UTF-8
+            return self.content.decode("utf-8", errors="replace")
 
 
 class _DeadlineExceeded(Exception):
@@ -783,5 +792,4 @@ def _answer(response: httpx.Response, content: bytes) -> Answer:
         reason_phrase=response.reason_phrase,
         headers=response.headers,
         content=content,
-        encoding=response.charset_encoding,
     )

@@ -842,3 +842,30 @@ async def test_without_a_rate_limit_nothing_waits(
     for _ in range(3):
         await client.get_tasks(["cft-1"])
     assert sleeps == []
+
+
+async def test_an_error_body_in_a_charset_nobody_knows_is_still_our_error(
+    api: respx.MockRouter, make_client: Callable[..., AsyncGenStudio]
+) -> None:
+    """A hostile (or broken) server names a charset Python has no codec for: the caller gets the status error
+    with the text read as UTF-8, not a raw ``LookupError`` from decoding it."""
+    api.post(GS.TASK_INFO_PATH).respond(
+        502, content=b"bad gateway upstream", headers={"Content-Type": "text/plain; charset=x-no-such-codec"}
+    )
+    client = make_client(max_retries=0)
+    with pytest.raises(InternalServerError) as caught:
+        await client.get_task("cft-1")
+    assert caught.value.status_code == 502
+    assert "bad gateway upstream" in str(caught.value)
+
+
+async def test_an_error_body_is_decoded_in_the_charset_its_content_type_names(
+    api: respx.MockRouter, make_client: Callable[..., AsyncGenStudio]
+) -> None:
+    api.post(GS.TASK_INFO_PATH).respond(
+        503, content="网关超时".encode("gb18030"), headers={"Content-Type": "text/plain; charset=gb18030"}
+    )
+    client = make_client(max_retries=0)
+    with pytest.raises(InternalServerError) as caught:
+        await client.get_task("cft-1")
+    assert "网关超时" in str(caught.value)
