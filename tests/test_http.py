@@ -6,6 +6,7 @@ The retry sleep is recorded by the autouse ``sleeps`` fixture (conftest), so eve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import gzip
 import itertools
@@ -869,3 +870,27 @@ async def test_an_error_body_is_decoded_in_the_charset_its_content_type_names(
     with pytest.raises(InternalServerError) as caught:
         await client.get_task("cft-1")
     assert "网关超时" in str(caught.value)
+
+
+@pytest.mark.parametrize("injected", [False, True])
+async def test_every_api_call_carries_the_key_and_the_sdks_own_headers(injected: bool) -> None:
+    """The SDK's own client carries the headers as its defaults, an injected one gets them on each request: the
+    server sees the same either way (an injected client's own defaults are overridden)."""
+    heads: list[bytes] = []
+    async with contextlib.AsyncExitStack() as stack:
+        origin = await stack.enter_async_context(_coded_answer_server(_TASK_ANSWER.encode(), "identity", heads))
+        http_client = None
+        if injected:
+            http_client = await stack.enter_async_context(
+                httpx.AsyncClient(headers={"User-Agent": "someone-else/1", "Accept": "text/html"})
+            )
+        client = await stack.enter_async_context(
+            AsyncGenStudio("sk-heads-key-0123456789", base_url=origin, http_client=http_client)
+        )
+        await asyncio.wait_for(client.get_task("cft-1"), timeout=10)
+    head = heads[0].lower()
+    assert b"\r\nauthorization: bearer sk-heads-key-0123456789\r\n" in head
+    assert b"\r\naccept: application/json\r\n" in head
+    assert b"\r\naccept-encoding: gzip, deflate\r\n" in head
+    assert b"\r\nuser-agent: genstudio-async/" in head
+    assert b"someone-else" not in head and b"text/html" not in head
