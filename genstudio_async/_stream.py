@@ -267,6 +267,7 @@ class _StreamCore:
         However the session ends, its socket is closed (or its handshake dropped) in the background, and the seat
         given back when the socket is gone.
         """
+        handshake: asyncio.Task[ClientConnection] | None
         try:
             handshake = asyncio.create_task(self._open_socket(), name="genstudio-ws-handshake")
         except BaseException:
@@ -283,6 +284,9 @@ class _StreamCore:
                         if event.is_terminal:
                             return
             socket = handshake.result()  # raises the handshake's _SocketGap or _HandshakeRefused
+            # Only the socket is needed from here: the done task, its coroutine and its context are not kept alive
+            # (and scanned by every collection of the GC) for the socket's whole life.
+            handshake = None
             log.debug("stream %s: socket open", self.prompt_id)
             async with aclosing(self._frames(socket)) as frames:
                 async for event in frames:
@@ -293,7 +297,7 @@ class _StreamCore:
             # No await here: a cancelled caller must not be held up, nor the close be cut short by it.
             if socket is not None:
                 self._settings.sockets.close(socket, seat)
-            else:
+            elif handshake is not None:
                 self._settings.sockets.drop(handshake, seat)
 
     async def _open_socket(self) -> ClientConnection:
