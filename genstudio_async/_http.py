@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import functools
 import json
 import logging
 import math
@@ -400,6 +401,12 @@ def overall_deadline(timeout: httpx.Timeout | float | None) -> float | None:
     return max(parts) if parts else None
 
 
+@functools.lru_cache(maxsize=C.API_URL_CACHE_SIZE)
+def _api_url(base_url: str, path: str) -> httpx.URL:
+    """``base_url + path`` parsed; the same ``httpx.URL`` (immutable) for every request to that endpoint."""
+    return httpx.URL(base_url + path)
+
+
 def api_headers() -> dict[str, str]:
     """The headers of every API call other than the key: what it accepts and who asks."""
     return {
@@ -501,10 +508,10 @@ class HTTPCore:
 
         A body without ``code`` is taken to be the data itself (GenStudio's upload is documented both ways).
         """
-        url = self._base_url + path
         request_timeout = self._timeout if timeout is None else timeout
 
         def build() -> httpx.Request:
+            url = _api_url(self._base_url, path)  # here: an invalid URL is the caller's error (InvalidInputError)
             request = self._http.build_request(
                 method, url, json=json, params=params, files=files, timeout=request_timeout
             )
