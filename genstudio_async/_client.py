@@ -34,7 +34,7 @@ from ._exceptions import (
     TaskTimeoutError,
 )
 from ._files import ImageUploader, UploadSource, download_result, read_upload
-from ._http import HTTPCore, RetryPolicy
+from ._http import HTTPCore, RetryPolicy, api_headers
 from ._logs import configure_from_env, log
 from ._poller import TaskPoller
 from ._redact import Redactor, mask
@@ -82,6 +82,7 @@ class _AsyncClient:
                     max_connections=C.HTTP_MAX_CONNECTIONS, max_keepalive_connections=C.HTTP_MAX_KEEPALIVE
                 ),
                 follow_redirects=False,
+                headers=api_headers(),  # its defaults: then a request adds only the key (HTTPCore)
             )
         except ImportError as exc:  # e.g. a SOCKS proxy in the environment without httpx[socks]
             raise ConfigurationError(f"cannot build the HTTP client: {exc}") from exc
@@ -97,6 +98,7 @@ class _AsyncClient:
             message_fields=self._service_type.message_fields,
             client_name=self._service_type.client_name,
             max_requests_per_second=settings.max_requests_per_second,
+            client_has_default_headers=self._owns_http_client,
         )
         self._service = self._service_type(self._http, self._redact)
         # prompt_ids this client asked to cancel: a failure status for them is a cancellation (GenStudio's 4).

@@ -26,6 +26,9 @@ DEFAULT_DOWNLOAD_DEADLINE: Final = 600.0
 # The connection pool of the HTTP client the SDK makes (an injected http_client keeps its own).
 HTTP_MAX_CONNECTIONS: Final = 100
 HTTP_MAX_KEEPALIVE: Final = 20
+# API endpoint URLs parsed once and kept (httpx checks every character of a URL string on every request); a
+# service with the task id in its path (GPUGeek) has one per task, so only the most recent this many are kept.
+API_URL_CACHE_SIZE: Final = 256
 
 # --- size caps (bytes; each is a client argument) ---------------------------------------------------------
 # An API answer (decoded: a small gzip answer can inflate a thousandfold) larger than this is refused.

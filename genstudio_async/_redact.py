@@ -20,6 +20,11 @@ from . import _constants as C
 _JWT_PATTERN = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}")
 _BEARER_PATTERN = re.compile(r"(Bearer\s+)([^\s)\]}\"',;]+)", re.IGNORECASE)
 _TOKEN_PARAM_PATTERN = re.compile(r"(authorization=)([^&\s\"']+)", re.IGNORECASE)
+# The shortest text each shape can match (``eyJ`` + 4 + ``.`` + 4 + ``.`` + 4; ``Bearer`` + a space + 1;
+# ``authorization=`` + 1): a shorter one is not searched at all. Most of what a server sends is short.
+_JWT_MIN_CHARS = 17
+_BEARER_MIN_CHARS = 8
+_TOKEN_PARAM_MIN_CHARS = 15
 # How deeply the pattern of known secrets nests its groups before it lists what is left flat: Python's regex
 # parser recurses per group, and secrets that begin with one another ("a", "aa", "aaa"...) would nest one each.
 _MAX_PATTERN_NESTING = 24
@@ -72,6 +77,8 @@ class _KnownSecrets:
     def __init__(self, secrets: Collection[str]) -> None:
         self.secrets = frozenset(secrets)
         self.longest = max(map(len, self.secrets), default=0)
+        # No secret fits in a text shorter than this (no secrets: none fits anywhere).
+        self.shortest = min(map(len, self.secrets), default=_NO_SECRET)
         limit = C.REDACT_PATTERN_SECRET_CHARS
         heads = sorted({secret[:limit] for secret in self.secrets})
         self._pattern = re.compile(_alternation(heads)) if heads else None
@@ -96,6 +103,9 @@ class _KnownSecrets:
             match = self._pattern.search(text, start + 1)
 
 
+_NO_SECRET = 1 << 62  # the length of the shortest secret when there is none: longer than any text
+
+
 @dataclass
 class _Budget:
     """What is left of an excerpt's allowance."""
@@ -115,8 +125,10 @@ class Redactor:
         # The pattern of every secret known when it was built (one forgotten since is still masked until the next
         # build), and the secrets added since, looked for one by one until there are too many of them.
         self._known = _KnownSecrets(self._pinned)
-        self._added: list[str] = []
+        # Insertion-ordered, a dict for the membership test: a thousand streams add a thousand tokens.
+        self._added: dict[str, None] = {}
         self._added_longest = 0
+        self._added_shortest = _NO_SECRET
 
     def add(self, secret: str | None) -> None:
         if not secret or secret in self._pinned:
@@ -124,30 +136,46 @@ class Redactor:
         self._recent[secret] = None
         self._recent.move_to_end(secret)
         while len(self._recent) > self._remember:
-            self._recent.popitem(last=False)
+            forgotten, _ = self._recent.popitem(last=False)
+            # Not looked for one by one any more either (the JWT pattern still catches it): without this, the
+            # list grew by every token ever added until the next redaction rebuilt the pattern.
+            self._added.pop(forgotten, None)
         if secret not in self._known.secrets and secret not in self._added:
-            self._added.append(secret)
+            self._added[secret] = None
             self._added_longest = max(self._added_longest, len(secret))
+            self._added_shortest = min(self._added_shortest, len(secret))
 
-    def _current(self) -> tuple[_KnownSecrets, list[str]]:
+    def _current(self) -> tuple[_KnownSecrets, dict[str, None]]:
         """The compiled secrets and those added since; rebuilt (lazily, here) once too many were added."""
         if len(self._added) > C.REDACT_REBUILD_AFTER:
             self._known = _KnownSecrets({*self._pinned, *self._recent})
-            self._added, self._added_longest = [], 0
+            self._added, self._added_longest, self._added_shortest = {}, 0, _NO_SECRET
         return self._known, self._added
 
     def __call__(self, text: str) -> str:
-        text = self._mask_known(text)
-        text = _JWT_PATTERN.sub(lambda match: mask(match.group(0)), text)
-        text = _BEARER_PATTERN.sub(lambda match: match.group(1) + mask(match.group(2)), text)
-        return _TOKEN_PARAM_PATTERN.sub(lambda match: match.group(1) + mask(match.group(2)), text)
+        # Each pass is skipped where it cannot match: a text shorter than any secret or shape, a JWT without its
+        # "eyJ" head. The passes that run are the ones that ran before, in the same order.
+        size = len(text)
+        if size >= self._known.shortest or size >= self._added_shortest:
+            text = self._mask_known(text)
+            size = len(text)
+        if size >= _JWT_MIN_CHARS and "eyJ" in text:
+            text = _JWT_PATTERN.sub(lambda match: mask(match.group(0)), text)
+            size = len(text)
+        if size >= _BEARER_MIN_CHARS:
+            text = _BEARER_PATTERN.sub(lambda match: match.group(1) + mask(match.group(2)), text)
+        if len(text) >= _TOKEN_PARAM_MIN_CHARS:
+            text = _TOKEN_PARAM_PATTERN.sub(lambda match: match.group(1) + mask(match.group(2)), text)
+        return text
 
     def _mask_known(self, text: str) -> str:
         """``text`` with every occurrence of a known secret masked. Occurrences that overlap (a secret that begins
         with another, or inside another) are masked as one run, so that no part of either is left in the clear."""
         known, added = self._current()
-        spans = list(known.spans(text))
+        spans = list(known.spans(text)) if len(text) >= known.shortest else []
         for secret in added:
+            if len(secret) > len(text):
+                continue
             start = text.find(secret)
             while start >= 0:
                 spans.append((start, start + len(secret)))
@@ -175,6 +203,9 @@ class Redactor:
         whole (half a secret no longer matches, and would leave its head in the clear), and the part of the
         margin that may hold a secret the window itself cut off is dropped.
         """
+        if len(text) <= limit:  # within any window: redacted whole, no margin to work out
+            redacted = self(text)
+            return redacted if len(redacted) <= limit else redacted[:limit] + CUT_MARK
         known, _added = self._current()
         margin = max(C.REDACT_CUT_MARGIN, known.longest, self._added_longest)
         window = limit + 2 * margin
@@ -192,6 +223,8 @@ class Redactor:
         ``"…"``, an object gets the key ``"…"``; nesting deeper than ``C.ERROR_BODY_MAX_DEPTH`` becomes ``None``.
         A server may echo the key or a token anywhere in a body, and make the body as large as its cap allows.
         """
+        if isinstance(value, str):  # most often a single field of a task entry
+            return self._excerpt_text(value, _Budget(values=C.ERROR_BODY_MAX_VALUES - 1))
         return self._excerpt(value, _Budget(), depth=0)
 
     def _excerpt(self, value: Any, budget: _Budget, *, depth: int) -> Any:

@@ -157,6 +157,8 @@ class _StreamCore:
         self.last: ProgressEvent | None = None
         # The furthest the task was seen (``_went_further``): only a snapshot past it resets the idle watchdog.
         self.furthest: ProgressEvent | None = None
+        # The snapshot ``_frames`` last yielded, checked against ``last`` just before (``_forward_only``).
+        self._checked: ProgressEvent | None = None
         self._settings = settings
 
     # --- rule 2: once per change, never backwards ----------------------------------------------------------
@@ -165,7 +167,7 @@ class _StreamCore:
         # aclosing: leaving early must close the socket now, not when the loop gets round to finalising.
         async with aclosing(self._sources()) as sources:
             async for snapshot in sources:
-                event = self._forward_only(snapshot)
+                event = snapshot if snapshot is self._checked else self._forward_only(snapshot)
                 if event is None:
                     continue
                 self.last = event
@@ -265,6 +267,7 @@ class _StreamCore:
         However the session ends, its socket is closed (or its handshake dropped) in the background, and the seat
         given back when the socket is gone.
         """
+        handshake: asyncio.Task[ClientConnection] | None
         try:
             handshake = asyncio.create_task(self._open_socket(), name="genstudio-ws-handshake")
         except BaseException:
@@ -272,13 +275,18 @@ class _StreamCore:
             raise
         socket: ClientConnection | None = None
         try:
-            grace = min(C.WS_HANDSHAKE_GRACE, self._settings.idle_timeout)
-            async with aclosing(self._over_http_until(handshake, grace=grace)) as polled:
-                async for event in polled:
-                    yield event
-                    if event.is_terminal:
-                        return
+            # Most handshakes end within the grace: only a slow one needs the generator that polls meanwhile.
+            await asyncio.wait({handshake}, timeout=min(C.WS_HANDSHAKE_GRACE, self._settings.idle_timeout))
+            if not handshake.done():
+                async with aclosing(self._over_http_until(handshake, grace=0.0)) as polled:
+                    async for event in polled:
+                        yield event
+                        if event.is_terminal:
+                            return
             socket = handshake.result()  # raises the handshake's _SocketGap or _HandshakeRefused
+            # Only the socket is needed from here: the done task, its coroutine and its context are not kept alive
+            # (and scanned by every collection of the GC) for the socket's whole life.
+            handshake = None
             log.debug("stream %s: socket open", self.prompt_id)
             async with aclosing(self._frames(socket)) as frames:
                 async for event in frames:
@@ -289,7 +297,7 @@ class _StreamCore:
             # No await here: a cancelled caller must not be held up, nor the close be cut short by it.
             if socket is not None:
                 self._settings.sockets.close(socket, seat)
-            else:
+            elif handshake is not None:
                 self._settings.sockets.drop(handshake, seat)
 
     async def _open_socket(self) -> ClientConnection:
@@ -360,7 +368,8 @@ class _StreamCore:
         """
         loop = asyncio.get_running_loop()
         idle_timeout = self._settings.idle_timeout
-        deadline = loop.time() + idle_timeout
+        # One timer for the socket's life, not one per frame (``_IdleWatch``); ``watch.deadline`` moves on.
+        watch = _IdleWatch(loop, loop.time() + idle_timeout)
         # While an idle check is under way the socket is read in a task beside it; a read still pending when the
         # check answers is kept for the next turn. Otherwise it is read inline: no task per frame.
         reading: asyncio.Task[ProgressEvent] | None = None
@@ -369,7 +378,7 @@ class _StreamCore:
             while True:
                 if reading is None and check is None:
                     try:
-                        async with asyncio.timeout_at(deadline):
+                        with watch:
                             news = await self._next_news(socket)
                     except TimeoutError:
                         # Rule 4: no progress for a while. Ask over HTTP, reading the socket meanwhile.
@@ -379,7 +388,7 @@ class _StreamCore:
                     if reading is None:
                         reading = asyncio.create_task(self._next_news(socket), name="genstudio-ws-read")
                     if check is None:
-                        await asyncio.wait({reading}, timeout=max(deadline - loop.time(), 0.0))
+                        await asyncio.wait({reading}, timeout=max(watch.deadline - loop.time(), 0.0))
                     else:
                         await asyncio.wait({reading, check}, return_when=asyncio.FIRST_COMPLETED)
                     if check is not None and check.done():  # first: a socket flooding news must not starve it
@@ -394,17 +403,21 @@ class _StreamCore:
                                     "the socket said nothing new while the task moved on: stale", reconciled=True
                                 )
                         # The socket is kept (the task was quiet, or moved no further on HTTP); ask again later.
-                        deadline = loop.time() + idle_timeout
+                        watch.deadline = loop.time() + idle_timeout
                         continue
                     if not reading.done():
                         if check is None:  # no progress by the deadline, with a read kept from the last check
                             check = asyncio.create_task(self._ask_http(), name="genstudio-ws-idle-check")
                         continue
                     news, reading = reading.result(), None  # result() raises the socket's _SocketGap
-                event = self._forward_only(news)  # again: an idle check may have been yielded since it was read
-                if event is None:
-                    continue
+                    # Again: an idle check may have been yielded since it was read. (Read inline, nothing was.)
+                    checked_news = self._forward_only(news)
+                    if checked_news is None:
+                        continue
+                    news = checked_news
+                event = news
                 moved = self.furthest is None or _went_further(event, self.furthest)
+                self._checked = event  # forward-only already: ``events`` need not ask again
                 yield event
                 if event.is_terminal:
                     return
@@ -413,8 +426,9 @@ class _StreamCore:
                         await _end_tasks(check)
                         check = None
                     # From when the consumer asks again: time it spends on an event is not the socket's silence.
-                    deadline = loop.time() + idle_timeout
+                    watch.deadline = loop.time() + idle_timeout
         finally:
+            watch.close()
             await _end_tasks(reading, check)
 
     async def _next_news(self, socket: ClientConnection) -> ProgressEvent:
@@ -448,6 +462,69 @@ class _StreamCore:
             log.debug("stream %s: asking over HTTP failed: %s", self.prompt_id, exc)
             return None
         return _as_event(info, "poll")
+
+
+class _IdleWatch:
+    """The idle watchdog of one socket (rule 4): ``with watch:`` around a read raises ``TimeoutError`` once the
+    loop's clock passes ``deadline``, the way ``asyncio.timeout_at(deadline)`` would.
+
+    ``asyncio.timeout_at`` per read armed and cancelled a ``TimerHandle`` for every frame (and a thousand sockets
+    left thousands of cancelled ones in the loop's heap). Here one timer serves the socket's life: moving
+    ``deadline`` later costs nothing, and the timer, when it fires early, re-arms itself for the new deadline. It
+    cancels only a read under way (never the consumer's time between reads: a timeout must not span a ``yield``),
+    and like ``asyncio.Timeout`` it turns only its own cancellation into ``TimeoutError``: a cancel of the caller
+    meanwhile stays a cancel. A deadline that passed between reads fires as the next read starts; one moved
+    earlier re-arms the timer there.
+    """
+
+    __slots__ = ("_cancelling", "_fired", "_handle", "_loop", "_task", "deadline")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        self.deadline = deadline
+        self._loop = loop
+        self._handle: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[Any] | None = None  # the task reading, while a read is under way
+        self._cancelling = 0
+        self._fired = False
+
+    def __enter__(self) -> None:
+        task = asyncio.current_task(self._loop)
+        if task is None:
+            raise RuntimeError("the idle watch is used outside a task")
+        self._task = task
+        self._cancelling = task.cancelling()
+        self._fired = False
+        handle = self._handle
+        if handle is None or handle.when() > self.deadline:  # none armed, or armed for later than now asked
+            if handle is not None:
+                handle.cancel()
+            self._handle = self._loop.call_at(self.deadline, self._fire)
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        task, self._task = self._task, None
+        if self._fired:
+            self._fired = False
+            assert task is not None
+            if task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
+                raise TimeoutError from exc
+
+    def _fire(self) -> None:
+        self._handle = None
+        if self._task is None:  # between reads: the next read arms the timer again
+            return
+        if self._loop.time() < self.deadline:  # the deadline moved on since the timer was armed
+            self._handle = self._loop.call_at(self.deadline, self._fire)
+            return
+        self._fired = True
+        self._task.cancel()
+
+    def close(self) -> None:
+        """Cancel the timer (the socket is done with)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 def _as_event(info: TaskInfo, source: Source) -> ProgressEvent:

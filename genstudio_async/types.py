@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ._redact import mask
+from ._services._base import is_plain_id
 from ._status import TaskStatus
 
 __all__ = [
@@ -55,7 +56,7 @@ class Submission(BaseModel):
     def _plain_id(cls, value: str) -> str:
         # An id names a folder, a journal line and a terminal line: a server's id with a line break, a control
         # character or a space in it is refused rather than carried anywhere.
-        if any(char.isspace() or not char.isprintable() for char in value):
+        if not is_plain_id(value):
             raise ValueError("a prompt_id holds no spaces, line breaks or control characters")
         return value
 

@@ -6,6 +6,7 @@ The retry sleep is recorded by the autouse ``sleeps`` fixture (conftest), so eve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import gzip
 import itertools
@@ -842,3 +843,54 @@ async def test_without_a_rate_limit_nothing_waits(
     for _ in range(3):
         await client.get_tasks(["cft-1"])
     assert sleeps == []
+
+
+async def test_an_error_body_in_a_charset_nobody_knows_is_still_our_error(
+    api: respx.MockRouter, make_client: Callable[..., AsyncGenStudio]
+) -> None:
+    """A hostile (or broken) server names a charset Python has no codec for: the caller gets the status error
+    with the text read as UTF-8, not a raw ``LookupError`` from decoding it."""
+    api.post(GS.TASK_INFO_PATH).respond(
+        502, content=b"bad gateway upstream", headers={"Content-Type": "text/plain; charset=x-no-such-codec"}
+    )
+    client = make_client(max_retries=0)
+    with pytest.raises(InternalServerError) as caught:
+        await client.get_task("cft-1")
+    assert caught.value.status_code == 502
+    assert "bad gateway upstream" in str(caught.value)
+
+
+async def test_an_error_body_is_decoded_in_the_charset_its_content_type_names(
+    api: respx.MockRouter, make_client: Callable[..., AsyncGenStudio]
+) -> None:
+    api.post(GS.TASK_INFO_PATH).respond(
+        503, content="网关超时".encode("gb18030"), headers={"Content-Type": "text/plain; charset=gb18030"}
+    )
+    client = make_client(max_retries=0)
+    with pytest.raises(InternalServerError) as caught:
+        await client.get_task("cft-1")
+    assert "网关超时" in str(caught.value)
+
+
+@pytest.mark.parametrize("injected", [False, True])
+async def test_every_api_call_carries_the_key_and_the_sdks_own_headers(injected: bool) -> None:
+    """The SDK's own client carries the headers as its defaults, an injected one gets them on each request: the
+    server sees the same either way (an injected client's own defaults are overridden)."""
+    heads: list[bytes] = []
+    async with contextlib.AsyncExitStack() as stack:
+        origin = await stack.enter_async_context(_coded_answer_server(_TASK_ANSWER.encode(), "identity", heads))
+        http_client = None
+        if injected:
+            http_client = await stack.enter_async_context(
+                httpx.AsyncClient(headers={"User-Agent": "someone-else/1", "Accept": "text/html"})
+            )
+        client = await stack.enter_async_context(
+            AsyncGenStudio("sk-heads-key-0123456789", base_url=origin, http_client=http_client)
+        )
+        await asyncio.wait_for(client.get_task("cft-1"), timeout=10)
+    head = heads[0].lower()
+    assert b"\r\nauthorization: bearer sk-heads-key-0123456789\r\n" in head
+    assert b"\r\naccept: application/json\r\n" in head
+    assert b"\r\naccept-encoding: gzip, deflate\r\n" in head
+    assert b"\r\nuser-agent: genstudio-async/" in head
+    assert b"someone-else" not in head and b"text/html" not in head

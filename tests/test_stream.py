@@ -835,3 +835,79 @@ def test_what_counts_as_the_task_going_further(new: TaskInfo, old: TaskInfo, fur
     """The idle watchdog's order: only a snapshot that goes further resets it; the order has no cycles (a flip
     back and forth goes further at most once) and no endless climb (unbelievable queue positions)."""
     assert _went_further(new, old) is further
+
+
+# --- the idle watchdog's timer: one per socket, not one per frame (issue 12) ---------------------------------------
+
+
+@pytest.mark.genstudio_emulator(steps=30, step_seconds=0.002)
+async def test_a_socket_arms_its_idle_timer_once_not_once_per_frame(
+    genstudio_emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A timer armed and cancelled around every read costs CPU per frame, and a thousand sockets leave thousands of
+    cancelled timers in the loop's heap: the watchdog keeps one timer per socket, whose deadline moves on."""
+    loop = asyncio.get_running_loop()
+    armed: list[str] = []
+    call_at = loop.call_at
+
+    def counting_call_at(when: float, callback: Callable[..., object], *args: object, **kwargs: object) -> object:
+        name = getattr(callback, "__qualname__", "")
+        if name in ("Timeout._on_timeout", "_IdleWatch._fire"):
+            armed.append(name)
+        return call_at(when, callback, *args, **kwargs)  # type: ignore[arg-type]
+
+    async with genstudio_emulator.client() as client:
+        sub = await client.submit(T2I)
+        monkeypatch.setattr(loop, "call_at", counting_call_at)
+        events = await collect(client, sub)
+    assert_well_formed(events)
+    assert len(events) >= 20  # many frames read...
+    # ...one idle timer, and websockets' own for the handshake and the close: not one per frame.
+    assert len(armed) <= 4, f"{len(armed)} timers armed for {len(events)} events: {armed}"
+
+
+async def test_the_idle_watch_times_out_a_read_only_once_its_deadline_has_passed() -> None:
+    from genstudio_async._stream import _IdleWatch
+
+    loop = asyncio.get_running_loop()
+    watch = _IdleWatch(loop, loop.time() + 0.02)
+    try:
+        watch.deadline = loop.time() + 0.06  # moved on before the timer fires: it re-arms, no timeout at 0.02
+        started = loop.time()
+        with pytest.raises(TimeoutError), watch:
+            await loop.create_future()  # a read that never ends
+        assert loop.time() - started >= 0.055
+        # A read that ends before the deadline is not cut short, and leaves the task uncancelled.
+        watch.deadline = loop.time() + 5.0
+        with watch:
+            await asyncio.sleep(0)
+        task = asyncio.current_task()
+        assert task is not None and task.cancelling() == 0
+        # A deadline that passed between reads fires on the next read.
+        watch.deadline = loop.time() - 1.0
+        await asyncio.sleep(0.01)
+        with pytest.raises(TimeoutError), watch:
+            await loop.create_future()
+    finally:
+        watch.close()
+
+
+async def test_the_idle_watch_leaves_a_cancel_of_the_caller_a_cancel() -> None:
+    from genstudio_async._stream import _IdleWatch
+
+    loop = asyncio.get_running_loop()
+    watch = _IdleWatch(loop, loop.time() + 5.0)
+    entered = asyncio.Event()
+
+    async def read() -> None:
+        with watch:
+            entered.set()
+            await loop.create_future()
+
+    reader = asyncio.create_task(read())
+    await entered.wait()
+    reader.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+    watch.close()
+    assert watch._handle is None

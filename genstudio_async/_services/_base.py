@@ -20,6 +20,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .._exceptions import InvalidInputError, PromptValidationError
@@ -31,6 +32,26 @@ if TYPE_CHECKING:  # the models are imported where they are used: the CLI's --he
     from ..workflow import WorkflowSpec
 
 
+def is_plain_id(text: str) -> bool:
+    """Whether ``text`` holds no whitespace and no control (non-printable) character: an id fit for a folder name,
+    a journal line, a terminal line.
+
+    ``str.isprintable`` in C instead of a Python test per character (once per request and per stream): every
+    whitespace character but the ASCII space is non-printable, so only the space needs looking for apart
+    (``tests/test_services_base.py`` checks this over all of Unicode).
+    """
+    return text.isprintable() and " " not in text
+
+
+@cache
+def _task_info_fields() -> frozenset[str]:
+    """``TaskInfo``'s field names, read once: ``TaskInfo.model_fields`` is a descriptor that calls a function on
+    every access (pydantic >= 2.11), and a frame with extra fields asked it once per field."""
+    from ..types import TaskInfo
+
+    return frozenset(TaskInfo.model_fields)
+
+
 def wire_fields(raw: Mapping[str, Any], names: Mapping[str, str], redact: Redactor | None) -> dict[str, Any]:
     """A wire task object's fields under ``TaskInfo``'s names (``names``: wire name → ours).
 
@@ -38,14 +59,13 @@ def wire_fields(raw: Mapping[str, Any], names: Mapping[str, str], redact: Redact
     fields. A server may echo a secret anywhere: the free text (``error_message``) and every extra field are
     masked with ``redact``.
     """
-    from ..types import TaskInfo
-
+    own = _task_info_fields()
     fields: dict[str, Any] = {}
     for key, value in raw.items():
         name = names.get(key)
         if name is not None:
             fields[name] = value
-        elif key not in TaskInfo.model_fields:
+        elif key not in own:
             fields[key] = redact.excerpt(value) if redact is not None and not isinstance(value, int | float) else value
     message = fields.get("error_message")
     if redact is not None and isinstance(message, str) and message:
@@ -123,7 +143,7 @@ class Service(ABC):
     def task_id(cls, prompt_id: str) -> str:
         """``prompt_id`` checked to be one this service can have; ``InvalidInputError`` otherwise (before any
         request: a poll for an id that cannot exist would wait for ever)."""
-        if any(char.isspace() or not char.isprintable() for char in prompt_id) or len(prompt_id) > 256:
+        if not is_plain_id(prompt_id) or len(prompt_id) > 256:
             raise InvalidInputError(f"{prompt_id!r} cannot be a {cls.name} prompt_id")
         return prompt_id
 
