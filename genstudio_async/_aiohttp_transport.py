@@ -98,11 +98,6 @@ class AioHttpTransport(AiohttpTransport):
         super().__init__(verify=verify, cert=cert, trust_env=trust_env, limits=limits)
         self._trust_env = trust_env
 
-    @property
-    def trust_env(self) -> bool:
-        """Whether the proxy environment is read (the progress sockets of ``_aiohttp_ws`` follow it too)."""
-        return self._trust_env
-
     def get_client(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
             limit=self.limits.max_connections or 0,

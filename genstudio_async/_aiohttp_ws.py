@@ -10,7 +10,9 @@ few things the stream and the socket pool use of websockets' ``ClientConnection`
 The sockets get a session of their own (one per SDK client, made on first use, closed with the client), not the
 ``AioHttpClient``'s: an open WebSocket holds its connection in the connector for its whole life, and a thousand
 of them in the HTTP pool (``HTTP_MAX_CONNECTIONS``) would leave no connection for the requests the stream needs.
-The TLS settings (``verify``, ``cert``) are the ``AioHttpClient``'s.
+The TLS settings (``verify``, ``cert``) are the ``AioHttpClient``'s; the proxy is the one the default path uses
+(``StreamSettings.ws_proxy``: the environment read once per client, by websockets' rules, ``no_proxy`` included),
+and one aiohttp cannot use (SOCKS) is refused as websockets' ``InvalidProxy`` is.
 
 Imported only once the ``[aiohttp]`` extra is known to be installed (an ``AioHttpClient`` exists).
 """
@@ -91,9 +93,8 @@ class AioHttpSocket:
 class AioHttpSockets:
     """A client's aiohttp session for its progress sockets: made on first use, closed by ``aclose``."""
 
-    def __init__(self, *, ssl_context: ssl.SSLContext | bool = True, trust_env: bool = True) -> None:
+    def __init__(self, *, ssl_context: ssl.SSLContext | bool = True) -> None:
         self._ssl = ssl_context
-        self._trust_env = trust_env
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
 
@@ -104,7 +105,9 @@ class AioHttpSockets:
                 connector=aiohttp.TCPConnector(limit=0, ssl=self._ssl),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=False,
-                trust_env=self._trust_env,
+                # The proxy is the client's ``ws_proxy`` (read once, by websockets' rules, as on the default path):
+                # with trust_env aiohttp would read the environment again in a thread on every handshake.
+                trust_env=False,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=C.WS_OPEN_TIMEOUT),
             )
         return self._session

@@ -524,5 +524,5 @@ def _aiohttp_sockets(http_client: httpx.AsyncClient) -> AioHttpSockets | None:
 
     transport = http_client._transport
     if isinstance(transport, AioHttpTransport):
-        return AioHttpSockets(ssl_context=transport.ssl_context, trust_env=transport.trust_env)
+        return AioHttpSockets(ssl_context=transport.ssl_context)
     return AioHttpSockets()
