@@ -14,7 +14,7 @@ import os
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Self, TypeAlias
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeAlias
 
 import httpx
 
@@ -42,8 +42,12 @@ from ._services import GenStudio, GPUGeek, Service, TaskQuery
 from ._services.genstudio import progress_ws_url
 from ._sockets import SocketPool
 from ._stream import StreamSettings, TaskStream, resolve_ws_proxy
+from ._transports import AioHttpClient
 from .types import ImagePostProcess, JobOutcome, ProgressEvent, Submission, TaskInfo, TaskResult, TaskStatus
 from .workflow import WorkflowSpec
+
+if TYPE_CHECKING:
+    from ._aiohttp_ws import AioHttpSockets
 
 TaskRef: TypeAlias = Submission | str
 """A task, named by the ``Submission`` that ``submit`` returned or by its ``prompt_id``."""
@@ -113,6 +117,7 @@ class _AsyncClient:
             poller=self._poller,
             sockets=SocketPool(settings.max_sockets),
             ws_proxy=resolve_ws_proxy(socket.ws_url) if socket is not None else None,
+            aiohttp_sockets=_aiohttp_sockets(self._http_client) if socket is not None else None,
         )
         self._closed = False
 
@@ -136,10 +141,14 @@ class _AsyncClient:
             return
         self._http.check_loop()  # what it closes belongs to the loop that used it
         self._closed = True
-        await self._poller.aclose()
-        await self._stream_settings.sockets.aclose()
-        if self._owns_http_client:
-            await self._http_client.aclose()
+        try:
+            await self._poller.aclose()
+            await self._stream_settings.sockets.aclose()
+        finally:
+            if self._stream_settings.aiohttp_sockets is not None:
+                await self._stream_settings.aiohttp_sockets.aclose()
+            if self._owns_http_client:
+                await self._http_client.aclose()
 
     # --- tasks -------------------------------------------------------------------------------------------
 
@@ -503,3 +512,17 @@ def _task_ids(tasks: Iterable[TaskRef] | TaskRef) -> list[str]:
     if not ids:
         raise InvalidInputError("get_tasks needs at least one prompt_id")
     return ids
+
+
+def _aiohttp_sockets(http_client: httpx.AsyncClient) -> AioHttpSockets | None:
+    """The aiohttp session for the progress sockets of a client given an ``AioHttpClient`` (its TLS settings);
+    ``None`` otherwise: the sockets stay websockets'."""
+    if not isinstance(http_client, AioHttpClient):
+        return None
+    from ._aiohttp_transport import AioHttpTransport
+    from ._aiohttp_ws import AioHttpSockets
+
+    transport = http_client._transport
+    if isinstance(transport, AioHttpTransport):
+        return AioHttpSockets(ssl_context=transport.ssl_context)
+    return AioHttpSockets()

@@ -25,7 +25,7 @@ import asyncio
 import errno
 import time
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import WebSocketException
@@ -33,6 +33,28 @@ from websockets.protocol import State
 
 from . import _constants as C
 from ._logs import log
+
+if TYPE_CHECKING:
+    from ._aiohttp_ws import AioHttpSocket
+
+#: A progress socket: websockets' (the default) or aiohttp's (a client given an ``AioHttpClient``).
+ProgressConnection: TypeAlias = "ClientConnection | AioHttpSocket"
+
+
+class HandshakeStatus(Exception):
+    """An aiohttp handshake answered ``status`` (not a WebSocket): what websockets' ``InvalidStatus`` says."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"handshake answered HTTP {status}")
+        self.status = status
+
+
+class UnusableProxy(Exception):
+    """The proxy from the environment cannot carry the socket (aiohttp has no SOCKS): what ``InvalidProxy`` says."""
+
+
+class OpenFailed(Exception):
+    """An aiohttp socket could not be opened (network, timeout, protocol); the cause is chained."""
 
 
 def default_socket_budget() -> int:
@@ -153,7 +175,7 @@ class SocketPool:
                 future.set_result(self._grant())
 
     # --- closing -----------------------------------------------------------------------------------------
-    def close(self, socket: ClientConnection, seat: Seat) -> None:
+    def close(self, socket: ProgressConnection, seat: Seat) -> None:
         """Close ``socket`` in the background (at once, cutting it, once the client is closed); its seat is given
         back when it is gone."""
         if socket.state is State.CLOSED:
@@ -167,7 +189,7 @@ class SocketPool:
         task.add_done_callback(lambda _: seat.release())
         self._keep(task)
 
-    def drop(self, handshake: asyncio.Task[ClientConnection], seat: Seat) -> None:
+    def drop(self, handshake: asyncio.Task[ProgressConnection], seat: Seat) -> None:
         """Give up on ``handshake``: cancel it; a socket it opened all the same is closed, then the seat freed."""
         if handshake.done():
             self._opened(handshake, seat)
@@ -196,7 +218,7 @@ class SocketPool:
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    def _opened(self, handshake: asyncio.Task[ClientConnection], seat: Seat) -> None:
+    def _opened(self, handshake: asyncio.Task[ProgressConnection], seat: Seat) -> None:
         if handshake.cancelled():
             seat.release()
             return
@@ -208,7 +230,7 @@ class SocketPool:
         self.close(handshake.result(), seat)
 
 
-async def _close_socket(socket: ClientConnection) -> None:
+async def _close_socket(socket: ProgressConnection) -> None:
     try:
         await socket.close()
     except asyncio.CancelledError:

@@ -26,9 +26,9 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidProxy, InvalidStatus, WebSocketException
 
 from . import _constants as C
@@ -40,8 +40,19 @@ from ._logs import log, redact_logger
 from ._poller import TaskPoller
 from ._redact import mask
 from ._services import ProgressSocket
-from ._sockets import Seat, SocketPool, out_of_descriptors
+from ._sockets import (
+    HandshakeStatus,
+    OpenFailed,
+    ProgressConnection,
+    Seat,
+    SocketPool,
+    UnusableProxy,
+    out_of_descriptors,
+)
 from .types import ProgressEvent, TaskInfo, TaskStatus, token_expires_at
+
+if TYPE_CHECKING:
+    from ._aiohttp_ws import AioHttpSockets
 
 # The logger handed to websockets, which logs the handshake line with the token: records are masked first.
 _ws_log = redact_logger(log.getChild("websocket"))
@@ -78,6 +89,8 @@ class StreamSettings:
     # The proxy for the WebSocket, read from the environment once per client (websockets would re-read the
     # whole environment on every connect: 0.15-0.3 ms of CPU per stream).
     ws_proxy: str | None = None
+    # Set when the client's http_client is an AioHttpClient: the sockets are aiohttp's (C framing), not websockets'.
+    aiohttp_sockets: AioHttpSockets | None = None
 
 
 def resolve_ws_proxy(ws_url: str) -> str | None:
@@ -267,13 +280,13 @@ class _StreamCore:
         However the session ends, its socket is closed (or its handshake dropped) in the background, and the seat
         given back when the socket is gone.
         """
-        handshake: asyncio.Task[ClientConnection] | None
+        handshake: asyncio.Task[ProgressConnection] | None
         try:
             handshake = asyncio.create_task(self._open_socket(), name="genstudio-ws-handshake")
         except BaseException:
             seat.release()
             raise
-        socket: ClientConnection | None = None
+        socket: ProgressConnection | None = None
         try:
             # Most handshakes end within the grace: only a slow one needs the generator that polls meanwhile.
             await asyncio.wait({handshake}, timeout=min(C.WS_HANDSHAKE_GRACE, self._settings.idle_timeout))
@@ -300,11 +313,14 @@ class _StreamCore:
             elif handshake is not None:
                 self._settings.sockets.drop(handshake, seat)
 
-    async def _open_socket(self) -> ClientConnection:
+    async def _open_socket(self) -> ProgressConnection:
         assert self.token is not None and self._settings.socket is not None
         url = self._settings.socket.url(self.token)
+        aiohttp_sockets = self._settings.aiohttp_sockets
         try:
             async with self._settings.sockets.handshakes:  # a bounded number in flight: none times the others out
+                if aiohttp_sockets is not None:
+                    return await aiohttp_sockets.connect(url, proxy=self._settings.ws_proxy)
                 return await connect(
                     url,
                     open_timeout=C.WS_OPEN_TIMEOUT,
@@ -315,16 +331,16 @@ class _StreamCore:
                     logger=_ws_log,
                     proxy=self._settings.ws_proxy,
                 )
-        except InvalidStatus as exc:
-            status = exc.response.status_code
+        except (InvalidStatus, HandshakeStatus) as exc:
+            status = exc.response.status_code if isinstance(exc, InvalidStatus) else exc.status
             if status in C.WS_FATAL_HANDSHAKE_STATUSES:
                 raise _HandshakeRefused(f"handshake refused with HTTP {status}") from None
             raise _SocketGap(f"handshake answered HTTP {status}") from None
-        except (InvalidProxy, ImportError, ValueError) as exc:
+        except (InvalidProxy, UnusableProxy, ImportError, ValueError) as exc:
             # A proxy from the environment that websockets cannot use (a SOCKS proxy without python-socks...):
             # no retry will cure it.
             raise _HandshakeRefused(f"cannot open a socket here: {type(exc).__name__}") from None
-        except (WebSocketException, OSError, TimeoutError) as exc:
+        except (WebSocketException, OpenFailed, OSError, TimeoutError) as exc:
             if out_of_descriptors(exc):  # the process is at its open-file limit: hold fewer sockets, not an error
                 self._settings.sockets.shrink()
             raise _SocketGap(f"could not open the socket: {type(exc).__name__}") from None
@@ -357,7 +373,7 @@ class _StreamCore:
             log.debug("stream %s: following the task over HTTP failed: %s", self.prompt_id, exc)
         await asyncio.wait({pending})
 
-    async def _frames(self, socket: ClientConnection) -> AsyncGenerator[ProgressEvent, None]:
+    async def _frames(self, socket: ProgressConnection) -> AsyncGenerator[ProgressEvent, None]:
         """Snapshots from ``socket`` that say something new; the idle watchdog (rule 4) runs on no progress.
 
         Every change is yielded, but only a snapshot that shows the task *went further* (``_went_further``: a
@@ -431,14 +447,14 @@ class _StreamCore:
             watch.close()
             await _end_tasks(reading, check)
 
-    async def _next_news(self, socket: ClientConnection) -> ProgressEvent:
+    async def _next_news(self, socket: ProgressConnection) -> ProgressEvent:
         """The next snapshot the forward-only rules would yield; repeats and stale snapshots are skipped."""
         while True:
             event = self._forward_only(await self._next_snapshot(socket))
             if event is not None:
                 return event
 
-    async def _next_snapshot(self, socket: ClientConnection) -> ProgressEvent:
+    async def _next_snapshot(self, socket: ProgressConnection) -> ProgressEvent:
         """The next frame that is a snapshot of this task; junk frames are skipped."""
         frames = self._settings.socket
         assert frames is not None

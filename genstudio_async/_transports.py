@@ -3,7 +3,8 @@
 ``AioHttpClient`` is an ``httpx.AsyncClient`` whose requests travel over aiohttp's connection pool (the
 ``[aiohttp]`` extra: ``aiohttp`` and ``httpx-aiohttp``), as openai-python's ``DefaultAioHttpClient`` does: the
 SDK still speaks httpx (its retries, size caps, deadlines, redaction and errors are the same), only the sockets
-are aiohttp's, which costs less CPU per request. The progress WebSocket is not affected. The default stays
+are aiohttp's, which costs less CPU per request. A client given one opens its progress WebSockets with
+aiohttp too (``_aiohttp_ws``: frames parsed in C; same URL, caps, timeouts and errors). The default stays
 httpx's own transport; nothing here is imported until a user asks for it, and the extra is checked when an
 ``AioHttpClient`` is made, not when ``genstudio_async`` is imported::
 

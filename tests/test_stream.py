@@ -15,21 +15,42 @@ import json
 import re
 import struct
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Self
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Self
 
 import pytest
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from genstudio_async import AsyncGenStudio, ProgressEvent, Submission, TaskInfo, TaskStatus, _http
+from genstudio_async import AioHttpClient, AsyncGenStudio, ProgressEvent, Submission, TaskInfo, TaskStatus, _http
 from genstudio_async import _constants as C
+from genstudio_async import _stream as stream_module
 from genstudio_async._stream import _went_further
 from genstudio_async.emulator import Emulator
 
 from .support import eventually
 
 T2I = "wf-c73diz7kadp6ffgn"
+
+
+@pytest.fixture(params=["websockets", "aiohttp"])
+def via(request: pytest.FixtureRequest) -> str:
+    """Whose sockets the stream runs on: websockets' (the default) or aiohttp's (a client given an AioHttpClient)."""
+    name: str = request.param
+    return name
+
+
+@asynccontextmanager
+async def stream_client(emulator: Emulator, via: str, **kwargs: Any) -> AsyncIterator[AsyncGenStudio]:
+    """An emulator client whose progress sockets are ``via``'s."""
+    if via == "websockets":
+        async with emulator.client(**kwargs) as client:
+            yield client
+        return
+    async with AioHttpClient() as http_client, emulator.client(http_client=http_client, **kwargs) as client:
+        assert client._stream_settings.aiohttp_sockets is not None
+        yield client
 
 
 async def collect(client: AsyncGenStudio, task: Submission | str) -> list[ProgressEvent]:
@@ -55,8 +76,10 @@ def assert_well_formed(events: list[ProgressEvent], status: TaskStatus = TaskSta
         assert events[-1].final_files
 
 
-async def test_websocket_stream_yields_typed_events_until_the_terminal_one(genstudio_emulator: Emulator) -> None:
-    async with genstudio_emulator.client() as client:
+async def test_websocket_stream_yields_typed_events_until_the_terminal_one(
+    genstudio_emulator: Emulator, via: str
+) -> None:
+    async with stream_client(genstudio_emulator, via) as client:
         sub = await client.submit(T2I)
         events = await collect(client, sub)
     assert_well_formed(events)
@@ -91,9 +114,10 @@ async def test_junk_frames_are_skipped(genstudio_emulator: Emulator) -> None:
 
 
 @pytest.mark.parametrize("drop_after", [1, 3])
-async def test_abnormal_close_reconnects_and_loses_nothing(genstudio_emulator: Emulator, drop_after: int) -> None:
+async def test_abnormal_close_reconnects_and_loses_nothing(genstudio_emulator: Emulator, drop_after: int, via: str
+) -> None:
     genstudio_emulator.set_faults(ws_drop_after=drop_after)
-    async with genstudio_emulator.client(poll_interval=0.02) as client:
+    async with stream_client(genstudio_emulator, via, poll_interval=0.02) as client:
         events = await collect(client, await client.submit(T2I))
     assert_well_formed(events)
     assert genstudio_emulator.stats.ws_connections_dropped >= 1
@@ -123,17 +147,17 @@ async def test_a_terminal_status_reached_while_disconnected_is_not_missed(
     assert genstudio_emulator.stats.ws_handshakes_refused == 1
 
 
-async def test_early_normal_close_is_a_gap_too(genstudio_emulator: Emulator) -> None:
+async def test_early_normal_close_is_a_gap_too(genstudio_emulator: Emulator, via: str) -> None:
     genstudio_emulator.set_faults(ws_close_after=1)
-    async with genstudio_emulator.client(poll_interval=0.02) as client:
+    async with stream_client(genstudio_emulator, via, poll_interval=0.02) as client:
         events = await collect(client, await client.submit(T2I))
     assert_well_formed(events)
     assert genstudio_emulator.stats.ws_connections_opened >= 2
 
 
-async def test_a_silent_socket_is_caught_by_the_idle_watchdog(genstudio_emulator: Emulator) -> None:
+async def test_a_silent_socket_is_caught_by_the_idle_watchdog(genstudio_emulator: Emulator, via: str) -> None:
     genstudio_emulator.set_faults(ws_silent=True)
-    async with genstudio_emulator.client(stream_idle_timeout=0.05, poll_interval=0.02) as client:
+    async with stream_client(genstudio_emulator, via, stream_idle_timeout=0.05, poll_interval=0.02) as client:
         events = await collect(client, await client.submit(T2I))
     assert_well_formed(events)
     assert "poll" in {event.source for event in events}
@@ -141,19 +165,21 @@ async def test_a_silent_socket_is_caught_by_the_idle_watchdog(genstudio_emulator
 
 
 @pytest.mark.parametrize("status", [401, 403, 404])
-async def test_a_refused_handshake_is_not_retried(genstudio_emulator: Emulator, status: int) -> None:
+async def test_a_refused_handshake_is_not_retried(genstudio_emulator: Emulator, status: int, via: str) -> None:
     genstudio_emulator.set_faults(ws_refuse_status=status)
-    async with genstudio_emulator.client(poll_interval=0.02) as client:
+    async with stream_client(genstudio_emulator, via, poll_interval=0.02) as client:
         events = await collect(client, await client.submit(T2I))
     assert_well_formed(events)
     assert genstudio_emulator.stats.requests["progress_ws"] == 1
     assert {event.source for event in events} == {"poll"}
 
 
-async def test_a_server_error_at_handshake_is_retried_then_polling_takes_over(genstudio_emulator: Emulator) -> None:
+async def test_a_server_error_at_handshake_is_retried_then_polling_takes_over(
+    genstudio_emulator: Emulator, via: str
+) -> None:
     genstudio_emulator.pause()
     genstudio_emulator.set_faults(ws_refuse_status=503)
-    async with genstudio_emulator.client(poll_interval=0.02) as client:
+    async with stream_client(genstudio_emulator, via, poll_interval=0.02) as client:
         sub = await client.submit(T2I)
         consumer = asyncio.create_task(collect(client, sub))
         # While the task is held in the queue, every reconnect is used up (each gap reconciled through the
@@ -219,9 +245,9 @@ async def test_failed_and_denied_tasks_end_the_stream_with_their_status(genstudi
 # --- leaving early ---------------------------------------------------------------------------------------
 
 
-async def test_leaving_an_async_with_block_closes_the_socket_at_once(genstudio_emulator: Emulator) -> None:
+async def test_leaving_an_async_with_block_closes_the_socket_at_once(genstudio_emulator: Emulator, via: str) -> None:
     genstudio_emulator.pause()
-    async with genstudio_emulator.client() as client:
+    async with stream_client(genstudio_emulator, via) as client:
         sub = await client.submit(T2I)
         async with client.stream(sub) as stream:
             async for _event in stream:
@@ -231,18 +257,20 @@ async def test_leaving_an_async_with_block_closes_the_socket_at_once(genstudio_e
         assert not client._poller.polling
 
 
-async def test_breaking_out_of_a_plain_for_loop_closes_the_socket(genstudio_emulator: Emulator) -> None:
+async def test_breaking_out_of_a_plain_for_loop_closes_the_socket(genstudio_emulator: Emulator, via: str) -> None:
     genstudio_emulator.pause()
-    async with genstudio_emulator.client() as client:
+    async with stream_client(genstudio_emulator, via) as client:
         sub = await client.submit(T2I)
         async for _event in client.stream(sub):
             break
         await eventually(lambda: genstudio_emulator.stats.ws_connections_open == 0, what="the socket to close")
 
 
-async def test_cancelling_the_consumer_leaves_no_socket_task_or_poller_seat(genstudio_emulator: Emulator) -> None:
+async def test_cancelling_the_consumer_leaves_no_socket_task_or_poller_seat(
+    genstudio_emulator: Emulator, via: str
+) -> None:
     genstudio_emulator.pause()
-    async with genstudio_emulator.client(poll_interval=0.02) as client:
+    async with stream_client(genstudio_emulator, via, poll_interval=0.02) as client:
         ws_sub = await client.submit(T2I)
         poll_sub = await client.submit(T2I)
         started = asyncio.Event()
@@ -587,6 +615,53 @@ async def test_a_handshake_given_up_after_it_succeeded_still_closes_its_socket()
         await pool.aclose()
     assert handshake.result().state.name == "CLOSED"
     assert pool.open == 0  # its seat in the budget was given back once the socket was gone
+
+
+async def test_a_client_given_an_aiohttp_client_streams_over_aiohttps_sockets(
+    genstudio_emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With an ``AioHttpClient`` the progress sockets are aiohttp's (C framing): websockets' connect is not used."""
+
+    async def no_websockets(*args: object, **kwargs: object) -> None:
+        raise OSError("websockets' connect was used")
+
+    monkeypatch.setattr(stream_module, "connect", no_websockets)
+    async with stream_client(genstudio_emulator, "aiohttp") as client:
+        events = await collect(client, await client.submit(T2I))
+    assert_well_formed(events)
+    assert {event.source for event in events} == {"websocket"}
+    assert genstudio_emulator.stats.ws_connections_opened == 1
+    await eventually(lambda: genstudio_emulator.stats.ws_connections_open == 0, what="the socket to close")
+
+
+async def test_an_oversized_message_is_refused_and_the_task_followed_over_http(
+    genstudio_emulator: Emulator, via: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frame over ``WS_MAX_MESSAGE_SIZE`` closes the socket with 1009 (never buffered whole); the stream ends
+    over HTTP all the same, and no socket is left open."""
+    monkeypatch.setattr(C, "WS_MAX_MESSAGE_SIZE", 1024)
+
+    async def no_wait(seconds: float) -> None:
+        await asyncio.sleep(0)
+
+    monkeypatch.setattr(_http, "sleep", no_wait)
+    close_codes: list[int | None] = []
+
+    async def oversized(socket: ServerConnection) -> None:
+        try:
+            await socket.send("x" * 4096)
+            await socket.wait_closed()
+        finally:
+            close_codes.append(socket.close_code)
+
+    async with RepeatingPeer(oversized) as peer:
+        async with stream_client(genstudio_emulator, via, ws_url=peer.url, poll_interval=0.02) as client:
+            events = await collect(client, await client.submit(T2I))
+        await eventually(lambda: peer.open == 0, what="every socket to close")
+    assert_well_formed(events)
+    assert {event.source for event in events} == {"poll"}
+    assert peer.opened >= 1
+    assert close_codes and set(close_codes) <= {1009}
 
 
 # --- the idle watchdog against a socket that talks but says nothing, and an HTTP API that fails ---------------
