@@ -193,64 +193,68 @@ class ImageFiles:
             )
         try:
             # O_NOFOLLOW: the path is resolved, so a symlink here was put there since (refused, not followed).
-            descriptor = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+            data = _read_regular_file(real, CD.CLI_BATCH_IMAGE_MAX_BYTES, follow=False)
         except OSError as exc:
             raise CLIError(f"image {given!r}: cannot read it: {exc.strerror or exc}", ExitCode.USAGE) from None
-        try:
-            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-                raise CLIError(f"image {given!r} is not a regular file", ExitCode.USAGE)
-            data = _read_at_most(descriptor, CD.CLI_BATCH_IMAGE_MAX_BYTES)
-        except OSError as exc:
-            raise CLIError(f"image {given!r}: cannot read it: {exc.strerror or exc}", ExitCode.USAGE) from None
-        finally:
-            os.close(descriptor)
-        if data is None:
+        except _NotARegularFile:
+            raise CLIError(f"image {given!r} is not a regular file", ExitCode.USAGE) from None
+        except _TooBig:
             raise CLIError(
                 f"image {given!r} is bigger than {CD.CLI_BATCH_IMAGE_MAX_BYTES} bytes, the most a batch job sends",
                 ExitCode.USAGE,
-            )
+            ) from None
         if not data:
             raise CLIError(f"image {given!r} is empty", ExitCode.USAGE)
         self.contents[str(real)] = LocalImage(data, filename=real.name)
         return real, hashlib.sha256(data).hexdigest()
 
 
-def _read_at_most(descriptor: int, limit: int) -> bytes | None:
-    """What ``descriptor`` holds, or ``None`` when that is more than ``limit`` bytes (never read further)."""
-    chunks: list[bytes] = []
-    size = 0
-    while chunk := os.read(descriptor, min(1 << 20, limit + 1 - size)):
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > limit:
-            return None
-    return b"".join(chunks)
+class _NotARegularFile(Exception):
+    """A FIFO, a device or a folder where a file was expected."""
+
+
+class _TooBig(Exception):
+    """A file over the limit it was read with."""
+
+
+def _read_regular_file(path: Path, limit: int, *, follow: bool = True) -> bytes:
+    """What the regular file ``path`` holds, never more than ``limit`` bytes read. O_NONBLOCK: opening a FIFO does
+    not wait for a writer (it is then refused, unread); ``follow=False``: a symlink is refused (O_NOFOLLOW).
+    Raises ``OSError``, ``_NotARegularFile`` or ``_TooBig``."""
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | (0 if follow else getattr(os, "O_NOFOLLOW", 0))
+    descriptor = os.open(path, flags)
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise _NotARegularFile
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(descriptor, min(1 << 20, limit + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise _TooBig
+        return b"".join(chunks)
+    finally:
+        os.close(descriptor)
 
 
 def read_jobs_file(path: Path) -> str:
     """The jobs file's text; ``CLIError`` (exit 2) for one that is not a regular file (a FIFO would block for
     ever, a device never end), is bigger than ``CLI_JOBS_FILE_MAX_BYTES``, or is not UTF-8."""
     try:
-        # O_NONBLOCK: opening a FIFO does not wait for a writer (it is then refused, unread).
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        data = _read_regular_file(path, CD.CLI_JOBS_FILE_MAX_BYTES)
     except OSError as exc:
         raise CLIError(f"cannot read the jobs file {str(path)!r}: {exc.strerror or exc}", ExitCode.USAGE) from None
-    try:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            raise CLIError(
-                f"the jobs file {str(path)!r} is not a regular file (a FIFO, a device or a folder): give a file",
-                ExitCode.USAGE,
-            )
-        data = _read_at_most(descriptor, CD.CLI_JOBS_FILE_MAX_BYTES)
-    except OSError as exc:
-        raise CLIError(f"cannot read the jobs file {str(path)!r}: {exc.strerror or exc}", ExitCode.USAGE) from None
-    finally:
-        os.close(descriptor)
-    if data is None:
+    except _NotARegularFile:
+        raise CLIError(
+            f"the jobs file {str(path)!r} is not a regular file (a FIFO, a device or a folder): give a file",
+            ExitCode.USAGE,
+        ) from None
+    except _TooBig:
         raise CLIError(
             f"the jobs file {str(path)!r} is bigger than {CD.CLI_JOBS_FILE_MAX_BYTES} bytes: split it",
             ExitCode.USAGE,
-        )
+        ) from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
