@@ -16,7 +16,8 @@ retries. ``Pacer`` is shared by every request of a client (submits, polls, cance
 - ``max_requests_per_second``, for a user who knows the account's limit, is a ceiling from the start.
 
 Pacing only ever delays a request before it is sent; it never sends one again (the request loop's submit-safety
-rule is untouched). With no limit met and no ceiling given, a request costs one comparison.
+rule is untouched). With no limit met and no ceiling given, a request costs a few comparisons and the note of its
+start and answer in the last second's window (what a first limit is measured against).
 """
 
 from __future__ import annotations
