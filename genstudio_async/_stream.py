@@ -44,7 +44,6 @@ from ._sockets import (
     HandshakeStatus,
     OpenFailed,
     ProgressConnection,
-    Seat,
     SocketPool,
     UnusableProxy,
     out_of_descriptors,
@@ -134,8 +133,9 @@ class TaskStream(AsyncIterator[ProgressEvent]):
     def __repr__(self) -> str:
         return f"TaskStream(prompt_id={self.prompt_id!r}, prompt_token={mask(self._core.token)!r})"
 
-    def __aiter__(self) -> Self:
-        return self
+    def __aiter__(self) -> AsyncIterator[ProgressEvent]:
+        # ``async for`` runs the generator itself: no coroutine of ours between the loop and each event.
+        return self._events
 
     async def __anext__(self) -> ProgressEvent:
         return await self._events.__anext__()
@@ -170,25 +170,19 @@ class _StreamCore:
         self.last: ProgressEvent | None = None
         # The furthest the task was seen (``_went_further``): only a snapshot past it resets the idle watchdog.
         self.furthest: ProgressEvent | None = None
-        # The snapshot ``_frames`` last yielded, checked against ``last`` just before (``_forward_only``).
-        self._checked: ProgressEvent | None = None
         self._settings = settings
 
     # --- rule 2: once per change, never backwards ----------------------------------------------------------
 
-    async def events(self) -> AsyncGenerator[ProgressEvent, None]:
-        # aclosing: leaving early must close the socket now, not when the loop gets round to finalising.
-        async with aclosing(self._sources()) as sources:
-            async for snapshot in sources:
-                event = snapshot if snapshot is self._checked else self._forward_only(snapshot)
-                if event is None:
-                    continue
-                self.last = event
-                if self.furthest is None or _went_further(event, self.furthest):
-                    self.furthest = event
-                yield event
-                if event.is_terminal:
-                    return
+    def _admit(self, snapshot: ProgressEvent) -> ProgressEvent | None:
+        """``snapshot`` as the event to yield next (rule 2), noted as the last and maybe the furthest; ``None``
+        when it says nothing new. Every event but a socket's frames (checked as they are read) passes here."""
+        event = self._forward_only(snapshot)
+        if event is not None:
+            self.last = event
+            if self.furthest is None or _went_further(event, self.furthest):
+                self.furthest = event
+        return event
 
     def _forward_only(self, event: ProgressEvent) -> ProgressEvent | None:
         last = self.last
@@ -210,10 +204,15 @@ class _StreamCore:
 
     # --- rules 1, 3-6: where the snapshots come from -------------------------------------------------------
 
-    async def _sources(self) -> AsyncGenerator[ProgressEvent, None]:
+    async def events(self) -> AsyncGenerator[ProgressEvent, None]:
+        """The stream's one generator: rules 1-7 in one frame, so that a socket's frame reaches the caller through
+        no other generator (each layer cost ~1.5 µs a frame, and kept its own objects alive for the socket's life).
+
+        The rarer ways (waiting for a seat, a slow handshake) go through ``_over_http_until``; every snapshot but a
+        socket's frames goes through ``_admit`` right before it is yielded.
+        """
         settings = self._settings
-        socket = settings.socket
-        if socket is not None and self.token and not _token_expired(self.token):
+        if settings.socket is not None and self.token and not _token_expired(self.token):
             loop = asyncio.get_running_loop()
             reconnects = 0
             while True:
@@ -224,36 +223,140 @@ class _StreamCore:
                     waiting = asyncio.create_task(settings.sockets.seat(), name="genstudio-ws-seat")
                     try:
                         async with aclosing(self._over_http_until(waiting, grace=0.0)) as polled:
-                            async for event in polled:
-                                yield event
-                                if event.is_terminal:
-                                    return
+                            async for snapshot in polled:
+                                if (event := self._admit(snapshot)) is not None:
+                                    yield event
+                                    if event.is_terminal:
+                                        return
                         seat = waiting.result()
                     finally:
                         if seat is None:
                             await _end_tasks(waiting)
                             if not waiting.cancelled() and waiting.exception() is None:
                                 waiting.result().release()
+                # One socket's session, in ``seat``: it ends normally only after a terminal snapshot; a gap raises.
+                # However it ends, its socket is closed (or its handshake dropped) in the background, and the seat
+                # given back when the socket is gone.
+                handshake: asyncio.Task[ProgressConnection] | None
                 try:
-                    async with aclosing(self._websocket_session(seat)) as session:
-                        async for event in session:
-                            if first_snapshot_at is None and event.source == "websocket":
+                    handshake = asyncio.create_task(self._open_socket(), name="genstudio-ws-handshake")
+                except BaseException:
+                    seat.release()
+                    raise
+                socket: ProgressConnection | None = None
+                try:
+                    # Most handshakes end within the grace: only a slow one needs the generator that polls meanwhile.
+                    await asyncio.wait({handshake}, timeout=min(C.WS_HANDSHAKE_GRACE, settings.idle_timeout))
+                    if not handshake.done():
+                        async with aclosing(self._over_http_until(handshake, grace=0.0)) as polled:
+                            async for snapshot in polled:
+                                if (event := self._admit(snapshot)) is not None:
+                                    yield event
+                                    if event.is_terminal:
+                                        return
+                    socket = handshake.result()  # raises the handshake's _SocketGap or _HandshakeRefused
+                    # Only the socket is needed from here: the done task, its coroutine and its context are not kept
+                    # alive (and scanned by every collection of the GC) for the socket's whole life.
+                    handshake = None
+                    log.debug("stream %s: socket open", self.prompt_id)
+                    # The frames (rule 4's watchdog on no progress). Every change is yielded, but only a snapshot
+                    # that shows the task *went further* (``_went_further``: a later status, more progress, a
+                    # smaller queue position) resets the watchdog: a socket that repeats a stale snapshot, or flips
+                    # between two, is checked over HTTP like a silent one, once per timeout. The check runs beside
+                    # the socket, which is read meanwhile: whichever shows something new first wins. A check
+                    # waiting on an HTTP API that answers 5xx does not hide the terminal frame sent meanwhile.
+                    idle_timeout = settings.idle_timeout
+                    # One timer for the socket's life, not one per frame (``_IdleWatch``); ``deadline`` moves on.
+                    watch = _IdleWatch(loop, loop.time() + idle_timeout)
+                    # While an idle check is under way the socket is read in a task beside it; a read still pending
+                    # when the check answers is kept for the next turn. Otherwise it is read inline: no task a frame.
+                    reading: asyncio.Task[ProgressEvent] | None = None
+                    check: asyncio.Task[ProgressEvent | None] | None = None
+                    try:
+                        while True:
+                            if reading is None and check is None:
+                                try:
+                                    with watch:
+                                        news = await self._next_news(socket)
+                                except TimeoutError:
+                                    # Rule 4: no progress for a while. Ask over HTTP, reading the socket meanwhile.
+                                    check = asyncio.create_task(self._ask_http(), name="genstudio-ws-idle-check")
+                                    continue
+                            else:
+                                if reading is None:
+                                    reading = asyncio.create_task(self._next_news(socket), name="genstudio-ws-read")
+                                if check is None:
+                                    await asyncio.wait({reading}, timeout=max(watch.deadline - loop.time(), 0.0))
+                                else:
+                                    await asyncio.wait({reading, check}, return_when=asyncio.FIRST_COMPLETED)
+                                if check is not None and check.done():  # first: a flood of news must not starve it
+                                    checked, check = check.result(), None
+                                    if checked is not None and not (
+                                        self.last is not None and _same_state(checked, self.last)
+                                    ):
+                                        stale = self.last is None or _went_further(checked, self.last, queue=False)
+                                        if (event := self._admit(checked)) is not None:
+                                            yield event
+                                        if checked.is_terminal:
+                                            return
+                                        if stale:  # the socket missed a change: abandon it
+                                            raise _SocketGap(
+                                                "the socket said nothing new while the task moved on: stale",
+                                                reconciled=True,
+                                            )
+                                    # The socket is kept (the task was quiet, or moved no further on HTTP): ask
+                                    # again later.
+                                    watch.deadline = loop.time() + idle_timeout
+                                    continue
+                                if not reading.done():
+                                    if check is None:  # no progress by the deadline, a read kept from the last check
+                                        check = asyncio.create_task(self._ask_http(), name="genstudio-ws-idle-check")
+                                    continue
+                                news, reading = reading.result(), None  # result() raises the socket's _SocketGap
+                                # Again: an idle check may have been yielded since it was read. (Read inline,
+                                # nothing was.)
+                                checked_news = self._forward_only(news)
+                                if checked_news is None:
+                                    continue
+                                news = checked_news
+                            # ``news`` is forward-only already: noted here, not through ``_admit``.
+                            furthest = self.furthest
+                            moved = furthest is None or _went_further(news, furthest)
+                            self.last = news
+                            if moved:
+                                self.furthest = news
+                            if first_snapshot_at is None:
                                 first_snapshot_at = loop.time()
-                            yield event
-                            if event.is_terminal:
+                            yield news
+                            if news.is_terminal:
                                 return
-                    raise _SocketGap("the server closed the socket normally before a terminal status")
+                            if moved:
+                                if check is not None:  # the socket is alive and moving: HTTP has nothing to add
+                                    await _end_tasks(check)
+                                    check = None
+                                # From when the consumer asks again: its time on an event is not the socket's silence.
+                                watch.deadline = loop.time() + idle_timeout
+                    finally:
+                        watch.close()
+                        await _end_tasks(reading, check)
                 except _HandshakeRefused as refused:
                     log.debug("stream %s: %s; falling back to polling", self.prompt_id, refused)
                     break
                 except _SocketGap as gap:
                     log.debug("stream %s: socket gap (%s)", self.prompt_id, gap)
                     needs_reconcile = not gap.reconciled
+                finally:
+                    # No await here: a cancelled caller must not be held up, nor the close be cut short by it.
+                    if socket is not None:
+                        settings.sockets.close(socket, seat)
+                    elif handshake is not None:
+                        settings.sockets.drop(handshake, seat)
                 if needs_reconcile:
                     # Whatever happened while no socket was open is read over HTTP before going on.
                     reconciled = await self._ask_http()
                     if reconciled is not None:
-                        yield reconciled
+                        if (event := self._admit(reconciled)) is not None:
+                            yield event
                         if reconciled.is_terminal:
                             return
                 if first_snapshot_at is not None and loop.time() - first_snapshot_at >= C.WS_HEALTHY_SESSION_SECONDS:
@@ -263,55 +366,16 @@ class _StreamCore:
                     break
                 await _http.sleep(retry_delay(reconnects, _RECONNECT_POLICY))
                 reconnects += 1
-        elif socket is not None and self.token:
+        elif settings.socket is not None and self.token:
             log.debug("stream %s: the prompt token has expired; polling", self.prompt_id)
 
         async with settings.poller.watch(self.prompt_id) as waiter:
             while True:
                 info = await waiter.next()
-                yield _as_event(info, "poll")
+                if (event := self._admit(_as_event(info, "poll"))) is not None:
+                    yield event
                 if info.is_terminal:
                     return
-
-    async def _websocket_session(self, seat: Seat) -> AsyncGenerator[ProgressEvent, None]:
-        """Snapshots from one socket, in ``seat``. Ends normally only after a terminal snapshot; a gap raises.
-
-        While the handshake is slow, the snapshots come from the shared poller instead (see ``_over_http_until``).
-        However the session ends, its socket is closed (or its handshake dropped) in the background, and the seat
-        given back when the socket is gone.
-        """
-        handshake: asyncio.Task[ProgressConnection] | None
-        try:
-            handshake = asyncio.create_task(self._open_socket(), name="genstudio-ws-handshake")
-        except BaseException:
-            seat.release()
-            raise
-        socket: ProgressConnection | None = None
-        try:
-            # Most handshakes end within the grace: only a slow one needs the generator that polls meanwhile.
-            await asyncio.wait({handshake}, timeout=min(C.WS_HANDSHAKE_GRACE, self._settings.idle_timeout))
-            if not handshake.done():
-                async with aclosing(self._over_http_until(handshake, grace=0.0)) as polled:
-                    async for event in polled:
-                        yield event
-                        if event.is_terminal:
-                            return
-            socket = handshake.result()  # raises the handshake's _SocketGap or _HandshakeRefused
-            # Only the socket is needed from here: the done task, its coroutine and its context are not kept alive
-            # (and scanned by every collection of the GC) for the socket's whole life.
-            handshake = None
-            log.debug("stream %s: socket open", self.prompt_id)
-            async with aclosing(self._frames(socket)) as frames:
-                async for event in frames:
-                    yield event
-                    if event.is_terminal:
-                        return
-        finally:
-            # No await here: a cancelled caller must not be held up, nor the close be cut short by it.
-            if socket is not None:
-                self._settings.sockets.close(socket, seat)
-            elif handshake is not None:
-                self._settings.sockets.drop(handshake, seat)
 
     async def _open_socket(self) -> ProgressConnection:
         assert self.token is not None and self._settings.socket is not None
@@ -373,99 +437,20 @@ class _StreamCore:
             log.debug("stream %s: following the task over HTTP failed: %s", self.prompt_id, exc)
         await asyncio.wait({pending})
 
-    async def _frames(self, socket: ProgressConnection) -> AsyncGenerator[ProgressEvent, None]:
-        """Snapshots from ``socket`` that say something new; the idle watchdog (rule 4) runs on no progress.
-
-        Every change is yielded, but only a snapshot that shows the task *went further* (``_went_further``: a
-        later status, more progress, a smaller queue position) resets the watchdog: a socket that repeats a stale
-        snapshot, or flips between two, is checked over HTTP like a silent one, once per timeout. The check runs
-        beside the socket, which is read meanwhile: whichever shows something new first wins. A check waiting on
-        an HTTP API that answers 5xx does not hide the terminal frame the socket sends meanwhile.
-        """
-        loop = asyncio.get_running_loop()
-        idle_timeout = self._settings.idle_timeout
-        # One timer for the socket's life, not one per frame (``_IdleWatch``); ``watch.deadline`` moves on.
-        watch = _IdleWatch(loop, loop.time() + idle_timeout)
-        # While an idle check is under way the socket is read in a task beside it; a read still pending when the
-        # check answers is kept for the next turn. Otherwise it is read inline: no task per frame.
-        reading: asyncio.Task[ProgressEvent] | None = None
-        check: asyncio.Task[ProgressEvent | None] | None = None
-        try:
-            while True:
-                if reading is None and check is None:
-                    try:
-                        with watch:
-                            news = await self._next_news(socket)
-                    except TimeoutError:
-                        # Rule 4: no progress for a while. Ask over HTTP, reading the socket meanwhile.
-                        check = asyncio.create_task(self._ask_http(), name="genstudio-ws-idle-check")
-                        continue
-                else:
-                    if reading is None:
-                        reading = asyncio.create_task(self._next_news(socket), name="genstudio-ws-read")
-                    if check is None:
-                        await asyncio.wait({reading}, timeout=max(watch.deadline - loop.time(), 0.0))
-                    else:
-                        await asyncio.wait({reading, check}, return_when=asyncio.FIRST_COMPLETED)
-                    if check is not None and check.done():  # first: a socket flooding news must not starve it
-                        checked, check = check.result(), None
-                        if checked is not None and not (self.last is not None and _same_state(checked, self.last)):
-                            stale = self.last is None or _went_further(checked, self.last, queue=False)
-                            yield checked
-                            if checked.is_terminal:
-                                return
-                            if stale:  # the socket missed a change: abandon it
-                                raise _SocketGap(
-                                    "the socket said nothing new while the task moved on: stale", reconciled=True
-                                )
-                        # The socket is kept (the task was quiet, or moved no further on HTTP); ask again later.
-                        watch.deadline = loop.time() + idle_timeout
-                        continue
-                    if not reading.done():
-                        if check is None:  # no progress by the deadline, with a read kept from the last check
-                            check = asyncio.create_task(self._ask_http(), name="genstudio-ws-idle-check")
-                        continue
-                    news, reading = reading.result(), None  # result() raises the socket's _SocketGap
-                    # Again: an idle check may have been yielded since it was read. (Read inline, nothing was.)
-                    checked_news = self._forward_only(news)
-                    if checked_news is None:
-                        continue
-                    news = checked_news
-                event = news
-                moved = self.furthest is None or _went_further(event, self.furthest)
-                self._checked = event  # forward-only already: ``events`` need not ask again
-                yield event
-                if event.is_terminal:
-                    return
-                if moved:
-                    if check is not None:  # the socket is alive and moving: HTTP has nothing to add
-                        await _end_tasks(check)
-                        check = None
-                    # From when the consumer asks again: time it spends on an event is not the socket's silence.
-                    watch.deadline = loop.time() + idle_timeout
-        finally:
-            watch.close()
-            await _end_tasks(reading, check)
-
     async def _next_news(self, socket: ProgressConnection) -> ProgressEvent:
-        """The next snapshot the forward-only rules would yield; repeats and stale snapshots are skipped."""
-        while True:
-            event = self._forward_only(await self._next_snapshot(socket))
-            if event is not None:
-                return event
-
-    async def _next_snapshot(self, socket: ProgressConnection) -> ProgressEvent:
-        """The next frame that is a snapshot of this task; junk frames are skipped."""
+        """The next frame that is a snapshot of this task and that the forward-only rules would yield; junk
+        frames, repeats and stale snapshots are skipped."""
         frames = self._settings.socket
         assert frames is not None
+        prompt_id = self.prompt_id
         while True:
             try:
                 frame = await socket.recv()
             except ConnectionClosed as closed:
                 code = closed.rcvd.code if closed.rcvd is not None else 1006
                 raise _SocketGap(f"socket closed with code {code}") from None
-            event = frames.parse_frame(frame, self.prompt_id)
-            if event is not None:
+            snapshot = frames.parse_frame(frame, prompt_id)
+            if snapshot is not None and (event := self._forward_only(snapshot)) is not None:
                 return event
 
     async def _ask_http(self) -> ProgressEvent | None:
@@ -546,7 +531,8 @@ class _IdleWatch:
 def _as_event(info: TaskInfo, source: Source) -> ProgressEvent:
     if isinstance(info, ProgressEvent) and info.source == source:
         return info
-    return ProgressEvent.model_validate({**info.model_dump(), "source": source})
+    # ``dict(info)``: the fields and the extra ones, as they are (``model_dump`` would copy them all first).
+    return ProgressEvent.model_validate({**dict(info), "source": source})
 
 
 def _same_state(a: TaskInfo, b: TaskInfo) -> bool:
