@@ -26,7 +26,7 @@ from .._exceptions import ConfigurationError, InvalidInputError, InvalidResponse
 from .._prompt import copy_overrides, prompt_shape_problems
 from .._redact import Redactor
 from .._status import TaskStatus
-from ._base import Environment, ProgressSocket, Service, TaskQuery, wire_fields
+from ._base import Environment, ProgressSocket, Service, TaskQuery, _task_info_fields, wire_fields
 
 if TYPE_CHECKING:  # imported where used (pydantic), so that reading this module's names stays light
     from ..types import ImagePostProcess, ProgressEvent, Submission, TaskInfo
@@ -149,11 +149,16 @@ class GenStudioSocket(ProgressSocket):
     """``get_task_progress``: a socket per task, opened with its ``prompt_token``; frames are full snapshots."""
 
     def __init__(self, ws_url: str, redact: Redactor) -> None:
-        from ..types import ProgressEvent
+        from ..types import ProgressEvent, _normalise_files, _normalise_url_list, plain_event
 
         self.ws_url = ws_url
         self._redact = redact
         self._event = ProgressEvent
+        self._plain_parts = (_normalise_files, _normalise_url_list, plain_event)
+        # True until a plain build (``_plain_event``) differs from pydantic's: then every frame is validated.
+        self._plain = True
+        self._plain_checked = False
+        self._shapes: dict[tuple[str, ...], tuple[frozenset[str], tuple[str, ...]]] = {}
 
     def url(self, prompt_token: str) -> str:
         return f"{self.ws_url}?{PROGRESS_WS_TOKEN_PARAM}={quote(prompt_token, safe='')}"
@@ -164,10 +169,19 @@ class GenStudioSocket(ProgressSocket):
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; RecursionError: absurd nesting
             log.debug("stream %s: skipped a frame that is not JSON (%d bytes)", prompt_id, len(frame))
             return None
-        raw = message.get("comfy_task_info") if isinstance(message, Mapping) else None
-        if not isinstance(raw, Mapping):
+        raw = message.get("comfy_task_info") if isinstance(message, dict) else None
+        if not isinstance(raw, dict):
             log.debug("stream %s: skipped a frame without comfy_task_info", prompt_id)
             return None
+        if self._plain:
+            plain = self._plain_event(raw, prompt_id)
+            if plain is not None:
+                if self._plain_checked:
+                    return plain
+                return self._check_plain(plain, raw, prompt_id)
+        return self._validated(raw, prompt_id)
+
+    def _validated(self, raw: Mapping[str, Any], prompt_id: str) -> ProgressEvent | None:
         fields = task_fields(raw, self._redact)
         fields.setdefault("prompt_id", prompt_id)
         fields["source"] = "websocket"
@@ -180,6 +194,101 @@ class GenStudioSocket(ProgressSocket):
             log.debug("stream %s: skipped a snapshot of another task", prompt_id)
             return None
         return event
+
+    def _plain_event(self, raw: dict[str, Any], prompt_id: str) -> ProgressEvent | None:
+        """What ``_validated`` makes of a snapshot whose values all have the types the docs give them, built without
+        pydantic's pass (``plain_event``); ``None`` for any other snapshot, which ``_validated`` reads.
+
+        The same rules, read the fast way: the status from ``STATUSES``, free text and every extra field redacted,
+        ``files`` and ``final_files`` normalised by the validators' own functions; a missing field is its default.
+        A count that is not a plain ``int`` in range (a float, a string, 101, a bool), an id that is not this
+        task's, an error message that is not a string, a status that is not a number: the whole snapshot goes
+        through pydantic. Which fields were given, and which are extra, is worked out once per shape of frame
+        (its keys, in order: a server sends the same few over and over).
+        """
+        get = raw.get
+        status = get("status")
+        progress = get("progress_num", 0)
+        position = get("current_position", 0)
+        size = get("queue_size", 0)
+        if (
+            type(status) is not int
+            or type(progress) is not int
+            or type(position) is not int
+            or type(size) is not int
+            or not 0 <= progress <= 100
+            or not -_EXACT_INT <= position <= _EXACT_INT  # int(float(n)), the count validator, is n
+            or not -_EXACT_INT <= size <= _EXACT_INT
+        ):
+            return None
+        task_id = get("comfy_task_id", prompt_id)
+        if task_id != prompt_id or type(task_id) is not str:
+            return None
+        message = get("errMsg")
+        if message is not None:
+            if type(message) is not str:
+                return None
+            message = (self._redact(message) or None) if message else None
+        shape = self._shape(raw)
+        if shape is None:
+            return None
+        fields_set, extra_keys = shape
+        extra: dict[str, Any] = {}
+        for key in extra_keys:
+            value = raw[key]
+            extra[key] = value if isinstance(value, _NUMBERS) else self._redact.excerpt(value)
+        files = get("files")
+        final_files = get("final_files")
+        normalise_files, normalise_urls, plain_event = self._plain_parts
+        values = {
+            "prompt_id": prompt_id,
+            "status": STATUSES.get(status, TaskStatus.UNKNOWN),
+            "progress": progress,
+            "queue_position": position,
+            "queue_size": size,
+            "error_message": message,
+            "files": {} if files is None else normalise_files(files),
+            "final_files": [] if final_files is None else normalise_urls(final_files),
+            "source": "websocket",
+        }
+        return plain_event(values, set(fields_set), extra)
+
+    def _shape(self, raw: dict[str, Any]) -> tuple[frozenset[str], tuple[str, ...]] | None:
+        """The names a frame with ``raw``'s keys gives (extra ones included: pydantic's ``model_fields_set``) and
+        its extra keys, in order; ``None`` for a frame of too many keys to remember."""
+        if len(raw) > _PLAIN_MAX_KEYS:
+            return None
+        keys = tuple(raw)
+        shape = self._shapes.get(keys)
+        if shape is None:
+            own = _task_info_fields()
+            # ``source`` too: ``_validated`` sets it over whatever the wire said.
+            extra_keys = tuple(key for key in keys if key not in _FIELDS and key not in own and key != "source")
+            given = {"prompt_id", "status", "source", *(_FIELDS[key] for key in keys if key in _FIELDS), *extra_keys}
+            shape = (frozenset(given), extra_keys)
+            if len(self._shapes) < _PLAIN_MAX_SHAPES:
+                self._shapes[keys] = shape
+        return shape
+
+    def _check_plain(self, plain: ProgressEvent, raw: Mapping[str, Any], prompt_id: str) -> ProgressEvent | None:
+        """The first plain event, held against pydantic's: alike, the plain way is trusted from then on."""
+        from ..types import same_model
+
+        validated = self._validated(raw, prompt_id)
+        if validated is not None and same_model(plain, validated):
+            self._plain_checked = True
+        else:
+            log.debug("stream %s: a plain snapshot differs from pydantic's; validating every frame", prompt_id)
+            self._plain = False
+        return validated
+
+
+# The largest magnitude below which every int survives ``int(float(n))`` (the count validator) unchanged.
+_EXACT_INT: Final = 2**53
+# A frame read the plain way has at most this many keys; at most this many shapes of frame are remembered.
+_PLAIN_MAX_KEYS: Final = 32
+_PLAIN_MAX_SHAPES: Final = 16
+_NUMBERS: Final = (int, float)
 
 
 class GenStudio(Service):
