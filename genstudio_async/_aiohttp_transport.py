@@ -11,13 +11,19 @@ replaces the request itself, because three of its choices would break rules the 
 - it hands aiohttp the URL as a string, which yarl re-quotes (``%2F`` in a signed query becomes ``/``): here the URL
   goes as httpx encoded it, untouched;
 - its session keeps a cookie jar of its own beside httpx's, and lets an unmapped aiohttp error reach the caller:
-  here httpx alone handles cookies, and every aiohttp failure becomes an ``httpx.TransportError``.
+  here httpx alone handles cookies, and every aiohttp failure becomes an ``httpx.TransportError``;
+- its ``trust_env`` session looks up the proxy environment and ``~/.netrc`` in a worker thread on every request
+  (two thread hops: ~0.2 ms of CPU a request, the costliest part of a submit), and sends a netrc password for a
+  host with an entry, which beside the SDK's ``Authorization`` header is a raw ``ValueError``: here the session
+  trusts nothing, and the proxy for each scheme and host is read from the environment once per transport, by
+  aiohttp's rules (httpx too reads it once per client, and reads no netrc unless asked).
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import urllib.request
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -35,6 +41,11 @@ importlib.import_module("anyio._backends._asyncio")
 
 #: Bytes handed to httpx per read of a response body.
 CHUNK_SIZE = 64 * 1024
+
+#: The proxies remembered per transport (scheme and host: the API host, the storage hosts); the oldest go first.
+PROXY_CACHE_SIZE = 256
+
+_Proxy = tuple[yarl.URL | None, aiohttp.BasicAuth | None]
 
 
 def httpx_error(error: Exception) -> httpx.TransportError:
@@ -84,7 +95,7 @@ class AioHttpTransport(AiohttpTransport):
 
     The session is made on first use, on the loop that uses it, and closed by ``aclose()``. It follows no
     redirect, decompresses nothing and keeps no cookies (httpx does each of those, as it does over its own
-    transport), and with ``trust_env`` it reads the proxy environment as httpx would.
+    transport), and with ``trust_env`` it reads the proxy environment once (``proxy_for``).
     """
 
     def __init__(
@@ -97,6 +108,8 @@ class AioHttpTransport(AiohttpTransport):
     ) -> None:
         super().__init__(verify=verify, cert=cert, trust_env=trust_env, limits=limits)
         self._trust_env = trust_env
+        self._env_proxies: dict[str, aiohttp.helpers.ProxyInfo] | None = None
+        self._proxies: dict[tuple[str, str | None], _Proxy] = {}
 
     def get_client(self) -> aiohttp.ClientSession:
         connector = aiohttp.TCPConnector(
@@ -108,8 +121,28 @@ class AioHttpTransport(AiohttpTransport):
             connector=connector,
             cookie_jar=aiohttp.DummyCookieJar(),
             auto_decompress=False,
-            trust_env=self._trust_env,
+            trust_env=False,  # the proxy is ``proxy_for``'s; no netrc
         )
+
+    def proxy_for(self, url: yarl.URL) -> _Proxy:
+        """The proxy (and its credentials) aiohttp's ``trust_env`` would use for ``url``: ``http_proxy``,
+        ``https_proxy``... read once, ``no_proxy`` honoured; ``(None, None)`` for none, or without ``trust_env``."""
+        if not self._trust_env:
+            return None, None
+        key = (url.scheme, url.host)
+        found = self._proxies.get(key)
+        if found is None:
+            if self._env_proxies is None:
+                self._env_proxies = aiohttp.helpers.proxies_from_env()
+            info = self._env_proxies.get(url.scheme)
+            if info is None or (url.host is not None and urllib.request.proxy_bypass(url.host)):
+                found = (None, None)
+            else:
+                found = (info.proxy, info.proxy_auth)
+            if len(self._proxies) >= PROXY_CACHE_SIZE:
+                del self._proxies[next(iter(self._proxies))]
+            self._proxies[key] = found
+        return found
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if not isinstance(self.client, aiohttp.ClientSession):
@@ -117,10 +150,14 @@ class AioHttpTransport(AiohttpTransport):
         timeout = request.extensions.get("timeout", {})
         # The body as httpx encoded it (a multipart upload is read here: the SDK holds uploads in memory).
         body = request.content if isinstance(request.stream, httpx.ByteStream) else await request.aread()
+        url = yarl.URL(str(request.url), encoded=True)  # as httpx encoded it: never re-quoted
+        proxy, proxy_auth = self.proxy_for(url)
         try:
             response = await self.client.request(
                 request.method,
-                yarl.URL(str(request.url), encoded=True),  # as httpx encoded it: never re-quoted
+                url,
+                proxy=proxy,
+                proxy_auth=proxy_auth,
                 headers=request.headers.multi_items(),
                 data=body or None,
                 allow_redirects=False,

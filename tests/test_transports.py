@@ -133,6 +133,96 @@ async def test_a_refused_connection_is_our_error_and_a_submit_is_retried(http_cl
     assert API_KEY not in str(raised.value)
 
 
+# --- the environment: proxies once, no netrc, no thread per request -----------------------------------------
+
+SUBMITTED = b'{"code": 0, "msg": "Success", "data": {"prompt_id": "cft-1", "prompt_token": "tok-1"}}'
+
+
+async def answer_submits(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> bool:
+    await reader.readexactly(int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]))
+    writer.write(answer(SUBMITTED))
+    await writer.drain()
+    return True
+
+
+@pytest.fixture
+def clean_proxy_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.MonkeyPatch:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "ws_proxy", "wss_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    return monkeypatch
+
+
+async def test_an_http_proxy_from_the_environment_carries_the_api_calls(
+    clean_proxy_environment: pytest.MonkeyPatch,
+) -> None:
+    async with raw_server(answer_submits) as proxy:
+        clean_proxy_environment.setenv("HTTP_PROXY", proxy.origin)
+        async with (
+            AioHttpClient() as http_client,
+            AsyncGenStudio(API_KEY, base_url="http://genstudio.invalid", http_client=http_client) as client,
+        ):
+            assert (await client.submit(T2I)).prompt_id == "cft-1"
+            assert (await client.submit(T2I)).prompt_id == "cft-1"
+    absolute = f"http://genstudio.invalid{GS.SUBMIT_PATH}".encode()
+    assert [head.split(b" ")[1] for head in proxy.requests] == [absolute] * 2
+
+
+async def test_no_proxy_sends_the_api_calls_straight_to_the_host(clean_proxy_environment: pytest.MonkeyPatch) -> None:
+    async with raw_server(answer_submits) as server:
+        clean_proxy_environment.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
+        clean_proxy_environment.setenv("NO_PROXY", "127.0.0.1")
+        async with (
+            AioHttpClient() as http_client,
+            AsyncGenStudio(API_KEY, base_url=server.origin, http_client=http_client) as client,
+        ):
+            assert (await client.submit(T2I)).prompt_id == "cft-1"
+    assert [head.split(b" ")[1] for head in server.requests] == [GS.SUBMIT_PATH.encode()]
+
+
+async def test_a_netrc_entry_for_the_api_host_neither_breaks_nor_joins_the_call(
+    clean_proxy_environment: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # aiohttp's trust_env read ~/.netrc for every request: beside the SDK's Authorization header its password
+    # made a raw ValueError ("Cannot combine AUTHORIZATION header with AUTH argument").
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine 127.0.0.1 login someone password netrc-secret\n", encoding="utf-8")
+    netrc.chmod(0o600)
+    clean_proxy_environment.setenv("NETRC", str(netrc))
+    async with (
+        raw_server(answer_submits) as server,
+        AioHttpClient() as http_client,
+        AsyncGenStudio(API_KEY, base_url=server.origin, http_client=http_client) as client,
+    ):
+        assert (await client.submit(T2I)).prompt_id == "cft-1"
+    (head,) = server.requests
+    assert f"authorization: Bearer {API_KEY}".encode() in head.lower().replace(b"bearer", b"Bearer")
+    assert b"basic" not in head.lower()
+
+
+async def test_a_request_takes_no_worker_thread(
+    clean_proxy_environment: pytest.MonkeyPatch, http_client: AioHttpClient
+) -> None:
+    # aiohttp's trust_env looked up the proxy and netrc in a thread per request: two thread hops per submit.
+    loop = asyncio.get_running_loop()
+    hops: list[object] = []
+    original = loop.run_in_executor
+
+    def counted(executor: object, func: object, *args: object) -> asyncio.Future[object]:
+        hops.append(func)
+        return original(executor, func, *args)  # type: ignore[arg-type]
+
+    clean_proxy_environment.setattr(loop, "run_in_executor", counted)
+    async with (
+        raw_server(answer_submits) as server,
+        AsyncGenStudio(API_KEY, base_url=server.origin, http_client=http_client) as client,
+    ):
+        for _ in range(3):
+            await client.submit(T2I)
+    assert hops == []
+
+
 # --- timeouts, deadlines, caps --------------------------------------------------------------------------------
 
 
