@@ -531,8 +531,9 @@ class _IdleWatch:
 def _as_event(info: TaskInfo, source: Source) -> ProgressEvent:
     if isinstance(info, ProgressEvent) and info.source == source:
         return info
-    # ``dict(info)``: the fields and the extra ones, as they are (``model_dump`` would copy them all first).
-    return ProgressEvent.model_validate({**dict(info), "source": source})
+    # ``model_dump``, not ``dict(info)``: the poller hands one snapshot to every stream of the task, and pydantic
+    # keeps an extra field's value as it is given; each event gets copies of the extras' lists and objects.
+    return ProgressEvent.model_validate({**info.model_dump(), "source": source})
 
 
 def _same_state(a: TaskInfo, b: TaskInfo) -> bool:

@@ -986,3 +986,16 @@ async def test_the_idle_watch_leaves_a_cancel_of_the_caller_a_cancel() -> None:
         await reader
     watch.close()
     assert watch._handle is None
+
+
+def test_poll_events_made_of_one_snapshot_share_no_extra_field() -> None:
+    """The shared poller hands one snapshot to every stream of a task: an extra field (a list or an object the
+    server sent) edited in one stream's event must not change in another's, nor in the poller's snapshot."""
+    from genstudio_async._services.genstudio import parse_task_info
+
+    info = parse_task_info({"comfy_task_id": "cft-1", "status": 2, "node": {"ids": [1, 2]}})
+    one, other = stream_module._as_event(info, "poll"), stream_module._as_event(info, "poll")
+    assert one.model_extra is not None and one.model_extra["node"] == {"ids": [1, 2]}
+    one.model_extra["node"]["ids"].append(3)
+    assert other.model_extra == {"node": {"ids": [1, 2]}}
+    assert info.model_extra == {"node": {"ids": [1, 2]}}
