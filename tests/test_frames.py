@@ -3,8 +3,10 @@ the server sends; and the plain way is the one taken for the frames the docs des
 
 from __future__ import annotations
 
+import gc
 import json
 import random
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -140,3 +142,24 @@ def test_frames_of_many_shapes_are_remembered_up_to_a_bound() -> None:
     assert sock._plain_event(wide, PROMPT_ID) is None  # too many keys: pydantic reads it
     event = sock.parse_frame(json.dumps({"comfy_task_info": wide}), PROMPT_ID)
     assert event is not None and len(event.model_extra or {}) == 40
+
+
+def test_a_socket_keeps_no_hostile_keys_once_their_frames_are_gone() -> None:
+    """The shapes remembered live as long as the client: frames whose keys are huge (a hostile server can make
+    each as large as a message may be) are read, and then nothing of them is held."""
+    sock = socket()
+    frames = [json.dumps({"comfy_task_info": {"comfy_task_id": PROMPT_ID, "status": 2, f"k{i}" + "x" * 2**18: i}})
+              for i in range(16)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for index, frame in enumerate(frames):
+            event = sock.parse_frame(frame, PROMPT_ID)
+            assert event is not None and list((event.model_extra or {}).values()) == [index]
+        del event
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 2**18, f"{held} bytes still held after 16 frames of 256 KiB keys"
+    assert sock._plain and sock._plain_checked  # read the plain way all the same

@@ -266,7 +266,8 @@ class GenStudioSocket(ProgressSocket):
             extra_keys = tuple(key for key in keys if key not in _FIELDS and key not in own and key != "source")
             given = {"prompt_id", "status", "source", *(_FIELDS[key] for key in keys if key in _FIELDS), *extra_keys}
             shape = (frozenset(given), extra_keys)
-            if len(self._shapes) < _PLAIN_MAX_SHAPES:
+            # Remembered for the client's life: never a hostile server's megabyte-long keys.
+            if len(self._shapes) < _PLAIN_MAX_SHAPES and sum(map(len, keys)) <= _PLAIN_MAX_SHAPE_CHARS:
                 self._shapes[keys] = shape
         return shape
 
@@ -288,6 +289,8 @@ _EXACT_INT: Final = 2**53
 # A frame read the plain way has at most this many keys; at most this many shapes of frame are remembered.
 _PLAIN_MAX_KEYS: Final = 32
 _PLAIN_MAX_SHAPES: Final = 16
+# A shape is remembered only if its keys are at most this many characters in all (the documented ones: ~90).
+_PLAIN_MAX_SHAPE_CHARS: Final = 1024
 _NUMBERS: Final = (int, float)
 
 
