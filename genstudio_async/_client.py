@@ -42,7 +42,7 @@ from ._services import GenStudio, GPUGeek, Service, TaskQuery
 from ._services.genstudio import progress_ws_url
 from ._sockets import SocketPool
 from ._stream import StreamSettings, TaskStream, resolve_ws_proxy
-from ._transports import AioHttpClient
+from ._transports import AioHttpClient, default_http_client
 from .types import ImagePostProcess, JobOutcome, ProgressEvent, Submission, TaskInfo, TaskResult, TaskStatus
 from .workflow import WorkflowSpec
 
@@ -80,14 +80,8 @@ class _AsyncClient:
         self._timeout = settings.timeout
         self._owns_http_client = http_client is None
         try:
-            self._http_client = http_client or httpx.AsyncClient(
-                timeout=self._timeout,
-                limits=httpx.Limits(
-                    max_connections=C.HTTP_MAX_CONNECTIONS, max_keepalive_connections=C.HTTP_MAX_KEEPALIVE
-                ),
-                follow_redirects=False,
-                headers=api_headers(),  # its defaults: then a request adds only the key (HTTPCore)
-            )
+            # api_headers() as its defaults: then a request adds only the key (HTTPCore).
+            self._http_client = http_client or default_http_client(self._timeout, api_headers())
         except ImportError as exc:  # e.g. a SOCKS proxy in the environment without httpx[socks]
             raise ConfigurationError(f"cannot build the HTTP client: {exc}") from exc
         self._redact = Redactor([self._api_key])

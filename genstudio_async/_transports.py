@@ -1,4 +1,5 @@
-"""Opt-in HTTP transports: an ``http_client`` to pass to a client instead of the httpx one it makes itself.
+"""The HTTP clients: the httpx one a client makes itself (``default_http_client``), and opt-in transports, an
+``http_client`` to pass to a client instead.
 
 ``AioHttpClient`` is an ``httpx.AsyncClient`` whose requests travel over aiohttp's connection pool (the
 ``[aiohttp]`` extra: ``aiohttp`` and ``httpx-aiohttp``), as openai-python's ``DefaultAioHttpClient`` does: the
@@ -16,18 +17,106 @@ Like any ``http_client`` passed in, it is the caller's to close (``async with`` 
 
 from __future__ import annotations
 
+import ssl
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+import httpcore
 import httpx
+from httpcore._utils import is_socket_readable  # httpcore's own check, the one its streams make
 
 from . import _constants as C
 from ._config import default_timeout
+from ._logs import log
 
 if TYPE_CHECKING:
     from ._aiohttp_transport import AioHttpTransport
 
 #: What to install when the extra is missing.
 AIOHTTP_INSTALL_HINT = "pip install 'genstudio-async[aiohttp]'"
+
+
+def default_http_client(timeout: httpx.Timeout, headers: dict[str, str]) -> httpx.AsyncClient:
+    """The httpx client a client makes when it is given none: the SDK's pool (``HTTP_MAX_CONNECTIONS``, of which
+    ``HTTP_MAX_KEEPALIVE`` kept alive), no redirects, ``headers`` as its defaults, and a cheaper readiness check
+    (``ReadinessCachingBackend``) on its connection pools."""
+    client = httpx.AsyncClient(
+        timeout=timeout,
+        limits=httpx.Limits(max_connections=C.HTTP_MAX_CONNECTIONS, max_keepalive_connections=C.HTTP_MAX_KEEPALIVE),
+        follow_redirects=False,
+        headers=headers,
+    )
+    for transport in [client._transport, *client._mounts.values()]:
+        pool = getattr(transport, "_pool", None)
+        backend = getattr(pool, "_network_backend", None)
+        if isinstance(backend, httpcore.AsyncNetworkBackend) and not isinstance(backend, ReadinessCachingBackend):
+            pool._network_backend = ReadinessCachingBackend(backend)  # type: ignore[union-attr]
+        else:
+            log.debug("the HTTP pool's network backend is not where httpcore 1.0 keeps it: left as it is")
+    return client
+
+
+class ReadinessCachingBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend, whose connections answer "is the socket readable?" without asking anyio.
+
+    httpcore's pool asks every idle connection whether the server has closed it (``is_readable``) each time it
+    assigns a request, for every request: with twenty kept alive that is forty questions a request, and over
+    anyio each one rebuilds the stream's whole attribute table and calls ``getpeername`` (the costliest part of
+    a submit at a thousand concurrent tasks). Here each connection finds its socket once; the answer is the same
+    poll of that socket httpcore makes. Everything else is the wrapped backend's.
+    """
+
+    def __init__(self, backend: httpcore.AsyncNetworkBackend) -> None:
+        self._backend = backend
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._backend.connect_tcp(
+            host, port, timeout=timeout, local_address=local_address, socket_options=socket_options
+        )
+        return _ReadinessCachingStream(stream)
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await self._backend.connect_unix_socket(path, timeout=timeout, socket_options=socket_options)
+        return _ReadinessCachingStream(stream)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._backend.sleep(seconds)
+
+
+class _ReadinessCachingStream(httpcore.AsyncNetworkStream):
+    __slots__ = ("_socket", "_stream")
+
+    def __init__(self, stream: httpcore.AsyncNetworkStream) -> None:
+        self._stream = stream
+        self._socket = stream.get_extra_info("socket")
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._stream.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._stream.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        return _ReadinessCachingStream(await self._stream.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":
+            return is_socket_readable(self._socket)  # a socket gone or closed counts as readable: dropped
+        return self._stream.get_extra_info(info)
 
 
 class AioHttpClient(httpx.AsyncClient):

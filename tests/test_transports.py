@@ -367,3 +367,47 @@ def test_the_helper_loads_what_the_sdks_back_off_needs_before_descriptors_run_ou
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60)
     assert done.stdout.strip() == "True"
+
+
+# --- the SDK's own httpx client ----------------------------------------------------------------------------------
+
+
+async def test_the_sdks_own_pool_checks_idle_connections_on_the_socket_itself(genstudio_emulator: Emulator) -> None:
+    import anyio.abc
+
+    from genstudio_async._transports import ReadinessCachingBackend
+
+    emu = genstudio_emulator
+    asked: list[object] = []
+    original = anyio.abc.SocketStream.extra_attributes
+
+    def counted(self: anyio.abc.SocketStream) -> object:
+        asked.append(self)
+        return original.fget(self)  # type: ignore[attr-defined]
+
+    async with AsyncGenStudio(emu.api_key, base_url=emu.base_url) as client:
+        pool = client._http_client._transport._pool  # type: ignore[attr-defined]
+        assert isinstance(pool._network_backend, ReadinessCachingBackend)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(anyio.abc.SocketStream, "extra_attributes", property(counted))
+            await asyncio.gather(*(client.submit(T2I) for _ in range(30)))
+            await asyncio.gather(*(client.submit(T2I) for _ in range(30)))
+    # Connections opened (one look each for the socket), but no look per request at every pooled connection.
+    assert len(asked) <= 2 * 30
+
+
+async def test_a_kept_alive_connection_the_server_closed_is_not_used_again() -> None:
+    # The readiness check is what tells the pool that the server hung up on an idle connection: a submit sent on
+    # it would be lost (and, the server may have read it, never sent again).
+    async def answer_then_hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> bool:
+        await answer_submits(reader, writer, head)
+        return False  # closes the connection once answered, without saying "Connection: close"
+
+    async with (
+        raw_server(answer_then_hang_up) as server,
+        AsyncGenStudio(API_KEY, base_url=server.origin, max_retries=0) as client,
+    ):
+        for _ in range(3):
+            assert (await client.submit(T2I)).prompt_id == "cft-1"
+            await asyncio.wait_for(server._no_connections.wait(), 10)  # the server's side is closed
+    assert len(server.requests) == 3
