@@ -34,11 +34,11 @@ reader can see whether it was the ceiling.
 
 Then, at ``--probe-tasks`` (1,000) under the raised limit, ``--repeats`` (4) more pairs of cells (SDK and bare
 httpx + websockets, SDK + ``AioHttpClient`` and bare aiohttp, one after the other, in alternating order): the CPU
-ratios are judged on the median pair, each pair's figures in the notes (one cell's CPU per task moves by +-15 % on
-a shared VM). Then the SDK alone at ``--probe-tasks`` under the raised limit: once on uvloop (``uvloop.new_event_loop``,
-the way a user runs their own loop on it; the SDK does not change the event loop policy), and once under
-cProfile (own time by package and by SDK module, cumulative time of ``submit`` and of the stream, the top
-functions).
+ratios are judged on the median of those pairs (the curve's own pair, where the order is fixed, is shown beside
+them), each pair's figures in the notes (one cell's CPU per task moves by +-15 % on a shared VM). Then the SDK
+alone at ``--probe-tasks`` under the raised limit: once on uvloop (``uvloop.new_event_loop``, the way a user runs
+their own loop on it; the SDK does not change the event loop policy), and once under cProfile (own time by package
+and by SDK module, cumulative time of ``submit`` and of the stream, the top functions).
 """
 
 from __future__ import annotations
@@ -523,20 +523,27 @@ def find(cells: list[Cell], client: str, tasks: int, file_limit: int, loop: str 
 
 def median_ratio(report: Report, what: str, cells: list[Cell], repeats: list[Cell], client: str, baseline: str,
                  tasks: int, file_limit: int) -> float:
-    """The median, over the curve's cell and each repeat, of ``client``'s CPU per task over ``baseline``'s in the
-    same pair (run one after the other); every pair's ratio goes into a note."""
-    pairs: list[tuple[CellResult, CellResult]] = []
-    found = (find(cells, client, tasks, file_limit), find(cells, baseline, tasks, file_limit))
-    if found[0] is not None and found[1] is not None:
-        pairs.append((found[0], found[1]))
+    """``client``'s CPU per task over ``baseline``'s: the median over the repeats' pairs (each pair run one after
+    the other, who goes first alternating from pair to pair), or the curve's own pair when there are no repeats.
+    Every pair's figures go into a note, the curve's too."""
+    curve = (find(cells, client, tasks, file_limit), find(cells, baseline, tasks, file_limit))
     ours = [cell.client for cell in repeats if cell.client.client == client]
     theirs = [cell.client for cell in repeats if cell.client.client == baseline]
-    pairs += list(zip(ours, theirs, strict=False))
-    ratios = [per_task_ms(a) / per_task_ms(b) for a, b in pairs if b.completed and a.completed]
-    report.note(f"CPU per task, {what}, N={tasks:,}, limit {file_limit}, pair by pair (the curve's cell first, then "
-                "each repeat): " + ", ".join(f"{per_task_ms(a):.2f}/{per_task_ms(b):.2f} ms = {r:.2f}×"
-                                              for (a, b), r in zip(pairs, ratios, strict=False))
-                + f"; median {statistics.median(ratios):.2f}× (min {min(ratios):.2f}, max {max(ratios):.2f}).")
+    pairs = [(a, b) for a, b in zip(ours, theirs, strict=False) if a.completed and b.completed]
+    shown = [f"{per_task_ms(a):.2f}/{per_task_ms(b):.2f} ms = {per_task_ms(a) / per_task_ms(b):.2f}×"
+             f" ({'ours' if index % 2 else 'theirs'} first)" for index, (a, b) in enumerate(pairs)]
+    ratios = [per_task_ms(a) / per_task_ms(b) for a, b in pairs]
+    text = f"CPU per task, {what}, N={tasks:,}, limit {file_limit}: "
+    if curve[0] is not None and curve[1] is not None and curve[1].completed:
+        text += f"the curve's cells {per_task_ms(curve[0]):.2f}/{per_task_ms(curve[1]):.2f} ms = " \
+                f"{per_task_ms(curve[0]) / per_task_ms(curve[1]):.2f}× (not judged: who runs first is fixed there)"
+        if not ratios:
+            ratios = [per_task_ms(curve[0]) / per_task_ms(curve[1])]
+    if shown:
+        text += "; the repeats, pair by pair: " + ", ".join(shown) + f"; median {statistics.median(ratios):.2f}×" \
+                f" (min {min(ratios):.2f}, max {max(ratios):.2f}; geometric mean " \
+                f"{statistics.geometric_mean(ratios):.2f}×)"
+    report.note(text + ".")
     return float(statistics.median(ratios))
 
 
@@ -586,8 +593,9 @@ async def run(args: argparse.Namespace, report: Report) -> None:
                     print(show(cell), flush=True)
                     cells.append(cell)
     # The CPU ratios at --probe-tasks move by +-15 % from one cell to the next on a shared VM (httpcore's pool
-    # bookkeeping alone varies with how requests happen to overlap): each pair of clients runs --repeats more
-    # times, one after the other, in alternating order, and the ratios are judged on the median pair.
+    # bookkeeping alone varies with how requests happen to overlap), and the first cell of a pair tends to cost
+    # more than the second: each pair of clients runs --repeats more times, one after the other, who goes first
+    # alternating, and the ratios are judged on the median of those pairs.
     repeats: list[Cell] = []
     pairs = [(a, b) for a, b in (("sdk", "bare-httpx"), ("sdk-aiohttp", "bare-aiohttp"))
              if a in args.clients and b in args.clients]
