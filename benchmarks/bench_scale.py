@@ -364,7 +364,7 @@ async def run_cell(args: argparse.Namespace) -> CellResult:
     if profiler is not None:
         result.profile = profile_summary(profiler, max(result.events, 1), by_sdk_module=True,
                                          entry_points={"submit": ("_client.py", "submit"),
-                                                       "stream": ("_stream.py", "__anext__")})
+                                                       "stream": ("_stream.py", "events")})
     return result
 
 
