@@ -35,6 +35,7 @@ CHOICES: dict[str, list[Any]] = {
 EXTRAS: list[tuple[str, Any]] = [
     ("_emulator_changed_ns", 123456789), ("trace", f"token {SECRET}"), ("nested", {"a": [SECRET, 1]}),
     ("flag", True), ("ratio", 0.5), ("progress", 77), ("source", "poll"), ("price", 3), ("none", None),
+    (f"echo {SECRET}", 1),
 ]
 
 
@@ -163,3 +164,12 @@ def test_a_socket_keeps_no_hostile_keys_once_their_frames_are_gone() -> None:
         tracemalloc.stop()
     assert held < 2**18, f"{held} bytes still held after 16 frames of 256 KiB keys"
     assert sock._plain and sock._plain_checked  # read the plain way all the same
+
+
+def test_a_secret_in_a_fields_name_is_masked() -> None:
+    sock = socket()
+    raw = {"comfy_task_id": PROMPT_ID, "status": 2, "progress_num": 10, f"echo {SECRET}": 1, "plain": 2}
+    event = sock.parse_frame(json.dumps({"comfy_task_info": raw}), PROMPT_ID)
+    assert event is not None and event.progress == 10 and event.model_extra is not None
+    assert SECRET not in repr(event) and SECRET not in repr(event.model_extra)
+    assert event.model_extra["plain"] == 2 and len(event.model_extra) == 2

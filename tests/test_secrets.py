@@ -497,3 +497,14 @@ async def test_a_key_in_the_reason_phrase_of_a_bodiless_error_is_masked(
     for text in texts_of(caught.value):
         assert_no_secret(text, api_key)
     assert "bad key" in str(caught.value)
+
+
+async def test_a_key_echoed_as_a_fields_name_is_masked(
+    api: respx.MockRouter, client: AsyncGenStudio, api_key: str
+) -> None:
+    api.post(GS.TASK_INFO_PATH).respond(
+        json={"code": 0, "data": {"comfy_task_info": [{"comfy_task_id": "cft-1", "status": 2, f"echo {api_key}": 1}]}}
+    )
+    (info,) = await client.get_tasks(["cft-1"])
+    for text in (repr(info), info.model_dump_json(), repr(info.model_extra)):
+        assert_no_secret(text, api_key)

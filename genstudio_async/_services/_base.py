@@ -56,8 +56,8 @@ def wire_fields(raw: Mapping[str, Any], names: Mapping[str, str], redact: Redact
     """A wire task object's fields under ``TaskInfo``'s names (``names``: wire name → ours).
 
     Fields the SDK has no name for are kept under their own (``model_extra``), unless theirs is one of our own
-    fields. A server may echo a secret anywhere: the free text (``error_message``) and every extra field are
-    masked with ``redact``.
+    fields. A server may echo a secret anywhere: the free text (``error_message``) and every extra field, its name
+    included, are masked with ``redact``.
     """
     own = _task_info_fields()
     fields: dict[str, Any] = {}
@@ -66,6 +66,8 @@ def wire_fields(raw: Mapping[str, Any], names: Mapping[str, str], redact: Redact
         if name is not None:
             fields[name] = value
         elif key not in own:
+            if redact is not None:
+                key = redact(key)  # a server may echo a secret as a field's name too
             fields[key] = redact.excerpt(value) if redact is not None and not isinstance(value, int | float) else value
     message = fields.get("error_message")
     if redact is not None and isinstance(message, str) and message:

@@ -234,9 +234,12 @@ class GenStudioSocket(ProgressSocket):
             return None
         fields_set, extra_keys = shape
         extra: dict[str, Any] = {}
+        redact = self._redact
         for key in extra_keys:
+            if redact(key) != key:  # a secret in a field's name: ``wire_fields`` masks it, pydantic reads that
+                return None
             value = raw[key]
-            extra[key] = value if isinstance(value, _NUMBERS) else self._redact.excerpt(value)
+            extra[key] = value if isinstance(value, _NUMBERS) else redact.excerpt(value)
         files = get("files")
         final_files = get("final_files")
         normalise_files, normalise_urls, plain_event = self._plain_parts
