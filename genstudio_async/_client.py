@@ -82,7 +82,9 @@ class _AsyncClient:
         try:
             # api_headers() as its defaults: then a request adds only the key (HTTPCore).
             self._http_client = http_client or default_http_client(self._timeout, api_headers())
-        except ImportError as exc:  # e.g. a SOCKS proxy in the environment without httpx[socks]
+        # httpx reads the proxy environment here: a SOCKS proxy without httpx[socks] (ImportError), a scheme it
+        # cannot proxy through (ValueError), a value that is no URL (InvalidURL). Its messages mask a password.
+        except (ImportError, ValueError, httpx.InvalidURL) as exc:
             raise ConfigurationError(f"cannot build the HTTP client: {exc}") from exc
         self._redact = Redactor([self._api_key])
         self._http = HTTPCore(

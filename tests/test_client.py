@@ -705,3 +705,19 @@ def test_checking_the_loop_costs_nothing_outside_one_and_binds_to_the_first(api:
     asyncio.run(AsyncGenStudio("sk-test-loop-check-key", base_url="https://genstudio.test").aclose())  # unused
     with pytest.raises(EventLoopError):
         asyncio.run(client.aclose())
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("HTTPS_PROXY", "ftp://user:hunter2@proxy.invalid"),  # a scheme httpx cannot proxy through: ValueError
+        ("HTTP_PROXY", "http://user:hunter2@proxy.invalid:port"),  # not a URL: httpx.InvalidURL
+    ],
+)
+def test_a_proxy_environment_httpx_cannot_read_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError, match="cannot build the HTTP client") as caught:
+        AsyncGenStudio("sk-client-test-key-123456")
+    assert "hunter2" not in str(caught.value)  # the proxy's password is not repeated
