@@ -31,6 +31,8 @@ import httpx
 import yarl
 from httpx_aiohttp import AiohttpTransport
 
+from ._exceptions import ConfigurationError
+
 log = logging.getLogger("genstudio_async")
 
 # The SDK's waits (retry and reconnect back-off) go through anyio, which imports its asyncio backend on first use.
@@ -71,6 +73,19 @@ def httpx_error(error: Exception) -> httpx.TransportError:
     return httpx.TransportError(message)
 
 
+def env_proxies() -> dict[str, aiohttp.helpers.ProxyInfo]:
+    """aiohttp's reading of the proxy environment (``http_proxy``... and netrc credentials for a proxy's host), as
+    its ``trust_env`` makes it; ``ConfigurationError`` for a value it cannot read."""
+    try:
+        proxies = aiohttp.helpers.proxies_from_env()
+        for info in proxies.values():
+            if info.proxy_auth is not None:
+                info.proxy_auth.encode()  # what each request through it would do (a ':' in the login fails)
+    except ValueError as exc:  # yarl: not a URL, a port out of range; BasicAuth: a ':' in a login
+        raise ConfigurationError(f"cannot read the proxy environment: {exc}") from exc
+    return proxies
+
+
 class AioHttpResponseStream(httpx.AsyncByteStream):
     """A response body read from aiohttp as it arrives; closing it early closes the connection."""
 
@@ -108,7 +123,9 @@ class AioHttpTransport(AiohttpTransport):
     ) -> None:
         super().__init__(verify=verify, cert=cert, trust_env=trust_env, limits=limits)
         self._trust_env = trust_env
-        self._env_proxies: dict[str, aiohttp.helpers.ProxyInfo] | None = None
+        # Read now, as httpx reads its proxies when its client is made: a value aiohttp cannot read is the
+        # caller's to fix before any request, not a raw error from one.
+        self._env_proxies = env_proxies() if trust_env else {}
         self._proxies: dict[tuple[str, str | None], _Proxy] = {}
 
     def get_client(self) -> aiohttp.ClientSession:
@@ -132,8 +149,6 @@ class AioHttpTransport(AiohttpTransport):
         key = (url.scheme, url.host)
         found = self._proxies.get(key)
         if found is None:
-            if self._env_proxies is None:
-                self._env_proxies = aiohttp.helpers.proxies_from_env()
             info = self._env_proxies.get(url.scheme)
             if info is None or (url.host is not None and urllib.request.proxy_bypass(url.host)):
                 found = (None, None)

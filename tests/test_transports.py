@@ -25,6 +25,7 @@ from genstudio_async import (
     APITimeoutError,
     AsyncGenStudio,
     AuthenticationError,
+    ConfigurationError,
     ResponseTooLargeError,
     TaskStatus,
 )
@@ -199,6 +200,33 @@ async def test_a_netrc_entry_for_the_api_host_neither_breaks_nor_joins_the_call(
     (head,) = server.requests
     assert f"authorization: Bearer {API_KEY}".encode() in head.lower().replace(b"bearer", b"Bearer")
     assert b"basic" not in head.lower()
+
+
+@pytest.mark.parametrize(
+    ("proxy", "netrc_line"),
+    [
+        ("http://[proxy.invalid", ""),  # not a URL (yarl: ValueError)
+        ("http://proxy.invalid:99999", ""),  # a port out of range
+        ("http://proxy.invalid:3128", "machine proxy.invalid login some:one password p"),  # a ':' in the login
+        ("http://so%3Ame:p@proxy.invalid:3128", ""),  # the same in the URL's credentials
+    ],
+)
+async def test_a_proxy_environment_aiohttp_cannot_read_is_a_configuration_error(
+    clean_proxy_environment: pytest.MonkeyPatch, tmp_path: Path, proxy: str, netrc_line: str
+) -> None:
+    netrc = tmp_path / "netrc"
+    netrc.write_text(netrc_line + "\n", encoding="utf-8")
+    netrc.chmod(0o600)
+    clean_proxy_environment.setenv("NETRC", str(netrc))
+    clean_proxy_environment.setenv("HTTP_PROXY", proxy)
+    async with raw_server(answer_submits) as server:
+        with pytest.raises(ConfigurationError, match="proxy"):
+            async with (
+                AioHttpClient() as http_client,
+                AsyncGenStudio(API_KEY, base_url=server.origin, http_client=http_client, max_retries=0) as client,
+            ):
+                await client.submit(T2I)
+    assert server.requests == []
 
 
 async def test_a_request_takes_no_worker_thread(
