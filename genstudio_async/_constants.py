@@ -168,6 +168,10 @@ MAX_REMEMBERED_SECRETS: Final = 256
 # Known secrets are found by one compiled pattern; compiling it for 256 tokens takes tens of milliseconds, so it
 # is rebuilt once this many secrets were added since, and those few are looked for one by one meanwhile.
 REDACT_REBUILD_AFTER: Final = 32
+# Field names whose redaction is remembered (until a new secret is learnt): a frame's few extra fields; a longer
+# name (a hostile server's) is redacted each time, never kept.
+REDACT_NAMES_REMEMBERED: Final = 64
+REDACT_NAME_MAX_CHARS: Final = 256
 # The pattern holds at most this many first characters of each secret (a match is then checked for the rest), so a
 # server that hands out absurdly long tokens cannot make building it slow.
 REDACT_PATTERN_SECRET_CHARS: Final = 512

@@ -129,6 +129,8 @@ class Redactor:
         self._added: dict[str, None] = {}
         self._added_longest = 0
         self._added_shortest = _NO_SECRET
+        # ``name``'s answers since the last secret was learnt: a server sends the same few field names every frame.
+        self._names: dict[str, str] = {}
 
     def add(self, secret: str | None) -> None:
         if not secret or secret in self._pinned:
@@ -144,6 +146,7 @@ class Redactor:
             self._added[secret] = None
             self._added_longest = max(self._added_longest, len(secret))
             self._added_shortest = min(self._added_shortest, len(secret))
+            self._names.clear()
 
     def _current(self) -> tuple[_KnownSecrets, dict[str, None]]:
         """The compiled secrets and those added since; rebuilt (lazily, here) once too many were added."""
@@ -152,13 +155,34 @@ class Redactor:
             self._added, self._added_longest, self._added_shortest = {}, 0, _NO_SECRET
         return self._known, self._added
 
+    def name(self, text: str) -> str:
+        """``self(text)`` for a field's name, remembered until a new secret is learnt (names of at most
+        ``C.REDACT_NAME_MAX_CHARS``, ``C.REDACT_NAMES_REMEMBERED`` of them): once per name and secret, not once per
+        frame. A name that holds no known secret whole skips the pass over the compiled secrets (and so never makes
+        it rebuild the pattern mid-stream); the shape passes (JWT, bearer, token parameter) run as in ``__call__``.
+        """
+        found = self._names.get(text)
+        if found is None:
+            if any(secret in text for secret in self._pinned) or any(secret in text for secret in self._recent):
+                found = self(text)
+            else:
+                found = self._mask_shapes(text)
+            if len(text) <= C.REDACT_NAME_MAX_CHARS:
+                if len(self._names) >= C.REDACT_NAMES_REMEMBERED:
+                    self._names.clear()
+                self._names[text] = found
+        return found
+
     def __call__(self, text: str) -> str:
         # Each pass is skipped where it cannot match: a text shorter than any secret or shape, a JWT without its
         # "eyJ" head. The passes that run are the ones that ran before, in the same order.
-        size = len(text)
-        if size >= self._known.shortest or size >= self._added_shortest:
+        if len(text) >= self._known.shortest or len(text) >= self._added_shortest:
             text = self._mask_known(text)
-            size = len(text)
+        return self._mask_shapes(text)
+
+    def _mask_shapes(self, text: str) -> str:
+        """``text`` with anything shaped like a JWT, a bearer credential or a token parameter masked."""
+        size = len(text)
         if size >= _JWT_MIN_CHARS and "eyJ" in text:
             text = _JWT_PATTERN.sub(lambda match: mask(match.group(0)), text)
             size = len(text)

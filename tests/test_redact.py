@@ -52,3 +52,15 @@ def test_adding_many_tokens_without_redacting_keeps_only_the_remembered_ones() -
     assert len(redact._added) <= C.MAX_REMEMBERED_SECRETS
     for token in (tokens[-C.MAX_REMEMBERED_SECRETS], tokens[-1]):
         assert token not in redact(f"[{token}]")
+
+
+def test_a_remembered_field_name_is_masked_again_once_a_new_secret_is_learnt() -> None:
+    from genstudio_async._redact import Redactor
+
+    token = "tok-0123456789abcdef0123"
+    redactor = Redactor(["sk-the-api-key-0123456789"])
+    name = f"echo-{token}"
+    assert redactor.name(name) == name  # not a secret yet: kept, and remembered
+    redactor.add(token)
+    assert token not in redactor.name(name)
+    assert redactor.name("progress_extra") == "progress_extra"

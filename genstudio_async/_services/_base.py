@@ -67,7 +67,7 @@ def wire_fields(raw: Mapping[str, Any], names: Mapping[str, str], redact: Redact
             fields[name] = value
         elif key not in own:
             if redact is not None:
-                key = redact(key)  # a server may echo a secret as a field's name too
+                key = redact.name(key)  # a server may echo a secret as a field's name too
             fields[key] = redact.excerpt(value) if redact is not None and not isinstance(value, int | float) else value
     message = fields.get("error_message")
     if redact is not None and isinstance(message, str) and message:

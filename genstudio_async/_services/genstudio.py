@@ -236,7 +236,7 @@ class GenStudioSocket(ProgressSocket):
         extra: dict[str, Any] = {}
         redact = self._redact
         for key in extra_keys:
-            if redact(key) != key:  # a secret in a field's name: ``wire_fields`` masks it, pydantic reads that
+            if redact.name(key) != key:  # a secret in a field's name: ``wire_fields`` masks it, pydantic reads that
                 return None
             value = raw[key]
             extra[key] = value if isinstance(value, _NUMBERS) else redact.excerpt(value)
