@@ -209,7 +209,7 @@ class _StreamCore:
         no other generator (each layer cost ~1.5 µs a frame, and kept its own objects alive for the socket's life).
 
         The rarer ways (waiting for a seat, a slow handshake) go through ``_over_http_until``; every snapshot but a
-        socket's frames goes through ``_admit`` right before it is yielded.
+        socket's frames goes through ``_admit`` right before it is yielded (there too).
         """
         settings = self._settings
         if settings.socket is not None and self.token and not _token_expired(self.token):
@@ -222,12 +222,11 @@ class _StreamCore:
                 if seat is None:  # the budget is spent: follow the task over HTTP until a socket frees
                     waiting = asyncio.create_task(settings.sockets.seat(), name="genstudio-ws-seat")
                     try:
-                        async with aclosing(self._over_http_until(waiting, grace=0.0)) as polled:
-                            async for snapshot in polled:
-                                if (event := self._admit(snapshot)) is not None:
-                                    yield event
-                                    if event.is_terminal:
-                                        return
+                        async with aclosing(self._over_http_until(waiting)) as polled:
+                            async for update in polled:
+                                yield update
+                                if update.is_terminal:
+                                    return
                         seat = waiting.result()
                     finally:
                         if seat is None:
@@ -248,12 +247,11 @@ class _StreamCore:
                     # Most handshakes end within the grace: only a slow one needs the generator that polls meanwhile.
                     await asyncio.wait({handshake}, timeout=min(C.WS_HANDSHAKE_GRACE, settings.idle_timeout))
                     if not handshake.done():
-                        async with aclosing(self._over_http_until(handshake, grace=0.0)) as polled:
-                            async for snapshot in polled:
-                                if (event := self._admit(snapshot)) is not None:
-                                    yield event
-                                    if event.is_terminal:
-                                        return
+                        async with aclosing(self._over_http_until(handshake)) as polled:
+                            async for update in polled:
+                                yield update
+                                if update.is_terminal:
+                                    return
                     socket = handshake.result()  # raises the handshake's _SocketGap or _HandshakeRefused
                     # Only the socket is needed from here: the done task, its coroutine and its context are not kept
                     # alive (and scanned by every collection of the GC) for the socket's whole life.
@@ -409,17 +407,15 @@ class _StreamCore:
                 self._settings.sockets.shrink()
             raise _SocketGap(f"could not open the socket: {type(exc).__name__}") from None
 
-    async def _over_http_until(
-        self, pending: asyncio.Task[Any], *, grace: float
-    ) -> AsyncGenerator[ProgressEvent, None]:
-        """What HTTP says while ``pending`` (a handshake, or the wait for a seat) is not done after ``grace`` s;
-        ends when it is done.
+    async def _over_http_until(self, pending: asyncio.Task[Any]) -> AsyncGenerator[ProgressEvent, None]:
+        """The events (``_admit``-ed) of what HTTP says while ``pending`` (a slow handshake, or the wait for a
+        seat) is not done; ends when it is done.
 
         A hung handshake, or a budget of sockets spent, is silence like any other (rule 4): it must not hide what
         HTTP already knows. The task is followed through the shared poller, so a thousand waiting streams cost
         one batched request per interval.
         """
-        await asyncio.wait({pending}, timeout=grace)
+        await asyncio.wait({pending}, timeout=0.0)  # one turn of the loop: a seat freed just now is taken
         if pending.done():
             return
         log.debug("stream %s: no socket yet; following the task over HTTP meanwhile", self.prompt_id)
@@ -431,8 +427,11 @@ class _StreamCore:
                         await asyncio.wait({pending, polled}, return_when=asyncio.FIRST_COMPLETED)
                     finally:
                         polled.cancel()  # a no-op once it is done
-                    if polled.done() and not polled.cancelled():
-                        yield _as_event(polled.result(), "poll")  # result() raises the poller's error
+                    if not polled.done() or polled.cancelled():
+                        continue
+                    event = self._admit(_as_event(polled.result(), "poll"))  # result() raises the poller's error
+                    if event is not None:
+                        yield event
         except GenStudioError as exc:
             log.debug("stream %s: following the task over HTTP failed: %s", self.prompt_id, exc)
         await asyncio.wait({pending})

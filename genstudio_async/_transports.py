@@ -46,7 +46,8 @@ def default_http_client(timeout: httpx.Timeout, headers: dict[str, str]) -> http
         follow_redirects=False,
         headers=headers,
     )
-    for transport in [client._transport, *client._mounts.values()]:
+    # A mount of None is a host no_proxy sends straight: it has no pool of its own.
+    for transport in [client._transport, *(mount for mount in client._mounts.values() if mount is not None)]:
         pool = getattr(transport, "_pool", None)
         backend = getattr(pool, "_network_backend", None)
         if isinstance(backend, httpcore.AsyncNetworkBackend) and not isinstance(backend, ReadinessCachingBackend):

@@ -207,6 +207,7 @@ class GenStudioSocket(ProgressSocket):
         (its keys, in order: a server sends the same few over and over).
         """
         get = raw.get
+        redact = self._redact
         status = get("status")
         progress = get("progress_num", 0)
         position = get("current_position", 0)
@@ -228,13 +229,12 @@ class GenStudioSocket(ProgressSocket):
         if message is not None:
             if type(message) is not str:
                 return None
-            message = (self._redact(message) or None) if message else None
+            message = (redact(message) or None) if message else None
         shape = self._shape(raw)
         if shape is None:
             return None
         fields_set, extra_keys = shape
         extra: dict[str, Any] = {}
-        redact = self._redact
         for key in extra_keys:
             if redact.name(key) != key:  # a secret in a field's name: ``wire_fields`` masks it, pydantic reads that
                 return None
