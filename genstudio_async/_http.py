@@ -616,6 +616,9 @@ class HTTPCore:
                     )
                 finally:
                     await response.aclose()
+                    # httpx's response and its bound stream refer to each other: a cycle (a dozen objects) only the
+                    # garbage collector frees, one per request. The body is read and closed; nothing reads it again.
+                    response.stream = _SPENT
         except TimeoutError:
             if deadline is not None and scope.expired():
                 raise _DeadlineExceeded(deadline) from None
@@ -801,6 +804,10 @@ async def _error_answer(response: httpx.Response, label: str) -> Answer:
         with anyio.CancelScope(shield=True):
             await response.aclose()
     return _answer(response, body[: C.MAX_STORAGE_ERROR_BODY_BYTES])
+
+
+#: What a response whose body was read and closed holds instead of its stream (``_fetch_whole``).
+_SPENT = httpx.ByteStream(b"")
 
 
 def _answer(response: httpx.Response, content: bytes) -> Answer:

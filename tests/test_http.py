@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import gc
 import gzip
 import itertools
 import json
@@ -894,3 +895,27 @@ async def test_every_api_call_carries_the_key_and_the_sdks_own_headers(injected:
     assert b"\r\naccept-encoding: gzip, deflate\r\n" in head
     assert b"\r\nuser-agent: genstudio-async/" in head
     assert b"someone-else" not in head and b"text/html" not in head
+
+
+# --- garbage -------------------------------------------------------------------------------------------------
+
+
+async def test_a_read_answer_leaves_no_response_for_the_garbage_collector(
+    api: respx.MockRouter, make_client: Callable[..., AsyncGenStudio]
+) -> None:
+    # httpx's response and the stream bound to it refer to each other: left as they are, each request leaves a
+    # cycle that only a collection frees (at ten thousand tasks, more and longer collections).
+    api.post(GS.TASK_INFO_PATH).mock(side_effect=[ok(ONE_TASK), failing(404)])
+    client = make_client(max_retries=0)
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        await client.get_task("cft-1")
+        with pytest.raises(NotFoundError):
+            await client.get_task("cft-1")
+        gc.collect()
+        left = [thing for thing in gc.garbage if isinstance(thing, httpx.Response)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert left == []
