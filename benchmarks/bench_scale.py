@@ -50,6 +50,7 @@ import gc
 import importlib
 import json
 import math
+import os
 import resource
 import statistics
 import sys
@@ -427,8 +428,11 @@ async def measure_cell(args: argparse.Namespace, client: str, tasks: int, file_l
                        profile: bool = False) -> Cell | None:
     """Start an emulator, run one client process against it, and read both sides' figures."""
     deadline = args.deadline_base + args.deadline_per_task * tasks
+    client_cpus, emulator_cpus = cpu_split(args.pin)
     async with EmulatorProcess(workers=tasks, steps=args.steps, step_seconds=step_seconds(args, tasks),
                                stamp_snapshots=True, open_files=args.emulator_open_files) as emulator:
+        if emulator_cpus:
+            os.sched_setaffinity(emulator.pid, emulator_cpus)
         await emulator.timing(queue_notify_interval=args.queue_notify_interval)
         with tempfile.TemporaryDirectory() as scratch:
             out = Path(scratch) / "cell.json"
@@ -440,6 +444,8 @@ async def measure_cell(args: argparse.Namespace, client: str, tasks: int, file_l
             sampler = asyncio.create_task(sample_emulator(emulator, samples))
             cpu_before = emulator.cpu_seconds()
             process = await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.DEVNULL)
+            if client_cpus:
+                os.sched_setaffinity(process.pid, client_cpus)
             try:
                 returncode = await asyncio.wait_for(process.wait(), deadline + 60)
             except TimeoutError:
@@ -464,6 +470,18 @@ async def measure_cell(args: argparse.Namespace, client: str, tasks: int, file_l
     )
 
 
+def cpu_split(pin: bool) -> tuple[set[int], set[int]]:
+    """With ``--pin`` and two CPUs or more: the client process's CPUs and the emulator's, apart (the emulator on
+    the last one). Sharing both cores, the two moved between them and met each other on one, and a cell's CPU per
+    task moved by +-15 % from one cell to the next; ``(set(), set())`` leaves both to the scheduler."""
+    if not pin or not hasattr(os, "sched_getaffinity"):
+        return set(), set()
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return set(), set()
+    return set(cpus[:-1]), {cpus[-1]}
+
+
 def step_seconds(args: argparse.Namespace, tasks: int) -> float:
     """Seconds per progress step for ``tasks`` tasks: ``--step-seconds``, or longer so that all of them running
     at once push at most ``--frames-per-second`` progress frames (and a task outlasts the submits of the rest)."""
@@ -478,7 +496,7 @@ def show(cell: Cell) -> str:
             f"{c.lag_p99_ms:.0f}/max {c.lag_max_ms:.0f} ms, notice p50 {c.notice_p50_ms:.0f}/max "
             f"{c.notice_max_ms:.0f} ms; emulator {cell.emulator_cpu_s / max(c.wall_s, 1e-9):.0%} CPU (busiest s "
             f"{cell.emulator_busiest_second:.0%}), {cell.frames / max(c.wall_s, 1e-9):.0f} frames/s (peak "
-            f"{cell.frames_peak_per_s:.0f}); errors: {errors}")
+            f"{cell.frames_peak_per_s:.0f}); GC {c.gc_pauses} runs, {c.gc_total_ms:.0f} ms; errors: {errors}")
 
 
 def per_task_ms(result: CellResult) -> float:
@@ -625,7 +643,10 @@ async def run(args: argparse.Namespace, report: Report) -> None:
         f"queue's size: at the default 0.05 s each submit round re-sent every running task's snapshot, 40-50 frames "
         f"a task at N=10,000 instead of 12, a count that differed by client and held the emulator at 100% of a "
         f"core); "
-        f"a fresh emulator and a fresh client process per cell; open-file limits {', '.join(map(str, limits))} "
+        f"a fresh emulator and a fresh client process per cell"
+        + (f" (the client on CPU {', '.join(map(str, sorted(cpu_split(args.pin)[0])))}, the emulator on CPU "
+           f"{', '.join(map(str, sorted(cpu_split(args.pin)[1])))})" if cpu_split(args.pin)[0] else "")
+        + f"; open-file limits {', '.join(map(str, limits))} "
         f"(hard limit {hard}); the emulator's own limit {args.emulator_open_files} (or the hard limit). Deadline per "
         f"cell: {args.deadline_base:g} s + {args.deadline_per_task * 1000:g} ms per task. Loop lag sampled every "
         f"{args.lag_interval * 1000:g} ms. CPU per task counts the submit and the stream; µs per event divides the "
@@ -664,6 +685,8 @@ def main() -> int:
                         "N tasks push at most this many progress frames a second (default %(default)s)")
     parser.add_argument("--probe-tasks", type=int, default=1000, help="N of the uvloop and profile runs and of the "
                         "judged ratios (default %(default)s)")
+    parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
+                        help="run the client process and the emulator on CPUs of their own (default: on)")
     parser.add_argument("--repeats", type=int, default=4, help="more pairs of cells at --probe-tasks for the judged "
                         "CPU ratios (default %(default)s)")
     parser.add_argument("--no-uvloop", action="store_true", help="skip the uvloop run")
