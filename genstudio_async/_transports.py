@@ -46,6 +46,7 @@ def default_http_client(timeout: httpx.Timeout, headers: dict[str, str]) -> http
         follow_redirects=False,
         headers=headers,
     )
+    reads_cookies_when_set(client)
     # A mount of None is a host no_proxy sends straight: it has no pool of its own.
     for transport in [client._transport, *(mount for mount in client._mounts.values() if mount is not None)]:
         pool = getattr(transport, "_pool", None)
@@ -55,6 +56,29 @@ def default_http_client(timeout: httpx.Timeout, headers: dict[str, str]) -> http
         else:
             log.debug("the HTTP pool's network backend is not where httpcore 1.0 keeps it: left as it is")
     return client
+
+
+def reads_cookies_when_set(client: httpx.AsyncClient) -> None:
+    """Give ``client`` a cookie store (the same jar) that reads an answer's cookies only when it sets some."""
+    cookies = getattr(client, "_cookies", None)
+    if type(cookies) is httpx.Cookies:
+        client._cookies = _CookiesWhenSet(cookies.jar)
+    else:
+        log.debug("the client's cookies are not where httpx keeps them: left as they are")
+
+
+class _CookiesWhenSet(httpx.Cookies):
+    """httpx's cookie store, whose ``extract_cookies`` skips an answer with no ``Set-Cookie`` (or ``Set-Cookie2``).
+
+    httpx calls it for every response, and it wraps each one in urllib's request and response shapes and an
+    ``email`` message of all its headers (~27 µs a request) for ``http.cookiejar``, which reads those two headers
+    alone: an answer without them sets nothing either way. Any other answer is read as httpx reads it.
+    """
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        headers = response.headers
+        if "set-cookie" in headers or "set-cookie2" in headers:
+            super().extract_cookies(response)
 
 
 class ReadinessCachingBackend(httpcore.AsyncNetworkBackend):
@@ -154,6 +178,7 @@ class AioHttpClient(httpx.AsyncClient):
             trust_env=trust_env,
             **kwargs,
         )
+        reads_cookies_when_set(self)
 
 
 def _aiohttp_transport_class() -> type[AioHttpTransport]:

@@ -10,6 +10,7 @@ travels byte for byte, the caps and deadlines hold, no secret shows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -439,3 +440,40 @@ async def test_a_kept_alive_connection_the_server_closed_is_not_used_again() -> 
             assert (await client.submit(T2I)).prompt_id == "cft-1"
             await asyncio.wait_for(server._no_connections.wait(), 10)  # the server's side is closed
     assert len(server.requests) == 3
+
+
+# --- cookies ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["httpx", "aiohttp"])
+async def test_an_answer_sets_its_cookies_and_one_without_costs_no_cookie_pass(
+    transport: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import http.cookiejar
+
+    passes: list[object] = []
+    original = http.cookiejar.CookieJar.extract_cookies
+
+    def counted(self: http.cookiejar.CookieJar, response: object, request: object) -> None:
+        passes.append(response)
+        original(self, response, request)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(http.cookiejar.CookieJar, "extract_cookies", counted)
+    answers = iter([b"Set-Cookie: session=s-42; Path=/\r\n", b""])
+
+    async def submits(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> bool:
+        await reader.readexactly(int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]))
+        writer.write(answer(SUBMITTED).replace(b"\r\n\r\n", b"\r\n" + next(answers) + b"\r\n", 1))
+        await writer.drain()
+        return True
+
+    async with contextlib.AsyncExitStack() as stack:
+        server = await stack.enter_async_context(raw_server(submits))
+        given = await stack.enter_async_context(AioHttpClient()) if transport == "aiohttp" else None
+        client = await stack.enter_async_context(AsyncGenStudio(API_KEY, base_url=server.origin, http_client=given))
+        await client.submit(T2I)  # sets a cookie: read as httpx reads it
+        assert client._http_client.cookies.get("session") == "s-42"
+        assert len(passes) == 1
+        await client.submit(T2I)  # sets none: no pass through http.cookiejar
+        assert len(passes) == 1
+        assert client._http_client.cookies.get("session") == "s-42"
