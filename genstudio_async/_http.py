@@ -574,6 +574,7 @@ class HTTPCore:
             # Shielded, so that a cancel delivered by anyio (downloads run under it) cannot cut the close short.
             with anyio.CancelScope(shield=True):
                 await response.aclose()
+            spend(response)
 
     async def storage_put(self, url: str, content: bytes, *, content_type: str) -> None:
         """PUT ``content`` to a pre-signed storage URL, used exactly as given, with no credential.
@@ -615,10 +616,10 @@ class HTTPCore:
                         response, self._max_response_bytes, what=label, setting="max_response_bytes"
                     )
                 finally:
-                    await response.aclose()
-                    # httpx's response and its bound stream refer to each other: a cycle (a dozen objects) only the
-                    # garbage collector frees, one per request. The body is read and closed; nothing reads it again.
-                    response.stream = _SPENT
+                    try:
+                        await response.aclose()
+                    finally:
+                        spend(response)
         except TimeoutError:
             if deadline is not None and scope.expired():
                 raise _DeadlineExceeded(deadline) from None
@@ -803,11 +804,18 @@ async def _error_answer(response: httpx.Response, label: str) -> Answer:
     finally:
         with anyio.CancelScope(shield=True):
             await response.aclose()
+        spend(response)
     return _answer(response, body[: C.MAX_STORAGE_ERROR_BODY_BYTES])
 
 
-#: What a response whose body was read and closed holds instead of its stream (``_fetch_whole``).
+#: What a response whose body was read and closed holds instead of its stream (``spend``).
 _SPENT = httpx.ByteStream(b"")
+
+
+def spend(response: httpx.Response) -> None:
+    """Once ``response`` is closed: drop its stream. httpx's response and the stream bound to it refer to each
+    other, a cycle (a dozen objects) only the garbage collector frees, one per request; nothing reads it again."""
+    response.stream = _SPENT
 
 
 def _answer(response: httpx.Response, content: bytes) -> Answer:

@@ -908,7 +908,8 @@ async def test_a_read_answer_leaves_no_response_for_the_garbage_collector(
     api.post(GS.TASK_INFO_PATH).mock(side_effect=[ok(ONE_TASK), failing(404)])
     client = make_client(max_retries=0)
     gc.collect()
-    gc.set_debug(gc.DEBUG_SAVEALL)
+    flags = gc.get_debug()
+    gc.set_debug(flags | gc.DEBUG_SAVEALL)
     try:
         await client.get_task("cft-1")
         with pytest.raises(NotFoundError):
@@ -916,6 +917,6 @@ async def test_a_read_answer_leaves_no_response_for_the_garbage_collector(
         gc.collect()
         left = [thing for thing in gc.garbage if isinstance(thing, httpx.Response)]
     finally:
-        gc.set_debug(0)
+        gc.set_debug(flags)
         gc.garbage.clear()
     assert left == []
