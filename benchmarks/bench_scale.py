@@ -443,9 +443,12 @@ async def measure_cell(args: argparse.Namespace, client: str, tasks: int, file_l
             samples: list[tuple[float, float, int]] = []
             sampler = asyncio.create_task(sample_emulator(emulator, samples))
             cpu_before = emulator.cpu_seconds()
-            process = await asyncio.create_subprocess_exec(*command, stdin=asyncio.subprocess.DEVNULL)
-            if client_cpus:
-                os.sched_setaffinity(process.pid, client_cpus)
+            # Pinned in the child before it starts Python (a client that died at once would be gone for a later pin).
+            process = await asyncio.create_subprocess_exec(
+                *command,
+                stdin=asyncio.subprocess.DEVNULL,
+                preexec_fn=(lambda: os.sched_setaffinity(0, client_cpus)) if client_cpus else None,
+            )
             try:
                 returncode = await asyncio.wait_for(process.wait(), deadline + 60)
             except TimeoutError:
@@ -644,8 +647,9 @@ async def run(args: argparse.Namespace, report: Report) -> None:
         f"a task at N=10,000 instead of 12, a count that differed by client and held the emulator at 100% of a "
         f"core); "
         f"a fresh emulator and a fresh client process per cell"
-        + (f" (the client on CPU {', '.join(map(str, sorted(cpu_split(args.pin)[0])))}, the emulator on CPU "
-           f"{', '.join(map(str, sorted(cpu_split(args.pin)[1])))})" if cpu_split(args.pin)[0] else "")
+        + (f" (the client process on CPUs {sorted(cpu_split(args.pin)[0])}, the emulator on CPUs "
+           f"{sorted(cpu_split(args.pin)[1])}; the benchmark's own process unpinned)" if cpu_split(args.pin)[0]
+           else " (not pinned to CPUs)")
         + f"; open-file limits {', '.join(map(str, limits))} "
         f"(hard limit {hard}); the emulator's own limit {args.emulator_open_files} (or the hard limit). Deadline per "
         f"cell: {args.deadline_base:g} s + {args.deadline_per_task * 1000:g} ms per task. Loop lag sampled every "
