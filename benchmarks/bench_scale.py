@@ -637,6 +637,7 @@ async def run(args: argparse.Namespace, report: Report) -> None:
     if not args.no_profile:
         profiled = await measure_cell(args, "sdk", args.probe_tasks, high, profile=True)
     judge(report, cells + probes, args, low, high, repeats)
+    client_cpus, emulator_cpus = cpu_split(args.pin)
     report.note(
         f"Emulator: one worker per task, {args.steps} steps per task of "
         + ", ".join(f"{step_seconds(args, n):g} s (N={n:,})" for n in args.tasks)
@@ -647,9 +648,8 @@ async def run(args: argparse.Namespace, report: Report) -> None:
         f"a task at N=10,000 instead of 12, a count that differed by client and held the emulator at 100% of a "
         f"core); "
         f"a fresh emulator and a fresh client process per cell"
-        + (f" (the client process on CPUs {sorted(cpu_split(args.pin)[0])}, the emulator on CPUs "
-           f"{sorted(cpu_split(args.pin)[1])}; the benchmark's own process unpinned)" if cpu_split(args.pin)[0]
-           else " (not pinned to CPUs)")
+        + (f" (the client process on CPUs {sorted(client_cpus)}, the emulator on CPUs {sorted(emulator_cpus)}; the "
+           f"benchmark's own process unpinned)" if client_cpus else " (not pinned to CPUs)")
         + f"; open-file limits {', '.join(map(str, limits))} "
         f"(hard limit {hard}); the emulator's own limit {args.emulator_open_files} (or the hard limit). Deadline per "
         f"cell: {args.deadline_base:g} s + {args.deadline_per_task * 1000:g} ms per task. Loop lag sampled every "
