@@ -55,6 +55,10 @@ log = logging.getLogger("genstudio_async")
 
 T = TypeVar("T")
 
+#: The ``httpx.Response.extensions`` key under which a transport of ours offers to read a body whole, capped
+#: (``async (limit) -> bytes | None``; ``None`` past the limit): ``read_capped`` takes it for an uncoded body.
+READ_WHOLE = "genstudio_async.read_whole"
+
 _STATUS_ERRORS: dict[int, type[APIStatusError]] = {
     400: BadRequestError,
     401: AuthenticationError,
@@ -372,9 +376,16 @@ async def read_capped(response: httpx.Response, limit: int, *, what: str, settin
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(what, limit, setting)
+    coding = content_coding(response, what)
+    read_whole = response.extensions.get(READ_WHOLE) if coding is None else None
+    if read_whole is not None and not response.is_stream_consumed:
+        content: bytes | None = await read_whole(limit)
+        if content is None:
+            raise _too_large(what, limit, setting)
+        return content
     chunks: list[bytes] = []
     size = 0
-    async with aclosing(decoded_body(response, what=what)) as body:
+    async with aclosing(_decoded_chunks(response, coding, what, C.DECODE_CHUNK_BYTES)) as body:
         async for chunk in body:
             size += len(chunk)
             if size > limit:

@@ -619,6 +619,26 @@ async def test_an_answer_that_never_ends_is_refused_at_the_size_cap() -> None:
     assert "max_response_bytes" in str(caught.value) and "262,144" in str(caught.value)
 
 
+async def test_an_answer_cut_short_is_our_error_and_a_submit_is_not_sent_again() -> None:
+    requests = 0
+
+    async def cut_short(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal requests
+        requests += 1
+        await read_request_head(reader)
+        body = _TASK_ANSWER.encode()
+        writer.write(_answer_head(f"Content-Length: {len(body)}\r\n") + body[:-10])  # ten bytes short
+        await writer.drain()
+        writer.close()
+
+    async with raw_http_server(cut_short) as origin, AsyncGenStudio(
+        "sk-short-key-0123456789", base_url=origin, max_retries=2
+    ) as client:
+        with pytest.raises(APIConnectionError) as caught:
+            await asyncio.wait_for(client.submit("wf-1"), timeout=10)
+    assert caught.value.request_sent is True and requests == 1
+
+
 async def test_a_small_gzip_answer_that_inflates_past_the_cap_is_refused() -> None:
     bomb = gzip.compress(b'{"code": 0, "data": "' + b"0" * (8 * 1024 * 1024) + b'"}')
     assert len(bomb) < 64 * 1024

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -304,6 +305,57 @@ async def test_an_oversized_api_answer_is_refused(http_client: AioHttpClient) ->
             await client.get_tasks(["cft-1"])
 
 
+async def test_an_endless_api_answer_of_no_declared_size_is_cut_off_at_the_cap(http_client: AioHttpClient) -> None:
+    # No Content-Length to refuse up front: the body is counted as it is read, and the connection is dropped.
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n[")
+        while True:  # until the client hangs up
+            writer.write(b"0," * 8192)
+            await writer.drain()
+
+    async with (
+        raw_server(endless) as server,
+        AsyncGenStudio(API_KEY, base_url=server.origin, http_client=http_client, max_response_bytes=65536) as client,
+    ):
+        async with asyncio.timeout(10):
+            with pytest.raises(ResponseTooLargeError, match="max_response_bytes"):
+                await client.get_tasks(["cft-1"])
+    assert len(server.requests) == 1
+
+
+async def test_an_answer_cut_short_is_our_error_and_a_submit_is_not_sent_again(http_client: AioHttpClient) -> None:
+    async def cut_short(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> bool:
+        body = b'{"code": 0, "msg": "Success", "data": {"prompt_id": "cft-1", "prompt_token": "tok"}}'
+        writer.write(answer(body)[:-10])  # Content-Length says ten bytes more than come
+        await writer.drain()
+        return False
+
+    async with (
+        raw_server(cut_short) as server,
+        AsyncGenStudio(API_KEY, base_url=server.origin, http_client=http_client, max_retries=2) as client,
+    ):
+        with pytest.raises(APIConnectionError) as raised:
+            await client.submit(T2I)
+    assert raised.value.request_sent is True and len(server.requests) == 1
+
+
+async def test_a_gzipped_api_answer_is_inflated_over_aiohttp(http_client: AioHttpClient) -> None:
+    body = gzip.compress(b'{"code": 0, "msg": "Success", "data": {"comfy_task_info": []}}')
+
+    async def gzipped(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> bool:
+        await reader.readexactly(int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n"
+                     + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        await writer.drain()
+        return True
+
+    async with (
+        raw_server(gzipped) as server,
+        AsyncGenStudio(API_KEY, base_url=server.origin, http_client=http_client) as client,
+    ):
+        assert await client.get_tasks(["cft-1"]) == []
+
+
 async def test_an_endless_download_is_cut_off_at_the_cap_and_leaves_nothing(
     http_client: AioHttpClient, tmp_path: Path
 ) -> None:
@@ -477,3 +529,41 @@ async def test_an_answer_sets_its_cookies_and_one_without_costs_no_cookie_pass(
         await client.submit(T2I)  # sets none: no pass through http.cookiejar
         assert len(passes) == 1
         assert client._http_client.cookies.get("session") == "s-42"
+
+
+# --- reading an answer ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", ["httpx", "aiohttp"])
+async def test_an_uncoded_answer_is_read_whole_and_a_gzipped_one_through_httpx(
+    transport: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The SDK's own transports hand an uncoded body over whole: no stack of httpx's async generators per request.
+    raw_reads: list[httpx.Response] = []
+    original = httpx.Response.aiter_raw
+
+    def counted(self: httpx.Response, chunk_size: int | None = None) -> AsyncIterator[bytes]:
+        raw_reads.append(self)
+        return original(self, chunk_size)
+
+    monkeypatch.setattr(httpx.Response, "aiter_raw", counted)
+    plain = SUBMITTED
+    gzipped = gzip.compress(SUBMITTED)
+    answers = iter([(b"", plain), (b"Content-Encoding: gzip\r\n", gzipped)])
+
+    async def submits(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> bool:
+        await reader.readexactly(int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]))
+        coding, body = next(answers)
+        writer.write(answer(body).replace(b"\r\n\r\n", b"\r\n" + coding + b"\r\n", 1))
+        await writer.drain()
+        return True
+
+    async with contextlib.AsyncExitStack() as stack:
+        server = await stack.enter_async_context(raw_server(submits))
+        given = await stack.enter_async_context(AioHttpClient()) if transport == "aiohttp" else None
+        client = await stack.enter_async_context(AsyncGenStudio(API_KEY, base_url=server.origin, http_client=given))
+        first = await client.submit(T2I)
+        assert raw_reads == []
+        second = await client.submit(T2I)  # inflated by the SDK, a step at a time, as before
+        assert len(raw_reads) == 1
+    assert first.prompt_id == second.prompt_id != ""
