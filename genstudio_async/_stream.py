@@ -73,6 +73,8 @@ _STATUS_RANK = {
     TaskStatus.PERMISSION_DENIED: 3,
     TaskStatus.CANCELLED: 3,
 }
+# ``event.is_terminal`` without its two property calls, for the checks made on every frame.
+_TERMINAL = frozenset(status for status in TaskStatus if status.is_terminal)
 
 
 @dataclass(frozen=True)
@@ -188,7 +190,7 @@ class _StreamCore:
         last = self.last
         if last is None:
             return event
-        if event.is_terminal:
+        if event.status in _TERMINAL:
             return event
         last_rank = _STATUS_RANK.get(last.status)
         rank = _STATUS_RANK.get(event.status)
@@ -326,7 +328,7 @@ class _StreamCore:
                             if first_snapshot_at is None:
                                 first_snapshot_at = loop.time()
                             yield news
-                            if news.is_terminal:
+                            if news.status in _TERMINAL:
                                 return
                             if moved:
                                 if check is not None:  # the socket is alive and moving: HTTP has nothing to add

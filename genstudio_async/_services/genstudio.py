@@ -250,8 +250,9 @@ class GenStudioSocket(ProgressSocket):
             "queue_position": position,
             "queue_size": size,
             "error_message": message,
-            "files": {} if files is None else normalise_files(files),
-            "final_files": [] if final_files is None else normalise_urls(final_files),
+            # Empty (or absent: ``None``) on most frames, which the normalisers would make ``{}`` and ``[]`` of too.
+            "files": normalise_files(files) if files else {},
+            "final_files": normalise_urls(final_files) if final_files else [],
             "source": "websocket",
         }
         return plain_event(values, set(fields_set), extra)
