@@ -220,7 +220,8 @@ class _DeadlineExceeded(Exception):
 #
 # httpx's own decoding (``aiter_bytes``) chains every coding an answer lists and inflates each network chunk in
 # one unbounded call: 1.8 kB sent as "gzip, gzip" became 2 GB in memory before any cap could count a byte. So
-# bodies are read raw here and decoded by ``decoded_body``, which every reader of an answer uses.
+# bodies are read raw here and decoded by ``decoded_body``, which every reader of an answer uses (an answer with no
+# coding at all may be read whole by the transport instead: ``READ_WHOLE``).
 
 # The codings undone, by the names an answer may give them.
 _CODINGS = {"gzip": "gzip", "x-gzip": "gzip", "deflate": "deflate"}
@@ -370,27 +371,41 @@ async def read_capped(response: httpx.Response, limit: int, *, what: str, settin
     """The decoded body of ``response``, refusing it once it passes ``limit`` bytes.
 
     ``Content-Length`` is checked first; the decoded bytes are counted as they are inflated (``decoded_body``),
-    so a small compressed body that inflates past the cap is cut off without being held. ``setting`` names the
-    argument that sets the cap.
+    so a small compressed body that inflates past the cap is cut off without being held. A body with no coding is
+    read whole by the transport when it offers to (``READ_WHOLE``: the SDK's own transports), counted the same
+    way. ``setting`` names the argument that sets the cap.
     """
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(what, limit, setting)
     coding = content_coding(response, what)
     read_whole = response.extensions.get(READ_WHOLE) if coding is None else None
+    content: bytes | None
     if read_whole is not None and not response.is_stream_consumed:
-        content: bytes | None = await read_whole(limit)
-        if content is None:
-            raise _too_large(what, limit, setting)
-        return content
+        try:
+            content = await read_whole(limit)
+        except httpx.RequestError as exc:
+            exc.request = response.request  # as httpx's own reads attach it
+            raise
+        response.is_stream_consumed = True  # a second read is httpx's StreamConsumed, as after ``aiter_raw``
+    else:
+        async with aclosing(_decoded_chunks(response, coding, what, C.DECODE_CHUNK_BYTES)) as body:
+            content = await read_up_to(lambda: anext(body, None), limit)
+    if content is None:
+        raise _too_large(what, limit, setting)
+    return content
+
+
+async def read_up_to(next_chunk: Callable[[], Awaitable[bytes | None]], limit: int) -> bytes | None:
+    """The chunks ``next_chunk()`` gives until it gives none (``b""`` or ``None``), joined; ``None`` as soon as they
+    pass ``limit`` bytes (one chunk past it is the most ever held)."""
     chunks: list[bytes] = []
     size = 0
-    async with aclosing(_decoded_chunks(response, coding, what, C.DECODE_CHUNK_BYTES)) as body:
-        async for chunk in body:
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(what, limit, setting)
-            chunks.append(chunk)
+    while chunk := await next_chunk():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
     return b"".join(chunks)
 
 

@@ -48,6 +48,7 @@ from ._sockets import (
     UnusableProxy,
     out_of_descriptors,
 )
+from ._status import _TERMINAL_STATUSES
 from .types import ProgressEvent, TaskInfo, TaskStatus, token_expires_at
 
 if TYPE_CHECKING:
@@ -74,7 +75,7 @@ _STATUS_RANK = {
     TaskStatus.CANCELLED: 3,
 }
 # ``event.is_terminal`` without its two property calls, for the checks made on every frame.
-_TERMINAL = frozenset(status for status in TaskStatus if status.is_terminal)
+_TERMINAL = _TERMINAL_STATUSES
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import ssl
+import weakref
 from collections.abc import AsyncIterable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,7 @@ except ImportError:  # pragma: no cover - another httpx: its answers are read th
 
 from . import _constants as C
 from ._config import default_timeout
-from ._http import READ_WHOLE
+from ._http import READ_WHOLE, read_up_to
 from ._logs import log
 
 if TYPE_CHECKING:
@@ -64,6 +65,8 @@ def default_http_client(timeout: httpx.Timeout, headers: dict[str, str]) -> http
             log.debug("the HTTP pool's network backend is not where httpcore 1.0 keeps it: left as it is")
         if isinstance(transport, httpx.AsyncHTTPTransport) and AsyncResponseStream is not None:
             offers_whole_reads(transport)
+        else:
+            log.debug("the HTTP transport is not httpx's own as httpx 0.29 makes it: answers are read through httpx")
     return client
 
 
@@ -71,13 +74,18 @@ def offers_whole_reads(transport: httpx.AsyncHTTPTransport) -> None:
     """Make each answer of ``transport`` offer ``READ_WHOLE`` (``_http.read_capped`` reads an uncoded body with it):
     its body read straight off httpcore's stream, not through the three async generators httpx stacks on it
     (``aiter_raw``, the client's bound stream, the transport's), each made, stepped and closed per request."""
-    send = transport.handle_async_request
+    send = type(transport).handle_async_request
+    # Weakly: the transport holds this function, which must not hold the transport (a cycle for the collector).
+    owner = weakref.ref(transport)
 
     async def handle_async_request(request: httpx.Request) -> httpx.Response:
-        response = await send(request)
-        stream = response.stream
-        if isinstance(stream, AsyncResponseStream):
-            response.extensions[READ_WHOLE] = functools.partial(_read_whole, stream._httpcore_stream)
+        transport = owner()
+        if transport is None:  # only a caller that kept the method and dropped its transport
+            raise RuntimeError("the HTTP transport is gone")
+        response = await send(transport, request)
+        body = getattr(response.stream, "_httpcore_stream", None)
+        if isinstance(response.stream, AsyncResponseStream) and body is not None:
+            response.extensions[READ_WHOLE] = functools.partial(_read_whole, body)
         return response
 
     transport.handle_async_request = handle_async_request  # type: ignore[method-assign]
@@ -86,19 +94,14 @@ def offers_whole_reads(transport: httpx.AsyncHTTPTransport) -> None:
 async def _read_whole(body: AsyncIterable[bytes], limit: int) -> bytes | None:
     """httpcore's ``body`` whole, its errors as httpx's; ``None`` (the stream closed, the rest unread) once it
     passes ``limit`` bytes."""
-    chunks: list[bytes] = []
-    size = 0
+    parts = aiter(body)
     with map_httpcore_exceptions():
-        parts = aiter(body)
-        async for chunk in parts:
-            size += len(chunk)
-            if size > limit:
-                aclose = getattr(parts, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-                return None
-            chunks.append(chunk)
-    return b"".join(chunks)
+        content = await read_up_to(lambda: anext(parts, None), limit)
+        if content is None:
+            aclose = getattr(parts, "aclose", None)
+            if aclose is not None:
+                await aclose()
+    return content
 
 
 def reads_cookies_when_set(client: httpx.AsyncClient) -> None:

@@ -637,6 +637,8 @@ async def test_an_answer_cut_short_is_our_error_and_a_submit_is_not_sent_again()
         with pytest.raises(APIConnectionError) as caught:
             await asyncio.wait_for(client.submit("wf-1"), timeout=10)
     assert caught.value.request_sent is True and requests == 1
+    cause = caught.value.__cause__
+    assert isinstance(cause, httpx.TransportError) and cause.request.method == "POST"
 
 
 async def test_a_small_gzip_answer_that_inflates_past_the_cap_is_refused() -> None:

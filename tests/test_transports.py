@@ -305,22 +305,32 @@ async def test_an_oversized_api_answer_is_refused(http_client: AioHttpClient) ->
             await client.get_tasks(["cft-1"])
 
 
-async def test_an_endless_api_answer_of_no_declared_size_is_cut_off_at_the_cap(http_client: AioHttpClient) -> None:
-    # No Content-Length to refuse up front: the body is counted as it is read, and the connection is dropped.
-    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> bool:
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n[")
+@pytest.mark.parametrize("transport", ["httpx", "aiohttp"])
+async def test_an_endless_api_answer_of_no_declared_size_is_cut_off_at_the_cap(transport: str) -> None:
+    # No Content-Length to refuse up front: the body is counted as it is read, its connection dropped (never given
+    # back to the pool with the rest unread), and the next call goes out on a fresh one.
+    async def endless_then_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes) -> bool:
+        await reader.readexactly(int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0]))
+        if len(server.requests) > 1:
+            writer.write(answer(b'{"code": 0, "msg": "Success", "data": {"comfy_task_info": []}}'))
+            await writer.drain()
+            return True
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
         while True:  # until the client hangs up
-            writer.write(b"0," * 8192)
+            writer.write(b"4000\r\n" + b"0," * 8192 + b"\r\n")
             await writer.drain()
 
-    async with (
-        raw_server(endless) as server,
-        AsyncGenStudio(API_KEY, base_url=server.origin, http_client=http_client, max_response_bytes=65536) as client,
-    ):
+    async with contextlib.AsyncExitStack() as stack:
+        server = await stack.enter_async_context(raw_server(endless_then_answer))
+        given = await stack.enter_async_context(AioHttpClient()) if transport == "aiohttp" else None
+        client = await stack.enter_async_context(
+            AsyncGenStudio(API_KEY, base_url=server.origin, http_client=given, max_response_bytes=65536)
+        )
         async with asyncio.timeout(10):
             with pytest.raises(ResponseTooLargeError, match="max_response_bytes"):
                 await client.get_tasks(["cft-1"])
-    assert len(server.requests) == 1
+            assert await client.get_tasks(["cft-1"]) == []
+    assert len(server.requests) == 2 and len(server.writers) == 2
 
 
 async def test_an_answer_cut_short_is_our_error_and_a_submit_is_not_sent_again(http_client: AioHttpClient) -> None:
@@ -337,6 +347,8 @@ async def test_an_answer_cut_short_is_our_error_and_a_submit_is_not_sent_again(h
         with pytest.raises(APIConnectionError) as raised:
             await client.submit(T2I)
     assert raised.value.request_sent is True and len(server.requests) == 1
+    cause = raised.value.__cause__
+    assert isinstance(cause, httpx.TransportError) and cause.request.url.path == GS.SUBMIT_PATH
 
 
 async def test_a_gzipped_api_answer_is_inflated_over_aiohttp(http_client: AioHttpClient) -> None:
@@ -567,3 +579,4 @@ async def test_an_uncoded_answer_is_read_whole_and_a_gzipped_one_through_httpx(
         second = await client.submit(T2I)  # inflated by the SDK, a step at a time, as before
         assert len(raw_reads) == 1
     assert first.prompt_id == second.prompt_id != ""
+    assert len(server.writers) == 1  # the answer read whole gave its connection back for the next request
