@@ -55,7 +55,7 @@ log = logging.getLogger("genstudio_async")
 
 T = TypeVar("T")
 
-#: The ``httpx.Response.extensions`` key under which a transport of ours offers to read a body whole, capped
+#: The ``httpx.Response.extensions`` key under which a transport of ours (aiohttp's) offers to read a body whole, capped
 #: (``async (limit) -> bytes | None``; ``None`` past the limit): ``read_capped`` takes it for an uncoded body.
 READ_WHOLE = "genstudio_async.read_whole"
 
@@ -372,7 +372,7 @@ async def read_capped(response: httpx.Response, limit: int, *, what: str, settin
 
     ``Content-Length`` is checked first; the decoded bytes are counted as they are inflated (``decoded_body``),
     so a small compressed body that inflates past the cap is cut off without being held. A body with no coding is
-    read whole by the transport when it offers to (``READ_WHOLE``: the SDK's own transports), counted the same
+    read whole by the transport when it offers to (``READ_WHOLE``: ``AioHttpClient``'s), counted the same
     way. ``setting`` names the argument that sets the cap.
     """
     declared = response.headers.get("content-length", "")

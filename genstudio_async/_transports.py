@@ -17,24 +17,16 @@ Like any ``http_client`` passed in, it is the caller's to close (``async with`` 
 
 from __future__ import annotations
 
-import functools
 import ssl
-import weakref
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import httpcore
 import httpx
 from httpcore._utils import is_socket_readable  # httpcore's own check, the one its streams make
 
-try:  # httpx's own wrapper of httpcore's body, and its error map (where httpx 0.27 to 0.29 keep them)
-    from httpx._transports.default import AsyncResponseStream, map_httpcore_exceptions
-except ImportError:  # pragma: no cover - another httpx: its answers are read through httpx, as any client's
-    AsyncResponseStream = None  # type: ignore[assignment,misc]
-
 from . import _constants as C
 from ._config import default_timeout
-from ._http import READ_WHOLE, read_up_to
 from ._logs import log
 
 if TYPE_CHECKING:
@@ -63,45 +55,7 @@ def default_http_client(timeout: httpx.Timeout, headers: dict[str, str]) -> http
             pool._network_backend = ReadinessCachingBackend(backend)  # type: ignore[union-attr]
         else:
             log.debug("the HTTP pool's network backend is not where httpcore 1.0 keeps it: left as it is")
-        if isinstance(transport, httpx.AsyncHTTPTransport) and AsyncResponseStream is not None:
-            offers_whole_reads(transport)
-        else:
-            log.debug("the HTTP transport is not httpx's own as httpx 0.29 makes it: answers are read through httpx")
     return client
-
-
-def offers_whole_reads(transport: httpx.AsyncHTTPTransport) -> None:
-    """Make each answer of ``transport`` offer ``READ_WHOLE`` (``_http.read_capped`` reads an uncoded body with it):
-    its body read straight off httpcore's stream, not through the three async generators httpx stacks on it
-    (``aiter_raw``, the client's bound stream, the transport's), each made, stepped and closed per request."""
-    send = type(transport).handle_async_request
-    # Weakly: the transport holds this function, which must not hold the transport (a cycle for the collector).
-    owner = weakref.ref(transport)
-
-    async def handle_async_request(request: httpx.Request) -> httpx.Response:
-        transport = owner()
-        if transport is None:  # only a caller that kept the method and dropped its transport
-            raise RuntimeError("the HTTP transport is gone")
-        response = await send(transport, request)
-        body = getattr(response.stream, "_httpcore_stream", None)
-        if isinstance(response.stream, AsyncResponseStream) and body is not None:
-            response.extensions[READ_WHOLE] = functools.partial(_read_whole, body)
-        return response
-
-    transport.handle_async_request = handle_async_request  # type: ignore[method-assign]
-
-
-async def _read_whole(body: AsyncIterable[bytes], limit: int) -> bytes | None:
-    """httpcore's ``body`` whole, its errors as httpx's; ``None`` (the stream closed, the rest unread) once it
-    passes ``limit`` bytes."""
-    parts = aiter(body)
-    with map_httpcore_exceptions():
-        content = await read_up_to(lambda: anext(parts, None), limit)
-        if content is None:
-            aclose = getattr(parts, "aclose", None)
-            if aclose is not None:
-                await aclose()
-    return content
 
 
 def reads_cookies_when_set(client: httpx.AsyncClient) -> None:
